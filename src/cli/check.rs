@@ -1,0 +1,169 @@
+use std::io::Write;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::output::{BOLD, DENY, DIM, OK, WARN, pad, paint};
+use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFormat, load_state};
+use crate::engine::{self, Evaluation, Excused, Violation};
+
+pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
+    let (index, report) = load_state(&args.files)?;
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let ev = engine::evaluate(&index, now);
+    let mut out = anstream::stdout();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &to_json(&ev, &report))
+                .map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => print_text(&mut out, &ev, &report)?,
+    }
+    Ok(if ev.violations.iter().any(|v| v.actions.deny) {
+        EXIT_VIOLATIONS
+    } else {
+        EXIT_OK
+    })
+}
+
+pub(super) fn violation_json(v: &Violation) -> Value {
+    let paths: serde_json::Map<String, Value> = v
+        .explanation
+        .iter()
+        .map(|d| {
+            (
+                d.duty.to_string(),
+                d.paths
+                    .iter()
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({
+        "policy": &*v.policy,
+        "subject": v.subject.to_string(),
+        "namespace": &*v.namespace,
+        "duties": v.duties.iter().map(|d| &**d).collect::<Vec<_>>(),
+        "actions": v.actions.names(),
+        "paths": paths,
+    })
+}
+
+fn excused_json(e: &Excused) -> Value {
+    let mut v = violation_json(&e.violation);
+    v["excusedBy"] = json!(&*e.exception);
+    v["expiresAt"] = json!(e.expires_at.to_string());
+    v
+}
+
+fn to_json(ev: &Evaluation, report: &LoadReport) -> Value {
+    json!({
+        "violations": ev.violations.iter().map(violation_json).collect::<Vec<_>>(),
+        "excused": ev.excused.iter().map(excused_json).collect::<Vec<_>>(),
+        "documents": report.documents,
+        "skipped": report.skipped,
+    })
+}
+
+pub(super) fn print_violation(
+    out: &mut impl Write,
+    v: &Violation,
+    marker: &str,
+) -> std::io::Result<()> {
+    let style = if v.actions.deny { DENY } else { WARN };
+    let ns = if &*v.namespace == "*" {
+        "cluster-wide".to_string()
+    } else {
+        format!("in namespace {}", v.namespace)
+    };
+    writeln!(
+        out,
+        "{} {}  {}  {}  {}",
+        paint(style, marker),
+        paint(BOLD, &v.policy),
+        v.subject,
+        ns,
+        paint(DIM, format!("[{}]", v.actions.names().join(", ")))
+    )?;
+    let width = v
+        .duties
+        .iter()
+        .map(|d| d.chars().count())
+        .max()
+        .unwrap_or(0);
+    for d in &v.explanation {
+        for (i, p) in d.paths.iter().enumerate() {
+            let label = if i == 0 {
+                pad(&d.duty, width)
+            } else {
+                " ".repeat(width)
+            };
+            writeln!(out, "    {label}  {p}")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std::io::Result<()> {
+    for v in &ev.violations {
+        let marker = if v.actions.deny {
+            "DENY"
+        } else if v.actions.warn {
+            "WARN"
+        } else {
+            "AUDIT"
+        };
+        print_violation(out, v, marker)?;
+        writeln!(out)?;
+    }
+    for e in &ev.excused {
+        print_violation(out, &e.violation, "EXCUSED")?;
+        writeln!(
+            out,
+            "    {}",
+            paint(
+                DIM,
+                format!(
+                    "excused by SoDException {} until {}",
+                    e.exception, e.expires_at
+                )
+            )
+        )?;
+        writeln!(out)?;
+    }
+    let deny = ev.violations.iter().filter(|v| v.actions.deny).count();
+    let summary = format!(
+        "{} violation(s) ({} under Deny), {} excused",
+        ev.violations.len(),
+        deny,
+        ev.excused.len()
+    );
+    writeln!(
+        out,
+        "{}",
+        if deny > 0 {
+            paint(DENY, summary)
+        } else {
+            paint(OK, summary)
+        }
+    )?;
+    let mut note = format!(
+        "read {} document(s) from {} file(s)",
+        report.documents, report.files
+    );
+    if report.skipped_total() > 0 {
+        let kinds: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        note.push_str(&format!(
+            "; skipped {} of kinds sodguard does not check ({})",
+            report.skipped_total(),
+            kinds.join(", ")
+        ));
+    }
+    writeln!(out, "{}", paint(DIM, note))
+}

@@ -1,0 +1,119 @@
+use std::io::Write;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::check::{print_violation, violation_json};
+use super::output::{BOLD, DIM, pad, paint};
+use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_state};
+use crate::engine::{self, Explanation};
+use crate::model::Identity;
+
+pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
+    let subject: Identity = args.subject.parse()?;
+    let (index, _) = load_state(&args.files)?;
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let e = engine::explain(&index, &subject, now);
+    let mut out = anstream::stdout();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &to_json(&e)).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => print_text(&mut out, &e)?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn to_json(e: &Explanation) -> Value {
+    json!({
+        "subject": e.subject.to_string(),
+        "exists": e.exists,
+        "policies": e.policies.iter().map(|p| json!({
+            "policy": &*p.policy,
+            "governed": p.governed,
+            "holdings": p.scopes.iter().map(|s| json!({
+                "namespace": &*s.namespace,
+                "duties": s.duties.iter().map(|d| json!({
+                    "duty": &*d.duty,
+                    "paths": d.paths.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "violations": e.evaluation.violations.iter().map(violation_json).collect::<Vec<_>>(),
+        "excused": e.evaluation.excused.iter().map(|x| {
+            let mut v = violation_json(&x.violation);
+            v["excusedBy"] = json!(&*x.exception);
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
+    let state = match (&e.subject, e.exists) {
+        (Identity::ServiceAccount { .. }, false) => {
+            " (no such ServiceAccount: its bindings are latent)"
+        }
+        (_, false) => " (named by no binding)",
+        _ => "",
+    };
+    writeln!(out, "{}{}", paint(BOLD, &e.subject), paint(DIM, state))?;
+    for p in &e.policies {
+        let gov = if p.governed {
+            ""
+        } else {
+            " (not governed: excluded, not selected or not existing)"
+        };
+        writeln!(
+            out,
+            "\n  policy {}{}",
+            paint(BOLD, &p.policy),
+            paint(DIM, gov)
+        )?;
+        if p.scopes.is_empty() {
+            writeln!(out, "    holds none of its duties")?;
+        }
+        for s in &p.scopes {
+            let where_ = if &*s.namespace == "*" {
+                "cluster-wide".to_string()
+            } else {
+                format!("in namespace {}", s.namespace)
+            };
+            let names: Vec<&str> = s.duties.iter().map(|d| &*d.duty).collect();
+            writeln!(out, "    {where_}: {}", names.join(", "))?;
+            let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+            for d in &s.duties {
+                for (i, path) in d.paths.iter().enumerate() {
+                    let label = if i == 0 {
+                        pad(&d.duty, width)
+                    } else {
+                        " ".repeat(width)
+                    };
+                    writeln!(out, "      {label}  {path}")?;
+                }
+            }
+        }
+    }
+    writeln!(out)?;
+    if e.evaluation.violations.is_empty() && e.evaluation.excused.is_empty() {
+        writeln!(out, "violates no policy")?;
+    }
+    for v in &e.evaluation.violations {
+        print_violation(out, v, "VIOLATES")?;
+    }
+    for x in &e.evaluation.excused {
+        print_violation(out, &x.violation, "EXCUSED")?;
+        writeln!(
+            out,
+            "    {}",
+            paint(
+                DIM,
+                format!(
+                    "excused by SoDException {} until {}",
+                    x.exception, x.expires_at
+                )
+            )
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The `sodguard` command line. Thin: parse arguments, load, ask the engine,
+//! print.
+
+mod check;
+mod explain;
+mod output;
+mod state;
+mod test;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+pub use state::{LoadReport, load_state};
+
+/// Exit codes shared by every command.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_VIOLATIONS: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sodguard",
+    version,
+    about = "Segregation of duties for Kubernetes RBAC"
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,sodguard=debug`).
+    #[arg(long, env = "SODGUARD_LOG", default_value = "warn", global = true)]
+    pub log: String,
+    /// Log format.
+    #[arg(long, env = "SODGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report every violation in a set of manifests.
+    Check(CheckArgs),
+    /// Show what one subject holds, per policy and namespace, and why.
+    Explain(ExplainArgs),
+    /// Run SoDTestCase files.
+    Test(TestArgs),
+    /// Print the CustomResourceDefinitions.
+    Crd,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Files or folders of YAML/JSON manifests (repeatable).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The time exceptions are judged at (RFC 3339); default: now.
+    #[arg(long, env = "SODGUARD_NOW")]
+    pub now: Option<Timestamp>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Files or folders of YAML/JSON manifests (repeatable).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// ServiceAccount:NAMESPACE:NAME, User:NAME or Group:NAME.
+    pub subject: String,
+    #[arg(long, env = "SODGUARD_NOW")]
+    pub now: Option<Timestamp>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// SoDTestCase files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Errors that stop a command (exit code 2). Violations are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
+    #[error("{at}: {error}")]
+    Object {
+        at: crate::load::Source,
+        error: crate::model::ConvertError,
+    },
+    #[error(transparent)]
+    Case(#[from] crate::testcase::CaseError),
+    #[error(transparent)]
+    Subject(#[from] crate::model::IdentityParseError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            });
+        }
+    };
+    init_tracing(&cli.log, cli.log_format);
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let mut err = anstream::stderr();
+            let _ = writeln!(
+                err,
+                "{}error:{} {e}",
+                output::ERROR.render(),
+                output::ERROR.render_reset()
+            );
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+pub fn run(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Check(a) => check::run(&a),
+        Command::Explain(a) => explain::run(&a),
+        Command::Test(a) => test::run(&a),
+        Command::Crd => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(crate::crd::crds_yaml().as_bytes())?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn init_tracing(filter: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,54 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::CliError;
+use crate::index::Index;
+use crate::load;
+use crate::model::{Object, TypeMeta, convert};
+
+/// What loading found besides the objects.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub files: usize,
+    pub documents: usize,
+    /// Documents of kinds sodguard has no use for, by kind.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl LoadReport {
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
+/// Reads manifests into an index. Files are parsed one at a time so that
+/// only the small domain objects outlive their file.
+pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
+    let mut report = LoadReport::default();
+    let mut objects: Vec<Object> = Vec::new();
+    for file in load::files(paths)? {
+        report.files += 1;
+        for doc in load::read_file(&file)? {
+            report.documents += 1;
+            match convert(&doc.value) {
+                Ok(Some(o)) => objects.push(o),
+                Ok(None) => {
+                    let tm = TypeMeta::of(&doc.value);
+                    let kind = if tm.kind.is_empty() {
+                        "(no kind)".to_string()
+                    } else {
+                        tm.kind
+                    };
+                    *report.skipped.entry(kind).or_default() += 1;
+                }
+                Err(error) => {
+                    return Err(CliError::Object {
+                        at: doc.source,
+                        error,
+                    });
+                }
+            }
+        }
+    }
+    Ok((Index::from_objects(objects), report))
+}

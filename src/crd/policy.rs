@@ -1,0 +1,431 @@
+use std::collections::HashSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{FieldError, glob, parse_duration};
+use crate::model::policy::{Credentials, ExceptionRules, Exclude};
+use crate::model::{Actions, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction};
+use crate::rbac::Permission;
+
+/// Duties that one identity must not combine.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sodguard.io",
+    version = "v1alpha1",
+    kind = "SoDPolicy",
+    shortname = "sodp",
+    status = "SoDPolicyStatus",
+    printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
+    printcolumn = r#"{"name":"Actions","type":"string","jsonPath":".spec.validationActions"}"#,
+    printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.violations"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SoDPolicySpec {
+    /// What the policy protects against, for people.
+    #[serde(default)]
+    pub description: String,
+    /// The incompatible duties (at least two).
+    #[schemars(length(min = 2))]
+    pub duties: Vec<DutySpec>,
+    /// How many of the duties one subject may hold in one scope unit.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub max_duties: i64,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub subjects: SubjectsSpec,
+    #[serde(default = "deny_only")]
+    pub validation_actions: Vec<ValidationAction>,
+    #[serde(default)]
+    pub exceptions: ExceptionsSpec,
+    #[serde(default)]
+    pub credentials: CredentialsSpec,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn deny_only() -> Vec<ValidationAction> {
+    vec![ValidationAction::Deny]
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DutySpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `Any`: one permission is enough to hold the duty; `All`: every one.
+    #[serde(default, rename = "match")]
+    pub match_mode: MatchMode,
+    #[schemars(length(min = 1))]
+    pub permissions: Vec<PermissionSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSpec {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_names: Option<Vec<String>>,
+    #[serde(
+        default,
+        rename = "nonResourceURLs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub non_resource_urls: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum MatchMode {
+    #[default]
+    Any,
+    All,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Scope {
+    #[default]
+    Namespace,
+    Cluster,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum SubjectKind {
+    ServiceAccount,
+    User,
+    Group,
+}
+
+impl SubjectKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SubjectKind::ServiceAccount => "ServiceAccount",
+            SubjectKind::User => "User",
+            SubjectKind::Group => "Group",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectsSpec {
+    #[serde(default = "service_accounts_only")]
+    pub kinds: Vec<SubjectKind>,
+    /// Globs on a ServiceAccount's namespace; all namespaces when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude: Vec<ExcludeSpec>,
+}
+
+impl Default for SubjectsSpec {
+    fn default() -> Self {
+        SubjectsSpec {
+            kinds: service_accounts_only(),
+            namespaces: None,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+fn service_accounts_only() -> Vec<SubjectKind> {
+    vec![SubjectKind::ServiceAccount]
+}
+
+/// Subjects that the policy does not govern; `namespace` and `name` are globs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExcludeSpec {
+    pub kind: SubjectKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ValidationAction {
+    Deny,
+    Warn,
+    Audit,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExceptionsSpec {
+    #[serde(default = "one_u32")]
+    #[schemars(range(min = 1))]
+    pub approvals_required: u32,
+    #[serde(default = "hours_24")]
+    pub max_duration: String,
+    #[serde(default)]
+    pub break_glass: BreakGlassSpec,
+}
+
+impl Default for ExceptionsSpec {
+    fn default() -> Self {
+        ExceptionsSpec {
+            approvals_required: 1,
+            max_duration: hours_24(),
+            break_glass: BreakGlassSpec::default(),
+        }
+    }
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+fn hours_24() -> String {
+    "24h".into()
+}
+
+fn hours_4() -> String {
+    "4h".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlassSpec {
+    #[serde(default)]
+    pub allowed: bool,
+    #[serde(default = "hours_4")]
+    pub max_duration: String,
+}
+
+impl Default for BreakGlassSpec {
+    fn default() -> Self {
+        BreakGlassSpec {
+            allowed: false,
+            max_duration: hours_4(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum TokenPolicy {
+    Allow,
+    #[default]
+    Warn,
+    Deny,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    #[serde(default)]
+    pub long_lived_tokens: TokenPolicy,
+    /// Token Secrets older than this are reported as stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SoDPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluated: Option<String>,
+}
+
+fn names(xs: &[String]) -> Vec<Name> {
+    xs.iter().map(|s| Name::from(s.as_str())).collect()
+}
+
+/// Validates a policy (R7.5) and compiles it for the engine. Every error names
+/// the offending field.
+pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldError> {
+    let n = spec.duties.len();
+    if n < 2 {
+        return Err(FieldError::new(
+            "spec.duties",
+            format!("a policy needs at least two duties to separate, found {n}"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut duties = Vec::with_capacity(n);
+    let mut permissions = Vec::new();
+    let mut permission_duty = Vec::new();
+    for (i, d) in spec.duties.iter().enumerate() {
+        if d.name.trim().is_empty() {
+            return Err(FieldError::new(
+                format!("spec.duties[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !seen.insert(d.name.as_str()) {
+            return Err(FieldError::new(
+                format!("spec.duties[{i}].name"),
+                format!("duplicate duty name {:?}", d.name),
+            ));
+        }
+        if d.permissions.is_empty() {
+            return Err(FieldError::new(
+                format!("spec.duties[{i}].permissions"),
+                "a duty needs at least one permission",
+            ));
+        }
+        let start = permissions.len();
+        for (j, p) in d.permissions.iter().enumerate() {
+            let path = format!("spec.duties[{i}].permissions[{j}]");
+            if p.verbs.is_empty() {
+                return Err(FieldError::new(
+                    format!("{path}.verbs"),
+                    "must name at least one verb",
+                ));
+            }
+            let urls = p.non_resource_urls.as_deref().unwrap_or_default();
+            if p.resources.is_empty() && urls.is_empty() {
+                return Err(FieldError::new(
+                    path,
+                    "must name resources or nonResourceURLs",
+                ));
+            }
+            if !p.resources.is_empty() && p.api_groups.is_empty() {
+                return Err(FieldError::new(
+                    format!("{path}.apiGroups"),
+                    "must name at least one API group ('' is the core group)",
+                ));
+            }
+            permissions.push(Permission {
+                verbs: names(&p.verbs),
+                api_groups: names(&p.api_groups),
+                resources: names(&p.resources),
+                resource_names: names(p.resource_names.as_deref().unwrap_or_default()),
+                non_resource_urls: names(urls),
+            });
+            permission_duty.push(i);
+        }
+        duties.push(Duty {
+            name: Name::from(d.name.as_str()),
+            description: d.description.clone(),
+            match_all: d.match_mode == MatchMode::All,
+            permissions: start..permissions.len(),
+        });
+    }
+    if spec.max_duties < 1 || spec.max_duties >= n as i64 {
+        return Err(FieldError::new(
+            "spec.maxDuties",
+            format!(
+                "must be at least 1 and less than the number of duties ({n}), found {}",
+                spec.max_duties
+            ),
+        ));
+    }
+    let mut actions = Actions::default();
+    for a in &spec.validation_actions {
+        match a {
+            ValidationAction::Deny => actions.deny = true,
+            ValidationAction::Warn => actions.warn = true,
+            ValidationAction::Audit => actions.audit = true,
+        }
+    }
+    if actions.deny && actions.warn {
+        return Err(FieldError::new(
+            "spec.validationActions",
+            "Deny and Warn together are contradictory: choose one",
+        ));
+    }
+    if spec.validation_actions.is_empty() {
+        return Err(FieldError::new(
+            "spec.validationActions",
+            "must name at least one action",
+        ));
+    }
+    Ok(Policy {
+        name: Name::from(name),
+        description: spec.description.clone(),
+        duties,
+        permissions,
+        permission_duty,
+        max_duties: spec.max_duties as usize,
+        scope: match spec.scope {
+            Scope::Namespace => PolicyScope::Namespace,
+            Scope::Cluster => PolicyScope::Cluster,
+        },
+        subjects: compile_subjects(&spec.subjects)?,
+        actions,
+        exceptions: ExceptionRules {
+            approvals_required: spec.exceptions.approvals_required,
+            max_duration: parse_duration(
+                "spec.exceptions.maxDuration",
+                &spec.exceptions.max_duration,
+            )?,
+            break_glass_allowed: spec.exceptions.break_glass.allowed,
+            break_glass_max_duration: parse_duration(
+                "spec.exceptions.breakGlass.maxDuration",
+                &spec.exceptions.break_glass.max_duration,
+            )?,
+        },
+        credentials: Credentials {
+            long_lived_tokens: match spec.credentials.long_lived_tokens {
+                TokenPolicy::Allow => TokenAction::Allow,
+                TokenPolicy::Warn => TokenAction::Warn,
+                TokenPolicy::Deny => TokenAction::Deny,
+            },
+            max_age: spec
+                .credentials
+                .max_age
+                .as_deref()
+                .map(|s| parse_duration("spec.credentials.maxAge", s))
+                .transpose()?,
+        },
+    })
+}
+
+fn compile_subjects(s: &SubjectsSpec) -> Result<SubjectSelector, FieldError> {
+    if s.kinds.is_empty() {
+        return Err(FieldError::new(
+            "spec.subjects.kinds",
+            "must name at least one kind",
+        ));
+    }
+    let namespaces = s
+        .namespaces
+        .as_ref()
+        .map(|nss| {
+            nss.iter()
+                .enumerate()
+                .map(|(i, g)| glob(&format!("spec.subjects.namespaces[{i}]"), g))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let exclude = s
+        .exclude
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Exclude {
+                kind: e.kind.as_str().to_string(),
+                namespace: e
+                    .namespace
+                    .as_deref()
+                    .map(|g| glob(&format!("spec.subjects.exclude[{i}].namespace"), g))
+                    .transpose()?,
+                name: glob(&format!("spec.subjects.exclude[{i}].name"), &e.name)?,
+            })
+        })
+        .collect::<Result<Vec<_>, FieldError>>()?;
+    Ok(SubjectSelector {
+        service_accounts: s.kinds.contains(&SubjectKind::ServiceAccount),
+        users: s.kinds.contains(&SubjectKind::User),
+        groups: s.kinds.contains(&SubjectKind::Group),
+        namespaces,
+        exclude,
+    })
+}

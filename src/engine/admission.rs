@@ -1,0 +1,304 @@
+//! Admission (R7): the new violations a proposed change would create, and the
+//! verdict on it.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::exception_rules;
+use super::violations::{
+    Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
+    subject_violations,
+};
+use crate::index::{Index, Undo};
+use crate::model::{Identity, Object, ObjectKey, RoleKey, convert};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The parts of an admission request the engine decides on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A verdict with its reasons. A denial is a decision, not an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Review {
+    pub allowed: bool,
+    /// Why the request is refused for a reason other than a violation: an
+    /// object that cannot be read, an invalid policy, a broken exception rule.
+    pub refusal: Option<String>,
+    /// New violations (R7.1) that no exception excuses, under any action.
+    pub violations: Vec<Violation>,
+    /// New violations that an active exception excuses (R6.3).
+    pub excused: Vec<Excused>,
+    /// Other things the requester should know.
+    pub warnings: Vec<String>,
+}
+
+impl Review {
+    fn allow() -> Self {
+        Review {
+            allowed: true,
+            ..Review::default()
+        }
+    }
+
+    fn refuse(reason: impl Into<String>) -> Self {
+        Review {
+            allowed: false,
+            refusal: Some(reason.into()),
+            ..Review::default()
+        }
+    }
+
+    pub fn denying(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.actions.deny)
+    }
+
+    pub fn warning(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.actions.warn)
+    }
+
+    pub fn auditing(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.actions.audit)
+    }
+}
+
+/// Decides on `req` against the state in `index`, and leaves the index as it
+/// found it.
+pub fn review(index: &mut Index, req: &Request, now: Timestamp) -> Review {
+    let (review, undo) = decide(index, req, now);
+    if let Some(u) = undo {
+        index.undo(u);
+    }
+    review
+}
+
+/// Decides on `req` and, when it is admitted and not a dry run, keeps the
+/// change in the index (until the watch confirms or reverts it). The returned
+/// [`Undo`] puts the state back.
+pub fn review_and_apply(
+    index: &mut Index,
+    req: &Request,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
+    let (review, undo) = decide(index, req, now);
+    match undo {
+        Some(u) if !review.allowed || req.dry_run => {
+            index.undo(u);
+            (review, None)
+        }
+        u => (review, u),
+    }
+}
+
+/// The decision; the change is left applied and its undo returned.
+fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<Undo>) {
+    match req.operation {
+        // R7.3: deleting only removes rights, so drift can always be repaired.
+        Operation::Delete => {
+            let key = req
+                .old_object
+                .as_ref()
+                .and_then(|o| convert(o).ok().flatten())
+                .map(|o| o.key());
+            (Review::allow(), key.map(|k| index.remove(&k)))
+        }
+        Operation::Connect => (Review::allow(), None),
+        Operation::Create | Operation::Update => {
+            let Some(raw) = &req.object else {
+                return (Review::refuse("the request carries no object"), None);
+            };
+            let object = match convert(raw) {
+                Ok(Some(o)) => o,
+                // R7.4: kinds sodguard does not check are allowed untouched.
+                Ok(None) => return (Review::allow(), None),
+                Err(e) => return (Review::refuse(e.to_string()), None),
+            };
+            match object {
+                Object::Policy(p) => {
+                    let name = p.name.clone();
+                    let before = evaluate_policy(index, &name, now);
+                    let undo = index.apply(Object::Policy(p));
+                    let after = evaluate_policy(index, &name, now);
+                    let mut review = Review::allow();
+                    let n = after.violations.len();
+                    if n > 0 {
+                        let subjects: BTreeSet<&Identity> =
+                            after.violations.iter().map(|v| &v.subject).collect();
+                        review.warnings.push(format!(
+                            "SoDPolicy {name}: {} subject(s) already violate it ({n} violation(s)); they are reported, not removed",
+                            subjects.len()
+                        ));
+                    }
+                    let (violations, excused) = new_violations(before, after);
+                    review.violations = violations;
+                    review.excused = excused;
+                    (review, Some(undo))
+                }
+                Object::Exception(e) => {
+                    let old = req
+                        .old_object
+                        .as_ref()
+                        .and_then(|o| convert(o).ok().flatten())
+                        .and_then(|o| match o {
+                            Object::Exception(e) => Some(e),
+                            _ => None,
+                        })
+                        .or_else(|| index.exception(&e.name).cloned());
+                    let old = if req.operation == Operation::Update {
+                        old
+                    } else {
+                        None
+                    };
+                    match exception_rules::check(
+                        index,
+                        &e,
+                        old.as_deref(),
+                        req.operation,
+                        &req.user_info,
+                        now,
+                    ) {
+                        Ok(()) => (Review::allow(), Some(index.apply(Object::Exception(e)))),
+                        Err(reason) => (Review::refuse(reason), None),
+                    }
+                }
+                object => rbac_change(index, object, now),
+            }
+        }
+    }
+}
+
+/// Roles, bindings, ServiceAccounts and Namespaces: compare the affected
+/// subjects' violations before and after the change (R7.1).
+fn rbac_change(index: &mut Index, object: Object, now: Timestamp) -> (Review, Option<Undo>) {
+    let mut subjects = BTreeSet::new();
+    collect_affected(index, &object, &mut subjects);
+    let before: Vec<Violation> = subjects
+        .iter()
+        .flat_map(|s| subject_violations(index, s, None))
+        .collect();
+    let probe = matches!(object, Object::Role(_)).then(|| object.key());
+    let undo = index.apply(object);
+    // A ClusterRole's labels may have joined it to new aggregators.
+    if let Some(ObjectKey::Role(k)) = &probe {
+        collect_role_subjects(index, k, &mut subjects);
+    }
+    let mut after: Vec<Violation> = subjects
+        .iter()
+        .flat_map(|s| subject_violations(index, s, None))
+        .collect();
+    sort(&mut after);
+    let after = excuse_all(index, after, now);
+    let before = Evaluation {
+        violations: before,
+        excused: Vec::new(),
+    };
+    let (violations, excused) = new_violations(before, after);
+    let allowed = !violations.iter().any(|v| v.actions.deny);
+    (
+        Review {
+            allowed,
+            refusal: None,
+            violations,
+            excused,
+            warnings: Vec::new(),
+        },
+        Some(undo),
+    )
+}
+
+fn excuse_all(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation {
+    excuse(index, raw, now)
+}
+
+/// V(S') − V(S): violations after the change that were not there before, nor
+/// contained in one that was (a change that only removes rights adds none).
+fn new_violations(before: Evaluation, after: Evaluation) -> (Vec<Violation>, Vec<Excused>) {
+    let old: Vec<&Violation> = before
+        .violations
+        .iter()
+        .chain(before.excused.iter().map(|e| &e.violation))
+        .collect();
+    let is_new = |v: &Violation| !old.iter().any(|o| v.within(o));
+    let violations = after.violations.into_iter().filter(|v| is_new(v)).collect();
+    let excused = after
+        .excused
+        .into_iter()
+        .filter(|e| is_new(&e.violation))
+        .collect();
+    (violations, excused)
+}
+
+/// The subjects whose holdings `object` changes, in the current state.
+fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
+    match object {
+        Object::Binding(b) => {
+            let old = index
+                .binding(&b.key)
+                .map(|o| o.subjects.as_slice())
+                .unwrap_or_default();
+            for s in b.subjects.iter().chain(old) {
+                affected_subjects(index, s, out);
+            }
+        }
+        Object::Role(r) => collect_role_subjects(index, &r.key, out),
+        Object::ServiceAccount { namespace, name } => {
+            out.insert(Identity::ServiceAccount {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            });
+        }
+        Object::Namespace(_) | Object::Policy(_) | Object::Exception(_) => {}
+    }
+}
+
+/// The subjects of every binding to `role` or to an aggregator that includes it.
+fn collect_role_subjects(index: &Index, role: &RoleKey, out: &mut BTreeSet<Identity>) {
+    let mut roles = vec![role.clone()];
+    roles.extend(
+        index
+            .aggregators_reaching(role)
+            .into_iter()
+            .map(|name| RoleKey {
+                namespace: None,
+                name,
+            }),
+    );
+    for r in &roles {
+        for bk in index.bindings_of_role(r) {
+            if let Some(b) = index.binding(bk) {
+                for s in &b.subjects {
+                    affected_subjects(index, s, out);
+                }
+            }
+        }
+    }
+}

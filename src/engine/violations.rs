@@ -1,0 +1,371 @@
+//! Violations (R5) and the exceptions that excuse them (R6).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use fixedbitset::FixedBitSet;
+use jiff::Timestamp;
+
+use super::holdings::{Held, Via, holdings};
+use crate::index::Index;
+use crate::model::{Actions, BindingKey, Identity, Name, Policy, PolicyScope, RoleKey};
+
+/// The namespace of violations that hold cluster-wide.
+pub const CLUSTER_WIDE: &str = "*";
+
+/// One explanation path (R5.4): binding → role (→ aggregated source) → rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub via: Via,
+    pub binding: BindingKey,
+    pub role: RoleKey,
+    /// The ClusterRole the rule is aggregated from, if it is.
+    pub source: Option<Name>,
+    pub rule_index: u32,
+    /// The rule, written for people.
+    pub rule: String,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.via != Via::Direct {
+            write!(f, "({}) ", self.via)?;
+        }
+        write!(f, "{} → {}", self.binding, self.role)?;
+        if let Some(src) = &self.source {
+            write!(f, " → ClusterRole {src}")?;
+        }
+        write!(f, " → rules[{}]: {}", self.rule_index, self.rule)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DutyPaths {
+    pub duty: Name,
+    pub paths: Vec<Path>,
+}
+
+/// (policy, subject, namespace, duties) with its explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub policy: Name,
+    pub subject: Identity,
+    /// A namespace, or `*` for cluster-wide holdings.
+    pub namespace: Name,
+    /// Sorted by name.
+    pub duties: Vec<Name>,
+    pub explanation: Vec<DutyPaths>,
+    pub actions: Actions,
+}
+
+impl Violation {
+    /// The identity of a violation, as R7.1 compares them.
+    pub fn tuple(&self) -> (&Name, &Identity, &Name, &[Name]) {
+        (&self.policy, &self.subject, &self.namespace, &self.duties)
+    }
+
+    /// Whether this violation is no more than `other`: same policy and
+    /// subject, a subset of its duties, in its namespace or with it holding
+    /// them cluster-wide.
+    pub fn within(&self, other: &Violation) -> bool {
+        self.policy == other.policy
+            && self.subject == other.subject
+            && (self.namespace == other.namespace || &*other.namespace == CLUSTER_WIDE)
+            && self.duties.iter().all(|d| other.duties.contains(d))
+    }
+}
+
+/// A violation that an active exception excuses (R6.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excused {
+    pub violation: Violation,
+    pub exception: Name,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub violations: Vec<Violation>,
+    pub excused: Vec<Excused>,
+}
+
+/// Raw violations of one subject (exceptions not applied), for every policy
+/// that governs it (or only `only`).
+pub fn subject_violations(index: &Index, subject: &Identity, only: Option<u32>) -> Vec<Violation> {
+    if !index.exists(subject) {
+        return Vec::new();
+    }
+    let governed: Vec<(u32, &Policy)> = index
+        .policies()
+        .filter(|(slot, p)| only.is_none_or(|o| o == *slot) && p.subjects.selects(subject))
+        .map(|(slot, p)| (slot, &**p))
+        .collect();
+    if governed.is_empty() {
+        return Vec::new();
+    }
+    let h = holdings(index, subject, only);
+    let mut out = Vec::new();
+    for (slot, policy) in governed {
+        if let Some(held) = h.by_policy.get(&slot) {
+            policy_violations(index, policy, subject, held, &mut out);
+        }
+    }
+    out
+}
+
+fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
+    policy
+        .duties
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| {
+            let mut ps = d.permissions.clone();
+            if d.match_all {
+                ps.all(|p| perms.contains(p))
+            } else {
+                ps.any(|p| perms.contains(p))
+            }
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn policy_violations(
+    index: &Index,
+    policy: &Policy,
+    subject: &Identity,
+    held: &[Held<'_>],
+    out: &mut Vec<Violation>,
+) {
+    let n = policy.permissions.len();
+    let mut cluster = FixedBitSet::with_capacity(n);
+    let mut per_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
+    for h in held {
+        match h.namespace {
+            None => cluster.insert(h.permission as usize),
+            Some(ns) => per_ns
+                .entry(ns)
+                .or_insert_with(|| FixedBitSet::with_capacity(n))
+                .insert(h.permission as usize),
+        }
+    }
+    let mut all = cluster.clone();
+    for s in per_ns.values() {
+        all.union_with(s);
+    }
+    // Most subjects hold too little to violate anything: stop early.
+    let all_duties = duties_held(policy, &all);
+    if all_duties.len() <= policy.max_duties {
+        return;
+    }
+    let mut emit = |namespace: &str, duties: Vec<usize>, in_scope: &dyn Fn(&Held<'_>) -> bool| {
+        out.push(violation(
+            index, policy, subject, namespace, &duties, held, in_scope,
+        ));
+    };
+    match policy.scope {
+        PolicyScope::Cluster => emit(CLUSTER_WIDE, all_duties, &|_| true),
+        PolicyScope::Namespace => {
+            // R5.2: cluster-wide holdings count in every namespace; a namespace
+            // that adds nothing to a cluster-wide violation is not reported again.
+            let star = duties_held(policy, &cluster);
+            let star_violates = star.len() > policy.max_duties;
+            if star_violates {
+                emit(CLUSTER_WIDE, star.clone(), &|h| h.namespace.is_none());
+            }
+            for (ns, perms) in &per_ns {
+                let mut u = cluster.clone();
+                u.union_with(perms);
+                let d = duties_held(policy, &u);
+                if d.len() > policy.max_duties && !(star_violates && d == star) {
+                    emit(ns, d, &|h| h.namespace.is_none_or(|x| x == *ns));
+                }
+            }
+        }
+    }
+}
+
+fn violation(
+    index: &Index,
+    policy: &Policy,
+    subject: &Identity,
+    namespace: &str,
+    duties: &[usize],
+    held: &[Held<'_>],
+    in_scope: &dyn Fn(&Held<'_>) -> bool,
+) -> Violation {
+    let mut explanation: Vec<DutyPaths> = duties
+        .iter()
+        .map(|&di| {
+            let duty = &policy.duties[di];
+            let best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
+                let perms: BTreeSet<usize> = perms.collect();
+                held.iter()
+                    .filter(|h| perms.contains(&(h.permission as usize)) && in_scope(h))
+                    .min_by_key(|h| {
+                        (
+                            h.via != Via::Direct,
+                            h.grant.source.is_some(),
+                            h.binding,
+                            h.grant.rule,
+                        )
+                    })
+                    .map(|h| path(index, h))
+            };
+            let paths = if duty.match_all {
+                duty.permissions
+                    .clone()
+                    .filter_map(|p| best(&mut std::iter::once(p)))
+                    .collect()
+            } else {
+                best(&mut duty.permissions.clone()).into_iter().collect()
+            };
+            DutyPaths {
+                duty: duty.name.clone(),
+                paths,
+            }
+        })
+        .collect();
+    explanation.sort_by(|a, b| a.duty.cmp(&b.duty));
+    Violation {
+        policy: policy.name.clone(),
+        subject: subject.clone(),
+        namespace: Name::from(namespace),
+        duties: explanation.iter().map(|d| d.duty.clone()).collect(),
+        explanation,
+        actions: policy.actions,
+    }
+}
+
+pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
+    let rule_owner = match &h.grant.source {
+        Some(src) => RoleKey {
+            namespace: None,
+            name: src.clone(),
+        },
+        None => h.role.clone(),
+    };
+    let rule = index
+        .role(&rule_owner)
+        .and_then(|e| e.role.rules.get(h.grant.rule as usize))
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    Path {
+        via: h.via.clone(),
+        binding: h.binding.clone(),
+        role: h.role.clone(),
+        source: h.grant.source.clone(),
+        rule_index: h.grant.rule,
+        rule,
+    }
+}
+
+/// Splits raw violations into those that stand and those an active
+/// exception excuses (R6).
+pub fn excuse(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation {
+    let mut ev = Evaluation::default();
+    for v in raw {
+        let exception = index.exceptions_for(&v.subject).find(|e| {
+            e.policy == v.policy
+                && e.covers(&v.namespace, &v.duties)
+                && index.policy(&e.policy).is_some_and(|p| e.is_active(p, now))
+        });
+        match exception {
+            Some(e) => ev.excused.push(Excused {
+                violation: v,
+                exception: e.name.clone(),
+                expires_at: e.expires_at,
+            }),
+            None => ev.violations.push(v),
+        }
+    }
+    ev
+}
+
+/// All violations of the state.
+pub fn evaluate(index: &Index, now: Timestamp) -> Evaluation {
+    evaluate_filtered(index, now, None)
+}
+
+/// The violations of the state under one policy.
+pub fn evaluate_policy(index: &Index, policy: &str, now: Timestamp) -> Evaluation {
+    match index.policy_slot_of(policy) {
+        Some(slot) => evaluate_filtered(index, now, Some(slot)),
+        None => Evaluation::default(),
+    }
+}
+
+fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evaluation {
+    let policies: Vec<&Policy> = index
+        .policies()
+        .filter(|(s, _)| only.is_none_or(|o| o == *s))
+        .map(|(_, p)| &**p)
+        .collect();
+    let mut raw = Vec::new();
+    if policies.iter().any(|p| p.subjects.service_accounts) {
+        for sa in index.service_accounts() {
+            raw.extend(subject_violations(index, &sa, only));
+        }
+    }
+    if policies
+        .iter()
+        .any(|p| p.subjects.users || p.subjects.groups)
+    {
+        let others: Vec<&Identity> = index.named_users_and_groups().collect();
+        for id in others {
+            raw.extend(subject_violations(index, id, only));
+        }
+    }
+    sort(&mut raw);
+    excuse(index, raw, now)
+}
+
+/// Violations of the given subjects only.
+pub fn evaluate_subjects<'a>(
+    index: &Index,
+    subjects: impl IntoIterator<Item = &'a Identity>,
+    now: Timestamp,
+) -> Evaluation {
+    let mut raw: Vec<Violation> = subjects
+        .into_iter()
+        .flat_map(|s| subject_violations(index, s, None))
+        .collect();
+    sort(&mut raw);
+    excuse(index, raw, now)
+}
+
+pub(crate) fn sort(vs: &mut [Violation]) {
+    vs.sort_by(|a, b| {
+        (&a.policy, &a.subject, &a.namespace, &a.duties).cmp(&(
+            &b.policy,
+            &b.subject,
+            &b.namespace,
+            &b.duties,
+        ))
+    });
+}
+
+/// The identities whose holdings a binding subject reaches: the subject itself
+/// and, for the groups the cluster assigns (R1.4), their known members.
+pub fn affected_subjects(index: &Index, named: &Identity, out: &mut BTreeSet<Identity>) {
+    out.insert(named.clone());
+    let Identity::Group(g) = named else { return };
+    use crate::model::identity_groups::*;
+    match &**g {
+        ALL_AUTHENTICATED => {
+            out.extend(index.service_accounts());
+            out.extend(
+                index
+                    .named_users_and_groups()
+                    .filter(|i| matches!(i, Identity::User(_)))
+                    .cloned(),
+            );
+        }
+        ALL_SERVICEACCOUNTS => out.extend(index.service_accounts()),
+        g => {
+            if let Some(ns) = g.strip_prefix(SERVICEACCOUNTS_OF) {
+                out.extend(index.service_accounts_in(ns));
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The in-memory state of a cluster, kept up to date one object at a time.
+//!
+//! Besides the objects themselves the index maintains what makes a decision
+//! cheap: which bindings name an identity, which bindings refer to a role, the
+//! members of every aggregated ClusterRole (R2.4) and, per role, which policy
+//! permissions its effective rules grant. No decision ever rebuilds any of it.
+
+mod aggregation;
+mod grants;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+pub use grants::Grant;
+
+use crate::model::{
+    Binding, BindingKey, Exception, Identity, Interner, Name, Object, ObjectKey, Policy, Role,
+    RoleKey,
+};
+
+/// A role and the policy permissions its effective rules grant.
+#[derive(Debug, Clone)]
+pub struct RoleEntry {
+    pub role: Role,
+    pub grants: Vec<Grant>,
+}
+
+/// What [`Index::apply`] or [`Index::remove`] replaced, to put it back.
+#[derive(Debug)]
+#[must_use = "dropping an Undo makes the change permanent"]
+pub struct Undo {
+    key: ObjectKey,
+    previous: Option<Object>,
+}
+
+impl Undo {
+    pub fn previous(&self) -> Option<&Object> {
+        self.previous.as_ref()
+    }
+}
+
+/// Counts of what the index holds, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub namespaces: usize,
+    pub service_accounts: usize,
+    pub roles: usize,
+    pub cluster_roles: usize,
+    pub role_bindings: usize,
+    pub cluster_role_bindings: usize,
+    pub policies: usize,
+    pub exceptions: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    names: Interner,
+    namespaces: HashSet<Name>,
+    /// namespace → ServiceAccount names.
+    service_accounts: HashMap<Name, BTreeSet<Name>>,
+    roles: HashMap<RoleKey, RoleEntry>,
+    bindings: HashMap<BindingKey, Binding>,
+    by_subject: HashMap<Identity, Vec<BindingKey>>,
+    by_role: HashMap<RoleKey, Vec<BindingKey>>,
+    /// aggregated ClusterRole → the ClusterRoles its selectors match.
+    members: HashMap<Name, BTreeSet<Name>>,
+    /// Policies live in stable slots that role grants refer to.
+    policy_slots: Vec<Option<Arc<Policy>>>,
+    policy_by_name: BTreeMap<Name, u32>,
+    exceptions: BTreeMap<Name, Arc<Exception>>,
+    exceptions_by_subject: HashMap<Identity, BTreeSet<Name>>,
+    /// During a bulk load grants are computed once at the end.
+    deferred: bool,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds an index from many objects at once: the same as applying each,
+    /// but role grants are computed once at the end.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut index = Index::new();
+        index.extend(objects);
+        index
+    }
+
+    pub fn extend(&mut self, objects: impl IntoIterator<Item = Object>) {
+        self.deferred = true;
+        for o in objects {
+            let _ = self.apply(o);
+        }
+        self.deferred = false;
+        self.recompute_all_grants();
+    }
+
+    /// Adds or replaces one object.
+    pub fn apply(&mut self, object: Object) -> Undo {
+        let key = object.key();
+        let previous = match object {
+            Object::Namespace(mut n) => {
+                self.names.canon(&mut n);
+                self.namespaces.replace(n.clone()).map(Object::Namespace)
+            }
+            Object::ServiceAccount {
+                mut namespace,
+                mut name,
+            } => {
+                self.names.canon(&mut namespace);
+                self.names.canon(&mut name);
+                let set = self.service_accounts.entry(namespace.clone()).or_default();
+                set.replace(name.clone())
+                    .map(|name| Object::ServiceAccount { namespace, name })
+            }
+            Object::Role(role) => self.put_role(role).map(Object::Role),
+            Object::Binding(binding) => self.put_binding(binding).map(Object::Binding),
+            Object::Policy(policy) => self.put_policy(policy).map(Object::Policy),
+            Object::Exception(exception) => self.put_exception(exception).map(Object::Exception),
+        };
+        Undo { key, previous }
+    }
+
+    /// Removes one object; removing what is not there changes nothing.
+    pub fn remove(&mut self, key: &ObjectKey) -> Undo {
+        let previous = match key {
+            ObjectKey::Namespace(n) => self.namespaces.take(n).map(Object::Namespace),
+            ObjectKey::ServiceAccount { namespace, name } => {
+                let removed = self
+                    .service_accounts
+                    .get_mut(namespace)
+                    .and_then(|set| set.take(name));
+                if self
+                    .service_accounts
+                    .get(namespace)
+                    .is_some_and(BTreeSet::is_empty)
+                {
+                    self.service_accounts.remove(namespace);
+                }
+                removed.map(|name| Object::ServiceAccount {
+                    namespace: namespace.clone(),
+                    name,
+                })
+            }
+            ObjectKey::Role(k) => self.take_role(k).map(Object::Role),
+            ObjectKey::Binding(k) => self.take_binding(k).map(Object::Binding),
+            ObjectKey::Policy(n) => self.take_policy(n).map(Object::Policy),
+            ObjectKey::Exception(n) => self.take_exception(n).map(Object::Exception),
+        };
+        Undo {
+            key: key.clone(),
+            previous,
+        }
+    }
+
+    /// Puts back what an [`apply`](Self::apply) or [`remove`](Self::remove)
+    /// replaced. Undos must be undone in reverse order.
+    pub fn undo(&mut self, undo: Undo) {
+        let _ = match undo.previous {
+            Some(previous) => self.apply(previous),
+            None => self.remove(&undo.key),
+        };
+    }
+
+    // ---- bindings -------------------------------------------------------
+
+    fn put_binding(&mut self, mut b: Binding) -> Option<Binding> {
+        self.canon_binding(&mut b);
+        let previous = self.take_binding(&b.key);
+        for s in &b.subjects {
+            self.by_subject
+                .entry(s.clone())
+                .or_default()
+                .push(b.key.clone());
+        }
+        self.by_role
+            .entry(b.role.clone())
+            .or_default()
+            .push(b.key.clone());
+        self.bindings.insert(b.key.clone(), b);
+        previous
+    }
+
+    fn take_binding(&mut self, key: &BindingKey) -> Option<Binding> {
+        let b = self.bindings.remove(key)?;
+        for s in &b.subjects {
+            unlink(&mut self.by_subject, s, key);
+        }
+        unlink(&mut self.by_role, &b.role, key);
+        Some(b)
+    }
+
+    fn canon_binding(&mut self, b: &mut Binding) {
+        let n = &mut self.names;
+        if let Some(ns) = &mut b.key.namespace {
+            n.canon(ns);
+        }
+        n.canon(&mut b.key.name);
+        canon_role_key(n, &mut b.role);
+        for s in &mut b.subjects {
+            match s {
+                Identity::ServiceAccount { namespace, name } => {
+                    n.canon(namespace);
+                    n.canon(name);
+                }
+                Identity::User(name) | Identity::Group(name) => n.canon(name),
+            }
+        }
+    }
+
+    // ---- roles ----------------------------------------------------------
+
+    fn put_role(&mut self, mut role: Role) -> Option<Role> {
+        canon_role_key(&mut self.names, &mut role.key);
+        for r in &mut role.rules {
+            for name in r.names_mut() {
+                self.names.canon(name);
+            }
+        }
+        let key = role.key.clone();
+        let before = self.aggregators_reaching(&key);
+        let previous = self
+            .roles
+            .insert(
+                key.clone(),
+                RoleEntry {
+                    role,
+                    grants: Vec::new(),
+                },
+            )
+            .map(|e| e.role);
+        self.role_changed(&key, before);
+        previous
+    }
+
+    fn take_role(&mut self, key: &RoleKey) -> Option<Role> {
+        let before = self.aggregators_reaching(key);
+        let previous = self.roles.remove(key)?.role;
+        self.role_changed(key, before);
+        Some(previous)
+    }
+
+    /// Brings aggregation and grants up to date after `key` changed.
+    fn role_changed(&mut self, key: &RoleKey, mut stale: BTreeSet<Name>) {
+        if key.namespace.is_none() {
+            self.update_membership(&key.name);
+            stale.extend(self.aggregators_reaching(key));
+        }
+        if self.deferred {
+            return;
+        }
+        if self.roles.contains_key(key) {
+            self.recompute_grants(key);
+        }
+        for agg in stale {
+            let k = RoleKey {
+                namespace: None,
+                name: agg,
+            };
+            if self.roles.contains_key(&k) {
+                self.recompute_grants(&k);
+            }
+        }
+    }
+
+    // ---- policies and exceptions -----------------------------------------
+
+    fn put_policy(&mut self, policy: Arc<Policy>) -> Option<Arc<Policy>> {
+        let name = self.names.intern(&policy.name);
+        let (slot, previous) = match self.policy_by_name.get(&name) {
+            Some(&slot) => (slot, self.policy_slots[slot as usize].replace(policy)),
+            None => {
+                let slot = match self.policy_slots.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.policy_slots[free] = Some(policy);
+                        free
+                    }
+                    None => {
+                        self.policy_slots.push(Some(policy));
+                        self.policy_slots.len() - 1
+                    }
+                } as u32;
+                self.policy_by_name.insert(name, slot);
+                (slot, None)
+            }
+        };
+        if !self.deferred {
+            self.recompute_policy_grants(slot);
+        }
+        previous
+    }
+
+    fn take_policy(&mut self, name: &str) -> Option<Arc<Policy>> {
+        let slot = self.policy_by_name.remove(name)?;
+        let previous = self.policy_slots[slot as usize].take();
+        for entry in self.roles.values_mut() {
+            entry.grants.retain(|g| g.policy != slot);
+        }
+        previous
+    }
+
+    fn put_exception(&mut self, e: Arc<Exception>) -> Option<Arc<Exception>> {
+        let name = self.names.intern(&e.name);
+        let previous = self.take_exception(&name);
+        self.exceptions_by_subject
+            .entry(e.subject.clone())
+            .or_default()
+            .insert(name.clone());
+        self.exceptions.insert(name, e);
+        previous
+    }
+
+    fn take_exception(&mut self, name: &str) -> Option<Arc<Exception>> {
+        let e = self.exceptions.remove(name)?;
+        if let Some(set) = self.exceptions_by_subject.get_mut(&e.subject) {
+            set.remove(name);
+            if set.is_empty() {
+                self.exceptions_by_subject.remove(&e.subject);
+            }
+        }
+        Some(e)
+    }
+
+    // ---- read access for the engine ---------------------------------------
+
+    pub fn binding(&self, key: &BindingKey) -> Option<&Binding> {
+        self.bindings.get(key)
+    }
+
+    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
+        self.bindings.values()
+    }
+
+    /// The bindings that name `id` as a subject.
+    pub fn bindings_naming(&self, id: &Identity) -> &[BindingKey] {
+        self.by_subject.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The bindings whose roleRef is `role`.
+    pub fn bindings_of_role(&self, role: &RoleKey) -> &[BindingKey] {
+        self.by_role.get(role).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn role(&self, key: &RoleKey) -> Option<&RoleEntry> {
+        self.roles.get(key)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &RoleEntry> {
+        self.roles.values()
+    }
+
+    pub fn namespace_exists(&self, ns: &str) -> bool {
+        self.namespaces.contains(ns)
+    }
+
+    pub fn service_account_exists(&self, namespace: &str, name: &str) -> bool {
+        self.service_accounts
+            .get(namespace)
+            .is_some_and(|s| s.contains(name))
+    }
+
+    pub fn service_accounts(&self) -> impl Iterator<Item = Identity> + '_ {
+        self.service_accounts.iter().flat_map(|(ns, names)| {
+            names.iter().map(move |n| Identity::ServiceAccount {
+                namespace: ns.clone(),
+                name: n.clone(),
+            })
+        })
+    }
+
+    pub fn service_accounts_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = Identity> + 'a {
+        let ns = self.service_accounts.get_key_value(ns);
+        ns.into_iter().flat_map(|(ns, names)| {
+            names.iter().map(move |n| Identity::ServiceAccount {
+                namespace: ns.clone(),
+                name: n.clone(),
+            })
+        })
+    }
+
+    /// Users and Groups named by at least one binding (R1.5).
+    pub fn named_users_and_groups(&self) -> impl Iterator<Item = &Identity> {
+        self.by_subject
+            .iter()
+            .filter(|(id, keys)| !matches!(id, Identity::ServiceAccount { .. }) && !keys.is_empty())
+            .map(|(id, _)| id)
+    }
+
+    /// Whether `id` is a subject that exists (R1.5).
+    pub fn exists(&self, id: &Identity) -> bool {
+        match id {
+            Identity::ServiceAccount { namespace, name } => {
+                self.service_account_exists(namespace, name)
+            }
+            _ => !self.bindings_naming(id).is_empty(),
+        }
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = (u32, &Arc<Policy>)> {
+        self.policy_slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&Arc<Policy>> {
+        let slot = *self.policy_by_name.get(name)?;
+        self.policy_slots[slot as usize].as_ref()
+    }
+
+    pub fn policy_slot(&self, slot: u32) -> Option<&Arc<Policy>> {
+        self.policy_slots.get(slot as usize)?.as_ref()
+    }
+
+    pub fn policy_slot_of(&self, name: &str) -> Option<u32> {
+        self.policy_by_name.get(name).copied()
+    }
+
+    pub fn exception(&self, name: &str) -> Option<&Arc<Exception>> {
+        self.exceptions.get(name)
+    }
+
+    pub fn exceptions(&self) -> impl Iterator<Item = &Arc<Exception>> {
+        self.exceptions.values()
+    }
+
+    pub fn exceptions_for(&self, id: &Identity) -> impl Iterator<Item = &Arc<Exception>> {
+        self.exceptions_by_subject
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.exceptions.get(n))
+    }
+
+    pub fn counts(&self) -> Counts {
+        let (roles, cluster_roles) = count_split(self.roles.keys().map(|k| k.namespace.is_some()));
+        let (rbs, crbs) = count_split(self.bindings.keys().map(|k| k.namespace.is_some()));
+        Counts {
+            namespaces: self.namespaces.len(),
+            service_accounts: self.service_accounts.values().map(BTreeSet::len).sum(),
+            roles,
+            cluster_roles,
+            role_bindings: rbs,
+            cluster_role_bindings: crbs,
+            policies: self.policy_by_name.len(),
+            exceptions: self.exceptions.len(),
+        }
+    }
+}
+
+fn count_split(it: impl Iterator<Item = bool>) -> (usize, usize) {
+    it.fold((0, 0), |(a, b), x| if x { (a + 1, b) } else { (a, b + 1) })
+}
+
+fn canon_role_key(n: &mut Interner, k: &mut RoleKey) {
+    if let Some(ns) = &mut k.namespace {
+        n.canon(ns);
+    }
+    n.canon(&mut k.name);
+}
+
+fn unlink<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<BindingKey>>, k: &K, b: &BindingKey) {
+    if let Some(v) = map.get_mut(k) {
+        if let Some(i) = v.iter().position(|x| x == b) {
+            v.swap_remove(i);
+        }
+        if v.is_empty() {
+            map.remove(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,298 @@
+//! Reading manifests: files and folders of YAML or JSON documents,
+//! multi-document streams and `kind: List`. The only filesystem IO of the
+//! library; everything after it works on values.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Where a document came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: PathBuf,
+    /// 1-based index of the document in its file.
+    pub document: usize,
+    /// 1-based index in a `kind: List`'s items.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, document {}", self.file.display(), self.document)?;
+        if let Some(i) = self.item {
+            write!(f, ", item {i}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub source: Source,
+    pub value: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}, document {document}, line {line}: invalid YAML: {message}", path.display())]
+    Yaml {
+        path: PathBuf,
+        document: usize,
+        line: u64,
+        message: String,
+    },
+    #[error("{}, line {line}: invalid JSON: {message}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{at}: expected an object with apiVersion and kind, found {found}")]
+    NotAnObject { at: Source, found: &'static str },
+}
+
+/// The files under `paths`: files as given, folders walked for `.yaml`,
+/// `.yml` and `.json` files (hidden entries skipped), in a stable order.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound(p.clone()),
+            _ => LoadError::Io {
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |e| LoadError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for p in entries {
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one file into its documents; `kind: List` items are flattened.
+pub fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    parse_str(path, &text)
+}
+
+/// Parses a YAML (or JSON) stream. `path` is only used in messages.
+pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Document>, LoadError> {
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let values: Vec<Value> = if is_json {
+        let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        stream
+            .collect::<Result<_, _>>()
+            .map_err(|e| LoadError::Json {
+                path: path.to_path_buf(),
+                line: e.line(),
+                message: e.to_string(),
+            })?
+    } else {
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
+            let line = e.location().map_or(0, |l| l.line());
+            LoadError::Yaml {
+                path: path.to_path_buf(),
+                document: document_at_line(text, line),
+                line,
+                message: first_line(&e.to_string()),
+            }
+        })?
+    };
+    let mut docs = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let source = Source {
+            file: path.to_path_buf(),
+            document: i + 1,
+            item: None,
+        };
+        push_document(source, v, &mut docs)?;
+    }
+    Ok(docs)
+}
+
+fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(), LoadError> {
+    match v {
+        // Empty documents (a trailing `---`, comments only) carry nothing.
+        Value::Null => Ok(()),
+        Value::Object(mut m) => {
+            let is_list = m
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k == "List" || k.ends_with("List"))
+                && m.get("items").is_some_and(Value::is_array);
+            if is_list {
+                let Some(Value::Array(items)) = m.remove("items") else {
+                    return Ok(());
+                };
+                for (j, item) in items.into_iter().enumerate() {
+                    let s = Source {
+                        item: Some(j + 1),
+                        ..source.clone()
+                    };
+                    match item {
+                        Value::Object(_) => docs.push(Document {
+                            source: s,
+                            value: item,
+                        }),
+                        other => {
+                            return Err(LoadError::NotAnObject {
+                                at: s,
+                                found: type_name(&other),
+                            });
+                        }
+                    }
+                }
+            } else {
+                docs.push(Document {
+                    source,
+                    value: Value::Object(m),
+                });
+            }
+            Ok(())
+        }
+        other => Err(LoadError::NotAnObject {
+            at: source,
+            found: type_name(&other),
+        }),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Manifests are trusted more than admission input but can still be large:
+/// lift the count limits, keep those that stop alias and nesting bombs.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 10_000_000;
+    budget.max_nodes = 500_000_000;
+    budget.max_events = 1_000_000_000;
+    budget.max_total_scalar_bytes = 4 << 30;
+    budget.max_reader_input_bytes = None;
+    let mut o = serde_saphyr::Options::default();
+    o.budget = Some(budget);
+    o
+}
+
+/// The 1-based document that contains `line` (1-based), counting `---`
+/// separators before it.
+fn document_at_line(text: &str, line: u64) -> usize {
+    let mut doc = 1;
+    let mut seen_content = false;
+    for (i, l) in text.lines().enumerate() {
+        if (i as u64) + 1 >= line {
+            break;
+        }
+        if l.starts_with("---") {
+            if seen_content {
+                doc += 1;
+            }
+            seen_content = false;
+        } else if !l.trim().is_empty() && !l.trim_start().starts_with('#') {
+            seen_content = true;
+        }
+    }
+    doc
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_and_lists() {
+        let text =
+            "a: 1\nkind: X\n---\n---\nkind: List\napiVersion: v1\nitems:\n- kind: A\n- kind: B\n";
+        let docs = parse_str(Path::new("f.yaml"), text).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[2].source.to_string(), "f.yaml, document 3, item 2");
+    }
+
+    #[test]
+    fn yaml_errors_name_document_and_line() {
+        let text = "kind: A\n---\nkind: B\n---\nkind: C\nx: [unclosed\ny: 2\n";
+        let err = parse_str(Path::new("bad.yaml"), text).unwrap_err();
+        match &err {
+            LoadError::Yaml { document, line, .. } => {
+                assert_eq!(*document, 3, "{err}");
+                assert!(*line >= 6, "{err}");
+            }
+            e => panic!("{e}"),
+        }
+        assert!(
+            err.to_string().starts_with("bad.yaml, document 3, line"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scalars_are_not_objects() {
+        let err = parse_str(Path::new("s.yaml"), "just a string\n").unwrap_err();
+        assert!(err.to_string().contains("found a string"), "{err}");
+    }
+
+    #[test]
+    fn json_streams() {
+        let docs = parse_str(Path::new("x.json"), r#"{"kind":"A"} {"kind":"B"}"#).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(parse_str(Path::new("x.json"), "{").is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! The boundary: Kubernetes objects (as JSON values) in, domain objects out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1 as rbac;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Binding, BindingKey, Identity, Name, Object, Role, RoleKey};
+use crate::crd::{self, FieldError, SoDException, SoDPolicy};
+use crate::rbac::{LabelSelector, Rule};
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// `apiVersion` and `kind` of a document, whatever else it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TypeMeta {
+    pub api_version: String,
+    pub kind: String,
+}
+
+impl TypeMeta {
+    pub fn of(v: &Value) -> Self {
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        TypeMeta {
+            api_version: s("apiVersion"),
+            kind: s("kind"),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+}
+
+/// Names an object in messages: `RoleBinding payments/api-reads`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ObjectRef {
+    pub fn of(v: &Value) -> Self {
+        let meta = v.get("metadata");
+        let s = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        ObjectRef {
+            kind: TypeMeta::of(v).kind,
+            namespace: s("namespace"),
+            name: s("name"),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.kind.is_empty() {
+            "object"
+        } else {
+            &self.kind
+        };
+        match (&self.namespace, &self.name) {
+            (Some(ns), Some(n)) => write!(f, "{kind} {ns}/{n}"),
+            (None, Some(n)) => write!(f, "{kind} {n}"),
+            (_, None) => write!(f, "{kind} (without metadata.name)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{object}: {message}")]
+    Malformed { object: ObjectRef, message: String },
+    #[error("{object} is invalid: {error}")]
+    Invalid {
+        object: ObjectRef,
+        error: FieldError,
+    },
+}
+
+impl ConvertError {
+    pub fn object(&self) -> &ObjectRef {
+        match self {
+            ConvertError::Malformed { object, .. } | ConvertError::Invalid { object, .. } => object,
+        }
+    }
+}
+
+/// Reduces one Kubernetes object to what the engine keeps. `Ok(None)` for
+/// kinds the engine has no use for.
+pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
+    let tm = TypeMeta::of(v);
+    let object = ObjectRef::of(v);
+    let malformed = |message: String| ConvertError::Malformed {
+        object: object.clone(),
+        message,
+    };
+    let name = || {
+        object
+            .name
+            .clone()
+            .ok_or_else(|| malformed("metadata.name is missing".into()))
+    };
+    let namespace = || {
+        object
+            .namespace
+            .clone()
+            .ok_or_else(|| malformed("metadata.namespace is missing".into()))
+    };
+    let obj = match (tm.group(), tm.kind.as_str()) {
+        ("", "Namespace") => Object::Namespace(Name::from(name()?.as_str())),
+        ("", "ServiceAccount") => {
+            let _: ServiceAccount = parse(v, &object)?;
+            Object::ServiceAccount {
+                namespace: Name::from(namespace()?.as_str()),
+                name: Name::from(name()?.as_str()),
+            }
+        }
+        (RBAC_GROUP, "Role") => {
+            let r: rbac::Role = parse(v, &object)?;
+            let key = RoleKey {
+                namespace: Some(namespace()?.into()),
+                name: name()?.into(),
+            };
+            Object::Role(role(key, r.rules.as_deref(), None, None))
+        }
+        (RBAC_GROUP, "ClusterRole") => {
+            let r: rbac::ClusterRole = parse(v, &object)?;
+            let key = RoleKey {
+                namespace: None,
+                name: name()?.into(),
+            };
+            let aggregation = r
+                .aggregation_rule
+                .as_ref()
+                .map(|a| {
+                    a.cluster_role_selectors
+                        .iter()
+                        .flatten()
+                        .map(LabelSelector::from_k8s)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| malformed(format!("aggregationRule: {e}")))?;
+            Object::Role(role(
+                key,
+                r.rules.as_deref(),
+                r.metadata.labels.as_ref(),
+                aggregation,
+            ))
+        }
+        (RBAC_GROUP, "RoleBinding") => {
+            let b: rbac::RoleBinding = parse(v, &object)?;
+            let ns = namespace()?;
+            let role = match b.role_ref.kind.as_str() {
+                "Role" => RoleKey {
+                    namespace: Some(ns.as_str().into()),
+                    name: b.role_ref.name.as_str().into(),
+                },
+                "ClusterRole" => RoleKey::cluster(&b.role_ref.name),
+                k => {
+                    return Err(malformed(format!(
+                        "roleRef.kind must be Role or ClusterRole, not {k:?}"
+                    )));
+                }
+            };
+            binding(
+                BindingKey {
+                    namespace: Some(ns.as_str().into()),
+                    name: name()?.into(),
+                },
+                role,
+                &b.role_ref,
+                b.subjects.as_deref(),
+                &malformed,
+            )?
+        }
+        (RBAC_GROUP, "ClusterRoleBinding") => {
+            let b: rbac::ClusterRoleBinding = parse(v, &object)?;
+            if b.role_ref.kind != "ClusterRole" {
+                return Err(malformed(format!(
+                    "roleRef.kind of a ClusterRoleBinding must be ClusterRole, not {:?}",
+                    b.role_ref.kind
+                )));
+            }
+            let role = RoleKey::cluster(&b.role_ref.name);
+            binding(
+                BindingKey {
+                    namespace: None,
+                    name: name()?.into(),
+                },
+                role,
+                &b.role_ref,
+                b.subjects.as_deref(),
+                &malformed,
+            )?
+        }
+        (crd::GROUP, "SoDPolicy") => {
+            let p: SoDPolicy = parse(v, &object)?;
+            let policy =
+                crd::compile_policy(&name()?, &p.spec).map_err(|error| ConvertError::Invalid {
+                    object: object.clone(),
+                    error,
+                })?;
+            Object::Policy(Arc::new(policy))
+        }
+        (crd::GROUP, "SoDException") => {
+            let e: SoDException = parse(v, &object)?;
+            let exception = crd::compile_exception(&name()?, &e.spec).map_err(|error| {
+                ConvertError::Invalid {
+                    object: object.clone(),
+                    error,
+                }
+            })?;
+            Object::Exception(Arc::new(exception))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(obj))
+}
+
+/// Deserialises with the path of the failing field in the message.
+fn parse<T: DeserializeOwned>(v: &Value, object: &ObjectRef) -> Result<T, ConvertError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = if path.is_empty() || path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        };
+        if object.kind.starts_with("SoD") {
+            ConvertError::Invalid {
+                object: object.clone(),
+                error: FieldError::new(path, inner_msg(&message)),
+            }
+        } else {
+            ConvertError::Malformed {
+                object: object.clone(),
+                message,
+            }
+        }
+    })
+}
+
+fn inner_msg(m: &str) -> String {
+    m.split_once(": ").map_or(m, |(_, r)| r).to_string()
+}
+
+fn role(
+    key: RoleKey,
+    rules: Option<&[rbac::PolicyRule]>,
+    labels: Option<&BTreeMap<String, String>>,
+    aggregation: Option<Vec<LabelSelector>>,
+) -> Role {
+    Role {
+        key,
+        labels: labels
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (Name::from(k.as_str()), Name::from(v.as_str())))
+            .collect(),
+        rules: rules
+            .unwrap_or_default()
+            .iter()
+            .map(Rule::from_k8s)
+            .collect(),
+        aggregation,
+    }
+}
+
+fn binding(
+    key: BindingKey,
+    role: RoleKey,
+    role_ref: &rbac::RoleRef,
+    subjects: Option<&[rbac::Subject]>,
+    malformed: &dyn Fn(String) -> ConvertError,
+) -> Result<Object, ConvertError> {
+    if role_ref.name.is_empty() {
+        return Err(malformed("roleRef.name is empty".into()));
+    }
+    if role_ref.api_group != RBAC_GROUP {
+        return Err(malformed(format!(
+            "roleRef.apiGroup must be {RBAC_GROUP}, not {:?}",
+            role_ref.api_group
+        )));
+    }
+    let ns = key.namespace.as_deref();
+    let mut ids: Vec<Identity> = subjects
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| Identity::from_subject(&s.kind, &s.name, s.namespace.as_deref(), ns))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(Object::Binding(Binding {
+        key,
+        role,
+        subjects: ids,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rolebinding_without_roleref_names_the_object() {
+        let v = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"}, "subjects": []});
+        let err = convert(&v).unwrap_err().to_string();
+        assert!(
+            err.contains("RoleBinding ns/b") && err.contains("roleRef"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nameless_objects_are_refused() {
+        let v = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {}});
+        assert!(
+            convert(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.name is missing")
+        );
+    }
+
+    #[test]
+    fn invalid_policy_names_the_field() {
+        let v = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"duties": [{"name": "a", "permissions": [{"apiGroups": [""], "resources": ["x"], "verbs": ["get"]}]},
+                                {"name": "a", "permissions": [{"apiGroups": [""], "resources": ["y"], "verbs": ["get"]}]}]}});
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.duties[1].name"),
+            e => panic!("{e}"),
+        }
+        let v = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy",
+            "metadata": {"name": "p"}, "spec": {"duties": [], "maxDuties": "x"}});
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.maxDuties"),
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_not_errors() {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}});
+        assert!(convert(&v).unwrap().is_none());
+    }
+}

@@ -1,0 +1,136 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::{Identity, Name};
+use crate::model::policy::{Exception, Policy};
+use crate::rbac::{LabelSelector, Rule};
+
+/// A Role (`namespace: Some`) or ClusterRole (`namespace: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoleKey {
+    pub namespace: Option<Name>,
+    pub name: Name,
+}
+
+impl RoleKey {
+    pub fn cluster(name: &str) -> Self {
+        RoleKey {
+            namespace: None,
+            name: Name::from(name),
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        if self.namespace.is_some() {
+            "Role"
+        } else {
+            "ClusterRole"
+        }
+    }
+}
+
+impl fmt::Display for RoleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "Role {ns}/{}", self.name),
+            None => write!(f, "ClusterRole {}", self.name),
+        }
+    }
+}
+
+/// A RoleBinding (`namespace: Some`) or ClusterRoleBinding (`namespace: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BindingKey {
+    pub namespace: Option<Name>,
+    pub name: Name,
+}
+
+impl BindingKey {
+    pub fn kind(&self) -> &'static str {
+        if self.namespace.is_some() {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        }
+    }
+}
+
+impl fmt::Display for BindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "RoleBinding {ns}/{}", self.name),
+            None => write!(f, "ClusterRoleBinding {}", self.name),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub key: RoleKey,
+    /// Labels matter only for ClusterRoles, which aggregation selects by them.
+    pub labels: BTreeMap<Name, Name>,
+    pub rules: Vec<Rule>,
+    /// `aggregationRule.clusterRoleSelectors`, for ClusterRoles that have one.
+    pub aggregation: Option<Vec<LabelSelector>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub key: BindingKey,
+    /// The role the binding refers to, resolved: a RoleBinding's `Role`
+    /// reference lives in the binding's namespace.
+    pub role: RoleKey,
+    pub subjects: Vec<Identity>,
+}
+
+/// Everything the index holds, each reduced to what the engine needs.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Namespace(Name),
+    ServiceAccount { namespace: Name, name: Name },
+    Role(Role),
+    Binding(Binding),
+    Policy(Arc<Policy>),
+    Exception(Arc<Exception>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKey {
+    Namespace(Name),
+    ServiceAccount { namespace: Name, name: Name },
+    Role(RoleKey),
+    Binding(BindingKey),
+    Policy(Name),
+    Exception(Name),
+}
+
+impl Object {
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            Object::Namespace(n) => ObjectKey::Namespace(n.clone()),
+            Object::ServiceAccount { namespace, name } => ObjectKey::ServiceAccount {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            Object::Role(r) => ObjectKey::Role(r.key.clone()),
+            Object::Binding(b) => ObjectKey::Binding(b.key.clone()),
+            Object::Policy(p) => ObjectKey::Policy(p.name.clone()),
+            Object::Exception(e) => ObjectKey::Exception(e.name.clone()),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObjectKey::Namespace(n) => write!(f, "Namespace {n}"),
+            ObjectKey::ServiceAccount { namespace, name } => {
+                write!(f, "ServiceAccount {namespace}/{name}")
+            }
+            ObjectKey::Role(r) => r.fmt(f),
+            ObjectKey::Binding(b) => b.fmt(f),
+            ObjectKey::Policy(n) => write!(f, "SoDPolicy {n}"),
+            ObjectKey::Exception(n) => write!(f, "SoDException {n}"),
+        }
+    }
+}

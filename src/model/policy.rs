@@ -1,0 +1,198 @@
+//! Policies and exceptions as the engine uses them: validated, with globs
+//! compiled and durations parsed. Built from the CRDs by [`crate::crd`].
+
+use std::ops::Range;
+
+use globset::GlobMatcher;
+use jiff::{SignedDuration, Timestamp};
+
+use super::{Identity, Name};
+use crate::rbac::Permission;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyScope {
+    Namespace,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Actions {
+    pub deny: bool,
+    pub warn: bool,
+    pub audit: bool,
+}
+
+impl Actions {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.deny {
+            v.push("Deny");
+        }
+        if self.warn {
+            v.push("Warn");
+        }
+        if self.audit {
+            v.push("Audit");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAction {
+    Allow,
+    Warn,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct Duty {
+    pub name: Name,
+    pub description: Option<String>,
+    pub match_all: bool,
+    /// The duty's permissions, as a range of [`Policy::permissions`].
+    pub permissions: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Exclude {
+    pub kind: String,
+    pub namespace: Option<GlobMatcher>,
+    pub name: GlobMatcher,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubjectSelector {
+    pub service_accounts: bool,
+    pub users: bool,
+    pub groups: bool,
+    /// Globs on a ServiceAccount's namespace; `None` is all namespaces.
+    pub namespaces: Option<Vec<GlobMatcher>>,
+    pub exclude: Vec<Exclude>,
+}
+
+impl SubjectSelector {
+    /// R5.5. Existence (R1.5) is the index's business, not the selector's.
+    pub fn selects(&self, id: &Identity) -> bool {
+        let kind_ok = match id {
+            Identity::ServiceAccount { namespace, .. } => {
+                self.service_accounts
+                    && self
+                        .namespaces
+                        .as_ref()
+                        .is_none_or(|globs| globs.iter().any(|g| g.is_match(&**namespace)))
+            }
+            Identity::User(_) => self.users,
+            Identity::Group(_) => self.groups,
+        };
+        kind_ok
+            && !self.exclude.iter().any(|e| {
+                e.kind == id.kind()
+                    && e.name.is_match(&**id.name())
+                    && match (&e.namespace, id.namespace()) {
+                        (None, _) => true,
+                        (Some(g), Some(ns)) => g.is_match(&**ns),
+                        (Some(_), None) => false,
+                    }
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExceptionRules {
+    pub approvals_required: u32,
+    pub max_duration: SignedDuration,
+    pub break_glass_allowed: bool,
+    pub break_glass_max_duration: SignedDuration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub long_lived_tokens: TokenAction,
+    pub max_age: Option<SignedDuration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: Name,
+    pub description: String,
+    pub duties: Vec<Duty>,
+    /// Every duty's permissions, flattened; each duty owns a range.
+    pub permissions: Vec<Permission>,
+    /// For each permission, the duty it belongs to.
+    pub permission_duty: Vec<usize>,
+    pub max_duties: usize,
+    pub scope: PolicyScope,
+    pub subjects: SubjectSelector,
+    pub actions: Actions,
+    pub exceptions: ExceptionRules,
+    pub credentials: Credentials,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub user: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub name: Name,
+    pub policy: Name,
+    pub subject: Identity,
+    pub duties: Option<Vec<Name>>,
+    pub namespaces: Option<Vec<Name>>,
+    pub justification: String,
+    pub ticket: Option<String>,
+    pub requested_by: String,
+    pub not_before: Option<Timestamp>,
+    pub expires_at: Timestamp,
+    pub break_glass: bool,
+    pub approvals: Vec<Approval>,
+}
+
+impl Exception {
+    /// The approvals that count (R6.2): distinct users other than the
+    /// requester and the subject itself.
+    pub fn valid_approvers(&self) -> Vec<&str> {
+        let subject_user = self.subject.username();
+        let mut users: Vec<&str> = self
+            .approvals
+            .iter()
+            .map(|a| a.user.as_str())
+            .filter(|u| *u != self.requested_by && Some(*u) != subject_user.as_deref())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// R6.2, given the policy the exception names.
+    pub fn is_active(&self, policy: &Policy, now: Timestamp) -> bool {
+        self.not_before.is_none_or(|nb| now >= nb)
+            && now < self.expires_at
+            && (self.break_glass
+                || self.valid_approvers().len() >= policy.exceptions.approvals_required as usize)
+    }
+
+    /// R6.1: whether this exception covers duties held in `namespace`.
+    pub fn covers(&self, namespace: &str, duties: &[Name]) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|nss| nss.iter().any(|n| &**n == namespace))
+            && self
+                .duties
+                .as_ref()
+                .is_none_or(|ds| duties.iter().all(|d| ds.contains(d)))
+    }
+
+    pub fn phase(&self, policy: Option<&Policy>, now: Timestamp) -> &'static str {
+        if now >= self.expires_at {
+            "Expired"
+        } else if policy.is_some_and(|p| self.is_active(p, now)) {
+            "Active"
+        } else {
+            "Pending"
+        }
+    }
+}

@@ -101,8 +101,8 @@ pub enum CliError {
     Load(#[from] crate::load::LoadError),
     #[error("{at}: {error}")]
     Object {
-        at: crate::load::Source,
-        error: crate::model::ConvertError,
+        at: Box<crate::load::Source>,
+        error: Box<crate::model::ConvertError>,
     },
     #[error(transparent)]
     Case(#[from] crate::testcase::CaseError),

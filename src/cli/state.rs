@@ -43,8 +43,8 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
                 }
                 Err(error) => {
                     return Err(CliError::Object {
-                        at: doc.source,
-                        error,
+                        at: Box::new(doc.source),
+                        error: Box::new(error),
                     });
                 }
             }

@@ -12,6 +12,7 @@ use crate::model::{Approval, Exception, Identity, Name};
     group = "sodguard.io",
     version = "v1alpha1",
     kind = "SoDException",
+    doc = "SoDException excuses one subject from one SoDPolicy for a bounded time, once approved by someone else.",
     shortname = "sodx",
     status = "SoDExceptionStatus",
     printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.policy"}"#,

@@ -16,6 +16,7 @@ use crate::rbac::Permission;
     group = "sodguard.io",
     version = "v1alpha1",
     kind = "SoDPolicy",
+    doc = "SoDPolicy names duties that one identity must not combine, and how sodguard enforces that.",
     shortname = "sodp",
     status = "SoDPolicyStatus",
     printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,

@@ -1,1 +1,278 @@
+//! The index is updated incrementally; these tests hold it to the standard of
+//! an index built from scratch, and `undo` to restoring the state exactly.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+
+use super::Index;
+use crate::crd::{SoDPolicySpec, compile_policy};
+use crate::engine::{self, Evaluation};
+use crate::model::{Binding, BindingKey, Identity, Name, Object, ObjectKey, Role, RoleKey};
+use crate::rbac::{LabelSelector, Requirement, Rule};
+
+fn n(s: &str) -> Name {
+    Name::from(s)
+}
+
+fn rule(verbs: &[&str], res: &str) -> Rule {
+    Rule {
+        verbs: verbs.iter().map(|v| n(v)).collect(),
+        api_groups: vec![n("")],
+        resources: vec![n(res)],
+        ..Rule::default()
+    }
+}
+
+fn rules_pool() -> Vec<Rule> {
+    vec![
+        rule(&["create"], "secrets"),
+        rule(&["get"], "secrets"),
+        rule(&["*"], "secrets"),
+        rule(&["get"], "configmaps"),
+        rule(&["update"], "configmaps"),
+        rule(&["get"], "*"),
+    ]
+}
+
+fn policy(name: &str, scope: &str, resource: &str) -> Object {
+    let spec: SoDPolicySpec = serde_json::from_value(serde_json::json!({
+        "scope": scope,
+        "subjects": {"kinds": ["ServiceAccount", "User", "Group"]},
+        "duties": [
+            {"name": "admin", "permissions": [{"apiGroups": [""], "resources": [resource], "verbs": ["create", "update"]}]},
+            {"name": "use", "permissions": [{"apiGroups": [""], "resources": [resource], "verbs": ["get"]}]}
+        ]
+    }))
+    .unwrap();
+    Object::Policy(Arc::new(compile_policy(name, &spec).unwrap()))
+}
+
+fn subjects_pool() -> Vec<Identity> {
+    vec![
+        Identity::service_account("a", "x"),
+        Identity::service_account("a", "y"),
+        Identity::service_account("b", "x"),
+        Identity::Group(n("system:serviceaccounts:a")),
+        Identity::Group(n("system:authenticated")),
+        Identity::User(n("u")),
+    ]
+}
+
+fn pick<T: Clone>(pool: &[T], mask: u8) -> Vec<T> {
+    pool.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, x)| x.clone())
+        .collect()
+}
+
+/// One change to the state, drawn from a small universe so that changes
+/// collide often.
+#[derive(Debug, Clone)]
+enum Op {
+    Apply(Object),
+    Remove(ObjectKey),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let ns = prop_oneof![Just("a"), Just("b")];
+    let role_name = prop_oneof![Just("r1"), Just("r2")];
+    let cr_name = prop_oneof![Just("c1"), Just("c2"), Just("c3"), Just("c4")];
+    prop_oneof![
+        (ns.clone(), role_name.clone(), any::<u8>()).prop_map(|(ns, name, mask)| Op::Apply(
+            Object::Role(Role {
+                key: RoleKey {
+                    namespace: Some(n(ns)),
+                    name: n(name)
+                },
+                labels: BTreeMap::new(),
+                rules: pick(&rules_pool(), mask),
+                aggregation: None,
+            })
+        )),
+        (cr_name.clone(), any::<u8>(), any::<bool>(), 0u8..3).prop_map(
+            |(name, mask, labelled, agg)| {
+                let mut labels = BTreeMap::new();
+                if labelled {
+                    labels.insert(n("agg"), n("x"));
+                }
+                let aggregation = match agg {
+                    0 => None,
+                    1 => Some(vec![LabelSelector {
+                        requirements: vec![Requirement::In(n("agg"), vec![n("x")])],
+                    }]),
+                    _ => Some(vec![LabelSelector {
+                        requirements: vec![Requirement::Exists(n("agg"))],
+                    }]),
+                };
+                Op::Apply(Object::Role(Role {
+                    key: RoleKey {
+                        namespace: None,
+                        name: n(name),
+                    },
+                    labels,
+                    rules: pick(&rules_pool(), mask & 0b11_0111),
+                    aggregation,
+                }))
+            }
+        ),
+        (
+            ns.clone(),
+            prop_oneof![Just("b1"), Just("b2")],
+            any::<bool>(),
+            role_name.clone(),
+            cr_name.clone(),
+            any::<u8>()
+        )
+            .prop_map(|(ns, name, to_role, r, c, mask)| {
+                let role = if to_role {
+                    RoleKey {
+                        namespace: Some(n(ns)),
+                        name: n(r),
+                    }
+                } else {
+                    RoleKey::cluster(c)
+                };
+                Op::Apply(Object::Binding(Binding {
+                    key: BindingKey {
+                        namespace: Some(n(ns)),
+                        name: n(name),
+                    },
+                    role,
+                    subjects: pick(&subjects_pool(), mask),
+                }))
+            }),
+        (prop_oneof![Just("k1"), Just("k2")], cr_name, any::<u8>()).prop_map(|(name, c, mask)| {
+            Op::Apply(Object::Binding(Binding {
+                key: BindingKey {
+                    namespace: None,
+                    name: n(name),
+                },
+                role: RoleKey::cluster(c),
+                subjects: pick(&subjects_pool(), mask),
+            }))
+        }),
+        (ns.clone(), prop_oneof![Just("x"), Just("y")]).prop_map(|(ns, name)| Op::Apply(
+            Object::ServiceAccount {
+                namespace: n(ns),
+                name: n(name)
+            }
+        )),
+        (ns.clone(), prop_oneof![Just("x"), Just("y")]).prop_map(|(ns, name)| Op::Remove(
+            ObjectKey::ServiceAccount {
+                namespace: n(ns),
+                name: n(name)
+            }
+        )),
+        prop_oneof![
+            Just(("p1", "Namespace", "secrets")),
+            Just(("p1", "Cluster", "secrets")),
+            Just(("p2", "Namespace", "configmaps"))
+        ]
+        .prop_map(|(name, scope, res)| Op::Apply(policy(name, scope, res))),
+        prop_oneof![Just("p1"), Just("p2")].prop_map(|p| Op::Remove(ObjectKey::Policy(n(p)))),
+        (ns.clone(), role_name).prop_map(|(ns, r)| Op::Remove(ObjectKey::Role(RoleKey {
+            namespace: Some(n(ns)),
+            name: n(r)
+        }))),
+        prop_oneof![Just("c1"), Just("c2"), Just("c3")]
+            .prop_map(|c| Op::Remove(ObjectKey::Role(RoleKey::cluster(c)))),
+        (ns, prop_oneof![Just("b1"), Just("b2")]).prop_map(|(ns, b)| Op::Remove(
+            ObjectKey::Binding(BindingKey {
+                namespace: Some(n(ns)),
+                name: n(b)
+            })
+        )),
+    ]
+}
+
+/// The objects a from-scratch index is built from, tracked beside the index.
+fn apply_to_model(model: &mut BTreeMap<ObjectKey, Object>, op: &Op) {
+    match op {
+        Op::Apply(o) => {
+            model.insert(o.key(), o.clone());
+        }
+        Op::Remove(k) => {
+            model.remove(k);
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    "2026-11-28T12:00:00Z".parse().unwrap()
+}
+
+fn eval(index: &Index) -> Evaluation {
+    engine::evaluate(index, now())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn incremental_index_equals_rebuilt(ops in proptest::collection::vec(arb_op(), 1..40)) {
+        let mut index = Index::new();
+        let mut model = BTreeMap::new();
+        for op in &ops {
+            let _ = match op {
+                Op::Apply(o) => index.apply(o.clone()),
+                Op::Remove(k) => index.remove(k),
+            };
+            apply_to_model(&mut model, op);
+            let rebuilt = Index::from_objects(model.values().cloned());
+            prop_assert_eq!(eval(&index), eval(&rebuilt));
+        }
+    }
+
+    #[test]
+    fn undo_restores_the_state(
+        setup in proptest::collection::vec(arb_op(), 1..30),
+        change in arb_op(),
+    ) {
+        let mut index = Index::new();
+        for op in &setup {
+            let _ = match op {
+                Op::Apply(o) => index.apply(o.clone()),
+                Op::Remove(k) => index.remove(k),
+            };
+        }
+        let before = eval(&index);
+        let counts = index.counts();
+        let undo = match &change {
+            Op::Apply(o) => index.apply(o.clone()),
+            Op::Remove(k) => index.remove(k),
+        };
+        index.undo(undo);
+        prop_assert_eq!(eval(&index), before);
+        prop_assert_eq!(index.counts(), counts);
+    }
+}
+
+#[test]
+fn names_are_interned() {
+    let mut index = Index::new();
+    for i in 0..3 {
+        let _ = index.apply(Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("payments")),
+                name: n(&format!("b{i}")),
+            },
+            role: RoleKey {
+                namespace: Some(n("payments")),
+                name: n("r"),
+            },
+            subjects: vec![Identity::service_account("payments", "api")],
+        }));
+    }
+    let keys: Vec<&BindingKey> = index
+        .bindings_naming(&Identity::service_account("payments", "api"))
+        .iter()
+        .collect();
+    assert_eq!(keys.len(), 3);
+    let a = keys[0].namespace.as_ref().unwrap();
+    let b = keys[2].namespace.as_ref().unwrap();
+    assert!(Arc::ptr_eq(a, b));
+}

@@ -15,3 +15,6 @@ pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,
     evaluate_subjects, subject_violations,
 };
+
+#[cfg(test)]
+mod tests;

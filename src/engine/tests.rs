@@ -1,0 +1,213 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::index::Index;
+use crate::model::convert;
+
+fn now() -> jiff::Timestamp {
+    "2026-11-28T12:00:00Z".parse().unwrap()
+}
+
+fn policy(spec: Value) -> Value {
+    json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy", "metadata": {"name": "p"}, "spec": spec})
+}
+
+fn duties() -> Value {
+    json!([
+        {"name": "secret-admin", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]},
+        {"name": "secret-use", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}
+    ])
+}
+
+fn state() -> Index {
+    let objs = [
+        policy(json!({"duties": duties()})),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "api", "namespace": "pay"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "agg"},
+               "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"to-agg": "true"}}]}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "src", "labels": {"to-agg": "true"}},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "w", "namespace": "pay"},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}, {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]}),
+        rb("w", "Role", "w"),
+    ];
+    Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()))
+}
+
+fn rb(name: &str, kind: &str, role: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": "pay"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+           "subjects": [{"kind": "ServiceAccount", "name": "api"}]})
+}
+
+fn create(object: Value, user: &str) -> Request {
+    Request {
+        operation: Operation::Create,
+        user_info: UserInfo {
+            username: user.into(),
+            groups: vec![],
+        },
+        object: Some(object),
+        old_object: None,
+        dry_run: false,
+    }
+}
+
+#[test]
+fn invalid_policies_are_refused_with_the_field_path() {
+    let one = json!([{"name": "a", "permissions": [{"apiGroups": [""], "resources": ["x"], "verbs": ["get"]}]}]);
+    let cases = [
+        (json!({"duties": one}), "spec.duties:"),
+        (json!({"duties": [one[0], one[0]]}), "spec.duties[1].name"),
+        (
+            json!({"duties": [one[0], {"name": "b", "permissions": []}]}),
+            "spec.duties[1].permissions",
+        ),
+        (
+            json!({"duties": duties(), "maxDuties": 2}),
+            "spec.maxDuties",
+        ),
+        (
+            json!({"duties": duties(), "validationActions": ["Deny", "Warn"]}),
+            "spec.validationActions",
+        ),
+        (
+            json!({"duties": duties(), "exceptions": {"maxDuration": "soon"}}),
+            "spec.exceptions.maxDuration",
+        ),
+        (
+            json!({"duties": duties(), "subjects": {"namespaces": ["[x"]}}),
+            "spec.subjects.namespaces[0]",
+        ),
+        (json!({"duties": duties(), "scope": "Galaxy"}), "spec.scope"),
+    ];
+    for (spec, path) in cases {
+        let mut index = state();
+        let r = review(&mut index, &create(policy(spec.clone()), "alice"), now());
+        assert!(!r.allowed, "{spec}");
+        let why = r.refusal.unwrap_or_default();
+        assert!(why.contains(path), "{spec}: {why}");
+    }
+}
+
+#[test]
+fn a_denial_explains_binding_role_and_aggregated_rule() {
+    let mut index = state();
+    let before = evaluate(&index, now());
+    let r = review(
+        &mut index,
+        &create(rb("r", "ClusterRole", "agg"), "alice"),
+        now(),
+    );
+    assert!(!r.allowed);
+    assert_eq!(r.violations.len(), 1);
+    let v = &r.violations[0];
+    let paths: Vec<String> = v
+        .explanation
+        .iter()
+        .flat_map(|d| d.paths.iter().map(|p| p.to_string()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "RoleBinding pay/w → Role pay/w → rules[1]: create secrets",
+            "RoleBinding pay/r → ClusterRole agg → ClusterRole src → rules[0]: get secrets",
+        ]
+    );
+    // The review left the state as it was.
+    assert_eq!(evaluate(&index, now()), before);
+}
+
+#[test]
+fn review_and_apply_keeps_only_admitted_real_changes() {
+    let mut index = state();
+    let (r, undo) = review_and_apply(
+        &mut index,
+        &create(rb("r", "ClusterRole", "agg"), "alice"),
+        now(),
+    );
+    assert!(!r.allowed && undo.is_none());
+    assert!(evaluate(&index, now()).violations.is_empty());
+
+    let mut dry = create(rb("harmless", "Role", "w"), "alice");
+    dry.dry_run = true;
+    let (r, undo) = review_and_apply(&mut index, &dry, now());
+    assert!(r.allowed && undo.is_none());
+    assert_eq!(index.counts().role_bindings, 1);
+
+    let (r, undo) = review_and_apply(
+        &mut index,
+        &create(rb("harmless", "Role", "w"), "alice"),
+        now(),
+    );
+    assert!(r.allowed && undo.is_some());
+    assert_eq!(index.counts().role_bindings, 2);
+    index.undo(undo.unwrap());
+    assert_eq!(index.counts().role_bindings, 1);
+}
+
+#[test]
+fn unreadable_objects_are_denied_with_the_reason() {
+    let mut index = state();
+    let bad = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "x", "namespace": "pay"}, "subjects": []});
+    let r = review(&mut index, &create(bad, "alice"), now());
+    assert!(!r.allowed);
+    assert!(r.refusal.unwrap().contains("roleRef"));
+    let none = Request {
+        object: None,
+        ..create(json!({}), "alice")
+    };
+    assert!(!review(&mut index, &none, now()).allowed);
+}
+
+fn exception(approvals: Value, requested_by: &str) -> Value {
+    json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException", "metadata": {"name": "x"},
+           "spec": {"policy": "p", "subject": {"kind": "ServiceAccount", "namespace": "pay", "name": "api"},
+                    "justification": "rotation", "requestedBy": requested_by,
+                    "expiresAt": "2026-11-28T20:00:00Z", "approvals": approvals}})
+}
+
+#[test]
+fn exception_rules_say_which_rule_was_broken() {
+    let mut index = state();
+    let r = review(
+        &mut index,
+        &create(exception(json!([]), "mallory"), "alice"),
+        now(),
+    );
+    assert!(r.refusal.unwrap().contains("spec.requestedBy"));
+
+    let self_approved = json!([{"user": "alice", "at": "2026-11-28T11:00:00Z"}]);
+    let r = review(
+        &mut index,
+        &create(exception(self_approved.clone(), "alice"), "alice"),
+        now(),
+    );
+    assert!(r.refusal.unwrap().contains("cannot approve"));
+
+    let created = create(exception(json!([]), "alice"), "alice");
+    assert!(review(&mut index, &created, now()).allowed);
+    let _ = index.apply(convert(&exception(json!([]), "alice")).unwrap().unwrap());
+    let approve = |user: &str, approvals: Value| Request {
+        operation: Operation::Update,
+        user_info: UserInfo {
+            username: user.into(),
+            groups: vec![],
+        },
+        object: Some(exception(approvals, "alice")),
+        old_object: Some(exception(json!([]), "alice")),
+        dry_run: false,
+    };
+    let by_bob = json!([{"user": "bob", "at": "2026-11-28T11:00:00Z"}]);
+    assert!(review(&mut index, &approve("bob", by_bob.clone()), now()).allowed);
+    let r = review(&mut index, &approve("carol", by_bob), now());
+    assert!(r.refusal.unwrap().contains("made by the approving user"));
+    let by_subject =
+        json!([{"user": "system:serviceaccount:pay:api", "at": "2026-11-28T11:00:00Z"}]);
+    let r = review(
+        &mut index,
+        &approve("system:serviceaccount:pay:api", by_subject),
+        now(),
+    );
+    assert!(r.refusal.unwrap().contains("subject of an exception"));
+}

@@ -21,4 +21,5 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod rbac;
+pub mod server;
 pub mod testcase;

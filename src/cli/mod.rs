@@ -60,6 +60,8 @@ pub enum Command {
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
     Crd,
+    /// Run the validating admission webhook.
+    Serve(Box<crate::server::ServeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +129,10 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.log, cli.log_format);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`| head`): nothing left to tell it.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(EXIT_OK)
+        }
         Err(e) => {
             let mut err = anstream::stderr();
             let _ = writeln!(
@@ -145,10 +151,35 @@ pub fn run(command: Command) -> Result<u8, CliError> {
         Command::Check(a) => check::run(&a),
         Command::Explain(a) => explain::run(&a),
         Command::Test(a) => test::run(&a),
+        Command::Serve(a) => serve(*a),
         Command::Crd => {
             let mut out = std::io::stdout().lock();
             out.write_all(crate::crd::crds_yaml().as_bytes())?;
             Ok(EXIT_OK)
+        }
+    }
+}
+
+fn serve(args: crate::server::ServeArgs) -> Result<u8, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(crate::server::run(args)) {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) => {
+            tracing::error!(error = %e, "sodguard serve stopped");
+            let mut err = anstream::stderr();
+            let _ = writeln!(
+                err,
+                "{}error:{} {e}",
+                output::ERROR.render(),
+                output::ERROR.render_reset()
+            );
+            Ok(if e.is_usage() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_VIOLATIONS
+            })
         }
     }
 }

@@ -7,11 +7,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::exception_rules;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,
 };
+use super::{credentials, exception_rules};
 use crate::index::{Index, Undo};
 use crate::model::{Identity, Object, ObjectKey, RoleKey, convert};
 
@@ -136,6 +136,9 @@ fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<U
             let Some(raw) = &req.object else {
                 return (Review::refuse("the request carries no object"), None);
             };
+            if crate::model::TypeMeta::of(raw).is_core("Secret") {
+                return (credentials::review_secret(index, raw), None);
+            }
             let object = match convert(raw) {
                 Ok(Some(o)) => o,
                 // R7.4: kinds sodguard does not check are allowed untouched.
@@ -276,7 +279,10 @@ fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>
                 name: name.clone(),
             });
         }
-        Object::Namespace(_) | Object::Policy(_) | Object::Exception(_) => {}
+        Object::Namespace(_)
+        | Object::Policy(_)
+        | Object::Exception(_)
+        | Object::TokenSecret(_) => {}
     }
 }
 

@@ -3,6 +3,7 @@
 //! proposed change would add.
 
 mod admission;
+pub mod credentials;
 mod exception_rules;
 mod explain;
 mod holdings;

@@ -245,10 +245,19 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
         },
         None => h.role.clone(),
     };
+    let perm = index
+        .policy_slot(h.grant.policy)
+        .and_then(|p| p.permissions.get(h.permission as usize));
     let rule = index
         .role(&rule_owner)
         .and_then(|e| e.role.rules.get(h.grant.rule as usize))
-        .map(|r| r.to_string())
+        .map(|r| match perm {
+            Some(perm) => match crate::rbac::focus(r, perm) {
+                (f, true) => format!("{f} (…)"),
+                (f, false) => f.to_string(),
+            },
+            None => r.to_string(),
+        })
         .unwrap_or_default();
     Path {
         via: h.via.clone(),

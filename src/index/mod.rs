@@ -15,7 +15,7 @@ pub use grants::Grant;
 
 use crate::model::{
     Binding, BindingKey, Exception, Identity, Interner, Name, Object, ObjectKey, Policy, Role,
-    RoleKey,
+    RoleKey, TokenSecret,
 };
 
 /// A role and the policy permissions its effective rules grant.
@@ -34,6 +34,11 @@ pub struct Undo {
 }
 
 impl Undo {
+    /// The object the change was made to.
+    pub fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+
     pub fn previous(&self) -> Option<&Object> {
         self.previous.as_ref()
     }
@@ -50,6 +55,7 @@ pub struct Counts {
     pub cluster_role_bindings: usize,
     pub policies: usize,
     pub exceptions: usize,
+    pub token_secrets: usize,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +75,7 @@ pub struct Index {
     policy_by_name: BTreeMap<Name, u32>,
     exceptions: BTreeMap<Name, Arc<Exception>>,
     exceptions_by_subject: HashMap<Identity, BTreeSet<Name>>,
+    token_secrets: HashMap<(Name, Name), TokenSecret>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
 }
@@ -117,6 +124,14 @@ impl Index {
             Object::Binding(binding) => self.put_binding(binding).map(Object::Binding),
             Object::Policy(policy) => self.put_policy(policy).map(Object::Policy),
             Object::Exception(exception) => self.put_exception(exception).map(Object::Exception),
+            Object::TokenSecret(mut t) => {
+                self.names.canon(&mut t.namespace);
+                self.names.canon(&mut t.name);
+                self.names.canon(&mut t.service_account);
+                self.token_secrets
+                    .insert((t.namespace.clone(), t.name.clone()), t)
+                    .map(Object::TokenSecret)
+            }
         };
         Undo { key, previous }
     }
@@ -146,6 +161,10 @@ impl Index {
             ObjectKey::Binding(k) => self.take_binding(k).map(Object::Binding),
             ObjectKey::Policy(n) => self.take_policy(n).map(Object::Policy),
             ObjectKey::Exception(n) => self.take_exception(n).map(Object::Exception),
+            ObjectKey::TokenSecret { namespace, name } => self
+                .token_secrets
+                .remove(&(namespace.clone(), name.clone()))
+                .map(Object::TokenSecret),
         };
         Undo {
             key: key.clone(),
@@ -432,6 +451,11 @@ impl Index {
             .filter_map(|n| self.exceptions.get(n))
     }
 
+    /// Long-lived token Secrets, for review time (R8.3).
+    pub fn token_secrets(&self) -> impl Iterator<Item = &TokenSecret> {
+        self.token_secrets.values()
+    }
+
     pub fn counts(&self) -> Counts {
         let (roles, cluster_roles) = count_split(self.roles.keys().map(|k| k.namespace.is_some()));
         let (rbs, crbs) = count_split(self.bindings.keys().map(|k| k.namespace.is_some()));
@@ -444,6 +468,7 @@ impl Index {
             cluster_role_bindings: crbs,
             policies: self.policy_by_name.len(),
             exceptions: self.exceptions.len(),
+            token_secrets: self.token_secrets.len(),
         }
     }
 }

@@ -134,15 +134,28 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Document>, LoadError> {
                 message: e.to_string(),
             })?
     } else {
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
-            let line = e.location().map_or(0, |l| l.line());
-            LoadError::Yaml {
-                path: path.to_path_buf(),
-                document: document_at_line(text, line),
-                line,
-                message: first_line(&e.to_string()),
+        let mut values = Vec::new();
+        for (first_line, doc) in split_documents(text) {
+            if doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
+                values.push(Value::Null);
+                continue;
             }
-        })?
+            let v: Value =
+                serde_saphyr::from_str_with_options(doc, yaml_options()).map_err(|e| {
+                    let line = e.location().map_or(0, |l| l.line());
+                    LoadError::Yaml {
+                        path: path.to_path_buf(),
+                        document: values.len() + 1,
+                        line: line + first_line as u64 - 1,
+                        message: first_line_of(&e.to_string()),
+                    }
+                })?;
+            values.push(v);
+        }
+        values
     };
     let mut docs = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
@@ -214,42 +227,60 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Manifests are trusted more than admission input but can still be large:
-/// lift the count limits, keep those that stop alias and nesting bombs.
+/// One document can be large (a big ConfigMap, a generated ClusterRole): lift
+/// the size limits, keep those that stop alias and nesting bombs.
 fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_documents = 10_000_000;
-    budget.max_nodes = 500_000_000;
-    budget.max_events = 1_000_000_000;
-    budget.max_total_scalar_bytes = 4 << 30;
+    budget.max_nodes = 50_000_000;
+    budget.max_events = 100_000_000;
+    budget.max_total_scalar_bytes = 1 << 30;
     budget.max_reader_input_bytes = None;
     let mut o = serde_saphyr::Options::default();
     o.budget = Some(budget);
     o
 }
 
-/// The 1-based document that contains `line` (1-based), counting `---`
-/// separators before it.
-fn document_at_line(text: &str, line: u64) -> usize {
-    let mut doc = 1;
-    let mut seen_content = false;
-    for (i, l) in text.lines().enumerate() {
-        if (i as u64) + 1 >= line {
-            break;
-        }
-        if l.starts_with("---") {
-            if seen_content {
-                doc += 1;
+/// Splits a YAML stream at its document markers (`---` at the start of a
+/// line; `...` ends a document), keeping each document's first line number
+/// (1-based) for messages. Markers are never content in YAML, even inside
+/// block scalars, so this is exact.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let is_marker = |l: &str, m: &str| {
+        l.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    };
+    let mut docs = Vec::new();
+    let mut start = 0; // byte offset of the current document
+    let mut start_line = 1;
+    let mut offset = 0;
+    let mut seen_marker_or_content = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        if is_marker(trimmed, "---") || is_marker(trimmed, "...") {
+            if seen_marker_or_content || is_marker(trimmed, "...") {
+                docs.push((start_line, &text[start..offset]));
             }
-            seen_content = false;
-        } else if !l.trim().is_empty() && !l.trim_start().starts_with('#') {
-            seen_content = true;
+            // Content may follow `--- ` on the same line: keep it in the next document.
+            let after = if is_marker(trimmed, "---") {
+                3
+            } else {
+                line.len()
+            };
+            start = offset + after.min(line.len());
+            start_line = i + 1;
+            seen_marker_or_content = is_marker(trimmed, "---");
+        } else if !trimmed.trim().is_empty() && !trimmed.trim_start().starts_with('#') {
+            seen_marker_or_content = true;
         }
+        offset += line.len();
     }
-    doc
+    if seen_marker_or_content {
+        docs.push((start_line, &text[start..]));
+    }
+    docs
 }
 
-fn first_line(s: &str) -> String {
+fn first_line_of(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
 

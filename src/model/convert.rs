@@ -36,6 +36,11 @@ impl TypeMeta {
         }
     }
 
+    /// Whether this is `kind` of the core API group (`apiVersion: v1`).
+    pub fn is_core(&self, kind: &str) -> bool {
+        self.kind == kind && self.group().is_empty()
+    }
+
     pub fn group(&self) -> &str {
         self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
     }
@@ -130,6 +135,18 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
                 name: Name::from(name()?.as_str()),
             }
         }
+        ("", "Secret") => match crate::engine::credentials::token_secret_owner(v) {
+            Some(sa) => Object::TokenSecret(super::TokenSecret {
+                namespace: Name::from(namespace()?.as_str()),
+                name: Name::from(name()?.as_str()),
+                service_account: sa.name().clone(),
+                created: v
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse().ok()),
+            }),
+            None => return Ok(None),
+        },
         (RBAC_GROUP, "Role") => {
             let r: rbac::Role = parse(v, &object)?;
             let key = RoleKey {

@@ -14,7 +14,7 @@ pub mod identity_groups {
     pub use super::identity::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 }
 pub use name::{Interner, Name};
-pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey};
+pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSecret};
 pub use policy::{
     Actions, Approval, Duty, Exception, Policy, PolicyScope, SubjectSelector, TokenAction,
 };

@@ -87,11 +87,25 @@ pub struct Binding {
 #[derive(Clone, Debug)]
 pub enum Object {
     Namespace(Name),
-    ServiceAccount { namespace: Name, name: Name },
+    ServiceAccount {
+        namespace: Name,
+        name: Name,
+    },
     Role(Role),
     Binding(Binding),
     Policy(Arc<Policy>),
     Exception(Arc<Exception>),
+    /// A `kubernetes.io/service-account-token` Secret: only who it issues a
+    /// token for and when it was made, never its payload (R8).
+    TokenSecret(TokenSecret),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenSecret {
+    pub namespace: Name,
+    pub name: Name,
+    pub service_account: Name,
+    pub created: Option<jiff::Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,6 +116,7 @@ pub enum ObjectKey {
     Binding(BindingKey),
     Policy(Name),
     Exception(Name),
+    TokenSecret { namespace: Name, name: Name },
 }
 
 impl Object {
@@ -116,6 +131,10 @@ impl Object {
             Object::Binding(b) => ObjectKey::Binding(b.key.clone()),
             Object::Policy(p) => ObjectKey::Policy(p.name.clone()),
             Object::Exception(e) => ObjectKey::Exception(e.name.clone()),
+            Object::TokenSecret(t) => ObjectKey::TokenSecret {
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+            },
         }
     }
 }
@@ -131,6 +150,7 @@ impl fmt::Display for ObjectKey {
             ObjectKey::Binding(b) => b.fmt(f),
             ObjectKey::Policy(n) => write!(f, "SoDPolicy {n}"),
             ObjectKey::Exception(n) => write!(f, "SoDException {n}"),
+            ObjectKey::TokenSecret { namespace, name } => write!(f, "Secret {namespace}/{name}"),
         }
     }
 }

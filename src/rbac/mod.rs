@@ -22,6 +22,45 @@ pub fn grants(rule: &Rule, perm: &Permission) -> bool {
     resource_part || urls_meet(&rule.non_resource_urls, &perm.non_resource_urls)
 }
 
+/// The part of `rule` that grants `perm`, for explanations: a rule listing
+/// nine resources is shown with the one that matters. The flag tells whether
+/// anything was left out.
+pub fn focus(rule: &Rule, perm: &Permission) -> (Rule, bool) {
+    let keep_words =
+        |xs: &[crate::model::Name], ps: &[crate::model::Name]| -> Vec<crate::model::Name> {
+            xs.iter()
+                .filter(|x| words_meet(std::slice::from_ref(*x), ps))
+                .cloned()
+                .collect()
+        };
+    let focused = Rule {
+        verbs: keep_words(&rule.verbs, &perm.verbs),
+        api_groups: if perm.resources.is_empty() {
+            rule.api_groups.clone()
+        } else {
+            keep_words(&rule.api_groups, &perm.api_groups)
+        },
+        resources: rule
+            .resources
+            .iter()
+            .filter(|r| perm.resources.iter().any(|p| resource_meets(r, p)))
+            .cloned()
+            .collect(),
+        resource_names: rule.resource_names.clone(),
+        non_resource_urls: rule
+            .non_resource_urls
+            .iter()
+            .filter(|r| perm.non_resource_urls.iter().any(|p| url_meets(r, p)))
+            .cloned()
+            .collect(),
+    };
+    let trimmed = focused.verbs.len() < rule.verbs.len()
+        || focused.api_groups.len() < rule.api_groups.len()
+        || focused.resources.len() < rule.resources.len()
+        || focused.non_resource_urls.len() < rule.non_resource_urls.len();
+    (focused, trimmed)
+}
+
 /// Verbs and API groups: `*` on either side means "any"; otherwise exact.
 fn words_meet<S: AsRef<str>>(rule: &[S], perm: &[S]) -> bool {
     let rule_any = rule.iter().any(|w| w.as_ref() == "*");

@@ -1,0 +1,152 @@
+//! The HTTP edges: the webhook (`POST /validate`, over TLS) and the probes
+//! and metrics (plain HTTP, on another port).
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::review::{self, Incoming};
+use super::state::AppState;
+use crate::engine::Review;
+
+pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
+
+pub fn webhook_router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+pub fn probe_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A panic in one request answers 500 (the failurePolicy decides) and the
+/// server goes on.
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "request handler panicked");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error while deciding; see the server log",
+    )
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the index is still loading",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    // Nothing is admitted on a half-loaded index: 503 makes the API server
+    // apply the webhook's failurePolicy.
+    if !state.is_ready() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sodguard is not ready: its index is still loading",
+        );
+    }
+    let incoming = match review::parse(&body) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let start = Instant::now();
+    // A new or changed policy is evaluated against the whole state: keep that
+    // off the async workers.
+    let slow = incoming.kind.kind == "SoDPolicy";
+    let decided = if slow {
+        let state = state.clone();
+        let incoming = incoming.clone();
+        match tokio::task::spawn_blocking(move || decide(&state, &incoming)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error while deciding; see the server log",
+                );
+            }
+        }
+    } else {
+        decide(&state, &incoming)
+    };
+    let decision = if decided.allowed { "allowed" } else { "denied" };
+    let kind = metric_kind(&incoming.kind.kind);
+    state.metrics.observe_request(
+        kind,
+        incoming.operation(),
+        decision,
+        start.elapsed().as_secs_f64(),
+    );
+    axum::Json(review::respond(&incoming.uid, &decided)).into_response()
+}
+
+#[tracing::instrument(skip_all, fields(uid = %incoming.uid, kind = %incoming.kind.kind, operation = incoming.operation(), dry_run = incoming.request.dry_run, decision))]
+fn decide(state: &AppState, incoming: &Incoming) -> Review {
+    let review = state.decide(&incoming.request, jiff::Timestamp::now());
+    let decision = if review.allowed { "allowed" } else { "denied" };
+    tracing::Span::current().record("decision", decision);
+    tracing::info!(
+        violations = review.violations.len(),
+        excused = review.excused.len(),
+        "admission decided"
+    );
+    review
+}
+
+/// Kinds as metric labels: the checked ones by name, anything else as
+/// `other`, so that label values stay few.
+fn metric_kind(kind: &str) -> &'static str {
+    match kind {
+        "RoleBinding" => "RoleBinding",
+        "ClusterRoleBinding" => "ClusterRoleBinding",
+        "Role" => "Role",
+        "ClusterRole" => "ClusterRole",
+        "ServiceAccount" => "ServiceAccount",
+        "Secret" => "Secret",
+        "SoDPolicy" => "SoDPolicy",
+        "SoDException" => "SoDException",
+        "Namespace" => "Namespace",
+        _ => "other",
+    }
+}

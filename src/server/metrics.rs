@@ -1,0 +1,188 @@
+//! Prometheus metrics. Labels are low-cardinality: kinds, operations,
+//! decisions, watched resources and policy names (a handful per cluster) —
+//! never subjects, objects or messages.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::index::Counts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: String,
+    pub operation: String,
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    pub policy: String,
+}
+
+/// Cheap to clone; all handles share the registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Histogram,
+    pub violations: Family<PolicyLabel, Gauge>,
+    pub index_objects: Family<KindLabel, Gauge>,
+    pub watch_restarts: Family<ResourceLabel, Counter>,
+    pub watch_last_event_age: Family<
+        ResourceLabel,
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    >,
+    last_events: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sodguard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by kind, operation and decision",
+            requests.clone(),
+        );
+        // 50 µs .. ~3 s
+        let latency = Histogram::new(exponential_buckets(0.00005, 2.0, 17));
+        registry.register(
+            "admission_duration_seconds",
+            "Time to decide one admission request",
+            latency.clone(),
+        );
+        let violations = Family::<PolicyLabel, Gauge>::default();
+        registry.register(
+            "violations",
+            "Violations of the current state, by policy",
+            violations.clone(),
+        );
+        let index_objects = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "index_objects",
+            "Objects in the index, by kind",
+            index_objects.clone(),
+        );
+        let watch_restarts = Family::<ResourceLabel, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Watch restarts (errors and relists), by resource",
+            watch_restarts.clone(),
+        );
+        let watch_last_event_age = Family::default();
+        registry.register(
+            "watch_last_event_age_seconds",
+            "Seconds since the last event of each watcher",
+            watch_last_event_age.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            latency,
+            violations,
+            index_objects,
+            watch_restarts,
+            watch_last_event_age,
+            last_events: Arc::default(),
+        }
+    }
+
+    pub fn observe_request(&self, kind: &str, operation: &str, decision: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.into(),
+                operation: operation.into(),
+                decision: decision.into(),
+            })
+            .inc();
+        self.latency.observe(seconds);
+    }
+
+    pub fn watch_event(&self, resource: &str) {
+        if let Ok(mut m) = self.last_events.lock() {
+            m.insert(resource.to_string(), Instant::now());
+        }
+    }
+
+    pub fn watch_restart(&self, resource: &str) {
+        self.watch_restarts
+            .get_or_create(&ResourceLabel {
+                resource: resource.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_index_counts(&self, c: &Counts) {
+        for (kind, n) in [
+            ("Namespace", c.namespaces),
+            ("ServiceAccount", c.service_accounts),
+            ("Role", c.roles),
+            ("ClusterRole", c.cluster_roles),
+            ("RoleBinding", c.role_bindings),
+            ("ClusterRoleBinding", c.cluster_role_bindings),
+            ("SoDPolicy", c.policies),
+            ("SoDException", c.exceptions),
+            ("TokenSecret", c.token_secrets),
+        ] {
+            self.index_objects
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .set(n as i64);
+        }
+    }
+
+    pub fn set_violations(&self, by_policy: &[(String, usize)]) {
+        self.violations.clear();
+        for (p, n) in by_policy {
+            self.violations
+                .get_or_create(&PolicyLabel { policy: p.clone() })
+                .set(*n as i64);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        if let Ok(m) = self.last_events.lock() {
+            for (r, at) in m.iter() {
+                self.watch_last_event_age
+                    .get_or_create(&ResourceLabel {
+                        resource: r.clone(),
+                    })
+                    .set(at.elapsed().as_secs_f64());
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,240 @@
+//! The AdmissionReview wire format (`admission.k8s.io/v1`) around the engine's
+//! verdict. Pure: JSON in, JSON out.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::{Operation, Request, Review, UserInfo, Violation};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The audit annotation key; the API server prefixes it with the webhook's
+/// name (`validate.sodguard.io/violations`).
+pub const AUDIT_KEY: &str = "violations";
+const MAX_WARNING: usize = 255;
+
+/// Why a body is not an AdmissionReview we can answer (HTTP 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadReview {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error(
+        "the body is not an admission.k8s.io/v1 AdmissionReview (apiVersion {api_version:?}, kind {kind:?})"
+    )]
+    NotAReview { api_version: String, kind: String },
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the AdmissionReview's request has no uid")]
+    NoUid,
+    #[error("the AdmissionReview's request is malformed: {0}")]
+    Malformed(String),
+}
+
+/// What the webhook reads of `request`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    uid: String,
+    #[serde(default)]
+    kind: Option<Gvk>,
+    operation: Operation,
+    #[serde(default)]
+    user_info: UserInfo,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Gvk {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// A parsed admission request: its uid, its kind and the engine's request.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub uid: String,
+    pub kind: Gvk,
+    pub request: Request,
+}
+
+impl Incoming {
+    pub fn operation(&self) -> &'static str {
+        match self.request.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+pub fn parse(body: &[u8]) -> Result<Incoming, BadReview> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (api_version, kind) = (s("apiVersion"), s("kind"));
+    if api_version != API_VERSION || kind != "AdmissionReview" {
+        return Err(BadReview::NotAReview { api_version, kind });
+    }
+    let Some(req) = v.get("request").filter(|r| !r.is_null()) else {
+        return Err(BadReview::NoRequest);
+    };
+    if req
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(BadReview::NoUid);
+    }
+    let w: WireRequest = serde_path_to_error::deserialize(req)
+        .map_err(|e| BadReview::Malformed(format!("request.{}: {}", e.path(), e.inner())))?;
+    // The API server omits the object it does not have; treat null the same.
+    let nonnull = |o: Option<Value>| o.filter(|v| !v.is_null());
+    Ok(Incoming {
+        uid: w.uid,
+        kind: w.kind.unwrap_or_default(),
+        request: Request {
+            operation: w.operation,
+            user_info: w.user_info,
+            object: nonnull(w.object),
+            old_object: nonnull(w.old_object),
+            dry_run: w.dry_run.unwrap_or(false),
+        },
+    })
+}
+
+/// The decision as the API server and kubectl show it.
+pub fn respond(uid: &str, review: &Review) -> Value {
+    let mut warnings: Vec<String> = review.warnings.iter().map(|w| clip(w)).collect();
+    warnings.extend(
+        review
+            .warning()
+            .map(|v| clip(&format!("{} (Warn)", summary(v)))),
+    );
+    warnings.extend(review.excused.iter().map(|e| {
+        clip(&format!(
+            "{} — excused by SoDException {} until {}",
+            summary(&e.violation),
+            e.exception,
+            e.expires_at
+        ))
+    }));
+    let mut response = json!({ "uid": uid, "allowed": review.allowed });
+    if !review.allowed {
+        response["status"] = json!({
+            "code": 403,
+            "reason": "Forbidden",
+            "message": denial_message(review),
+        });
+    }
+    if !warnings.is_empty() {
+        response["warnings"] = json!(warnings);
+    }
+    let audited: Vec<Value> = review
+        .auditing()
+        .map(|v| json!({"policy": &*v.policy, "subject": v.subject.to_string(), "namespace": &*v.namespace, "duties": v.duties.iter().map(|d| &**d).collect::<Vec<_>>()}))
+        .collect();
+    if !audited.is_empty() {
+        response["auditAnnotations"] = json!({ AUDIT_KEY: Value::Array(audited).to_string() });
+    }
+    json!({ "apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response })
+}
+
+/// One line per violation, for warnings.
+pub fn summary(v: &Violation) -> String {
+    let place = if &*v.namespace == "*" {
+        "cluster-wide".to_string()
+    } else {
+        format!("in namespace {}", v.namespace)
+    };
+    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
+    format!(
+        "SoDPolicy {}: {} would hold {} {place}",
+        v.policy,
+        v.subject,
+        duties.join(" + ")
+    )
+}
+
+/// For a person reading kubectl's output: each denying violation with the
+/// shortest path of each duty.
+pub fn denial_message(review: &Review) -> String {
+    if let Some(r) = &review.refusal {
+        return format!("sodguard: {r}");
+    }
+    let mut m = String::from("sodguard: segregation of duties");
+    for v in review.denying() {
+        let _ = write!(m, "\n{}", summary(v));
+        for d in &v.explanation {
+            if let Some(p) = d.paths.first() {
+                let _ = write!(m, "\n  {}: {p}", d.duty);
+            }
+        }
+    }
+    m.push_str(
+        "\nremove one of the duties, or request an SoDException (kubectl explain sodexception)",
+    );
+    m
+}
+
+/// Kubernetes shows warnings of at most 256 characters well; cut on a char
+/// boundary.
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_WARNING {
+        return s.to_string();
+    }
+    let mut end = MAX_WARNING - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_clipped_on_char_boundaries() {
+        let long = "é".repeat(300);
+        let c = clip(&long);
+        assert!(c.len() <= MAX_WARNING && c.ends_with("..."));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert!(matches!(parse(b"nope"), Err(BadReview::NotJson(_))));
+        assert!(matches!(
+            parse(br#"{"apiVersion":"v1","kind":"Pod"}"#),
+            Err(BadReview::NotAReview { .. })
+        ));
+        let base = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview""#;
+        assert_eq!(
+            parse(format!("{base}}}").as_bytes()).unwrap_err(),
+            BadReview::NoRequest
+        );
+        assert_eq!(
+            parse(format!(r#"{base},"request":{{"operation":"CREATE"}}}}"#).as_bytes())
+                .unwrap_err(),
+            BadReview::NoUid
+        );
+        let e =
+            parse(format!(r#"{base},"request":{{"uid":"u","operation":"EXPLODE"}}}}"#).as_bytes())
+                .unwrap_err();
+        assert!(e.to_string().contains("operation"), "{e}");
+    }
+}

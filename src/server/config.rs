@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// watching a cluster.
     #[arg(long, env = "SODGUARD_STATE", num_args = 1.., value_delimiter = ',')]
     pub state: Vec<PathBuf>,
+    /// With --state: judge exceptions at this time (RFC 3339) instead of now.
+    #[arg(long, env = "SODGUARD_NOW")]
+    pub now: Option<jiff::Timestamp>,
     /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config).
     #[arg(long, env = "SODGUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -119,6 +122,11 @@ impl ServeArgs {
         }
         if !self.state.is_empty() && (self.kubeconfig.is_some() || self.context.is_some()) {
             return err("--state serves a fixed state: it contradicts --kubeconfig/--context");
+        }
+        if self.now.is_some() && self.state.is_empty() {
+            return err(
+                "--now only applies to a fixed state (--state): a live cluster is judged at the real time",
+            );
         }
         if self.listen == self.probe_listen && self.listen.port() != 0 {
             return err("--listen and --probe-listen must differ");

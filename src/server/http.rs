@@ -123,7 +123,7 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 
 #[tracing::instrument(skip_all, fields(uid = %incoming.uid, kind = %incoming.kind.kind, operation = incoming.operation(), dry_run = incoming.request.dry_run, decision))]
 fn decide(state: &AppState, incoming: &Incoming) -> Review {
-    let review = state.decide(&incoming.request, jiff::Timestamp::now());
+    let review = state.decide(&incoming.request, state.now());
     let decision = if review.allowed { "allowed" } else { "denied" };
     tracing::Span::current().record("decision", decision);
     tracing::info!(

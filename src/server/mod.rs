@@ -90,7 +90,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             skipped = report.skipped_total(),
             "static state loaded"
         );
-        AppState::new(Mode::Static, index, args.overlay_ttl, metrics)
+        AppState::new(Mode::Static, index, args.overlay_ttl, metrics).with_clock(args.now)
     };
     spawn_housekeeping(state.clone(), args.violations_interval);
     if let Some((cert, key)) = names {

@@ -46,6 +46,8 @@ pub struct AppState {
     engine: std::sync::Mutex<Engine>,
     ready: AtomicBool,
     overlay_ttl: Duration,
+    /// A fixed clock, for static states judged at a given time.
+    clock: Option<Timestamp>,
     pub metrics: Metrics,
 }
 
@@ -59,10 +61,23 @@ impl AppState {
             }),
             ready: AtomicBool::new(mode == Mode::Static),
             overlay_ttl,
+            clock: None,
             metrics,
         });
         state.refresh_object_metrics();
         state
+    }
+
+    /// Judges exceptions at `now` instead of the real time.
+    pub fn with_clock(mut self: Arc<Self>, now: Option<Timestamp>) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.clock = now;
+        }
+        self
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.unwrap_or_else(Timestamp::now)
     }
 
     pub fn is_ready(&self) -> bool {

@@ -1,0 +1,400 @@
+//! `sodguard serve` as a process, over real TLS: certificates made here, a real
+//! HTTPS client, a certificate rotation while requests keep succeeding, and
+//! every shared scenario sent as an AdmissionReview to `serve --state`.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    probe: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Server {
+    let (port, probe) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_sodguard"))
+        .arg("serve")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--probe-listen",
+            &format!("127.0.0.1:{probe}"),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, port, probe };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", probe)) {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return server;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sodguard serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    /// A serving certificate for localhost; returns (cert PEM, key PEM, DER).
+    fn leaf(&self) -> (String, String, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
+fn client(ca_pem: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
+fn review(uid: &str, object: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": object["kind"].clone()},
+        "operation": "CREATE", "userInfo": {"username": "alice"}, "object": object}})
+}
+
+async fn send(client: &reqwest::Client, port: u16, body: &Value) -> (Value, Vec<u8>) {
+    let resp = client
+        .post(format!("https://localhost:{port}/validate"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let der = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|t| t.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    (resp.json().await.unwrap(), der)
+}
+
+fn write(path: &Path, s: &str) {
+    // Replace atomically, as a Secret volume update does.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, s).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_while_requests_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let ca = Ca::new();
+    let (c1, k1, der1) = ca.leaf();
+    write(&cert, &c1);
+    write(&key, &k1);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--cert-reload-interval",
+        "100ms",
+        "--state",
+        examples.to_str().unwrap(),
+    ]);
+    let https = client(&ca.issuer.pem());
+    let body = review(
+        "r1",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+    );
+
+    let (resp, der) = send(&https, server.port, &body).await;
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(der, der1);
+
+    // A broken pair is refused and the old one kept.
+    write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, der) = send(&https, server.port, &body).await;
+    assert_eq!(
+        der, der1,
+        "a pair that fails to load must not replace the old one"
+    );
+
+    // Rotate while a stream of requests goes on: none may fail.
+    let (c2, k2, der2) = ca.leaf();
+    let stream = {
+        let client = https.clone();
+        let body = body.clone();
+        let port = server.port;
+        let der2 = der2.clone();
+        tokio::spawn(async move {
+            let mut seen_new = false;
+            for _ in 0..200 {
+                let (resp, der) = send(&client, port, &body).await;
+                assert_eq!(resp["response"]["uid"], "r1");
+                seen_new |= der == der2;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen_new
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write(&cert, &c2);
+    write(&key, &k2);
+    let seen_new = stream.await.unwrap();
+    // New connections get the new certificate.
+    let fresh = client(&ca.issuer.pem());
+    let (_, der) = send(&fresh, server.port, &body).await;
+    assert_eq!(der, der2);
+    assert!(seen_new || der == der2);
+    // Probes and metrics answer on the plain-HTTP port.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.probe))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"sodguard_admission_requests_total{kind="ConfigMap""#)
+            || metrics.contains(r#"sodguard_admission_requests_total{kind="other",operation="CREATE",decision="allowed"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sodguard_index_objects{kind=\"RoleBinding\"}"), "{metrics}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_versions_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (c, k, _) = ca.leaf();
+    let (cert, key, client_ca) = (
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+        dir.path().join("ca.pem"),
+    );
+    write(&cert, &c);
+    write(&key, &k);
+    write(&client_ca, &ca.issuer.pem());
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--client-ca",
+        client_ca.to_str().unwrap(),
+        "--state",
+        examples.to_str().unwrap(),
+    ]);
+    let body = review(
+        "r2",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+    );
+    // Without a client certificate the handshake fails.
+    let anonymous = client(&ca.issuer.pem());
+    assert!(
+        anonymous
+            .post(format!("https://localhost:{}/validate", server.port))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    // With one signed by the client CA it succeeds.
+    let (cc, ck, _) = ca.leaf();
+    let identity = reqwest::Identity::from_pem(format!("{cc}{ck}").as_bytes()).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let authed = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap())
+        .identity(identity)
+        .build()
+        .unwrap();
+    let (resp, _) = send(&authed, server.port, &body).await;
+    assert_eq!(resp["response"]["allowed"], true);
+    // TLS 1.2 is accepted too.
+    let tls12 = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(format!("{cc}{ck}").as_bytes()).unwrap())
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let (resp, _) = send(&tls12, server.port, &body).await;
+    assert_eq!(resp["response"]["allowed"], true);
+}
+
+fn shared_scenarios() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scenarios");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing",
+        dir.display()
+    );
+    eprintln!("SKIPPED: {} is missing", dir.display());
+    None
+}
+
+/// How a violation appears in a denial message or a warning.
+fn summary(v: &sodguard::testcase::ExpectedViolation) -> String {
+    let place = if v.namespace == "*" {
+        "cluster-wide".to_string()
+    } else {
+        format!("in namespace {}", v.namespace)
+    };
+    let mut duties = v.duties.clone();
+    duties.sort();
+    format!(
+        "SoDPolicy {}: {} would hold {} {place}",
+        v.policy,
+        v.subject,
+        duties.join(" + ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_scenarios_over_https() {
+    let Some(dir) = shared_scenarios() else {
+        return;
+    };
+    let cases = sodguard::testcase::load_cases(&[dir]).unwrap();
+    assert!(!cases.is_empty());
+    for c in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state.json");
+        let mut f = std::fs::File::create(&state).unwrap();
+        for o in &c.case.objects {
+            writeln!(f, "{o}").unwrap();
+        }
+        drop(f);
+        let ca = tmp.path().join("ca.pem");
+        let mut args = vec![
+            "--self-signed",
+            "--ca-bundle-out",
+            ca.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ];
+        let now;
+        if let Some(n) = c.case.now {
+            now = n.to_string();
+            args.extend(["--now", now.as_str()]);
+        }
+        let server = spawn(&args);
+        let client = client(&std::fs::read_to_string(&ca).unwrap());
+        let name = &c.case.name;
+        match &c.case.request {
+            Some(req) => {
+                let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                    "uid": name, "operation": req.operation, "userInfo": req.user_info,
+                    "object": req.object, "oldObject": req.old_object, "dryRun": req.dry_run}});
+                let (resp, _) = send(&client, server.port, &body).await;
+                let r = &resp["response"];
+                assert_eq!(r["uid"], json!(name));
+                assert_eq!(
+                    r["allowed"],
+                    json!(c.case.expect.allowed.unwrap()),
+                    "{name}: {r}"
+                );
+                let mut text = r["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                for w in r["warnings"].as_array().into_iter().flatten() {
+                    text.push('\n');
+                    text.push_str(w.as_str().unwrap_or_default());
+                }
+                for v in &c.case.expect.violations {
+                    let s = summary(v);
+                    let in_audit = r["auditAnnotations"]["violations"]
+                        .as_str()
+                        .is_some_and(|a| a.contains(&v.subject));
+                    assert!(text.contains(&s) || in_audit, "{name}: {s:?} not in {r}");
+                }
+            }
+            None => {
+                // A state case: re-submitting each policy reports how many
+                // subjects already violate it.
+                for o in c.case.objects.iter().filter(|o| o["kind"] == "SoDPolicy") {
+                    let policy = o["metadata"]["name"].as_str().unwrap();
+                    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                        "uid": name, "kind": {"group": "sodguard.io", "version": "v1alpha1", "kind": "SoDPolicy"},
+                        "operation": "UPDATE", "userInfo": {"username": "alice"}, "object": o, "oldObject": o}});
+                    let (resp, _) = send(&client, server.port, &body).await;
+                    let want = c
+                        .case
+                        .expect
+                        .violations
+                        .iter()
+                        .filter(|v| v.policy == policy)
+                        .count();
+                    let warnings = resp["response"]["warnings"].to_string();
+                    if want == 0 {
+                        assert!(!warnings.contains("already violate"), "{name}: {warnings}");
+                    } else {
+                        assert!(
+                            warnings.contains(&format!("({want} violation(s))")),
+                            "{name}: want {want}: {warnings}"
+                        );
+                    }
+                }
+            }
+        }
+        drop(server);
+    }
+}

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use sodguard::index::Index;
-use sodguard::server::http::{DEFAULT_MAX_BODY, webhook_router};
+use sodguard::server::http::{DEFAULT_MAX_BODY, guard, webhook_router};
 use sodguard::server::metrics::Metrics;
 use sodguard::server::state::{AppState, Mode};
 use tower::ServiceExt;
@@ -323,4 +323,34 @@ async fn nothing_is_admitted_before_the_index_is_loaded() {
     s.set_ready();
     let (status, _) = post(s, body).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_panicking_request_answers_500_and_the_next_one_is_served() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    let app = guard(axum::Router::new().route(
+        "/validate",
+        axum::routing::post(move || {
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("boom");
+                }
+                "fine"
+            }
+        }),
+    ));
+    let req = || Request::post("/validate").body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(body["error"].as_str().unwrap().contains("internal error"));
+    let resp = app.oneshot(req()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 }

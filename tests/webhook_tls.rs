@@ -210,7 +210,10 @@ async fn certificate_rotation_while_requests_succeed() {
             || metrics.contains(r#"sodguard_admission_requests_total{kind="other",operation="CREATE",decision="allowed"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains("sodguard_index_objects{kind=\"RoleBinding\"}"), "{metrics}");
+    assert!(
+        metrics.contains("sodguard_index_objects{kind=\"RoleBinding\"}"),
+        "{metrics}"
+    );
     drop(server);
 }
 
@@ -274,6 +277,63 @@ async fn tls_versions_and_client_certificates() {
         .unwrap();
     let (resp, _) = send(&tls12, server.port, &body).await;
     assert_eq!(resp["response"]["allowed"], true);
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut server = spawn(&[
+        "--self-signed",
+        "--state",
+        examples.to_str().unwrap(),
+        "--shutdown-grace",
+        "3s",
+    ]);
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sodguard serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn contradictory_settings_are_refused_at_start() {
+    for (args, says) in [
+        (vec!["--tls-cert", "x.pem"], "without --tls-key"),
+        (
+            vec!["--self-signed", "--tls-cert", "c", "--tls-key", "k"],
+            "contradicts",
+        ),
+        (vec![], "needs TLS"),
+        (
+            vec!["--self-signed", "--now", "2026-01-01T00:00:00Z"],
+            "--now only applies",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sodguard"))
+            .arg("serve")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 fn shared_scenarios() -> Option<PathBuf> {

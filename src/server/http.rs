@@ -21,11 +21,17 @@ use crate::engine::Review;
 pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 
 pub fn webhook_router(state: Arc<AppState>, max_body: usize) -> Router {
-    Router::new()
-        .route("/validate", post(validate))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
+    guard(
+        Router::new()
+            .route("/validate", post(validate))
+            .layer(DefaultBodyLimit::max(max_body))
+            .with_state(state),
+    )
+}
+
+/// Turns a panic in a handler into a 500 answer for that request alone.
+pub fn guard(router: Router) -> Router {
+    router.layer(CatchPanicLayer::custom(panic_response))
 }
 
 pub fn probe_router(state: Arc<AppState>) -> Router {

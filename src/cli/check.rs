@@ -3,7 +3,7 @@ use std::io::Write;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::output::{BOLD, DENY, DIM, OK, WARN, pad, paint};
+use super::output::{BOLD, DENY, DIM, OK, WARN, paint, print_duty_paths};
 use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFormat, load_state};
 use crate::engine::{self, Evaluation, Excused, Violation};
 
@@ -87,23 +87,7 @@ pub(super) fn print_violation(
         ns,
         paint(DIM, format!("[{}]", v.actions.names().join(", ")))
     )?;
-    let width = v
-        .duties
-        .iter()
-        .map(|d| d.chars().count())
-        .max()
-        .unwrap_or(0);
-    for d in &v.explanation {
-        for (i, p) in d.paths.iter().enumerate() {
-            let label = if i == 0 {
-                pad(&d.duty, width)
-            } else {
-                " ".repeat(width)
-            };
-            writeln!(out, "    {label}  {p}")?;
-        }
-    }
-    Ok(())
+    print_duty_paths(out, "    ", &v.explanation)
 }
 
 fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std::io::Result<()> {

@@ -4,14 +4,30 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::check::{print_violation, violation_json};
-use super::output::{BOLD, DIM, pad, paint};
+use super::output::{BOLD, DIM, paint, print_duty_paths};
 use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_state};
 use crate::engine::{self, Explanation};
 use crate::model::Identity;
 
 pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
-    let subject: Identity = args.subject.parse()?;
-    let (index, _) = load_state(&args.files)?;
+    let mut files = args.files.clone();
+    // `-f` takes several paths, so a subject written after them arrives as one.
+    let subject = match &args.subject {
+        Some(s) => s.clone(),
+        None => match files.pop() {
+            Some(last) if files.is_empty() => {
+                return Err(crate::model::IdentityParseError(format!(
+                    "{} (no subject given after the paths)",
+                    last.display()
+                ))
+                .into());
+            }
+            Some(last) => last.to_string_lossy().into_owned(),
+            None => String::new(),
+        },
+    };
+    let subject: Identity = subject.parse()?;
+    let (index, _) = load_state(&files)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let e = engine::explain(&index, &subject, now);
     let mut out = anstream::stdout();
@@ -81,17 +97,7 @@ fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
             };
             let names: Vec<&str> = s.duties.iter().map(|d| &*d.duty).collect();
             writeln!(out, "    {where_}: {}", names.join(", "))?;
-            let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-            for d in &s.duties {
-                for (i, path) in d.paths.iter().enumerate() {
-                    let label = if i == 0 {
-                        pad(&d.duty, width)
-                    } else {
-                        " ".repeat(width)
-                    };
-                    writeln!(out, "      {label}  {path}")?;
-                }
-            }
+            print_duty_paths(out, "      ", &s.duties)?;
         }
     }
     writeln!(out)?;

@@ -81,8 +81,9 @@ pub struct ExplainArgs {
     /// Files or folders of YAML/JSON manifests (repeatable).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// ServiceAccount:NAMESPACE:NAME, User:NAME or Group:NAME.
-    pub subject: String,
+    /// ServiceAccount:NAMESPACE:NAME, User:NAME or Group:NAME (may also come
+    /// last after the -f paths: `explain -f a/ b/ ServiceAccount:ns:n`).
+    pub subject: Option<String>,
     #[arg(long, env = "SODGUARD_NOW")]
     pub now: Option<Timestamp>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
@@ -134,13 +135,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            let mut err = anstream::stderr();
-            let _ = writeln!(
-                err,
-                "{}error:{} {e}",
-                output::ERROR.render(),
-                output::ERROR.render_reset()
-            );
+            output::print_error(e);
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -168,13 +163,7 @@ fn serve(args: crate::server::ServeArgs) -> Result<u8, CliError> {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
             tracing::error!(error = %e, "sodguard serve stopped");
-            let mut err = anstream::stderr();
-            let _ = writeln!(
-                err,
-                "{}error:{} {e}",
-                output::ERROR.render(),
-                output::ERROR.render_reset()
-            );
+            output::print_error(&e);
             Ok(if e.is_usage() {
                 EXIT_BAD_INPUT
             } else {

@@ -23,3 +23,34 @@ pub fn pad(s: &str, width: usize) -> String {
         format!("{s}{}", " ".repeat(width - n))
     }
 }
+
+/// `error: ...` on stderr, red on a terminal.
+pub fn print_error(e: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut err = anstream::stderr();
+    let _ = writeln!(err, "{}error:{} {e}", ERROR.render(), ERROR.render_reset());
+}
+
+/// Each duty with its paths, the duty names aligned in one column.
+pub fn print_duty_paths(
+    out: &mut impl std::io::Write,
+    indent: &str,
+    duties: &[crate::engine::DutyPaths],
+) -> std::io::Result<()> {
+    let width = duties
+        .iter()
+        .map(|d| d.duty.chars().count())
+        .max()
+        .unwrap_or(0);
+    for d in duties {
+        for (i, p) in d.paths.iter().enumerate() {
+            let label = if i == 0 {
+                pad(&d.duty, width)
+            } else {
+                " ".repeat(width)
+            };
+            writeln!(out, "{indent}{label}  {p}")?;
+        }
+    }
+    Ok(())
+}

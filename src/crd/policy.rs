@@ -342,6 +342,12 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
             "Deny and Warn together are contradictory: choose one",
         ));
     }
+    if spec.exceptions.approvals_required < 1 {
+        return Err(FieldError::new(
+            "spec.exceptions.approvalsRequired",
+            "must be at least 1: an exception needs someone other than its requester to approve it (or breakGlass)",
+        ));
+    }
     if spec.validation_actions.is_empty() {
         return Err(FieldError::new(
             "spec.validationActions",

@@ -42,11 +42,12 @@ pub enum LoadError {
     },
     #[error("{}: no such file or folder", .0.display())]
     NotFound(PathBuf),
-    #[error("{}, document {document}, line {line}: invalid YAML: {message}", path.display())]
+    #[error("{}, document {document}, line {line}, column {column}: invalid YAML: {message}", path.display())]
     Yaml {
         path: PathBuf,
         document: usize,
         line: u64,
+        column: u64,
         message: String,
     },
     #[error("{}, line {line}: invalid JSON: {message}", path.display())]
@@ -54,6 +55,18 @@ pub enum LoadError {
         path: PathBuf,
         line: usize,
         message: String,
+    },
+    #[error("{}, line {line}: not UTF-8 text{hint}", path.display())]
+    Encoding {
+        path: PathBuf,
+        line: usize,
+        hint: &'static str,
+    },
+    #[error("{at}: `items` of a {kind} must be a list, found {found}")]
+    BadList {
+        at: Source,
+        kind: String,
+        found: &'static str,
     },
     #[error("{at}: expected an object with apiVersion and kind, found {found}")]
     NotAnObject { at: Source, found: &'static str },
@@ -99,6 +112,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
         if hidden {
             continue;
         }
+        // Symlinked folders are not followed: a link to an ancestor would loop.
+        let linked_dir = p
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+            && p.is_dir();
+        if linked_dir {
+            continue;
+        }
         if p.is_dir() {
             walk(&p, out)?;
         } else if matches!(
@@ -117,8 +138,23 @@ pub fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
         path: path.to_path_buf(),
         source: e,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    parse_str(path, &text)
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]);
+        LoadError::Encoding {
+            path: path.to_path_buf(),
+            line,
+            hint: if utf16 {
+                " (the file is UTF-16: convert it to UTF-8)"
+            } else {
+                ""
+            },
+        }
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    parse_str(path, text)
 }
 
 /// Parses a YAML (or JSON) stream. `path` is only used in messages.
@@ -134,25 +170,23 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Document>, LoadError> {
                 message: e.to_string(),
             })?
     } else {
+        // Aliases can make a small file expand into a huge one: what the
+        // documents of one file may expand to is bounded as a whole.
+        let mut remaining = expansion_budget(text.len());
         let mut values = Vec::new();
         for (first_line, doc) in split_documents(text) {
-            if doc
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-            {
-                values.push(Value::Null);
-                continue;
-            }
-            let v: Value =
-                serde_saphyr::from_str_with_options(doc, yaml_options()).map_err(|e| {
-                    let line = e.location().map_or(0, |l| l.line());
+            let v: Value = serde_saphyr::from_str_with_options(doc, yaml_options(remaining))
+                .map_err(|e| {
+                    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
                     LoadError::Yaml {
                         path: path.to_path_buf(),
                         document: values.len() + 1,
                         line: line + first_line as u64 - 1,
-                        message: first_line_of(&e.to_string()),
+                        column,
+                        message: yaml_message(&e.to_string()),
                     }
                 })?;
+            remaining = remaining.saturating_sub(text_size(&v));
             values.push(v);
         }
         values
@@ -174,12 +208,22 @@ fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(
         // Empty documents (a trailing `---`, comments only) carry nothing.
         Value::Null => Ok(()),
         Value::Object(mut m) => {
-            let is_list = m
+            let list_kind = m
                 .get("kind")
                 .and_then(Value::as_str)
-                .is_some_and(|k| k == "List" || k.ends_with("List"))
-                && m.get("items").is_some_and(Value::is_array);
-            if is_list {
+                .filter(|k| *k == "List" || k.ends_with("List"))
+                .map(str::to_string);
+            if let Some(kind) = list_kind
+                && let Some(items) = m.get("items")
+                && !items.is_array()
+            {
+                return Err(LoadError::BadList {
+                    at: source,
+                    kind,
+                    found: type_name(items),
+                });
+            }
+            if list_kind_has_items(&m) {
                 let Some(Value::Array(items)) = m.remove("items") else {
                     return Ok(());
                 };
@@ -216,6 +260,40 @@ fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(
     }
 }
 
+fn list_kind_has_items(m: &serde_json::Map<String, Value>) -> bool {
+    m.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
+        && m.get("items").is_some_and(Value::is_array)
+}
+
+/// The bytes of text a parsed document holds, to charge its expansion.
+fn text_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(text_size).sum::<usize>() + a.len(),
+        Value::Object(m) => m.iter().map(|(k, v)| k.len() + text_size(v)).sum(),
+        _ => 8,
+    }
+}
+
+/// What all documents of a file may expand to: generous for real manifests
+/// (a 50 MB file stays a 50 MB file), small for alias bombs.
+fn expansion_budget(file_len: usize) -> usize {
+    (64 << 20).max(file_len.saturating_mul(2))
+}
+
+/// The library's message without its own position, which counts from the
+/// start of the document rather than the file.
+fn yaml_message(s: &str) -> String {
+    let first = first_line_of(s);
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    match first.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest.to_string(),
+        _ => first.to_string(),
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "nothing",
@@ -229,52 +307,66 @@ fn type_name(v: &Value) -> &'static str {
 
 /// One document can be large (a big ConfigMap, a generated ClusterRole): lift
 /// the size limits, keep those that stop alias and nesting bombs.
-fn yaml_options() -> serde_saphyr::Options {
+fn yaml_options(max_text: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 50_000_000;
     budget.max_events = 100_000_000;
-    budget.max_total_scalar_bytes = 1 << 30;
+    budget.max_total_scalar_bytes = max_text;
     budget.max_reader_input_bytes = None;
+    budget.max_aliases = 10_000;
+    budget.max_recorded_anchor_events = 200_000;
     let mut o = serde_saphyr::Options::default();
     o.budget = Some(budget);
     o
 }
 
-/// Splits a YAML stream at its document markers (`---` at the start of a
-/// line; `...` ends a document), keeping each document's first line number
-/// (1-based) for messages. Markers are never content in YAML, even inside
-/// block scalars, so this is exact.
+/// Splits a YAML stream into its documents, each with its first line number
+/// (1-based). A document runs from its `---` marker (kept, with any
+/// `%YAML`/`%TAG` directives and comments before it) to the next marker or
+/// `...`. Markers at the start of a line are never content in YAML, even in
+/// block scalars, so this is exact; parsing one document at a time keeps
+/// document numbers true to the file, empty documents included.
 fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let is_marker = |l: &str, m: &str| {
         l.strip_prefix(m)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
     };
     let mut docs = Vec::new();
-    let mut start = 0; // byte offset of the current document
-    let mut start_line = 1;
+    let (mut start, mut start_line) = (0, 1);
+    // Whether the current piece holds anything but directives and comments.
+    let mut content = false;
+    let mut has_marker = false;
     let mut offset = 0;
-    let mut seen_marker_or_content = false;
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        if is_marker(trimmed, "---") || is_marker(trimmed, "...") {
-            if seen_marker_or_content || is_marker(trimmed, "...") {
+        let l = line.trim_end_matches(['\n', '\r']);
+        if is_marker(l, "---") {
+            if content || has_marker {
                 docs.push((start_line, &text[start..offset]));
+                start = offset;
+                start_line = i + 1;
             }
-            // Content may follow `--- ` on the same line: keep it in the next document.
-            let after = if is_marker(trimmed, "---") {
-                3
-            } else {
-                line.len()
-            };
-            start = offset + after.min(line.len());
-            start_line = i + 1;
-            seen_marker_or_content = is_marker(trimmed, "---");
-        } else if !trimmed.trim().is_empty() && !trimmed.trim_start().starts_with('#') {
-            seen_marker_or_content = true;
+            has_marker = true;
+            content = !l[3..].trim().is_empty() && !l[3..].trim_start().starts_with('#');
+        } else if is_marker(l, "...") {
+            let end = offset + line.len();
+            if content || has_marker {
+                docs.push((start_line, &text[start..end]));
+            }
+            start = end;
+            start_line = i + 2;
+            content = false;
+            has_marker = false;
+        } else {
+            let t = l.trim();
+            // A directive before a document's marker belongs to that document.
+            let directive = l.starts_with('%') && !content;
+            if !t.is_empty() && !t.starts_with('#') && !directive {
+                content = true;
+            }
         }
         offset += line.len();
     }
-    if seen_marker_or_content {
+    if content || has_marker {
         docs.push((start_line, &text[start..]));
     }
     docs

@@ -181,6 +181,7 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
             ))
         }
         (RBAC_GROUP, "RoleBinding") => {
+            require_role_ref(v, &malformed)?;
             let b: rbac::RoleBinding = parse(v, &object)?;
             let ns = namespace()?;
             let role = match b.role_ref.kind.as_str() {
@@ -207,6 +208,7 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
             )?
         }
         (RBAC_GROUP, "ClusterRoleBinding") => {
+            require_role_ref(v, &malformed)?;
             let b: rbac::ClusterRoleBinding = parse(v, &object)?;
             if b.role_ref.kind != "ClusterRole" {
                 return Err(malformed(format!(
@@ -250,11 +252,40 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
     Ok(Some(obj))
 }
 
+/// k8s-openapi fills a missing required struct with defaults; a binding
+/// without its roleRef is malformed, and says so.
+fn require_role_ref(
+    v: &Value,
+    malformed: &dyn Fn(String) -> ConvertError,
+) -> Result<(), ConvertError> {
+    match v.get("roleRef") {
+        None | Some(Value::Null) => Err(malformed("roleRef is missing".into())),
+        Some(Value::Object(r)) => {
+            for f in ["kind", "name"] {
+                if r.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    return Err(malformed(format!("roleRef.{f} is missing")));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(malformed(
+            "roleRef must be an object with apiGroup, kind and name".into(),
+        )),
+    }
+}
+
 /// Deserialises with the path of the failing field in the message.
 fn parse<T: DeserializeOwned>(v: &Value, object: &ObjectRef) -> Result<T, ConvertError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner().to_string();
+        // A field missing at the top has the root path `.`: name the field.
+        if path == "." {
+            path = inner
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split_once('`'))
+                .map_or_else(String::new, |(f, _)| f.to_string());
+        }
         let message = if path.is_empty() || path == "." {
             inner
         } else {
@@ -317,8 +348,14 @@ fn binding(
         )));
     }
     let ns = key.namespace.as_deref();
+    let subjects = subjects.unwrap_or_default();
+    if let Some(i) = subjects
+        .iter()
+        .position(|s| s.kind.is_empty() || s.name.is_empty())
+    {
+        return Err(malformed(format!("subjects[{i}] needs a kind and a name")));
+    }
     let mut ids: Vec<Identity> = subjects
-        .unwrap_or_default()
         .iter()
         .filter_map(|s| Identity::from_subject(&s.kind, &s.name, s.namespace.as_deref(), ns))
         .collect();

@@ -164,9 +164,9 @@ pub enum ValidationAction {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExceptionsSpec {
-    #[serde(default = "one_u32")]
+    #[serde(default = "one_i32")]
     #[schemars(range(min = 1))]
-    pub approvals_required: u32,
+    pub approvals_required: i32,
     #[serde(default = "hours_24")]
     pub max_duration: String,
     #[serde(default)]
@@ -183,7 +183,7 @@ impl Default for ExceptionsSpec {
     }
 }
 
-fn one_u32() -> u32 {
+fn one_i32() -> i32 {
     1
 }
 
@@ -368,7 +368,7 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
         subjects: compile_subjects(&spec.subjects)?,
         actions,
         exceptions: ExceptionRules {
-            approvals_required: spec.exceptions.approvals_required,
+            approvals_required: spec.exceptions.approvals_required as u32,
             max_duration: parse_duration(
                 "spec.exceptions.maxDuration",
                 &spec.exceptions.max_duration,

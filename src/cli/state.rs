@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use super::CliError;
 use crate::index::Index;
 use crate::load;
-use crate::model::{Object, TypeMeta, convert};
+use crate::model::{TypeMeta, convert};
 
 /// What loading found besides the objects.
 #[derive(Debug, Default)]
@@ -25,13 +25,16 @@ impl LoadReport {
 /// only the small domain objects outlive their file.
 pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
     let mut report = LoadReport::default();
-    let mut objects: Vec<Object> = Vec::new();
+    let mut index = Index::new();
+    index.begin_bulk();
     for file in load::files(paths)? {
         report.files += 1;
         for doc in load::read_file(&file)? {
             report.documents += 1;
             match convert(&doc.value) {
-                Ok(Some(o)) => objects.push(o),
+                Ok(Some(o)) => {
+                    let _ = index.apply(o);
+                }
                 Ok(None) => {
                     let tm = TypeMeta::of(&doc.value);
                     let kind = if tm.kind.is_empty() {
@@ -50,5 +53,6 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
             }
         }
     }
-    Ok((Index::from_objects(objects), report))
+    index.finish_bulk();
+    Ok((index, report))
 }

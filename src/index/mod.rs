@@ -94,10 +94,21 @@ impl Index {
     }
 
     pub fn extend(&mut self, objects: impl IntoIterator<Item = Object>) {
-        self.deferred = true;
+        self.begin_bulk();
         for o in objects {
             let _ = self.apply(o);
         }
+        self.finish_bulk();
+    }
+
+    /// Starts a bulk load: until [`finish_bulk`](Self::finish_bulk), applied
+    /// objects are indexed but role grants are not computed.
+    pub fn begin_bulk(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Computes the grants a bulk load deferred, once.
+    pub fn finish_bulk(&mut self) {
         self.deferred = false;
         self.recompute_all_grants();
     }

@@ -8,6 +8,10 @@
 #   cluster.sh down DIR   stop both processes; safe to call twice, or on a DIR
 #                         whose `up` failed halfway. Keeps DIR/logs.
 #   cluster.sh status DIR exit 0 if both processes run and /readyz answers ok
+#   cluster.sh restart-apiserver DIR
+#                         stop kube-apiserver and start it again (same flags,
+#                         port, etcd data); waits for /readyz ok, exit 1 if it
+#                         does not get there within SODGUARD_E2E_READY_TIMEOUT
 #   cluster.sh cert DIR NAME SAN...
 #                         issue a serving cert signed by the cluster CA
 #                         (DIR/pki/NAME.crt, NAME.key), e.g. for the webhook:
@@ -180,6 +184,46 @@ apiserver_ready() { # DIR URL
     --key "$1/pki/admin.key" "$2/readyz" | grep -qx ok
 }
 
+# start_apiserver DIR ETCD_URL API_PORT TIMEOUT: start kube-apiserver (log appended
+# to DIR/logs/kube-apiserver.log) and wait for /readyz ok. Used by up and
+# restart-apiserver, so a restart runs with exactly the flags of the first start.
+start_apiserver() {
+  local dir="$1" etcd_url="$2" api_port="$3" timeout="$4"
+  local api_url="https://127.0.0.1:$api_port"
+  log "starting kube-apiserver on $api_url"
+  # Flags: the set controller-runtime's envtest uses (RBAC, SA issuer/keys,
+  # ServiceAccount admission off since no controller-manager creates SAs),
+  # plus client-cert auth and loopback-only serving. The endpoint reconciler
+  # refuses a loopback advertise address ("may not be in the loopback range"),
+  # and nothing here routes to the `kubernetes` Service anyway: type none.
+  setsid "$KUBE_APISERVER" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --endpoint-reconciler-type=none \
+    --secure-port="$api_port" \
+    --etcd-servers="$etcd_url" \
+    --etcd-prefix=/registry \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --authorization-mode=RBAC \
+    --client-ca-file="$dir/pki/ca.crt" \
+    --tls-cert-file="$dir/pki/apiserver.crt" \
+    --tls-private-key-file="$dir/pki/apiserver.key" \
+    --cert-dir="$dir/pki" \
+    --service-account-issuer="https://kubernetes.default.svc.cluster.local" \
+    --api-audiences="https://kubernetes.default.svc.cluster.local" \
+    --service-account-key-file="$dir/pki/sa.pub" \
+    --service-account-signing-key-file="$dir/pki/sa.key" \
+    --disable-admission-plugins=ServiceAccount \
+    --allow-privileged=true \
+    --enable-priority-and-fairness=false \
+    --profiling=false \
+    --v=1 \
+    </dev/null >>"$dir/logs/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/kube-apiserver.pid"
+  wait_until "kube-apiserver /readyz ok" "$timeout" kube-apiserver "$dir" \
+    "$dir/logs/kube-apiserver.log" -- apiserver_ready "$dir" "$api_url"
+}
+
 do_up() { # DIR
   local dir="$1"
   if pid_alive "$dir" etcd || pid_alive "$dir" kube-apiserver; then
@@ -231,38 +275,7 @@ do_up() { # DIR
   echo $! >"$dir/etcd.pid"
   wait_until "etcd healthy" 60 etcd "$dir" "$dir/logs/etcd.log" -- etcd_healthy "$etcd_url"
 
-  log "starting kube-apiserver on $api_url"
-  # Flags: the set controller-runtime's envtest uses (RBAC, SA issuer/keys,
-  # ServiceAccount admission off since no controller-manager creates SAs),
-  # plus client-cert auth and loopback-only serving. The endpoint reconciler
-  # refuses a loopback advertise address ("may not be in the loopback range"),
-  # and nothing here routes to the `kubernetes` Service anyway: type none.
-  setsid "$KUBE_APISERVER" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
-    --endpoint-reconciler-type=none \
-    --secure-port="$api_port" \
-    --etcd-servers="$etcd_url" \
-    --etcd-prefix=/registry \
-    --service-cluster-ip-range="$SERVICE_CIDR" \
-    --authorization-mode=RBAC \
-    --client-ca-file="$dir/pki/ca.crt" \
-    --tls-cert-file="$dir/pki/apiserver.crt" \
-    --tls-private-key-file="$dir/pki/apiserver.key" \
-    --cert-dir="$dir/pki" \
-    --service-account-issuer="https://kubernetes.default.svc.cluster.local" \
-    --api-audiences="https://kubernetes.default.svc.cluster.local" \
-    --service-account-key-file="$dir/pki/sa.pub" \
-    --service-account-signing-key-file="$dir/pki/sa.key" \
-    --disable-admission-plugins=ServiceAccount \
-    --allow-privileged=true \
-    --enable-priority-and-fairness=false \
-    --profiling=false \
-    --v=1 \
-    </dev/null >"$dir/logs/kube-apiserver.log" 2>&1 &
-  echo $! >"$dir/kube-apiserver.pid"
-  wait_until "kube-apiserver /readyz ok" "$READY_TIMEOUT" kube-apiserver "$dir" \
-    "$dir/logs/kube-apiserver.log" -- apiserver_ready "$dir" "$api_url"
+  start_apiserver "$dir" "$etcd_url" "$api_port" "$READY_TIMEOUT"
 
   write_kubeconfig "$dir" "$api_url"
   cat >"$dir/env" <<EOF
@@ -284,6 +297,29 @@ do_status() { # DIR
   url="$(sed -n 's/^APISERVER_URL=//p' "$dir/env" 2>/dev/null)"
   [[ -n "$url" ]] && apiserver_ready "$dir" "$url" || { log "kube-apiserver not ready"; return 1; }
   log "running: $url"
+}
+
+# restart-apiserver: stop kube-apiserver and start it again with the same
+# flags, port and etcd (its RBAC bootstrap runs again); wait for /readyz ok.
+do_restart_apiserver() { # DIR
+  local dir="$1" url etcd_url port
+  [[ -f "$dir/env" ]] || die "no $dir/env (run: $0 up $dir)"
+  pid_alive "$dir" etcd || die "etcd is not running in $dir"
+  url="$(sed -n 's/^APISERVER_URL=//p' "$dir/env")"
+  etcd_url="$(sed -n 's/^ETCD_URL=//p' "$dir/env")"
+  port="${url##*:}"
+  [[ "$port" =~ ^[0-9]+$ && -n "$etcd_url" ]] || die "cannot read the ports from $dir/env"
+  if [[ -z "${KUBE_APISERVER:-}" || -z "${ETCD:-}" ]]; then
+    local assignments
+    assignments="$("$HERE/build.sh")" || die "build.sh failed"
+    eval "$assignments"
+  fi
+  stop_one "$dir" kube-apiserver
+  # The port is free again once the old process is gone (up to ~5s for its sockets).
+  local i
+  for ((i = 0; i < 50; i++)); do port_free "$port" && break; sleep 0.1; done
+  start_apiserver "$dir" "$etcd_url" "$port" "$READY_TIMEOUT"
+  log "restarted: kube-apiserver $url"
 }
 
 do_cert() { # DIR NAME SAN...
@@ -309,6 +345,7 @@ case "$cmd" in
     [[ -d "$2" ]] || { log "$2: no such directory; nothing to stop"; exit 0; }
     DIR="$(cd "$2" && pwd)"; do_down "$DIR"; log "down: $DIR" ;;
   status) [[ -d "$2" ]] || die "$2: no such directory"; do_status "$(cd "$2" && pwd)" ;;
+  restart-apiserver) [[ -d "$2" ]] || die "$2: no such directory"; do_restart_apiserver "$(cd "$2" && pwd)" ;;
   cert) (($# >= 4)) || usage; [[ -d "$2" ]] || die "$2: no such directory"
         do_cert "$(cd "$2" && pwd)" "$3" "${@:4}" ;;
   *) usage ;;

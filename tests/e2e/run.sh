@@ -1,0 +1,709 @@
+#!/usr/bin/env bash
+# sodguard end to end, on a real kube-apiserver (built from source by build.sh),
+# driven by the real kubectl — issue 4 §2, scenarios 1–9.
+#
+#   tests/e2e/run.sh
+#
+# Builds (build.sh, then `cargo build --release --locked`), brings a cluster up
+# in a temp dir (cluster.sh), installs the CRDs, starts `sodguard serve` on free
+# loopback ports watching that API server, registers
+# tests/e2e/webhook-configuration.yaml pointing at it, and runs the scenarios.
+# One line per check on stdout (`ok  name` / `FAIL name: why`), progress on
+# stderr, and last the line `e2e: N passed, N failed`; exit 0 only if all pass.
+# Everything started here is stopped at the end, also on failure or Ctrl-C; on
+# failure the tails of the sodguard and kube-apiserver logs are printed and the
+# temp dir (logs) is kept.
+#
+# Needs: bash, curl, openssl, python3 with PyYAML, kubectl (any recent one; the
+# machine's 1.32 warns about the version skew, which is filtered), cargo, go
+# (only when build.sh has nothing cached).
+#
+# Env: SODGUARD_E2E_SCENARIOS  folder of SoDTestCase files (default ../shared/scenarios)
+#      SODGUARD_E2E_KEEP=1     keep the temp dir after a clean run too
+#      SODGUARD_E2E_ONLY       run only these scenarios, e.g. "1 2 7"
+#      SODGUARD_E2E_TMP        parent of the temp dir (default ${TMPDIR:-/tmp})
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9} "
+START=$SECONDS
+
+WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
+CL="$WORK/cluster"          # cluster.sh's DIR
+LOGS="$WORK/logs"           # ours: build, sodguard, gate, cluster.sh
+mkdir -p "$LOGS" "$WORK/bin" "$WORK/m"
+export KUBECACHEDIR="$WORK/kube-cache"
+export PYTHONDONTWRITEBYTECODE=1
+
+PASSED=0 FAILED=0 ABORTED=0
+SG_PID="" GATE_PID=""
+WEBHOOK_DENIAL='admission webhook "validate.sodguard.io" denied the request'
+WEBHOOK_CALL_FAILED='failed calling webhook "validate.sodguard.io"'
+LABEL='e2e.sodguard.io/suite'
+
+progress() { echo "[e2e +$((SECONDS - START))s] $*" >&2; }
+ok() { echo "ok  $1"; PASSED=$((PASSED + 1)); }
+fail() { # NAME WHY
+  local why; why="$(printf '%s' "$2" | tr '\n' ' ' | tr -s ' ' | cut -c1-700)"
+  echo "FAIL $1: $why"; FAILED=$((FAILED + 1))
+}
+# abort NAME WHY: a failed step nothing after it can do without.
+abort() { fail "$1" "$2"; ABORTED=1; exit 1; }
+want() { [[ "$ONLY" == *" $1 "* ]]; }
+
+# ------------------------------------------------------------- teardown --
+
+print_tails() {
+  local f
+  for f in "$LOGS/sodguard.log" "$CL/logs/kube-apiserver.log"; do
+    [[ -s "$f" ]] || continue
+    echo "----- last lines of $f" >&2
+    tail -n 40 "$f" | cut -c1-400 >&2
+  done
+}
+
+stop_pid() { # PID NAME GRACE-SECONDS
+  local pid="$1" i
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < $3 * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    progress "$2 (pid $pid) did not stop in $3s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+teardown() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$SG_PID" sodguard 10; SG_PID=""
+  stop_pid "$GATE_PID" gate 5; GATE_PID=""
+  ((FAILED > 0 || rc != 0)) && print_tails
+  "$HERE/cluster.sh" down "$CL" >>"$LOGS/cluster.log" 2>&1
+  local clean=0
+  ((FAILED == 0 && rc == 0 && ABORTED == 0 && PASSED > 0)) && clean=1
+  if ((clean == 1)) && [[ "${SODGUARD_E2E_KEEP:-0}" != 1 ]]; then
+    rm -rf "$WORK"
+  else
+    progress "logs kept in $WORK (sodguard: $LOGS/sodguard.log, kube-apiserver: $CL/logs/kube-apiserver.log)"
+  fi
+  progress "wall time $((SECONDS - START))s"
+  echo "e2e: $PASSED passed, $FAILED failed"
+  ((clean == 1)) && exit 0
+  exit 1
+}
+trap teardown EXIT
+trap 'fail "run" "interrupted by a signal"; exit 130' INT TERM
+
+# ----------------------------------------------------------------- tools --
+
+# kc ARGS...: the real kubectl, with a timeout; sets RC, OUT, ERR (stderr
+# without the client/server version skew warning). Returns RC.
+kc() {
+  timeout 90 kubectl --request-timeout=30s "$@" >"$WORK/kc.out" 2>"$WORK/kc.err"
+  RC=$?
+  OUT="$(cat "$WORK/kc.out")"
+  ERR="$(grep -v 'exceeds the supported minor version skew' "$WORK/kc.err")"
+  return $RC
+}
+# first line(s) of the last kubectl's stderr, for FAIL lines
+kerr() { printf 'rc=%s %s' "$RC" "$(printf '%s' "${ERR:-$OUT}" | head -c 500)"; }
+has() { [[ "$1" == *"$2"* ]]; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" 2>/dev/null || true; }
+
+# --------------------------------------------------------------- manifests --
+# Small YAML builders; every object carries the suite label so it can be removed.
+
+y_ns() { printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {%s: "true"}}\n' "$1" "$LABEL"; }
+y_sa() { printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\n' "$2" "$1" "$LABEL"; }
+y_role() { # NS NAME RESOURCES VERBS [RESOURCES VERBS]...  (core group)
+  local ns="$1" name="$2"; shift 2
+  printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\nrules:\n' "$name" "$ns" "$LABEL"
+  while (($# >= 2)); do printf "%s\n" "- {apiGroups: [''], resources: [$1], verbs: [$2]}"; shift 2; done
+}
+y_crole() { # NAME LABELS-FLOW RESOURCES VERBS
+  printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: %s, labels: {%s: "true"%s}}\nrules:\n' "$1" "$LABEL" "$2"
+  printf "%s\n" "- {apiGroups: [''], resources: [$3], verbs: [$4]}"
+}
+y_rb() { # NS NAME ROLEKIND ROLE SA
+  printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: %s, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n' \
+    "$2" "$1" "$LABEL" "$3" "$4" "$5" "$1"
+}
+y_policy() { # NAME RESOURCE ACTIONS DUTY-PREFIX
+  cat <<EOF
+apiVersion: sodguard.io/v1alpha1
+kind: SoDPolicy
+metadata: {name: $1, labels: {$LABEL: "true"}}
+spec:
+  validationActions: [$3]
+  duties:
+  - name: $4-admin
+    permissions: [{apiGroups: [''], resources: [$2], verbs: [create, update, patch, delete, deletecollection]}]
+  - name: $4-use
+    permissions: [{apiGroups: [''], resources: [$2], verbs: [get, list, watch]}]
+EOF
+}
+SECRET_POLICY=e2e-secret-admin-vs-use
+y_secret_policy() { y_policy "$SECRET_POLICY" secrets Deny secret; }
+
+# kf MANIFEST ARGS...: kubectl ARGS -f FILE-WITH-MANIFEST (in this shell, so RC/OUT/ERR stay set)
+kf() {
+  local m="$1"; shift
+  printf '%s\n' "$m" >"$WORK/kf.yaml"
+  kc "$@" -f "$WORK/kf.yaml"
+}
+# apply_as USER MANIFEST: kubectl apply as USER (admin: the kubeconfig's own user, no --as).
+apply_as() {
+  if [[ "$1" == admin ]]; then kf "$2" apply; else kf "$2" --as "$1" apply; fi
+}
+
+# A request sodguard refuses on its own rules, whatever the cluster's state:
+# a policy with two duties of the same name (valid for the CRD schema).
+PROBE_POLICY='apiVersion: sodguard.io/v1alpha1
+kind: SoDPolicy
+metadata: {name: e2e-webhook-probe}
+spec:
+  duties:
+  - {name: a, permissions: [{apiGroups: [""], resources: [secrets], verbs: [get]}]}
+  - {name: a, permissions: [{apiGroups: [""], resources: [secrets], verbs: [create]}]}'
+
+# wait_webhook active|inactive [TIMEOUT]: until the API server (does not) call(s) sodguard.
+wait_webhook() {
+  local want="$1" timeout="${2:-30}" t0=$SECONDS
+  while ((SECONDS - t0 < timeout)); do
+    kf "$PROBE_POLICY" --as alice create --dry-run=server
+    if [[ "$want" == active ]] && ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then return 0; fi
+    if [[ "$want" == inactive ]] && ((RC == 0)); then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# ----------------------------------------------------------- sodguard ----
+
+SG_KUBECONFIG=""
+start_sodguard() { # [KUBECONFIG]
+  local kcfg="${1:-$CL/kubeconfig}"
+  echo "=== start $(date -u +%FT%TZ) kubeconfig=$kcfg" >>"$LOGS/sodguard.log"
+  NO_COLOR=1 SODGUARD_LOG="${SODGUARD_LOG:-info}" setsid "$WORK/bin/sodguard" serve \
+    --kubeconfig "$kcfg" \
+    --tls-cert "$CL/pki/webhook.crt" --tls-key "$CL/pki/webhook.key" \
+    --listen "127.0.0.1:$WEBHOOK_PORT" --probe-listen "127.0.0.1:$PROBE_PORT" \
+    --violations-interval 1s --shutdown-grace 2s \
+    </dev/null >>"$LOGS/sodguard.log" 2>&1 &
+  SG_PID=$!
+}
+stop_sodguard() { stop_pid "$SG_PID" sodguard 10; SG_PID=""; }
+sg_alive() { [[ -n "$SG_PID" ]] && kill -0 "$SG_PID" 2>/dev/null; }
+# wait_probe PATH TIMEOUT: until PROBE/PATH answers 200 (sodguard must stay up).
+wait_probe() {
+  local t0=$SECONDS
+  while ((SECONDS - t0 < $2)); do
+    sg_alive || return 1
+    [[ "$(http_code "http://127.0.0.1:$PROBE_PORT$1")" == 200 ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+render_webhook_configuration() {
+  sed -e "s#__WEBHOOK_URL__#https://127.0.0.1:$WEBHOOK_PORT/validate#" \
+      -e "s#__CA_BUNDLE__#$(base64 -w0 <"$CL/pki/ca.crt")#" \
+      "$HERE/webhook-configuration.yaml"
+}
+
+# ================================================================ setup ===
+
+progress "work dir $WORK"
+progress "building kube-apiserver and etcd (build.sh; cached after the first run)"
+if ! assignments="$("$HERE/build.sh" 2>>"$LOGS/build.log")"; then
+  tail -n 30 "$LOGS/build.log" >&2
+  abort "setup: build.sh" "building kube-apiserver/etcd failed (see above)"
+fi
+eval "$assignments"
+export KUBE_APISERVER ETCD
+progress "cargo build --release --locked"
+if ! (cd "$ROOT" && cargo build --release --locked) >>"$LOGS/build.log" 2>&1; then
+  tail -n 30 "$LOGS/build.log" >&2
+  abort "setup: cargo build --release --locked" "failed (see above)"
+fi
+# A copy, so that a concurrent build cannot swap the binary between restarts.
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sodguard" "$WORK/bin/sodguard" ||
+  abort "setup: sodguard binary" "not found under ${CARGO_TARGET_DIR:-$ROOT/target}/release"
+ok "setup: kube-apiserver $("$KUBE_APISERVER" --version 2>/dev/null | awk '{print $2}'), etcd, sodguard built"
+
+command -v kubectl >/dev/null || abort "setup: kubectl" "kubectl not found"
+python3 -c 'import yaml' 2>/dev/null || abort "setup: python3" "python3 with PyYAML is needed"
+
+progress "cluster up"
+"$HERE/cluster.sh" up "$CL" >/dev/null 2>>"$LOGS/cluster.log" ||
+  abort "setup: cluster up" "$(tail -n 20 "$LOGS/cluster.log")"
+# shellcheck disable=SC1091
+. "$CL/env"
+export KUBECONFIG="$CL/kubeconfig"
+"$HERE/cluster.sh" cert "$CL" webhook IP:127.0.0.1 DNS:localhost >/dev/null 2>>"$LOGS/cluster.log" ||
+  abort "setup: webhook certificate" "$(tail -n 5 "$LOGS/cluster.log")"
+ok "setup: kube-apiserver up at $APISERVER_URL"
+
+kc apply -f "$ROOT/manifests/crds/" || abort "setup: CRDs" "$(kerr)"
+kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io ||
+  abort "setup: CRDs established" "$(kerr)"
+ok "setup: CRDs installed and established"
+
+# alice and bob: real (impersonated) users, so their requests reach the webhook.
+kc apply -f - <<EOF || abort "setup: users alice and bob" "$(kerr)"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-alice-cluster-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-bob-cluster-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+EOF
+
+# Free ports are picked, then bound by sodguard: should another process take
+# one in between, sodguard exits (address in use) and we try other ports.
+for attempt in 1 2 3; do
+  WEBHOOK_PORT="$(free_port)"; PROBE_PORT="$(free_port)"
+  while [[ "$PROBE_PORT" == "$WEBHOOK_PORT" ]]; do PROBE_PORT="$(free_port)"; done
+  progress "starting sodguard (webhook 127.0.0.1:$WEBHOOK_PORT, probes 127.0.0.1:$PROBE_PORT)"
+  start_sodguard
+  wait_probe /readyz 60 && break
+  sg_alive && abort "setup: sodguard ready" "no /readyz 200 within 60s"
+  stop_sodguard
+  ((attempt == 3)) && abort "setup: sodguard ready" "sodguard exited: $(tail -n 5 "$LOGS/sodguard.log")"
+done
+WEBHOOK_URL="https://127.0.0.1:$WEBHOOK_PORT/validate"
+PROBE="http://127.0.0.1:$PROBE_PORT"
+ok "setup: sodguard serve ready (watching the cluster)"
+
+render_webhook_configuration >"$WORK/webhook-configuration.yaml"
+kc apply -f "$WORK/webhook-configuration.yaml" || abort "setup: webhook registered" "$(kerr)"
+wait_webhook active 30 || abort "setup: webhook active" "the API server does not call sodguard: $(kerr)"
+ok "setup: ValidatingWebhookConfiguration registered, the API server calls sodguard"
+
+# A namespace with a ServiceAccount holding secret-admin and the
+# objects for the conflicting and harmless bindings (through the webhook, as
+# alice: admitted changes are in sodguard's index at once).
+# seed NS: SAs api + web, Roles secret-writer/secret-reader, RB api-writes.
+seed() {
+  local ns="$1"
+  apply_as admin "$(y_ns "$ns")" || return 1
+  apply_as alice "$(y_sa "$ns" api; echo ---; y_sa "$ns" web; echo ---
+    y_role "$ns" secret-writer secrets create,update; echo ---
+    y_role "$ns" secret-reader secrets get,list)" || return 1
+  apply_as alice "$(y_rb "$ns" api-writes Role secret-writer api)"
+}
+
+# ============================================================ scenarios ===
+
+# ---- 1. a RoleBinding completing a conflict, with kubectl apply ----------
+DENIAL1=""
+if want 1 || want 2; then
+  progress "scenario 1: kubectl apply of a conflicting RoleBinding"
+  if ! { apply_as alice "$(y_secret_policy)" && seed e2e-s1; }; then
+    fail "1 setup" "$(kerr)"
+  else
+    y_rb e2e-s1 api-reads Role secret-reader api >"$WORK/m/s1-conflict.yaml"
+    y_rb e2e-s1 web-reads Role secret-reader web >"$WORK/m/s1-harmless.yaml"
+  fi
+fi
+if want 1 && [[ -f "$WORK/m/s1-conflict.yaml" ]]; then
+  kc --as alice apply -f "$WORK/m/s1-conflict.yaml"
+  if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then
+    ok "1 kubectl apply of a RoleBinding completing a conflict is rejected by the webhook"
+    DENIAL1="${ERR#*"$WEBHOOK_DENIAL"}"
+    progress "kubectl said: $ERR"
+    missing=""
+    for s in "SoDPolicy $SECRET_POLICY" "ServiceAccount:e2e-s1:api" "secret-admin" "secret-use" \
+             "RoleBinding e2e-s1/api-writes" "RoleBinding e2e-s1/api-reads"; do
+      has "$ERR" "$s" || missing+=" '$s'"
+    done
+    [[ -z "$missing" ]] && ok "1 stderr names the policy, the subject, the duties and their bindings" ||
+      fail "1 stderr names the policy, the subject, the duties and their bindings" "missing$missing in: $ERR"
+  else
+    fail "1 kubectl apply of a RoleBinding completing a conflict is rejected by the webhook" "$(kerr)"
+  fi
+  kc get rolebinding api-reads -n e2e-s1
+  ((RC != 0)) && has "$ERR" NotFound && ok "1 the rejected RoleBinding does not exist" ||
+    fail "1 the rejected RoleBinding does not exist" "kubectl get: $(kerr) $OUT"
+fi
+
+# ---- 2. the same with --dry-run=server -----------------------------------
+if want 2 && [[ -f "$WORK/m/s1-conflict.yaml" ]]; then
+  progress "scenario 2: --dry-run=server"
+  kc --as alice apply --dry-run=server -f "$WORK/m/s1-conflict.yaml"
+  if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then
+    if [[ -z "$DENIAL1" || "${ERR#*"$WEBHOOK_DENIAL"}" == "$DENIAL1" ]]; then
+      ok "2 --dry-run=server of the conflicting RoleBinding is rejected the same way"
+    else
+      fail "2 --dry-run=server of the conflicting RoleBinding is rejected the same way" \
+        "the message differs from the real request's: $ERR"
+    fi
+  else
+    fail "2 --dry-run=server of the conflicting RoleBinding is rejected the same way" "$(kerr)"
+  fi
+  kc get rolebinding api-reads -n e2e-s1
+  ((RC != 0)) && has "$ERR" NotFound && ok "2 the dry-run creates nothing" ||
+    fail "2 the dry-run creates nothing" "kubectl get: $(kerr) $OUT"
+  kc --as alice apply --dry-run=server -f "$WORK/m/s1-harmless.yaml"
+  ((RC == 0)) && has "$OUT" "server dry run" && ok "2 a harmless RoleBinding passes --dry-run=server" ||
+    fail "2 a harmless RoleBinding passes --dry-run=server" "$(kerr) $OUT"
+  kc get rolebinding web-reads -n e2e-s1
+  ((RC != 0)) && has "$ERR" NotFound && ok "2 the harmless dry-run binding is not created" ||
+    fail "2 the harmless dry-run binding is not created" "kubectl get: $(kerr) $OUT"
+fi
+
+# ---- 3. a Warn policy --------------------------------------------------------
+if want 3; then
+  progress "scenario 3: a Warn policy"
+  if ! { apply_as alice "$(y_policy e2e-config-admin-vs-use configmaps Warn config)" &&
+         apply_as admin "$(y_ns e2e-s3)" &&
+         apply_as alice "$(y_sa e2e-s3 app; echo ---; y_role e2e-s3 cm-writer configmaps create,update
+                           echo ---; y_role e2e-s3 cm-reader configmaps get,list)" &&
+         apply_as alice "$(y_rb e2e-s3 app-writes Role cm-writer app)"; }; then
+    fail "3 setup" "$(kerr)"
+  else
+    apply_as alice "$(y_rb e2e-s3 app-reads Role cm-reader app)"
+    want_warning="Warning: SoDPolicy e2e-config-admin-vs-use: ServiceAccount:e2e-s3:app would hold config-admin + config-use in namespace e2e-s3"
+    ((RC == 0)) && has "$ERR" "$want_warning" && ok "3 kubectl prints Warning: with the violation of the Warn policy" ||
+      fail "3 kubectl prints Warning: with the violation of the Warn policy" "$(kerr) $OUT"
+    kc get rolebinding app-reads -n e2e-s3
+    ((RC == 0)) && ok "3 the RoleBinding is created" || fail "3 the RoleBinding is created" "$(kerr)"
+  fi
+fi
+
+# ---- 4. Role update, aggregation by labels, ServiceAccount creation ----------
+if want 4; then
+  progress "scenario 4: role update, aggregated ClusterRole, ServiceAccount creation"
+  AGG="e2e.sodguard.io/aggregate-to-team-edit"
+  if ! { apply_as alice "$(y_secret_policy)" &&
+         apply_as admin "$(y_ns e2e-s4)" &&
+         apply_as alice "$(y_sa e2e-s4 app; echo ---; y_sa e2e-s4 agg; echo ---
+           y_role e2e-s4 secret-writer secrets create,update; echo ---
+           y_role e2e-s4 secret-reader secrets get,list; echo ---
+           y_role e2e-s4 config-reader configmaps get)" &&
+         apply_as alice "$(y_rb e2e-s4 app-writes Role secret-writer app; echo ---
+           y_rb e2e-s4 app-config Role config-reader app)"; }; then
+    fail "4 setup (role update)" "$(kerr)"
+  else
+    # (a) the Role bound to app for configmaps also grants reading Secrets
+    apply_as alice "$(y_role e2e-s4 config-reader configmaps get secrets get)"
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:e2e-s4:app" &&
+       has "$ERR" "Role e2e-s4/config-reader"; then
+      ok "4 a Role update that completes a conflict is rejected"
+    else
+      fail "4 a Role update that completes a conflict is rejected" "$(kerr)"
+    fi
+    kc get role config-reader -n e2e-s4 -o 'jsonpath={.rules[*].resources}'
+    ((RC == 0)) && ! has "$OUT" secrets && ok "4 the Role is unchanged" ||
+      fail "4 the Role is unchanged" "$(kerr) rules: $OUT"
+  fi
+
+  # (b) a ClusterRole joins an aggregated ClusterRole through its labels
+  AGGREGATOR="apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-team-edit, labels: {$LABEL: \"true\"}}
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels: {$AGG: \"true\"}
+rules: []"
+  if ! { apply_as alice "$AGGREGATOR" &&
+         apply_as alice "$(y_crole e2e-team-secret-write ", $AGG: \"true\"" secrets create)" &&
+         apply_as alice "$(y_crole e2e-plain-secret-read "" secrets get)" &&
+         apply_as alice "$(y_rb e2e-s4 agg-team-edit ClusterRole e2e-team-edit agg)"; }; then
+    fail "4 setup (aggregation)" "$(kerr)"
+  else
+    apply_as alice "$(y_crole e2e-team-secret-read ", $AGG: \"true\"" secrets get)"
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:e2e-s4:agg"; then
+      ok "4 a new ClusterRole joining an aggregated ClusterRole by its labels is rejected"
+    else
+      fail "4 a new ClusterRole joining an aggregated ClusterRole by its labels is rejected" "$(kerr)"
+    fi
+    kc get clusterrole e2e-team-secret-read
+    ((RC != 0)) && has "$ERR" NotFound && ok "4 the rejected ClusterRole does not exist" ||
+      fail "4 the rejected ClusterRole does not exist" "$(kerr) $OUT"
+    kc --as alice label clusterrole e2e-plain-secret-read "$AGG=true"
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:e2e-s4:agg"; then
+      ok "4 labelling an existing ClusterRole into an aggregated ClusterRole is rejected"
+    else
+      fail "4 labelling an existing ClusterRole into an aggregated ClusterRole is rejected" "$(kerr) $OUT"
+    fi
+    kc get clusterrole e2e-plain-secret-read -o "jsonpath={.metadata.labels}"
+    ((RC == 0)) && ! has "$OUT" aggregate-to-team-edit && ok "4 the ClusterRole keeps its labels" ||
+      fail "4 the ClusterRole keeps its labels" "$(kerr) labels: $OUT"
+  fi
+
+  # (c) bindings that already name a missing ServiceAccount: creating it activates them
+  if ! apply_as alice "$(y_rb e2e-s4 late-writes Role secret-writer late; echo ---
+                          y_rb e2e-s4 late-reads Role secret-reader late)"; then
+    fail "4 setup (latent bindings are admitted while the ServiceAccount is missing)" "$(kerr)"
+  else
+    kc --as alice create serviceaccount late -n e2e-s4
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:e2e-s4:late"; then
+      ok "4 creating a ServiceAccount that existing bindings make a violator is rejected"
+    else
+      fail "4 creating a ServiceAccount that existing bindings make a violator is rejected" "$(kerr) $OUT"
+    fi
+    kc get serviceaccount late -n e2e-s4
+    ((RC != 0)) && has "$ERR" NotFound && ok "4 the ServiceAccount does not exist" ||
+      fail "4 the ServiceAccount does not exist" "$(kerr) $OUT"
+  fi
+fi
+
+# ---- 5. repairing drift is always allowed ------------------------------------
+if want 5; then
+  progress "scenario 5: deleting a violating binding"
+  # The violation is made behind the webhook's back (as admin: system:masters).
+  if ! { apply_as alice "$(y_secret_policy)" && seed e2e-s5 &&
+         apply_as admin "$(y_rb e2e-s5 api-reads Role secret-reader api)"; }; then
+    fail "5 setup" "$(kerr)"
+  else
+    apply_as alice "$(y_role e2e-s5 secret-reader secrets get)"
+    ((RC == 0)) && ok "5 an update that only removes rights from a violator's Role is allowed" ||
+      fail "5 an update that only removes rights from a violator's Role is allowed" "$(kerr)"
+    kc --as alice delete rolebinding api-reads -n e2e-s5
+    ((RC == 0)) && ok "5 deleting the violating RoleBinding is allowed" ||
+      fail "5 deleting the violating RoleBinding is allowed" "$(kerr)"
+    kc get rolebinding api-reads -n e2e-s5
+    ((RC != 0)) && has "$ERR" NotFound && ok "5 the violating RoleBinding is gone" ||
+      fail "5 the violating RoleBinding is gone" "$(kerr) $OUT"
+  fi
+fi
+
+# ---- 6. the SoDException flow with real users ----------------------------------
+if want 6; then
+  progress "scenario 6: SoDException requested by alice, approved by bob, expiring"
+  X=e2e-s6-api-rotation
+  EXPIRY_S=30
+  y_exception() { # REQUESTED-BY EXPIRES-AT
+    cat <<EOF
+apiVersion: sodguard.io/v1alpha1
+kind: SoDException
+metadata: {name: $X, labels: {$LABEL: "true"}}
+spec:
+  policy: $SECRET_POLICY
+  subject: {kind: ServiceAccount, namespace: e2e-s6, name: api}
+  expiresAt: "$2"
+  justification: e2e rotation of the signing key
+  ticket: E2E-6
+  requestedBy: $1
+EOF
+  }
+  approve_as() { # USER RECORDED-USER
+    kc --as "$1" patch sodexception "$X" --type=json \
+      -p "[{\"op\":\"add\",\"path\":\"/spec/approvals/-\",\"value\":{\"user\":\"$2\",\"at\":\"$(date -u +%FT%TZ)\"}}]"
+  }
+  if ! { apply_as alice "$(y_secret_policy)" && seed e2e-s6; }; then
+    fail "6 setup" "$(kerr)"
+  else
+    y_rb e2e-s6 api-reads Role secret-reader api >"$WORK/m/s6-conflict.yaml"
+    kc --as alice create -f "$WORK/m/s6-conflict.yaml"
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && ok "6 without an exception the binding is rejected" ||
+      fail "6 without an exception the binding is rejected" "$(kerr)"
+
+    kf "$(y_exception bob "$(date -u -d "+${EXPIRY_S} seconds" +%FT%TZ)")" --as alice create
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" requestedBy &&
+      ok "6 alice cannot file an exception in bob's name (requestedBy)" ||
+      fail "6 alice cannot file an exception in bob's name (requestedBy)" "$(kerr)"
+
+    EXPIRES_EPOCH=$(($(date +%s) + EXPIRY_S))
+    kf "$(y_exception alice "$(date -u -d "@$EXPIRES_EPOCH" +%FT%TZ)")" --as alice create
+    if ((RC == 0)); then
+      ok "6 alice requests an exception (expires in ${EXPIRY_S}s)"
+      kc --as alice create -f "$WORK/m/s6-conflict.yaml"
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && ok "6 an unapproved exception excuses nothing" ||
+        fail "6 an unapproved exception excuses nothing" "$(kerr)"
+      approve_as alice alice
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "cannot approve" &&
+        ok "6 alice approving her own request is refused" ||
+        fail "6 alice approving her own request is refused" "$(kerr)"
+      approve_as bob alice
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "approving user" &&
+        ok "6 bob cannot record an approval in alice's name" ||
+        fail "6 bob cannot record an approval in alice's name" "$(kerr)"
+      approve_as bob bob
+      ((RC == 0)) && ok "6 bob approves" || fail "6 bob approves" "$(kerr)"
+      kc --as alice create -f "$WORK/m/s6-conflict.yaml"
+      if ((RC == 0)) && has "$ERR" "excused by SoDException $X"; then
+        ok "6 with bob's approval the binding is admitted, with a warning naming the exception"
+      elif (($(date +%s) >= EXPIRES_EPOCH)); then
+        fail "6 with bob's approval the binding is admitted, with a warning naming the exception" \
+          "the steps took longer than the exception's ${EXPIRY_S}s: $(kerr)"
+      else
+        fail "6 with bob's approval the binding is admitted, with a warning naming the exception" "$(kerr) $OUT"
+      fi
+      kc --as alice delete rolebinding api-reads -n e2e-s6
+      wait_s=$((EXPIRES_EPOCH - $(date +%s) + 1))
+      ((wait_s > 0)) && { progress "waiting ${wait_s}s for the exception to expire"; sleep "$wait_s"; }
+      kc --as alice create -f "$WORK/m/s6-conflict.yaml"
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && ok "6 after expiry the same binding is rejected again" ||
+        fail "6 after expiry the same binding is rejected again" "$(kerr)"
+    else
+      fail "6 alice requests an exception (expires in ${EXPIRY_S}s)" "$(kerr)"
+    fi
+  fi
+fi
+
+# ---- cleanup of 1–6: the replay needs a cluster without our policies and bindings
+cleanup_suite() {
+  local ns
+  for ns in e2e-s1 e2e-s3 e2e-s4 e2e-s5 e2e-s6 e2e-s8; do
+    kc delete rolebindings,roles,serviceaccounts --all -n "$ns" --ignore-not-found --wait=true
+  done
+  kc delete clusterroles,clusterrolebindings,sodexceptions,sodpolicies -l "$LABEL" --ignore-not-found --wait=true
+  kc get sodpolicies,sodexceptions -o name
+  [[ -z "$OUT" ]]
+}
+
+# ---- 7. every shared scenario, replayed ---------------------------------------
+if want 7; then
+  progress "scenario 7: replaying $SCENARIOS"
+  cleanup_suite || fail "7 setup: objects of scenarios 1-6 removed" "$(kerr) left: $OUT"
+  timeout 900 python3 "$HERE/replay.py" --cluster-dir "$CL" --probe-url "$PROBE" --webhook-url "$WEBHOOK_URL" \
+    --scenarios "$SCENARIOS" >"$WORK/replay.out" 2>"$LOGS/replay.err"
+  py_rc=$?
+  cat "$WORK/replay.out"
+  n_ok=$(grep -c '^ok  ' "$WORK/replay.out"); n_fail=$(grep -c '^FAIL ' "$WORK/replay.out")
+  PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_fail))
+  if ((py_rc != 0 && n_fail == 0)); then
+    fail "7 replay" "replay.py exited with $py_rc ($( ((py_rc == 124)) && echo "timed out after 900s")): $(tail -n 20 "$LOGS/replay.err")"
+  fi
+  [[ -s "$LOGS/replay.err" ]] && { echo "----- replay.py stderr" >&2; tail -n 20 "$LOGS/replay.err" >&2; }
+fi
+
+# ---- 8. faults -------------------------------------------------------------------
+if want 8; then
+  progress "scenario 8: faults"
+  # State for "all is normal" checks: a Deny policy and api holding secret-admin (as admin).
+  if ! { apply_as admin "$(y_secret_policy)" && apply_as admin "$(y_ns e2e-s8)" &&
+         apply_as admin "$(y_sa e2e-s8 api; echo ---; y_sa e2e-s8 web; echo ---
+           y_role e2e-s8 secret-writer secrets create,update; echo ---
+           y_role e2e-s8 secret-reader secrets get,list; echo ---
+           y_rb e2e-s8 api-writes Role secret-writer api)"; }; then
+    fail "8 setup" "$(kerr)"
+  fi
+  y_rb e2e-s8 api-reads Role secret-reader api >"$WORK/m/s8-conflict.yaml"
+  harmless_n=0
+  # next_harmless: HARMLESS = a new RoleBinding that completes no conflict (web-reads-N)
+  next_harmless() {
+    harmless_n=$((harmless_n + 1))
+    HARMLESS="$(y_rb e2e-s8 "web-reads-$harmless_n" Role secret-reader web)"
+  }
+  all_normal() { # NAME
+    next_harmless
+    kf "$HARMLESS" --as alice create
+    if ((RC != 0)); then fail "$1" "a harmless RoleBinding was not admitted: $(kerr)"; return; fi
+    kc --as alice create -f "$WORK/m/s8-conflict.yaml"
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then ok "$1"
+    else fail "$1" "the conflicting RoleBinding was not denied by the webhook: $(kerr)"; fi
+  }
+
+  # (a) sodguard down, failurePolicy Fail
+  stop_sodguard
+  next_harmless; kf "$HARMLESS" --as alice create
+  ((RC != 0)) && has "$ERR" "$WEBHOOK_CALL_FAILED" &&
+    ok "8 sodguard stopped: an RBAC write is rejected with the webhook error (failurePolicy Fail)" ||
+    fail "8 sodguard stopped: an RBAC write is rejected with the webhook error (failurePolicy Fail)" "$(kerr)"
+  progress "kubectl said: $ERR"
+  kc get rolebinding "web-reads-$harmless_n" -n e2e-s8
+  ((RC != 0)) && has "$ERR" NotFound && ok "8 sodguard stopped: nothing is created" ||
+    fail "8 sodguard stopped: nothing is created" "$(kerr) $OUT"
+
+  # (b) restart while the API server is unreachable (a gate in front of it): not ready
+  GATE_CLOSED="$WORK/gate.closed"; GATE_PORT_FILE="$WORK/gate.port"
+  touch "$GATE_CLOSED"
+  setsid python3 "$HERE/gate.py" "127.0.0.1:${APISERVER_URL##*:}" "$GATE_CLOSED" "$GATE_PORT_FILE" \
+    </dev/null >>"$LOGS/gate.log" 2>&1 &
+  GATE_PID=$!
+  for ((i = 0; i < 100; i++)); do [[ -s "$GATE_PORT_FILE" ]] && break; sleep 0.1; done
+  if [[ ! -s "$GATE_PORT_FILE" ]]; then
+    fail "8 setup: gate in front of the API server" "gate.py did not start: $(tail -n 5 "$LOGS/gate.log")"
+  else
+    sed "s#server: $APISERVER_URL#server: https://127.0.0.1:$(cat "$GATE_PORT_FILE")#" \
+      "$CL/kubeconfig" >"$WORK/kubeconfig-gated"
+    start_sodguard "$WORK/kubeconfig-gated"
+    if wait_probe /healthz 30; then
+      sleep 1 # its watchers have tried and failed at least once
+      code="$(http_code "$PROBE/readyz")"
+      [[ "$code" == 503 ]] && ok "8 restarted sodguard that cannot list yet: /readyz 503" ||
+        fail "8 restarted sodguard that cannot list yet: /readyz 503" "/readyz answered $code"
+      review='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"e2e-8","kind":{"group":"rbac.authorization.k8s.io","version":"v1","kind":"RoleBinding"},"operation":"CREATE","userInfo":{"username":"alice"},"object":'"$(printf '%s' "$HARMLESS" | python3 -c 'import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))')"'}}'
+      code="$(http_code --cacert "$CL/pki/ca.crt" -H 'Content-Type: application/json' -d "$review" "$WEBHOOK_URL")"
+      [[ "$code" == 503 ]] && ok "8 before /readyz the webhook answers 503" ||
+        fail "8 before /readyz the webhook answers 503" "POST /validate answered $code"
+      next_harmless; kf "$HARMLESS" --as alice create
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_CALL_FAILED" &&
+        ok "8 before /readyz nothing is admitted through the API server" ||
+        fail "8 before /readyz nothing is admitted through the API server" "$(kerr)"
+      progress "kubectl said: $ERR"
+      rm -f "$GATE_CLOSED"
+      t0=$SECONDS
+      if wait_probe /readyz 90; then
+        ok "8 API server reachable again: sodguard ready after $((SECONDS - t0))s"
+        all_normal "8 after /readyz all is normal (harmless admitted, conflict denied)"
+      else
+        fail "8 API server reachable again: sodguard ready" "no /readyz 200 within 90s"
+      fi
+    else
+      fail "8 restarted sodguard that cannot list yet: /readyz 503" "sodguard did not start (/healthz)"
+    fi
+  fi
+  stop_sodguard
+  stop_pid "$GATE_PID" gate 5; GATE_PID=""
+
+  # (c) kube-apiserver restart with the webhook registered and sodguard down
+  BOOTSTRAP_ROLE=system:heapster # any bootstrap ClusterRole nothing here uses
+  kc delete clusterrole "$BOOTSTRAP_ROLE"
+  ((RC == 0)) || fail "8 setup: delete a bootstrap ClusterRole" "$(kerr)"
+  t0=$SECONDS
+  if SODGUARD_E2E_READY_TIMEOUT=120 "$HERE/cluster.sh" restart-apiserver "$CL" >>"$LOGS/cluster.log" 2>&1; then
+    ok "8 kube-apiserver restarted with the webhook registered and sodguard down: /readyz ok ($((SECONDS - t0))s)"
+  else
+    fail "8 kube-apiserver restarted with the webhook registered and sodguard down: /readyz ok" \
+      "$(tail -n 15 "$LOGS/cluster.log")"
+  fi
+  kc get clusterrole "$BOOTSTRAP_ROLE" -o name
+  ((RC == 0)) && ok "8 its RBAC bootstrap recreated the deleted ClusterRole $BOOTSTRAP_ROLE" ||
+    fail "8 its RBAC bootstrap recreated the deleted ClusterRole $BOOTSTRAP_ROLE" "$(kerr)"
+  next_harmless; kf "$HARMLESS" --as alice create
+  ((RC != 0)) && has "$ERR" "$WEBHOOK_CALL_FAILED" &&
+    ok "8 the webhook stays in force: alice's write is rejected while sodguard is down" ||
+    fail "8 the webhook stays in force: alice's write is rejected while sodguard is down" "$(kerr)"
+  start_sodguard
+  if wait_probe /readyz 60 && wait_webhook active 30; then
+    all_normal "8 sodguard started again: all is normal"
+  else
+    fail "8 sodguard started again: all is normal" "not ready / not called: $(kerr)"
+  fi
+fi
+
+# ---- 9. load -------------------------------------------------------------------
+if want 9; then
+  progress "scenario 9: load"
+  timeout 300 python3 "$HERE/load.py" --cluster-dir "$CL" --probe-url "$PROBE" --count 200 --clients 4 \
+    >"$WORK/load.out" 2>"$LOGS/load.err"
+  py_rc=$?
+  cat "$WORK/load.out"
+  n_ok=$(grep -c '^ok  ' "$WORK/load.out"); n_fail=$(grep -c '^FAIL ' "$WORK/load.out")
+  PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_fail))
+  if ((py_rc != 0 && n_fail == 0)); then
+    fail "9 load" "load.py exited with $py_rc ($( ((py_rc == 124)) && echo "timed out after 300s")): $(tail -n 20 "$LOGS/load.err")"
+  fi
+fi
+
+progress "done in $((SECONDS - START))s; tearing down"
+exit 0

@@ -51,7 +51,7 @@ pub(super) fn violation_json(v: &Violation) -> Value {
     })
 }
 
-fn excused_json(e: &Excused) -> Value {
+pub(super) fn excused_json(e: &Excused) -> Value {
     let mut v = violation_json(&e.violation);
     v["excusedBy"] = json!(&*e.exception);
     v["expiresAt"] = json!(e.expires_at.to_string());
@@ -90,6 +90,15 @@ pub(super) fn print_violation(
     print_duty_paths(out, "    ", &v.explanation)
 }
 
+pub(super) fn print_excused(out: &mut impl Write, e: &Excused) -> std::io::Result<()> {
+    print_violation(out, &e.violation, "EXCUSED")?;
+    let why = format!(
+        "excused by SoDException {} until {}",
+        e.exception, e.expires_at
+    );
+    writeln!(out, "    {}", paint(DIM, why))
+}
+
 fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std::io::Result<()> {
     for v in &ev.violations {
         let marker = if v.actions.deny {
@@ -103,18 +112,7 @@ fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std
         writeln!(out)?;
     }
     for e in &ev.excused {
-        print_violation(out, &e.violation, "EXCUSED")?;
-        writeln!(
-            out,
-            "    {}",
-            paint(
-                DIM,
-                format!(
-                    "excused by SoDException {} until {}",
-                    e.exception, e.expires_at
-                )
-            )
-        )?;
+        print_excused(out, e)?;
         writeln!(out)?;
     }
     let deny = ev.violations.iter().filter(|v| v.actions.deny).count();

@@ -3,7 +3,7 @@ use std::io::Write;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::check::{print_violation, violation_json};
+use super::check::{excused_json, print_excused, print_violation, violation_json};
 use super::output::{BOLD, DIM, paint, print_duty_paths};
 use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_state};
 use crate::engine::{self, Explanation};
@@ -57,11 +57,7 @@ fn to_json(e: &Explanation) -> Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "violations": e.evaluation.violations.iter().map(violation_json).collect::<Vec<_>>(),
-        "excused": e.evaluation.excused.iter().map(|x| {
-            let mut v = violation_json(&x.violation);
-            v["excusedBy"] = json!(&*x.exception);
-            v
-        }).collect::<Vec<_>>(),
+        "excused": e.evaluation.excused.iter().map(excused_json).collect::<Vec<_>>(),
     })
 }
 
@@ -108,18 +104,7 @@ fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
         print_violation(out, v, "VIOLATES")?;
     }
     for x in &e.evaluation.excused {
-        print_violation(out, &x.violation, "EXCUSED")?;
-        writeln!(
-            out,
-            "    {}",
-            paint(
-                DIM,
-                format!(
-                    "excused by SoDException {} until {}",
-                    x.exception, x.expires_at
-                )
-            )
-        )?;
+        print_excused(out, x)?;
     }
     Ok(())
 }

@@ -4,11 +4,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::output::{BOLD, DENY, DIM, OK, WARN, paint, print_duty_paths};
-use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFormat, load_state};
+use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFormat, load_source};
 use crate::engine::{self, Evaluation, Excused, Violation};
 
 pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
-    let (index, report) = load_state(&args.files)?;
+    let (index, report) = load_source(&args.source)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let ev = engine::evaluate(&index, now);
     let mut out = anstream::stdout();
@@ -131,6 +131,16 @@ fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std
             paint(OK, summary)
         }
     )?;
+    if report.files == 0 {
+        return writeln!(
+            out,
+            "{}",
+            paint(
+                DIM,
+                "read from the cluster of the current kubeconfig context"
+            )
+        );
+    }
     let mut note = format!(
         "read {} document(s) from {} file(s)",
         report.documents, report.files

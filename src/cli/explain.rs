@@ -5,12 +5,13 @@ use serde_json::{Value, json};
 
 use super::check::{excused_json, print_excused, print_violation, violation_json};
 use super::output::{BOLD, DIM, paint, print_duty_paths};
-use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_state};
+use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_source};
 use crate::engine::{self, Explanation};
 use crate::model::Identity;
 
 pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
-    let mut files = args.files.clone();
+    let mut source = args.source.clone();
+    let files = &mut source.files;
     // `-f` takes several paths, so a subject written after them arrives as one.
     let subject = match &args.subject {
         Some(s) => s.clone(),
@@ -27,7 +28,7 @@ pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
         },
     };
     let subject: Identity = subject.parse()?;
-    let (index, _) = load_state(&files)?;
+    let (index, _) = load_source(&source)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let e = engine::explain(&index, &subject, now);
     let mut out = anstream::stdout();

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
-pub use state::{LoadReport, load_state};
+pub use state::{LoadReport, load_source, load_state};
 
 /// Exit codes shared by every command.
 pub const EXIT_OK: u8 = 0;
@@ -64,11 +64,26 @@ pub enum Command {
     Serve(Box<crate::server::ServeArgs>),
 }
 
+/// Where the state comes from: files, or else the cluster of the current
+/// kubeconfig context (as `kubectl sod`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Source {
+    /// Files or folders of YAML/JSON manifests (repeatable); without them the
+    /// current kubeconfig context's cluster is read.
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Kubeconfig file, when reading a cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context, when reading a cluster.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Files or folders of YAML/JSON manifests (repeatable).
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: Source,
     /// The time exceptions are judged at (RFC 3339); default: now.
     #[arg(long, env = "SODGUARD_NOW")]
     pub now: Option<Timestamp>,
@@ -78,9 +93,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
-    /// Files or folders of YAML/JSON manifests (repeatable).
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: Source,
     /// ServiceAccount:NAMESPACE:NAME, User:NAME or Group:NAME (may also come
     /// last after the -f paths: `explain -f a/ b/ ServiceAccount:ns:n`).
     pub subject: Option<String>,
@@ -111,6 +125,8 @@ pub enum CliError {
     Case(#[from] crate::testcase::CaseError),
     #[error(transparent)]
     Subject(#[from] crate::model::IdentityParseError),
+    #[error("cannot read the cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -56,3 +56,19 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
     index.finish_bulk();
     Ok((index, report))
 }
+
+/// The state of `source`: its files, or else the current context's cluster.
+pub fn load_source(source: &super::Source) -> Result<(Index, LoadReport), CliError> {
+    if !source.files.is_empty() {
+        return load_state(&source.files);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let index = runtime.block_on(async {
+        let client =
+            crate::cluster::client(source.kubeconfig.as_deref(), source.context.as_deref()).await?;
+        crate::cluster::snapshot(&client).await
+    })?;
+    Ok((index, LoadReport::default()))
+}

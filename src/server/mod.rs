@@ -157,31 +157,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 }
 
 async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
-    let kube_err = |e: String| ServeError::Kube(e);
-    let config = match (&args.kubeconfig, &args.context) {
-        (None, None) => kube::Config::infer()
-            .await
-            .map_err(|e| kube_err(e.to_string()))?,
-        (path, context) => {
-            let options = kube::config::KubeConfigOptions {
-                context: context.clone(),
-                ..Default::default()
-            };
-            match path {
-                Some(p) => {
-                    let kc = kube::config::Kubeconfig::read_from(p)
-                        .map_err(|e| kube_err(e.to_string()))?;
-                    kube::Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .map_err(|e| kube_err(e.to_string()))?
-                }
-                None => kube::Config::from_kubeconfig(&options)
-                    .await
-                    .map_err(|e| kube_err(e.to_string()))?,
-            }
-        }
-    };
-    kube::Client::try_from(config).map_err(|e| kube_err(e.to_string()))
+    crate::cluster::client(args.kubeconfig.as_deref(), args.context.as_deref())
+        .await
+        .map_err(|e| ServeError::Kube(e.to_string()))
 }
 
 /// Overlay expiry, index metrics and the violations gauge.

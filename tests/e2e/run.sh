@@ -472,6 +472,22 @@ if want 5; then
          apply_as admin "$(y_rb e2e-s5 api-reads Role secret-reader api)"; }; then
     fail "5 setup" "$(kerr)"
   else
+    # The same binary as a kubectl plugin reads the current context's cluster.
+    ln -sf "$WORK/bin/sodguard" "$WORK/bin/kubectl-sod"
+    plugin() { # ARGS...: `kubectl sod ARGS` (plugins take no kubectl flags before their name)
+      PATH="$WORK/bin:$PATH" timeout 90 kubectl sod "$@" >"$WORK/kc.out" 2>"$WORK/kc.err"
+      RC=$?
+      OUT="$(cat "$WORK/kc.out")"
+      ERR="$(cat "$WORK/kc.err")"
+    }
+    plugin check -o json
+    ((RC == 1)) && has "$OUT" '"subject": "ServiceAccount:e2e-s5:api"' &&
+      ok "5 kubectl sod check reports the violation from the live cluster (exit 1)" ||
+      fail "5 kubectl sod check reports the violation from the live cluster (exit 1)" "$(kerr) $OUT"
+    plugin explain ServiceAccount:e2e-s5:api
+    ((RC == 0)) && has "$OUT" "RoleBinding e2e-s5/api-reads" && has "$OUT" "VIOLATES" &&
+      ok "5 kubectl sod explain shows the subject's paths from the live cluster" ||
+      fail "5 kubectl sod explain shows the subject's paths from the live cluster" "$(kerr) $OUT"
     apply_as alice "$(y_role e2e-s5 secret-reader secrets get)"
     ((RC == 0)) && ok "5 an update that only removes rights from a violator's Role is allowed" ||
       fail "5 an update that only removes rights from a violator's Role is allowed" "$(kerr)"

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -149,51 +151,17 @@ fn sodguard_capped<S: AsRef<OsStr>>(args: &[S], cap_kb: u64) -> Run {
         Command::new(BIN)
     };
     cmd.args(args);
-    for var in [
-        "SODGUARD_NOW",
-        "SODGUARD_LOG",
-        "SODGUARD_LOG_FORMAT",
-        "CLICOLOR_FORCE",
-        "NO_COLOR",
-    ] {
+    for var in common::ENV_TO_CLEAR {
         cmd.env_remove(var);
     }
-    cmd.env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("cannot start sodguard");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out after {TIMEOUT:?} (a hang): {what}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let elapsed = start.elapsed();
+    cmd.env("RUST_BACKTRACE", "0");
+    let f = common::run_with_timeout(cmd, &what, TIMEOUT);
     Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&t_out.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&t_err.join().unwrap()).into_owned(),
+        code: f.status.code(),
+        stdout: f.stdout,
+        stderr: f.stderr,
         what,
-        elapsed,
+        elapsed: f.elapsed,
     }
 }
 

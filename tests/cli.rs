@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::io::Read;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -126,14 +128,7 @@ where
     // A predictable environment: no clock or log settings from the caller, and
     // nothing that forces colours. TERM says the terminal could do colours:
     // they must still be dropped because stdout is a pipe.
-    for var in [
-        "SODGUARD_NOW",
-        "SODGUARD_LOG",
-        "SODGUARD_LOG_FORMAT",
-        "CLICOLOR_FORCE",
-        "CLICOLOR",
-        "NO_COLOR",
-    ] {
+    for var in common::ENV_TO_CLEAR {
         cmd.env_remove(var);
     }
     cmd.env("TERM", "xterm-256color")
@@ -141,41 +136,12 @@ where
     (cmd, what)
 }
 
-fn wait(mut cmd: Command, what: String) -> Run {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("cannot start sodguard");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out after {TIMEOUT:?}: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
+fn wait(cmd: Command, what: String) -> Run {
+    let f = common::run_with_timeout(cmd, &what, TIMEOUT);
     Run {
-        code: status.code(),
-        stdout,
-        stderr,
+        code: f.status.code(),
+        stdout: f.stdout,
+        stderr: f.stderr,
         what,
     }
 }

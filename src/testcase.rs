@@ -78,6 +78,17 @@ impl fmt::Display for ExpectedViolation {
 pub enum CaseError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("{file}:{line}: {message}")]
+    PendingList {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot read {file}: {source}")]
+    PendingRead {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}, document {document}: {field}: {message}")]
     Malformed {
         file: PathBuf,
@@ -95,6 +106,69 @@ pub struct LoadedCase {
     pub case: TestCase,
     /// The case's objects, converted (after validation).
     pub objects: Vec<Object>,
+}
+
+/// Case files known not to pass yet (`sodguard test --pending FILE`): one
+/// line each, the file name and then why (the open issue that will make it
+/// pass); `#` starts a comment.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    pub source: PathBuf,
+    entries: std::collections::BTreeMap<String, String>,
+}
+
+impl Pending {
+    pub fn load(path: &Path) -> Result<Self, CaseError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CaseError::PendingRead {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, CaseError> {
+        let mut entries = std::collections::BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |message: String| CaseError::PendingList {
+                file: path.to_path_buf(),
+                line: i + 1,
+                message,
+            };
+            let (name, why) = line
+                .split_once(char::is_whitespace)
+                .map(|(n, w)| (n, w.trim()))
+                .unwrap_or((line, ""));
+            if why.is_empty() {
+                return Err(bad(format!(
+                    "{name}: say why it is pending (the open issue that will make it pass)"
+                )));
+            }
+            if name.contains('/') {
+                return Err(bad(format!("{name}: a file name, not a path")));
+            }
+            if entries.insert(name.to_string(), why.to_string()).is_some() {
+                return Err(bad(format!("{name} is listed twice")));
+            }
+        }
+        Ok(Pending {
+            source: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    /// Why the case file `file` is pending, if it is.
+    pub fn reason(&self, file: &Path) -> Option<&str> {
+        let name = file.file_name()?.to_str()?;
+        self.entries.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
 }
 
 /// Reads every case in `paths` (files or folders).

@@ -1,26 +1,38 @@
 //! Every SoDTestCase — the shared ones in `../shared/scenarios` and the
 //! project's own in `tests/cases` — through the same code as `sodguard test`.
+//! Shared cases listed in `tests/pending-scenarios.txt` must still fail: a
+//! listed case that passes fails this test, so the list cannot go stale.
 
 use std::path::{Path, PathBuf};
 
-use sodguard::testcase::{judge, load_cases, run_engine};
+use sodguard::testcase::{Pending, judge, load_cases, run_engine};
 
-fn run_dir(dir: &Path) -> usize {
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_dir(dir: &Path, pending: &Pending) -> usize {
     let cases = load_cases(&[dir.to_path_buf()]).unwrap_or_else(|e| panic!("{e}"));
     assert!(!cases.is_empty(), "no cases in {}", dir.display());
-    let failures: Vec<String> = cases
-        .iter()
-        .map(|c| judge(c, &run_engine(c)))
-        .filter(|r| !r.passed())
-        .map(|r| {
-            format!(
+    let mut failures: Vec<String> = Vec::new();
+    for c in &cases {
+        let r = judge(c, &run_engine(c));
+        match (pending.reason(&c.file), r.passed()) {
+            (Some(why), true) => failures.push(format!(
+                "{} ({}): passes but is listed as pending ({why}): remove its line from {}",
+                r.name,
+                r.file.display(),
+                pending.source.display()
+            )),
+            (None, false) => failures.push(format!(
                 "{} ({}):\n  {}",
                 r.name,
                 r.file.display(),
                 r.failures.join("\n  ")
-            )
-        })
-        .collect();
+            )),
+            _ => {}
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
@@ -33,7 +45,7 @@ fn run_dir(dir: &Path) -> usize {
 
 #[test]
 fn shared_scenarios() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scenarios");
+    let dir = root().join("../shared/scenarios");
     if !dir.is_dir() {
         let msg = format!(
             "{} is missing: the shared scenarios were not run",
@@ -45,12 +57,21 @@ fn shared_scenarios() {
         eprintln!("SKIPPED: {msg}");
         return;
     }
-    let n = run_dir(&dir);
-    eprintln!("{n} shared scenarios passed");
+    let pending = Pending::load(&root().join("tests/pending-scenarios.txt"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for name in pending.names() {
+        assert!(
+            dir.join(name).is_file(),
+            "tests/pending-scenarios.txt names {name}, which is not in {}",
+            dir.display()
+        );
+    }
+    let n = run_dir(&dir, &pending);
+    eprintln!("{n} shared scenarios run");
 }
 
 #[test]
 fn project_cases() {
-    let n = run_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cases"));
+    let n = run_dir(&root().join("tests/cases"), &Pending::default());
     eprintln!("{n} project cases passed");
 }

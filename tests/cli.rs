@@ -1051,17 +1051,106 @@ fn scenarios_dir() -> Option<PathBuf> {
 #[test]
 fn test_runs_the_shared_scenarios() {
     let Some(dir) = scenarios_dir() else { return };
-    let r = sodguard([OsStr::new("test"), dir.as_os_str()]);
+    let pending_file = manifest_dir().join("tests/pending-scenarios.txt");
+    let pending = sodguard::testcase::Pending::load(&pending_file).unwrap();
+    let listed = pending.names().count();
+    let total = sodguard::testcase::load_cases(std::slice::from_ref(&dir))
+        .unwrap()
+        .len();
+    let r = sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        pending_file.as_os_str(),
+        dir.as_os_str(),
+    ]);
     r.expect(0);
-    assert_eq!(r.last_line(), "27 passed, 0 failed", "{}", r.context());
+    let summary = if listed == 0 {
+        format!("{total} passed, 0 failed")
+    } else {
+        format!("{} passed, 0 failed, {listed} pending", total - listed)
+    };
+    assert_eq!(r.last_line(), summary, "{}", r.context());
     let lines: Vec<&str> = r.stdout.lines().collect();
     // one line per case, then the closing line
-    assert_eq!(lines.len(), 28, "{}", r.context());
-    assert!(
-        lines[..27].iter().all(|l| l.starts_with("PASS")),
+    assert_eq!(lines.len(), total + 1, "{}", r.context());
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("PEND")).count(),
+        listed,
         "{}",
         r.context()
     );
+    assert!(
+        lines[..total]
+            .iter()
+            .all(|l| l.starts_with("PASS") || l.starts_with("PEND")),
+        "{}",
+        r.context()
+    );
+}
+
+#[test]
+fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "wrong.yaml", &case("expects-nothing", "[]"));
+    let list = write(dir.path(), "pending.txt", "# known\nwrong.yaml  issue 99\n");
+    let r = sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        list.as_os_str(),
+        f.as_os_str(),
+    ]);
+    r.expect(0).stdout_has("PEND").stdout_has("issue 99");
+    assert_eq!(
+        r.last_line(),
+        "0 passed, 0 failed, 1 pending",
+        "{}",
+        r.context()
+    );
+}
+
+#[test]
+fn test_pending_case_that_passes_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let list = write(dir.path(), "pending.txt", "ok.yaml issue 99\n");
+    let r = sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        list.as_os_str(),
+        f.as_os_str(),
+    ]);
+    r.expect(1).stdout_has("FAIL").stdout_has("remove the line");
+    assert_eq!(r.last_line(), "0 passed, 1 failed", "{}", r.context());
+}
+
+#[test]
+fn test_pending_list_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    for (text, says) in [
+        ("ok.yaml\n", "pending.txt:1: ok.yaml: say why"),
+        (
+            "\nok.yaml a\nok.yaml b\n",
+            "pending.txt:3: ok.yaml is listed twice",
+        ),
+        ("x/ok.yaml a\n", "a file name, not a path"),
+    ] {
+        let list = write(dir.path(), "pending.txt", text);
+        let r = sodguard([
+            OsStr::new("test"),
+            OsStr::new("--pending"),
+            list.as_os_str(),
+            f.as_os_str(),
+        ]);
+        r.expect(2).stderr_has(says);
+    }
+    let r = sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        dir.path().join("missing.txt").as_os_str(),
+        f.as_os_str(),
+    ]);
+    r.expect(2).stderr_has("cannot read");
 }
 
 const CASE_STATE: &str = r#"

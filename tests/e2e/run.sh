@@ -27,7 +27,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 11} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -719,6 +719,63 @@ if want 9; then
   if ((py_rc != 0 && n_fail == 0)); then
     fail "9 load" "load.py exited with $py_rc ($( ((py_rc == 124)) && echo "timed out after 300s")): $(tail -n 20 "$LOGS/load.err")"
   fi
+fi
+
+# ---- 11. only ServiceAccount token Secrets reach sodguard (issue 8, finding 9) --
+if want 11; then
+  progress "scenario 11: Secrets other than ServiceAccount tokens never reach sodguard"
+  # secret_requests: Secret admission requests sodguard has answered since it started.
+  secret_requests() {
+    curl -s --max-time 5 "$PROBE/metrics" |
+      awk '/^sodguard_admission_requests_total\{/ && /kind="Secret"/ { n += $NF } END { print n + 0 }'
+  }
+  y_secret() { # NAME TYPE VALUE
+    printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: e2e-s11, labels: {%s: "true"}' "$1" "$LABEL"
+    if [[ "$2" == kubernetes.io/service-account-token ]]; then
+      printf ', annotations: {kubernetes.io/service-account.name: tok}'
+    fi
+    printf '}\ntype: %s\nstringData: {value: "%s"}\n' "$2" "$3"
+  }
+  if ! { apply_as admin "$(y_ns e2e-s11)" && apply_as admin "$(y_sa e2e-s11 tok)"; }; then
+    fail "11 setup" "$(kerr)"
+  elif ! sg_alive; then
+    fail "11 setup" "sodguard is not running"
+  else
+    n0="$(secret_requests)"
+    apply_as alice "$(y_secret plain Opaque one)" && apply_as alice "$(y_secret plain Opaque two)"
+    rc_plain=$RC
+    n1="$(secret_requests)"
+    ((rc_plain == 0)) && [[ "$n1" == "$n0" ]] &&
+      ok "11 an Opaque Secret's create and update never reach sodguard (Secret requests stay at $n1)" ||
+      fail "11 an Opaque Secret's create and update never reach sodguard" "$(kerr); Secret requests $n0 -> $n1"
+    # The counter does count what reaches sodguard: a token Secret does.
+    apply_as alice "$(y_secret tok-token kubernetes.io/service-account-token x)"
+    rc_token=$RC
+    n2="$(secret_requests)"
+    ((n2 > n1)) && { ((rc_token == 0)) || has "$ERR" "$WEBHOOK_DENIAL"; } &&
+      ok "11 a ServiceAccount token Secret is sent to sodguard (Secret requests $n1 -> $n2)" ||
+      fail "11 a ServiceAccount token Secret is sent to sodguard" "$(kerr); Secret requests $n1 -> $n2"
+
+    # sodguard down, failurePolicy Fail in force.
+    stop_sodguard
+    apply_as alice "$(y_secret plain-while-down Opaque three)"
+    ((RC == 0)) && ok "11 sodguard stopped (failurePolicy Fail): an Opaque Secret is still created" ||
+      fail "11 sodguard stopped (failurePolicy Fail): an Opaque Secret is still created" "$(kerr)"
+    apply_as alice "$(y_secret plain Opaque four)"
+    ((RC == 0)) && ok "11 sodguard stopped: an Opaque Secret is still updated" ||
+      fail "11 sodguard stopped: an Opaque Secret is still updated" "$(kerr)"
+    apply_as alice "$(y_secret tok-token-while-down kubernetes.io/service-account-token y)"
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_CALL_FAILED" &&
+      ok "11 sodguard stopped: a ServiceAccount token Secret is refused (the webhook call fails)" ||
+      fail "11 sodguard stopped: a ServiceAccount token Secret is refused (the webhook call fails)" "$(kerr)"
+    start_sodguard
+    if wait_probe /readyz 60 && wait_webhook active 30; then
+      ok "11 sodguard started again and called by the API server"
+    else
+      fail "11 sodguard started again and called by the API server" "not ready / not called: $(kerr)"
+    fi
+  fi
+  kc delete namespace e2e-s11 --wait=false
 fi
 
 progress "done in $((SECONDS - START))s; tearing down"

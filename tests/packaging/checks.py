@@ -188,6 +188,12 @@ def cmd_chart(variant, render, ns):
     check(any(e.get("key") == "kubernetes.io/metadata.name" and e.get("operator") == "NotIn"
               and ns in e.get("values", []) for e in sel) and not w.get("objectSelector"),
           f"{pre} webhook excludes namespace {ns} by kubernetes.io/metadata.name only", sel)
+    # One list: what the webhook never sees is what sodguard governs on sight (R7.10).
+    excluded = [v for e in sel if e.get("key") == "kubernetes.io/metadata.name" and e.get("operator") == "NotIn"
+                for v in e.get("values", [])]
+    flag = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--excluded-namespaces=")]
+    check(flag == [excluded], f"{pre} sodguard's --excluded-namespaces is the webhook's excluded namespaces",
+          f"flag {flag}, webhook {excluded}")
     svc = w["clientConfig"].get("service", {})
     service = one(docs, "Service")
     check(svc.get("name") == service["metadata"]["name"] and svc.get("namespace") == ns

@@ -27,7 +27,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 11} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 11 12} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -776,6 +776,50 @@ if want 11; then
     fi
   fi
   kc delete namespace e2e-s11 --wait=false
+fi
+
+# ---- 12. ServiceAccounts of a namespace the webhook excludes (issue 8, finding 6, R7.10) --
+if want 12; then
+  progress "scenario 12: a binding naming a missing ServiceAccount of an excluded namespace"
+  OPS=e2e-s12-ops
+  y_rb_to() { # NS NAME ROLE SA-NS SA: a RoleBinding to a Role, for a ServiceAccount of another namespace
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n' \
+      "$2" "$1" "$LABEL" "$3" "$5" "$4"
+  }
+  # The webhook configuration excludes $OPS, and sodguard is told so (the
+  # chart feeds both from webhook.excludeNamespaces).
+  kc patch validatingwebhookconfiguration sodguard --type=json -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/namespaceSelector\",\"value\":{\"matchExpressions\":[{\"key\":\"kubernetes.io/metadata.name\",\"operator\":\"NotIn\",\"values\":[\"$OPS\"]}]}}]" ||
+    fail "12 setup: the webhook excludes $OPS" "$(kerr)"
+  stop_sodguard
+  export SODGUARD_EXCLUDED_NAMESPACES="$OPS"
+  start_sodguard
+  unset SODGUARD_EXCLUDED_NAMESPACES
+  if ! { wait_probe /readyz 60 && wait_webhook active 30; }; then
+    fail "12 setup: sodguard restarted with --excluded-namespaces" "not ready / not called: $(kerr)"
+  elif ! { apply_as alice "$(y_secret_policy)" && apply_as admin "$(y_ns e2e-s12)" && apply_as admin "$(y_ns "$OPS")" &&
+           apply_as alice "$(y_role e2e-s12 secret-writer secrets create,update; echo ---
+                             y_role e2e-s12 secret-reader secrets get,list)"; }; then
+    fail "12 setup" "$(kerr)"
+  else
+    kf "$(y_rb_to e2e-s12 bot-writes secret-writer "$OPS" bot)" --as alice create
+    ((RC == 0)) && ok "12 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" ||
+      fail "12 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" "$(kerr)"
+    kf "$(y_rb_to e2e-s12 bot-reads secret-reader "$OPS" bot)" --as alice create
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:$OPS:bot" &&
+      ok "12 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" ||
+      fail "12 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" "$(kerr)"
+    # Why: the webhook never sees a ServiceAccount created there.
+    kf "$(y_sa "$OPS" bot)" --as alice create
+    ((RC == 0)) && ok "12 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" ||
+      fail "12 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" "$(kerr)"
+  fi
+  # Back to the suite's configuration.
+  kc patch validatingwebhookconfiguration sodguard --type=json -p '[{"op":"remove","path":"/webhooks/0/namespaceSelector"}]'
+  stop_sodguard
+  start_sodguard
+  wait_probe /readyz 60 && wait_webhook active 30 || fail "12 teardown: sodguard restarted" "not ready / not called: $(kerr)"
+  kc delete namespace e2e-s12 "$OPS" --wait=false
+  kc delete sodpolicy "$SECRET_POLICY" --ignore-not-found
 fi
 
 progress "done in $((SECONDS - START))s; tearing down"

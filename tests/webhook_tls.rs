@@ -466,3 +466,92 @@ async fn shared_scenarios_over_https() {
         drop(server);
     }
 }
+
+/// A body over `--max-body-bytes` gets 413 over HTTP/1.1 and over HTTP/2 (the
+/// API server speaks HTTP/2), whether its length is declared or streamed —
+/// not a reset stream (issue 8, finding 8).
+#[tokio::test]
+async fn an_oversized_body_gets_413_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (c, k, _) = ca.leaf();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    write(&cert, &c);
+    write(&key, &k);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--state",
+        examples.to_str().unwrap(),
+        "--max-body-bytes",
+        "4096",
+    ]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builder = || {
+        reqwest::Client::builder()
+            .tls_backend_rustls()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap(),
+            )
+    };
+    let h1 = builder().http1_only().build().unwrap();
+    let h2 = builder().http2_prior_knowledge().build().unwrap();
+    let url = format!("https://localhost:{}/validate", server.port);
+    // Large enough to outrun every buffer and flow-control window.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    for (proto, client, version) in [
+        ("HTTP/1.1", &h1, reqwest::Version::HTTP_11),
+        ("HTTP/2", &h2, reqwest::Version::HTTP_2),
+    ] {
+        for streamed in [false, true] {
+            let body = if streamed {
+                // No length: chunked over HTTP/1.1, DATA frames without
+                // content-length over HTTP/2.
+                let frames: Vec<Result<_, std::convert::Infallible>> = big
+                    .chunks(16 * 1024)
+                    .map(|c| {
+                        Ok(http_body::Frame::data(axum::body::Bytes::copy_from_slice(
+                            c,
+                        )))
+                    })
+                    .collect();
+                reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(
+                    frames,
+                )))
+            } else {
+                reqwest::Body::from(big.clone())
+            };
+            let what = format!(
+                "{proto}, {} body",
+                if streamed { "streamed" } else { "declared" }
+            );
+            let resp = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: no response: {e:?}"));
+            assert_eq!(resp.version(), version, "{what}");
+            assert_eq!(
+                resp.status(),
+                reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+                "{what}"
+            );
+        }
+        // The connection still serves a request of ordinary size.
+        let ok = client
+            .post(&url)
+            .json(&review(
+                "small",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(ok.status().is_success(), "{proto}: {}", ok.status());
+    }
+}

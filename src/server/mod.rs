@@ -79,12 +79,15 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let state = if args.state.is_empty() {
         let client = kube_client(&args).await?;
-        let state = AppState::new(Mode::Live, Index::new(), args.overlay_ttl, metrics);
+        let mut index = Index::new();
+        index.set_unwatched_namespaces(&args.excluded_namespaces);
+        let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics);
         watch::spawn_all(client, state.clone(), args.watch_secrets);
         state
     } else {
-        let (index, report) =
+        let (mut index, report) =
             crate::cli::load_state(&args.state).map_err(|e| ServeError::State(e.to_string()))?;
+        index.set_unwatched_namespaces(&args.excluded_namespaces);
         tracing::info!(
             documents = report.documents,
             skipped = report.skipped_total(),

@@ -411,3 +411,114 @@ async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_j
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["response"]["allowed"], true, "{body}");
 }
+
+fn admission_review(request: Value) -> Value {
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// R7.9: the kind the API server admits and the object's own type must agree;
+/// otherwise a RoleBinding passes as something sodguard does not check.
+#[tokio::test]
+async fn objects_of_another_kind_are_denied() {
+    let sent: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("reviews/rolebinding-create-denied.json")).unwrap(),
+    )
+    .unwrap();
+    let binding = sent["request"]["object"].clone();
+    let rb_kind = serde_json::json!({"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"});
+    let rb_resource = serde_json::json!({"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"});
+    let configmap = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "api-reads", "namespace": "payments"}, "data": {}});
+    let mut versionless = binding.clone();
+    versionless["apiVersion"] = "rbac.authorization.k8s.io".into();
+    let cm_kind = serde_json::json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let cases = [
+        // A ConfigMap sent as a RoleBinding.
+        (
+            rb_kind.clone(),
+            configmap,
+            "object is v1/ConfigMap but the request is for rbac.authorization.k8s.io/v1/RoleBinding",
+        ),
+        // The conflicting binding with no version in its apiVersion.
+        (
+            rb_kind.clone(),
+            versionless.clone(),
+            "apiVersion \"rbac.authorization.k8s.io\" is not GROUP/VERSION",
+        ),
+        // The same binding sent as a ConfigMap.
+        (
+            cm_kind,
+            versionless,
+            "apiVersion \"rbac.authorization.k8s.io\" is not GROUP/VERSION",
+        ),
+    ];
+    for (i, (kind, object, why)) in cases.into_iter().enumerate() {
+        let body = admission_review(serde_json::json!({
+            "uid": format!("kind-{i}"), "kind": kind, "resource": rb_resource,
+            "name": "api-reads", "namespace": "payments",
+            "operation": "CREATE", "userInfo": {"username": "alice"}, "object": object}));
+        let (status, got) = post(state(Mode::Static), body.to_string()).await;
+        assert_eq!(status, StatusCode::OK);
+        let r = &got["response"];
+        assert_eq!(r["allowed"], false, "case {i}: {r}");
+        let message = r["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "case {i}: {message}");
+    }
+    // The same binding with its real kind is judged on its merits.
+    let mut body = sent.clone();
+    body["request"]["resource"] = rb_resource;
+    let (_, got) = post(state(Mode::Static), body.to_string()).await;
+    let message = got["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("segregation of duties"), "{message}");
+}
+
+/// R6.4: an exception UPDATE is judged against its old object; without a
+/// readable one it is denied, never judged against the index instead.
+#[tokio::test]
+async fn exception_update_without_a_readable_old_object_is_denied() {
+    let (index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let stored = index.exception("ops-rotation").unwrap().clone();
+    assert_eq!(stored.approvals.len(), 1);
+    let now = jiff::Timestamp::now().to_string();
+    let object = serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
+        "metadata": {"name": "ops-rotation"},
+        "spec": {"policy": "secret-admin-vs-use",
+            "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "ops"},
+            "justification": "key rotation", "ticket": "CHG-1", "requestedBy": "alice",
+            "expiresAt": "2099-01-01T00:00:00Z",
+            "approvals": [{"user": "bob", "at": "2026-11-28T09:00:00Z"}, {"user": "carol", "at": now}]}});
+    let mut old = object.clone();
+    old["spec"]["approvals"] = serde_json::json!([{"user": "bob", "at": "2026-11-28T09:00:00Z"}]);
+    let mut unreadable = old.clone();
+    unreadable["spec"] = serde_json::json!({"policy": "secret-admin-vs-use"});
+    let request = |uid: &str, old: Option<Value>| {
+        let mut r = serde_json::json!({"uid": uid,
+            "kind": {"group": "sodguard.io", "version": "v1alpha1", "kind": "SoDException"},
+            "operation": "UPDATE", "userInfo": {"username": "carol", "groups": ["system:authenticated"]},
+            "object": object});
+        if let Some(o) = old {
+            r["oldObject"] = o;
+        }
+        admission_review(r)
+    };
+    for (uid, old, why) in [
+        ("missing", None, "oldObject is missing"),
+        ("null", Some(Value::Null), "oldObject is missing"),
+        ("unreadable", Some(unreadable), "oldObject cannot be read"),
+    ] {
+        let (_, got) = post(state(Mode::Static), request(uid, old).to_string()).await;
+        let r = &got["response"];
+        assert_eq!(r["allowed"], false, "{uid}: {r}");
+        let message = r["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{uid}: {message}");
+    }
+    // With its old object, carol's own approval is admitted.
+    let (_, got) = post(
+        state(Mode::Static),
+        request("with-old", Some(old)).to_string(),
+    )
+    .await;
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+}

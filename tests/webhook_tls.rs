@@ -408,9 +408,10 @@ async fn shared_scenarios_over_https() {
         let name = &c.case.name;
         match &c.case.request {
             Some(req) => {
-                let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                    "uid": name, "operation": req.operation, "userInfo": req.user_info,
-                    "object": req.object, "oldObject": req.old_object, "dryRun": req.dry_run}});
+                // Every field the case sets, kind/resource/subResource/name/namespace included.
+                let mut request = serde_json::to_value(req).unwrap();
+                request["uid"] = json!(name);
+                let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
                 let (resp, _) = send(&client, server.port, &body).await;
                 let r = &resp["response"];
                 assert_eq!(r["uid"], json!(name));

@@ -59,6 +59,13 @@ fn to_json(e: &Explanation) -> Value {
         })).collect::<Vec<_>>(),
         "violations": e.evaluation.violations.iter().map(violation_json).collect::<Vec<_>>(),
         "excused": e.evaluation.excused.iter().map(excused_json).collect::<Vec<_>>(),
+        "exceptions": e.exceptions.iter().map(|x| json!({
+            "name": &*x.name,
+            "policy": &*x.policy,
+            "phase": x.standing.phase.as_str(),
+            "until": x.standing.until.to_string(),
+            "reasons": &x.standing.reasons,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -106,6 +113,23 @@ fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
     }
     for x in &e.evaluation.excused {
         print_excused(out, x)?;
+    }
+    for x in &e.exceptions {
+        let s = &x.standing;
+        let when = match s.phase {
+            engine::Phase::Active => format!(" until {}", s.until),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "SoDException {} (policy {}): {}{when}",
+            paint(BOLD, &x.name),
+            x.policy,
+            s.phase
+        )?;
+        for r in &s.reasons {
+            writeln!(out, "  {}", paint(DIM, r))?;
+        }
     }
     Ok(())
 }

@@ -3,8 +3,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{FieldError, SubjectKind, glob, parse_time};
-use crate::model::{Approval, Exception, Identity, Name};
+use super::{FieldError, SubjectKind, parse_time};
+use crate::model::{Approval, Exception, ExceptionReview, Identity, Name, ReviewOutcome};
 
 /// A time-bound, approved exemption of one subject from one policy.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -27,10 +27,12 @@ pub struct SoDExceptionSpec {
     /// The SoDPolicy this exception applies to.
     pub policy: String,
     pub subject: SubjectRef,
-    /// The duties it excuses; all of the policy's when unset.
+    /// The duties it excuses, by their names in the policy; all of the
+    /// policy's when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duties: Option<Vec<String>>,
-    /// The namespaces it excuses (`*` for cluster-wide); all when unset.
+    /// The namespaces it excuses, as literal names (`*` for cluster-wide
+    /// holdings); all when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
     pub justification: String,
@@ -46,8 +48,30 @@ pub struct SoDExceptionSpec {
     /// Emergency access: active without approvals, reviewed afterwards.
     #[serde(default)]
     pub break_glass: bool,
+    /// Appended by each approving user themself; append-only. After the
+    /// first approval the rest of the spec is frozen.
     #[serde(default)]
     pub approvals: Vec<ApprovalSpec>,
+    /// The post-review of a break-glass window, written once it has started
+    /// by someone who is neither the requester nor the subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ReviewSpec {
+    pub user: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub at: String,
+    pub outcome: ReviewOutcomeSpec,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReviewOutcomeSpec {
+    Accepted,
+    Rejected,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -95,8 +119,10 @@ impl SubjectRef {
     }
 }
 
-/// Validates an exception's own fields and compiles it for the engine. Rules
-/// that need the policy or the requester are checked at admission.
+/// Validates an exception's own fields and compiles it for the engine. The
+/// integrity rules (R6.4, R6.5) need the policy, the other exceptions or the
+/// request, and live in the engine: offline they make an exception inactive
+/// rather than unreadable.
 pub fn compile_exception(name: &str, spec: &SoDExceptionSpec) -> Result<Exception, FieldError> {
     if spec.policy.is_empty() {
         return Err(FieldError::new("spec.policy", "must name an SoDPolicy"));
@@ -145,12 +171,24 @@ pub fn compile_exception(name: &str, spec: &SoDExceptionSpec) -> Result<Exceptio
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(nss) = &spec.namespaces {
-        for (i, ns) in nss.iter().enumerate() {
-            // Namespaces are plain names or `*`; reject what no namespace can match.
-            glob(&format!("spec.namespaces[{i}]"), ns)?;
-        }
-    }
+    let review = spec
+        .review
+        .as_ref()
+        .map(|r| {
+            if r.user.is_empty() {
+                return Err(FieldError::new("spec.review.user", "must not be empty"));
+            }
+            Ok(ExceptionReview {
+                user: r.user.clone(),
+                at: parse_time("spec.review.at", &r.at)?,
+                outcome: match r.outcome {
+                    ReviewOutcomeSpec::Accepted => ReviewOutcome::Accepted,
+                    ReviewOutcomeSpec::Rejected => ReviewOutcome::Rejected,
+                },
+                notes: r.notes.clone(),
+            })
+        })
+        .transpose()?;
     Ok(Exception {
         name: Name::from(name),
         policy: Name::from(spec.policy.as_str()),
@@ -170,5 +208,7 @@ pub fn compile_exception(name: &str, spec: &SoDExceptionSpec) -> Result<Exceptio
         expires_at,
         break_glass: spec.break_glass,
         approvals,
+        review,
+        created: None,
     })
 }

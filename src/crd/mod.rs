@@ -5,7 +5,8 @@ mod exception;
 mod policy;
 
 pub use exception::{
-    ApprovalSpec, SoDException, SoDExceptionSpec, SoDExceptionStatus, SubjectRef, compile_exception,
+    ApprovalSpec, ReviewOutcomeSpec, ReviewSpec, SoDException, SoDExceptionSpec,
+    SoDExceptionStatus, SubjectRef, compile_exception,
 };
 pub use policy::{
     BreakGlassSpec, CredentialsSpec, DutySpec, ExceptionsSpec, ExcludeSpec, MatchMode,

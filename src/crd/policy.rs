@@ -195,13 +195,26 @@ fn hours_4() -> String {
     "4h".into()
 }
 
+fn hours_72() -> String {
+    "72h".into()
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakGlassSpec {
     #[serde(default)]
     pub allowed: bool,
+    /// The longest break-glass window; also caps windows already granted.
     #[serde(default = "hours_4")]
     pub max_duration: String,
+    /// For one subject, the least time between the end of a break-glass
+    /// window and the start of the next.
+    #[serde(default = "hours_24")]
+    pub cooldown: String,
+    /// A window that ended longer ago than this without a `review` is a
+    /// review-time finding.
+    #[serde(default = "hours_72")]
+    pub review_within: String,
 }
 
 impl Default for BreakGlassSpec {
@@ -209,6 +222,8 @@ impl Default for BreakGlassSpec {
         BreakGlassSpec {
             allowed: false,
             max_duration: hours_4(),
+            cooldown: hours_24(),
+            review_within: hours_72(),
         }
     }
 }
@@ -377,6 +392,14 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
             break_glass_max_duration: parse_duration(
                 "spec.exceptions.breakGlass.maxDuration",
                 &spec.exceptions.break_glass.max_duration,
+            )?,
+            break_glass_cooldown: parse_duration(
+                "spec.exceptions.breakGlass.cooldown",
+                &spec.exceptions.break_glass.cooldown,
+            )?,
+            break_glass_review_within: parse_duration(
+                "spec.exceptions.breakGlass.reviewWithin",
+                &spec.exceptions.break_glass.review_within,
             )?,
         },
         credentials: Credentials {

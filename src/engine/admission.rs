@@ -2,6 +2,7 @@
 //! verdict on it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,28 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+/// `request.kind` of an AdmissionRequest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// `request.resource` of an AdmissionRequest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub resource: String,
+}
+
 /// The parts of an admission request the engine decides on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +68,37 @@ pub struct Request {
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: bool,
+    /// The kind the API server is admitting; when absent (test cases), the
+    /// object's own kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<GroupVersionKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<GroupVersionResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl Request {
+    /// A request as the engine's own tests and tools write them: every
+    /// optional AdmissionRequest field derived from the object.
+    pub fn new(operation: Operation, user_info: UserInfo) -> Self {
+        Request {
+            operation,
+            user_info,
+            object: None,
+            old_object: None,
+            dry_run: false,
+            kind: None,
+            resource: None,
+            sub_resource: None,
+            name: None,
+            namespace: None,
+        }
+    }
 }
 
 /// A verdict with its reasons. A denial is a decision, not an error.
@@ -121,6 +175,11 @@ pub fn review_and_apply(
 
 /// The decision; the change is left applied and its undo returned.
 fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<Undo>) {
+    // R7.9: the object must be what the API server says it is admitting, or
+    // a RoleBinding could pass as a ConfigMap.
+    if let Err(reason) = check_kind(req) {
+        return (Review::refuse(reason), None);
+    }
     match req.operation {
         // R7.3: deleting only removes rights, so drift can always be repaired.
         Operation::Delete => {
@@ -167,29 +226,27 @@ fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<U
                     (review, Some(undo))
                 }
                 Object::Exception(e) => {
-                    let old = req
-                        .old_object
-                        .as_ref()
-                        .and_then(|o| convert(o).ok().flatten())
-                        .and_then(|o| match o {
-                            Object::Exception(e) => Some(e),
-                            _ => None,
-                        })
-                        .or_else(|| index.exception(&e.name).cloned());
-                    let old = if req.operation == Operation::Update {
-                        old
-                    } else {
-                        None
+                    let old = match req.operation {
+                        // R6.4: who may change what depends on the old
+                        // object; without it, fail closed.
+                        Operation::Update => match old_exception(req) {
+                            Ok(old) => Some(old),
+                            Err(reason) => return (Review::refuse(reason), None),
+                        },
+                        _ => None,
                     };
-                    match exception_rules::check(
-                        index,
-                        &e,
-                        old.as_deref(),
-                        req.operation,
-                        &req.user_info,
-                        now,
-                    ) {
-                        Ok(()) => (Review::allow(), Some(index.apply(Object::Exception(e)))),
+                    let mut e = Arc::unwrap_or_clone(e);
+                    // creationTimestamp is the API server's: now at creation,
+                    // and immutable afterwards.
+                    e.created = match &old {
+                        Some(o) => o.created,
+                        None => Some(now),
+                    };
+                    match exception_rules::check(index, &e, old.as_deref(), &req.user_info, now) {
+                        Ok(()) => (
+                            Review::allow(),
+                            Some(index.apply(Object::Exception(Arc::new(e)))),
+                        ),
                         Err(reason) => (Review::refuse(reason), None),
                     }
                 }
@@ -197,6 +254,86 @@ fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<U
             }
         }
     }
+}
+
+/// The old SoDException of an UPDATE, which must be there and readable.
+fn old_exception(req: &Request) -> Result<Arc<crate::model::Exception>, String> {
+    let Some(raw) = &req.old_object else {
+        return Err(
+            "an UPDATE of an SoDException must carry its old object (oldObject is missing)".into(),
+        );
+    };
+    match convert(raw) {
+        Ok(Some(Object::Exception(old))) => Ok(old),
+        Ok(_) => Err("the oldObject of an SoDException UPDATE is not an SoDException".into()),
+        Err(e) => Err(format!("the oldObject cannot be read: {e}")),
+    }
+}
+
+/// R7.9: the object (and old object) are of the request's kind, and their
+/// `apiVersion` names a group and a version.
+fn check_kind(req: &Request) -> Result<(), String> {
+    if req.operation == Operation::Connect {
+        // CONNECT carries options, not the object, and is always allowed.
+        return Ok(());
+    }
+    let objects = [("object", &req.object), ("oldObject", &req.old_object)];
+    let mut expected = req.kind.clone();
+    for (field, value) in objects {
+        let Some(value) = value else { continue };
+        let tm = crate::model::TypeMeta::of(value);
+        let Some((group, version)) = split_api_version(&tm.api_version) else {
+            return Err(format!(
+                "{field}: apiVersion {:?} is not GROUP/VERSION or VERSION",
+                tm.api_version
+            ));
+        };
+        if tm.kind.is_empty() {
+            return Err(format!("{field}: kind is missing"));
+        }
+        let got = GroupVersionKind {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: tm.kind.clone(),
+        };
+        match &expected {
+            None => expected = Some(got),
+            Some(want) if *want == got => {}
+            Some(want) => {
+                return Err(format!(
+                    "{field} is {} but the request is for {}",
+                    gvk_text(&got),
+                    gvk_text(want)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn gvk_text(g: &GroupVersionKind) -> String {
+    if g.group.is_empty() {
+        format!("{}/{}", g.version, g.kind)
+    } else {
+        format!("{}/{}/{}", g.group, g.version, g.kind)
+    }
+}
+
+/// `group/version`, or `version` for the core group; a version is a DNS label
+/// (so `rbac.authorization.k8s.io` alone has no version).
+fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    let group_ok = group.is_empty()
+        || (!group.starts_with('.') && !group.ends_with('.') && group.split('.').all(label));
+    (label(version) && group_ok).then_some((group, version))
 }
 
 /// Roles, bindings, ServiceAccounts and Namespaces: compare the affected

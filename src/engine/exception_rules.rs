@@ -1,18 +1,165 @@
-//! The rules that make an exception's approvals mean something: who may
-//! request it, who may approve it, and for how long.
+//! The rules that make an exception mean something (R6.4, R6.5): who may
+//! request, change, approve and review it, and when it is active. Admission
+//! refuses a change that breaks them; offline, an exception that breaks them
+//! is inactive and [`standing`] says why.
 
-use jiff::Timestamp;
+use std::fmt;
 
-use super::admission::{Operation, UserInfo};
+use jiff::{SignedDuration, Timestamp};
+
+use super::admission::UserInfo;
 use crate::index::Index;
-use crate::model::Exception;
+use crate::model::{Exception, Identity, Policy};
 
-/// `Err` carries the rule that was broken, for the requester.
+/// How far a time written by a user may be from the webhook's clock.
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+/// How long after its creation a break-glass window may open: emergency
+/// access is for now, not for a date picked in advance.
+pub const BREAK_GLASS_LEAD: SignedDuration = SignedDuration::from_mins(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Active,
+    Pending,
+    Expired,
+    /// It breaks an integrity rule and excuses nothing until replaced.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Active => "Active",
+            Phase::Pending => "Pending",
+            Phase::Expired => "Expired",
+            Phase::Invalid => "Invalid",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an exception is active now, until when, and if not, why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub phase: Phase,
+    /// The end of its window as the policy caps it today.
+    pub until: Timestamp,
+    /// Why it is not active; empty when it is.
+    pub reasons: Vec<String>,
+}
+
+impl Standing {
+    pub fn active(&self) -> bool {
+        self.phase == Phase::Active
+    }
+}
+
+/// R6.2 with R6.4 and R6.5, on the state alone (no request).
+pub fn standing(index: &Index, e: &Exception, now: Timestamp) -> Standing {
+    let Some(policy) = index.policy(&e.policy) else {
+        return Standing {
+            phase: if now >= e.expires_at {
+                Phase::Expired
+            } else {
+                Phase::Invalid
+            },
+            until: e.expires_at,
+            reasons: vec![format!(
+                "spec.policy: there is no SoDPolicy named {:?}",
+                e.policy
+            )],
+        };
+    };
+    let start = window_start(e, now);
+    let required = policy.exceptions.approvals_required as usize;
+    let approvers = counted_approvers(e, now);
+    let approved = approvers.len() >= required;
+    let bg_problems = if e.break_glass {
+        break_glass_problems(index, policy, e, now, None, false)
+    } else {
+        Vec::new()
+    };
+    let break_glass = e.break_glass && bg_problems.is_empty();
+    let approved_end = capped(e, start, policy.exceptions.max_duration);
+    let bg_end = capped(e, start, policy.exceptions.break_glass_max_duration);
+    let until = match (approved, break_glass) {
+        (true, true) => approved_end.max(bg_end),
+        (true, false) => approved_end,
+        (false, true) => bg_end,
+        (false, false) => e.expires_at,
+    };
+    let done = |reasons| Standing {
+        phase: Phase::Expired,
+        until,
+        reasons,
+    };
+    if now >= e.expires_at {
+        return done(vec![format!("expired at {}", e.expires_at)]);
+    }
+    let mut invalid = static_problems(policy, e);
+    invalid.extend(review_problems(e, now, None));
+    if !approved && !break_glass {
+        invalid.extend(bg_problems);
+    }
+    if !invalid.is_empty() {
+        return Standing {
+            phase: Phase::Invalid,
+            until,
+            reasons: invalid,
+        };
+    }
+    if let Some(nb) = e.not_before
+        && now < nb
+    {
+        return Standing {
+            phase: Phase::Pending,
+            until,
+            reasons: vec![format!("its window opens at {nb}")],
+        };
+    }
+    if !approved && !break_glass {
+        return Standing {
+            phase: Phase::Pending,
+            until,
+            reasons: vec![format!(
+                "it has {} of the {required} approval(s) it needs (by users other than the requester and the subject)",
+                approvers.len()
+            )],
+        };
+    }
+    if now >= until {
+        let (max, field) = if break_glass && !approved {
+            (
+                policy.exceptions.break_glass_max_duration,
+                "breakGlass.maxDuration",
+            )
+        } else {
+            (policy.exceptions.max_duration, "maxDuration")
+        };
+        return done(vec![format!(
+            "ended at {until}: SoDPolicy {} caps a window at {max:#} (spec.exceptions.{field})",
+            policy.name
+        )]);
+    }
+    Standing {
+        phase: Phase::Active,
+        until,
+        reasons: Vec::new(),
+    }
+}
+
+/// Checks a CREATE (`old: None`) or UPDATE of an exception by `user`.
+/// `e.created` is the creation time (now for a CREATE). `Err` carries the
+/// rule that was broken, for the requester.
 pub fn check(
     index: &Index,
     e: &Exception,
     old: Option<&Exception>,
-    op: Operation,
     user: &UserInfo,
     now: Timestamp,
 ) -> Result<(), String> {
@@ -22,28 +169,20 @@ pub fn check(
             e.policy
         ));
     };
-    if let Some(ds) = &e.duties {
-        for (i, d) in ds.iter().enumerate() {
-            if !policy.duties.iter().any(|x| x.name == *d) {
-                return Err(format!(
-                    "spec.duties[{i}]: SoDPolicy {} has no duty {d:?}",
-                    policy.name
-                ));
-            }
-        }
+    if let Some(p) = static_problems(policy, e).into_iter().next() {
+        return Err(p);
     }
-    let subject_user = e.subject.username();
-    let approval_start = match (op, old) {
-        (Operation::Create, _) | (_, None) => {
-            if op == Operation::Create && e.requested_by != user.username {
+    let (spec_changed, old_approvals, old_review) = match old {
+        None => {
+            if e.requested_by != user.username {
                 return Err(format!(
                     "spec.requestedBy must be the user who creates the exception ({:?}), not {:?}",
                     user.username, e.requested_by
                 ));
             }
-            0
+            (true, 0, None)
         }
-        (_, Some(old)) => {
+        Some(old) => {
             if old.requested_by != e.requested_by {
                 return Err("spec.requestedBy cannot be changed".into());
             }
@@ -52,68 +191,291 @@ pub fn check(
             {
                 return Err("spec.approvals can only be appended to: existing approvals cannot be edited or removed".into());
             }
-            if !old.approvals.is_empty() && !same_request(old, e) {
-                return Err("an approved exception cannot be changed except by appending approvals: create a new one".into());
+            if old.review.is_some() && e.review != old.review {
+                return Err("spec.review is written once and cannot be changed".into());
             }
-            old.approvals.len()
+            let changed = !same_request(old, e);
+            if changed && !old.approvals.is_empty() {
+                return Err("an approved exception is frozen: only appending approvals and writing spec.review are allowed; create a new one to change it".into());
+            }
+            if changed && user.username != old.requested_by {
+                return Err(format!(
+                    "only its requester {:?} may change a pending exception; {:?} may only append their own approval",
+                    old.requested_by, user.username
+                ));
+            }
+            (changed, old.approvals.len(), old.review.as_ref())
         }
     };
-    for (i, a) in e.approvals.iter().enumerate().skip(approval_start) {
-        let path = format!("spec.approvals[{i}].user");
+    for (i, a) in e.approvals.iter().enumerate().skip(old_approvals) {
+        let path = format!("spec.approvals[{i}]");
         if a.user != user.username {
             return Err(format!(
-                "{path}: an approval must be made by the approving user ({:?}), not recorded for {:?}",
+                "{path}.user: an approval must be made by the approving user ({:?}), not recorded for {:?}",
                 user.username, a.user
             ));
         }
-        if a.user == e.requested_by {
+        if let Some(why) = conflict_of_interest(e, &a.user, Some(&user.groups)) {
             return Err(format!(
-                "{path}: {:?} requested this exception and cannot approve it",
+                "{path}.user: {:?} {why} and cannot approve it",
                 a.user
             ));
         }
-        if Some(&a.user) == subject_user.as_ref() {
+        if e.approvals[..i].iter().any(|p| p.user == a.user) {
+            return Err(format!("{path}.user: {:?} has already approved", a.user));
+        }
+        near_now(&format!("{path}.at"), a.at, now)?;
+    }
+    if let Some(r) = &e.review
+        && old_review.is_none()
+    {
+        if r.user != user.username {
             return Err(format!(
-                "{path}: the subject of an exception cannot approve it"
+                "spec.review.user: a review must be written by the reviewing user ({:?}), not recorded for {:?}",
+                user.username, r.user
             ));
         }
+        if let Some(why) = conflict_of_interest(e, &r.user, Some(&user.groups)) {
+            return Err(format!(
+                "spec.review.user: {:?} {why} and cannot review it",
+                r.user
+            ));
+        }
+        let start = window_start(e, now);
+        if now < start {
+            return Err(format!(
+                "spec.review: the window has not started yet (it opens at {start}); review it afterwards"
+            ));
+        }
+        near_now("spec.review.at", r.at, now)?;
     }
-    if e.break_glass && !policy.exceptions.break_glass_allowed {
-        return Err(format!(
-            "spec.breakGlass: SoDPolicy {} does not allow break-glass exceptions",
-            policy.name
-        ));
-    }
-    let changed_window = old.is_none_or(|o| {
-        o.expires_at != e.expires_at
-            || o.not_before != e.not_before
-            || o.break_glass != e.break_glass
-    });
-    if changed_window {
-        let start = e.not_before.unwrap_or(now);
-        let duration = e.expires_at.duration_since(start);
-        let (max, what) = if e.break_glass {
+    if spec_changed {
+        let start = window_start(e, now);
+        let (max, field) = if e.break_glass {
             (
                 policy.exceptions.break_glass_max_duration,
-                "spec.exceptions.breakGlass.maxDuration",
+                "breakGlass.maxDuration",
             )
         } else {
-            (
-                policy.exceptions.max_duration,
-                "spec.exceptions.maxDuration",
-            )
+            (policy.exceptions.max_duration, "maxDuration")
         };
-        if duration > max {
+        let length = e.expires_at.duration_since(start);
+        if length > max {
             return Err(format!(
-                "spec.expiresAt: the exception would last {:#}, more than the policy's {what} of {:#}",
-                duration, max
+                "spec.expiresAt: the exception would last {length:#} from {start}, more than the policy's spec.exceptions.{field} of {max:#}"
             ));
+        }
+        if e.break_glass
+            && let Some(p) = break_glass_problems(index, policy, e, now, Some(&user.groups), true)
+                .into_iter()
+                .next()
+        {
+            return Err(p);
         }
     }
     Ok(())
 }
 
-/// Everything but the approvals is the same.
+/// When the window opens: `notBefore`, else the creation. An object read
+/// from a file may lack its creation time; then its first approval, else now.
+fn window_start(e: &Exception, now: Timestamp) -> Timestamp {
+    e.not_before
+        .or(e.created)
+        .or_else(|| e.approvals.iter().map(|a| a.at).min())
+        .unwrap_or(now)
+}
+
+/// `expiresAt`, cut to `max` after the window opens: the policy's current
+/// limits apply to windows granted under older ones.
+fn capped(e: &Exception, start: Timestamp, max: SignedDuration) -> Timestamp {
+    start
+        .checked_add(max)
+        .map_or(e.expires_at, |end| end.min(e.expires_at))
+}
+
+fn shifted(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+fn near_now(path: &str, at: Timestamp, now: Timestamp) -> Result<(), String> {
+    if at < shifted(now, -CLOCK_SKEW) || at > shifted(now, CLOCK_SKEW) {
+        return Err(format!(
+            "{path}: {at} is not the time of this request ({now}, within {CLOCK_SKEW:#})"
+        ));
+    }
+    Ok(())
+}
+
+/// Rules on the exception's own fields that need its policy.
+fn static_problems(policy: &Policy, e: &Exception) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, d) in e.duties.iter().flatten().enumerate() {
+        if !policy.duties.iter().any(|x| x.name == *d) {
+            out.push(format!(
+                "spec.duties[{i}]: SoDPolicy {} has no duty {d:?}",
+                policy.name
+            ));
+        }
+    }
+    for (i, ns) in e.namespaces.iter().flatten().enumerate() {
+        if &**ns != super::violations::CLUSTER_WIDE && !is_dns_label(ns) {
+            out.push(format!(
+                "spec.namespaces[{i}]: {ns:?} is not a namespace name: namespaces are literal names (no globs), and \"*\" alone means cluster-wide"
+            ));
+        }
+    }
+    out
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `user` is the subject: the same identity, or (per `groups`, known
+/// only at admission, and the groups the cluster assigns) in a subject Group.
+fn is_subject(subject: &Identity, user: &str, groups: Option<&[String]>) -> bool {
+    let id = Identity::user(user);
+    if id == *subject {
+        return true;
+    }
+    match subject {
+        Identity::Group(g) => {
+            id.implicit_groups().contains(subject)
+                || groups.is_some_and(|gs| gs.iter().any(|x| x.as_str() == &**g))
+        }
+        _ => false,
+    }
+}
+
+/// Why `user` may not vouch for `e` (approve or review it).
+fn conflict_of_interest(e: &Exception, user: &str, groups: Option<&[String]>) -> Option<String> {
+    if user == e.requested_by {
+        return Some("requested this exception".into());
+    }
+    if is_subject(&e.subject, user, groups) {
+        return Some(match &e.subject {
+            Identity::Group(g) => format!("is a member of its subject Group {g}"),
+            _ => "is its subject".into(),
+        });
+    }
+    None
+}
+
+/// Distinct approvers that count offline: neither the requester nor the
+/// subject, and at a time the approval can have been made.
+fn counted_approvers(e: &Exception, now: Timestamp) -> Vec<&str> {
+    let mut users: Vec<&str> = e
+        .approvals
+        .iter()
+        .filter(|a| {
+            conflict_of_interest(e, &a.user, None).is_none()
+                && a.at <= shifted(now, CLOCK_SKEW)
+                && e.created.is_none_or(|c| a.at >= shifted(c, -CLOCK_SKEW))
+        })
+        .map(|a| a.user.as_str())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    users
+}
+
+fn review_problems(e: &Exception, now: Timestamp, groups: Option<&[String]>) -> Vec<String> {
+    let Some(r) = &e.review else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(why) = conflict_of_interest(e, &r.user, groups) {
+        out.push(format!(
+            "spec.review.user: {:?} {why}; a review is by someone else",
+            r.user
+        ));
+    }
+    let start = window_start(e, now);
+    if r.at < start {
+        out.push(format!(
+            "spec.review.at: {} is before the window opened ({start})",
+            r.at
+        ));
+    }
+    out
+}
+
+/// R6.5. At admission (`both_ways`) `e` is the new window and may conflict
+/// with any other; offline, of two conflicting windows the later one (by
+/// start, then name) is the one at fault.
+fn break_glass_problems(
+    index: &Index,
+    policy: &Policy,
+    e: &Exception,
+    now: Timestamp,
+    requester_groups: Option<&[String]>,
+    both_ways: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let rules = &policy.exceptions;
+    if !rules.break_glass_allowed {
+        out.push(format!(
+            "spec.breakGlass: SoDPolicy {} does not allow break-glass exceptions (spec.exceptions.breakGlass.allowed)",
+            policy.name
+        ));
+    }
+    if is_subject(&e.subject, &e.requested_by, requester_groups) {
+        out.push(format!(
+            "spec.requestedBy: {:?} is the subject; break-glass is requested by someone else",
+            e.requested_by
+        ));
+    }
+    let start = window_start(e, now);
+    if let Some(created) = e.created
+        && start > shifted(created, BREAK_GLASS_LEAD)
+    {
+        out.push(format!(
+            "spec.notBefore: a break-glass window opens within {BREAK_GLASS_LEAD:#} of its creation ({created}), not at {start}"
+        ));
+    }
+    let end = capped(e, start, rules.break_glass_max_duration);
+    for o in index.exceptions_for(&e.subject) {
+        if o.name == e.name || o.policy != e.policy || !o.break_glass {
+            continue;
+        }
+        let o_start = window_start(o, now);
+        let o_end = capped(o, o_start, rules.break_glass_max_duration);
+        let e_later = (start, &e.name) > (o_start, &o.name);
+        if !e_later && !both_ways {
+            continue;
+        }
+        let (first_end, second_start) = if e_later {
+            (o_end, start)
+        } else {
+            (end, o_start)
+        };
+        if second_start < first_end {
+            out.push(format!(
+                "spec.breakGlass: its window overlaps break-glass SoDException {} for the same subject and policy",
+                o.name
+            ));
+        } else if second_start < shifted(first_end, rules.break_glass_cooldown) {
+            out.push(format!(
+                "spec.breakGlass: break-glass windows of one subject are {:#} apart at least (spec.exceptions.breakGlass.cooldown); with SoDException {} the earlier one ends at {first_end} and the next may open at {}",
+                rules.break_glass_cooldown,
+                o.name,
+                shifted(first_end, rules.break_glass_cooldown),
+            ));
+        }
+    }
+    out
+}
+
+/// Everything but the approvals and the review is the same.
 fn same_request(a: &Exception, b: &Exception) -> bool {
     a.policy == b.policy
         && a.subject == b.subject

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use super::exception_rules::{Standing, standing};
 use super::holdings::{Held, holdings};
 use super::violations::{CLUSTER_WIDE, DutyPaths, Evaluation, evaluate_subjects, path};
 use crate::index::Index;
@@ -24,12 +25,23 @@ pub struct PolicyHoldings {
     pub scopes: Vec<ScopeHoldings>,
 }
 
+/// An exception naming the subject, and whether it is active (R6.4, R6.5).
+#[derive(Debug, Clone)]
+pub struct ExceptionStanding {
+    pub name: Name,
+    pub policy: Name,
+    pub standing: Standing,
+}
+
 #[derive(Debug, Clone)]
 pub struct Explanation {
     pub subject: Identity,
     pub exists: bool,
     pub policies: Vec<PolicyHoldings>,
     pub evaluation: Evaluation,
+    /// Every exception for the subject, with why it excuses nothing when it
+    /// does not.
+    pub exceptions: Vec<ExceptionStanding>,
 }
 
 pub fn explain(index: &Index, subject: &Identity, now: Timestamp) -> Explanation {
@@ -94,5 +106,13 @@ pub fn explain(index: &Index, subject: &Identity, now: Timestamp) -> Explanation
         exists,
         policies,
         evaluation: evaluate_subjects(index, [subject], now),
+        exceptions: index
+            .exceptions_for(subject)
+            .map(|e| ExceptionStanding {
+                name: e.name.clone(),
+                policy: e.policy.clone(),
+                standing: standing(index, e, now),
+            })
+            .collect(),
     }
 }

@@ -9,8 +9,12 @@ mod explain;
 mod holdings;
 mod violations;
 
-pub use admission::{Operation, Request, Review, UserInfo, review, review_and_apply};
-pub use explain::{Explanation, PolicyHoldings, ScopeHoldings, explain};
+pub use admission::{
+    GroupVersionKind, GroupVersionResource, Operation, Request, Review, UserInfo, review,
+    review_and_apply,
+};
+pub use exception_rules::{Phase, Standing, standing};
+pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};
 pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,

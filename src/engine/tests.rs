@@ -42,14 +42,14 @@ fn rb(name: &str, kind: &str, role: &str) -> Value {
 
 fn create(object: Value, user: &str) -> Request {
     Request {
-        operation: Operation::Create,
-        user_info: UserInfo {
-            username: user.into(),
-            groups: vec![],
-        },
         object: Some(object),
-        old_object: None,
-        dry_run: false,
+        ..Request::new(
+            Operation::Create,
+            UserInfo {
+                username: user.into(),
+                groups: vec![],
+            },
+        )
     }
 }
 
@@ -189,27 +189,28 @@ fn exception_rules_say_which_rule_was_broken() {
     assert!(review(&mut index, &created, now()).allowed);
     let _ = index.apply(convert(&exception(json!([]), "alice")).unwrap().unwrap());
     let approve = |user: &str, approvals: Value| Request {
-        operation: Operation::Update,
-        user_info: UserInfo {
-            username: user.into(),
-            groups: vec![],
-        },
         object: Some(exception(approvals, "alice")),
         old_object: Some(exception(json!([]), "alice")),
-        dry_run: false,
+        ..Request::new(
+            Operation::Update,
+            UserInfo {
+                username: user.into(),
+                groups: vec![],
+            },
+        )
     };
-    let by_bob = json!([{"user": "bob", "at": "2026-11-28T11:00:00Z"}]);
+    let by_bob = json!([{"user": "bob", "at": "2026-11-28T12:00:00Z"}]);
     assert!(review(&mut index, &approve("bob", by_bob.clone()), now()).allowed);
     let r = review(&mut index, &approve("carol", by_bob), now());
     assert!(r.refusal.unwrap().contains("made by the approving user"));
     let by_subject =
-        json!([{"user": "system:serviceaccount:pay:api", "at": "2026-11-28T11:00:00Z"}]);
+        json!([{"user": "system:serviceaccount:pay:api", "at": "2026-11-28T12:00:00Z"}]);
     let r = review(
         &mut index,
         &approve("system:serviceaccount:pay:api", by_subject),
         now(),
     );
-    assert!(r.refusal.unwrap().contains("subject of an exception"));
+    assert!(r.refusal.unwrap().contains("is its subject"));
 }
 
 /// R7.10: a ServiceAccount of a namespace the webhook never sees is governed

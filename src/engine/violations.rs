@@ -6,6 +6,7 @@ use std::fmt;
 use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
+use super::exception_rules;
 use super::holdings::{Held, Via, holdings};
 use crate::index::Index;
 use crate::model::{Actions, BindingKey, Identity, Name, Policy, PolicyScope, RoleKey};
@@ -80,6 +81,8 @@ impl Violation {
 pub struct Excused {
     pub violation: Violation,
     pub exception: Name,
+    /// When the exception stops excusing it: `expiresAt`, or earlier where
+    /// the policy's current limits cut the window (R6.5).
     pub expires_at: Timestamp,
 }
 
@@ -274,16 +277,18 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
 pub fn excuse(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation {
     let mut ev = Evaluation::default();
     for v in raw {
-        let exception = index.exceptions_for(&v.subject).find(|e| {
-            e.policy == v.policy
-                && e.covers(&v.namespace, &v.duties)
-                && index.policy(&e.policy).is_some_and(|p| e.is_active(p, now))
-        });
+        let exception = index
+            .exceptions_for(&v.subject)
+            .filter(|e| e.policy == v.policy && e.covers(&v.namespace, &v.duties))
+            .find_map(|e| {
+                let s = exception_rules::standing(index, e, now);
+                s.active().then_some((e, s.until))
+            });
         match exception {
-            Some(e) => ev.excused.push(Excused {
+            Some((e, until)) => ev.excused.push(Excused {
                 violation: v,
                 exception: e.name.clone(),
-                expires_at: e.expires_at,
+                expires_at: until,
             }),
             None => ev.violations.push(v),
         }

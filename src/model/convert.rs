@@ -239,12 +239,13 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
         }
         (crd::GROUP, "SoDException") => {
             let e: SoDException = parse(v, &object)?;
-            let exception = crd::compile_exception(&name()?, &e.spec).map_err(|error| {
+            let mut exception = crd::compile_exception(&name()?, &e.spec).map_err(|error| {
                 ConvertError::Invalid {
                     object: object.clone(),
                     error,
                 }
             })?;
+            exception.created = e.metadata.creation_timestamp.map(|t| t.0);
             Object::Exception(Arc::new(exception))
         }
         _ => return Ok(None),

@@ -16,5 +16,6 @@ pub mod identity_groups {
 pub use name::{Interner, Name};
 pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSecret};
 pub use policy::{
-    Actions, Approval, Duty, Exception, Policy, PolicyScope, SubjectSelector, TokenAction,
+    Actions, Approval, Duty, Exception, ExceptionReview, Policy, PolicyScope, ReviewOutcome,
+    SubjectSelector, TokenAction,
 };

@@ -104,6 +104,8 @@ pub struct ExceptionRules {
     pub max_duration: SignedDuration,
     pub break_glass_allowed: bool,
     pub break_glass_max_duration: SignedDuration,
+    pub break_glass_cooldown: SignedDuration,
+    pub break_glass_review_within: SignedDuration,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +137,21 @@ pub struct Approval {
     pub at: Timestamp,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    Accepted,
+    Rejected,
+}
+
+/// The post-review of a break-glass window (R6.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionReview {
+    pub user: String,
+    pub at: Timestamp,
+    pub outcome: ReviewOutcome,
+    pub notes: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Exception {
     pub name: Name,
@@ -149,32 +166,12 @@ pub struct Exception {
     pub expires_at: Timestamp,
     pub break_glass: bool,
     pub approvals: Vec<Approval>,
+    pub review: Option<ExceptionReview>,
+    /// `metadata.creationTimestamp`, when known.
+    pub created: Option<Timestamp>,
 }
 
 impl Exception {
-    /// The approvals that count (R6.2): distinct users other than the
-    /// requester and the subject itself.
-    pub fn valid_approvers(&self) -> Vec<&str> {
-        let subject_user = self.subject.username();
-        let mut users: Vec<&str> = self
-            .approvals
-            .iter()
-            .map(|a| a.user.as_str())
-            .filter(|u| *u != self.requested_by && Some(*u) != subject_user.as_deref())
-            .collect();
-        users.sort_unstable();
-        users.dedup();
-        users
-    }
-
-    /// R6.2, given the policy the exception names.
-    pub fn is_active(&self, policy: &Policy, now: Timestamp) -> bool {
-        self.not_before.is_none_or(|nb| now >= nb)
-            && now < self.expires_at
-            && (self.break_glass
-                || self.valid_approvers().len() >= policy.exceptions.approvals_required as usize)
-    }
-
     /// R6.1: whether this exception covers duties held in `namespace`.
     pub fn covers(&self, namespace: &str, duties: &[Name]) -> bool {
         self.namespaces
@@ -184,15 +181,5 @@ impl Exception {
                 .duties
                 .as_ref()
                 .is_none_or(|ds| duties.iter().all(|d| ds.contains(d)))
-    }
-
-    pub fn phase(&self, policy: Option<&Policy>, now: Timestamp) -> &'static str {
-        if now >= self.expires_at {
-            "Expired"
-        } else if policy.is_some_and(|p| self.is_active(p, now)) {
-            "Active"
-        } else {
-            "Pending"
-        }
     }
 }

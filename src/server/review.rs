@@ -3,10 +3,13 @@
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::{Operation, Request, Review, UserInfo, Violation};
+use crate::engine::{GroupVersionResource, Operation, Request, Review, UserInfo, Violation};
+
+/// `request.kind`; the engine checks the object against it (R7.9).
+pub use crate::engine::GroupVersionKind as Gvk;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// The audit annotation key; the API server prefixes it with the webhook's
@@ -47,16 +50,14 @@ struct WireRequest {
     old_object: Option<Value>,
     #[serde(default)]
     dry_run: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct Gvk {
     #[serde(default)]
-    pub group: String,
+    resource: Option<GroupVersionResource>,
     #[serde(default)]
-    pub version: String,
+    sub_resource: Option<String>,
     #[serde(default)]
-    pub kind: String,
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
 }
 
 /// A parsed admission request: its uid, its kind and the engine's request.
@@ -104,15 +105,23 @@ pub fn parse(body: &[u8]) -> Result<Incoming, BadReview> {
         .map_err(|e| BadReview::Malformed(format!("request.{}: {}", e.path(), e.inner())))?;
     // The API server omits the object it does not have; treat null the same.
     let nonnull = |o: Option<Value>| o.filter(|v| !v.is_null());
+    let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
     Ok(Incoming {
         uid: w.uid,
-        kind: w.kind.unwrap_or_default(),
+        kind: w.kind.clone().unwrap_or_default(),
         request: Request {
             operation: w.operation,
             user_info: w.user_info,
             object: nonnull(w.object),
             old_object: nonnull(w.old_object),
             dry_run: w.dry_run.unwrap_or(false),
+            // The API server always sends `kind`; without it (a hand-made
+            // review) the object and old object must at least agree.
+            kind: w.kind,
+            resource: w.resource,
+            sub_resource: nonempty(w.sub_resource),
+            name: nonempty(w.name),
+            namespace: nonempty(w.namespace),
         },
     })
 }

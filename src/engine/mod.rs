@@ -3,13 +3,17 @@
 //! proposed change would add.
 
 mod admission;
+mod assume;
 pub mod credentials;
 mod exception_rules;
 mod explain;
 mod holdings;
 mod violations;
 
-pub use admission::{Operation, Request, Review, UserInfo, review, review_and_apply};
+pub use admission::{
+    Operation, Request, Review, UserInfo, review, review_against, review_and_apply,
+};
+pub use assume::Assumption;
 pub use explain::{Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};
 pub use violations::{

@@ -369,15 +369,12 @@ fn live(ttl: Duration) -> Arc<AppState> {
 fn admission(operation: &str, user: &str, object: Value, old: Value) -> Vec<u8> {
     let of = if object.is_null() { &old } else { &object };
     let kind = of["kind"].clone();
-    let group = of["apiVersion"]
-        .as_str()
-        .and_then(|v| v.split_once('/'))
-        .map_or("", |(g, _)| g)
-        .to_string();
+    let api_version = of["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     serde_json::to_vec(&serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
-            "uid": "r78", "kind": {"group": group, "version": "v1", "kind": kind},
+            "uid": "r78", "kind": {"group": group, "version": version, "kind": kind},
             "operation": operation, "userInfo": {"username": user, "groups": ["system:authenticated"]},
             "object": object, "oldObject": old,
         }

@@ -522,3 +522,370 @@ async fn exception_update_without_a_readable_old_object_is_denied() {
     .await;
     assert_eq!(got["response"]["allowed"], true, "{got}");
 }
+
+// ---- R7.8: an admitted change counts only by what it adds -----------------
+
+fn live(ttl: Duration) -> Arc<AppState> {
+    let (index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let s = AppState::new(Mode::Live, index, ttl, Metrics::new());
+    s.set_ready();
+    s
+}
+
+/// An AdmissionReview as the API server, or anyone who reaches `/validate`,
+/// may send it.
+fn admission(operation: &str, user: &str, object: Value, old: Value) -> Vec<u8> {
+    let of = if object.is_null() { &old } else { &object };
+    let kind = of["kind"].clone();
+    let api_version = of["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "r78", "kind": {"group": group, "version": version, "kind": kind},
+            "operation": operation, "userInfo": {"username": user, "groups": ["system:authenticated"]},
+            "object": object, "oldObject": old,
+        }
+    }))
+    .unwrap()
+}
+
+fn binding(name: &str, role_kind: &str, role: &str, subjects: &[&str]) -> Value {
+    let subjects: Vec<Value> = subjects
+        .iter()
+        .map(|s| serde_json::json!({"kind": "ServiceAccount", "name": s, "namespace": "payments"}))
+        .collect();
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "payments"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": subjects})
+}
+
+fn secrets_rule(verbs: &[&str]) -> Value {
+    serde_json::json!({"apiGroups": [""], "resources": ["secrets"], "verbs": verbs})
+}
+
+fn role(name: &str, rules: Value) -> Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": "payments"}, "rules": rules})
+}
+
+fn cluster_role(name: &str, labels: Value, rules: Value, aggregation: Option<Value>) -> Value {
+    let mut r = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": labels}, "rules": rules});
+    if let Some(a) = aggregation {
+        r["aggregationRule"] = serde_json::json!({"clusterRoleSelectors": a});
+    }
+    r
+}
+
+fn policy(actions: &[&str]) -> Value {
+    let duty = |name: &str, verbs: &[&str]| serde_json::json!({"name": name, "permissions": [secrets_rule(verbs)]});
+    serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy",
+        "metadata": {"name": "secret-admin-vs-use"},
+        "spec": {"description": "secret-admin-vs-use",
+            "duties": [duty("secret-admin", &["create", "update", "patch", "delete"]),
+                       duty("secret-use", &["get", "list", "watch"])],
+            "validationActions": actions, "exceptions": {"maxDuration": "2400000h"}}})
+}
+
+/// The API server's word, as the watch would deliver it.
+fn watched(s: &AppState, object: Value) {
+    let o = sodguard::model::convert(&object).unwrap().unwrap();
+    s.watch_apply(o);
+}
+
+async fn allowed(s: &Arc<AppState>, body: Vec<u8>) -> bool {
+    let (status, got) = post(s.clone(), body).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    got["response"]["allowed"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no verdict in {got}"))
+}
+
+/// The conflicting binding of the fixtures: ServiceAccount api already holds
+/// secret-admin through RoleBinding api-writes.
+fn api_reads() -> Vec<u8> {
+    std::fs::read(fixtures().join("reviews/rolebinding-create-denied.json")).unwrap()
+}
+
+#[tokio::test]
+async fn a_create_of_an_existing_binding_name_removes_no_subject() {
+    let s = live(Duration::from_secs(30));
+    let empty = binding("api-writes", "Role", "secret-writer", &[]);
+    assert!(allowed(&s, admission("CREATE", "mallory", empty, Value::Null)).await);
+    assert!(
+        !allowed(&s, api_reads()).await,
+        "the API server refuses the CREATE with AlreadyExists: api still holds secret-admin"
+    );
+}
+
+#[tokio::test]
+async fn a_create_of_an_existing_role_name_removes_no_rule() {
+    let s = live(Duration::from_secs(30));
+    let empty = role("secret-writer", serde_json::json!([]));
+    assert!(allowed(&s, admission("CREATE", "mallory", empty, Value::Null)).await);
+    assert!(!allowed(&s, api_reads()).await);
+}
+
+#[tokio::test]
+async fn a_forged_delete_of_a_binding_removes_nothing() {
+    let s = live(Duration::from_secs(30));
+    let old = binding("api-writes", "Role", "secret-writer", &["api"]);
+    assert!(allowed(&s, admission("DELETE", "mallory", Value::Null, old)).await);
+    assert!(!allowed(&s, api_reads()).await);
+}
+
+#[tokio::test]
+async fn a_forged_delete_does_not_remove_an_admitted_binding() {
+    let s = live(Duration::from_secs(30));
+    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "fresh", "namespace": "payments"}});
+    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
+    assert!(
+        allowed(
+            &s,
+            admission("CREATE", "alice", writes.clone(), Value::Null)
+        )
+        .await
+    );
+    assert!(allowed(&s, admission("DELETE", "mallory", Value::Null, writes)).await);
+    let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
+    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+}
+
+#[tokio::test]
+async fn a_forged_delete_or_relaxation_of_the_policy_changes_nothing() {
+    let s = live(Duration::from_secs(30));
+    assert!(
+        allowed(
+            &s,
+            admission("DELETE", "mallory", Value::Null, policy(&["Deny"]))
+        )
+        .await
+    );
+    assert!(!allowed(&s, api_reads()).await);
+    let s = live(Duration::from_secs(30));
+    let relaxed = admission("UPDATE", "mallory", policy(&["Audit"]), policy(&["Deny"]));
+    assert!(allowed(&s, relaxed).await);
+    assert!(
+        !allowed(&s, api_reads()).await,
+        "a policy relaxed to Audit counts once the watch shows it"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_approval_excuses_nothing() {
+    let s = live(Duration::from_secs(30));
+    let now = jiff::Timestamp::now();
+    let exception = |approvals: Value| {
+        serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
+            "metadata": {"name": "api-both"},
+            "spec": {"policy": "secret-admin-vs-use",
+                "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "api"},
+                "justification": "j", "requestedBy": "alice",
+                "expiresAt": (now + jiff::SignedDuration::from_hours(24)).to_string(),
+                "approvals": approvals}})
+    };
+    let approved = admission(
+        "UPDATE",
+        "bob",
+        exception(serde_json::json!([{"user": "bob", "at": now.to_string()}])),
+        exception(serde_json::json!([])),
+    );
+    assert!(
+        allowed(&s, approved).await,
+        "the forged approval itself is well formed"
+    );
+    assert!(
+        !allowed(&s, api_reads()).await,
+        "an exception excuses once the watch shows it"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_narrowing_of_a_role_hides_no_conflict() {
+    let s = live(Duration::from_secs(30));
+    let narrowed = role(
+        "secret-writer",
+        serde_json::json!([secrets_rule(&["get", "list"])]),
+    );
+    let real = role(
+        "secret-writer",
+        serde_json::json!([secrets_rule(&["create", "update"])]),
+    );
+    assert!(allowed(&s, admission("UPDATE", "mallory", narrowed, real)).await);
+    assert!(!allowed(&s, api_reads()).await);
+}
+
+#[tokio::test]
+async fn a_narrowing_held_as_a_union_does_not_hide_a_real_new_violation() {
+    // secret-writer [create, update] becomes [get, list]: the assumed state
+    // holds both, so api "already" holds secret-admin + secret-use there. A
+    // binding that gives api secret-admin again really creates the violation
+    // once the narrowing is stored, and must be judged against what the
+    // watches showed, not against the union.
+    let s = live(Duration::from_secs(30));
+    let real = role(
+        "secret-writer",
+        serde_json::json!([secrets_rule(&["create", "update"])]),
+    );
+    let narrowed = role(
+        "secret-writer",
+        serde_json::json!([secrets_rule(&["get", "list"])]),
+    );
+    assert!(allowed(&s, admission("UPDATE", "alice", narrowed.clone(), real)).await);
+    let creator = role(
+        "secret-creator",
+        serde_json::json!([secrets_rule(&["create"])]),
+    );
+    assert!(
+        allowed(
+            &s,
+            admission("CREATE", "alice", creator.clone(), Value::Null)
+        )
+        .await
+    );
+    let creates = binding("api-creates", "Role", "secret-creator", &["api"]);
+    assert!(
+        !allowed(
+            &s,
+            admission("CREATE", "alice", creates.clone(), Value::Null)
+        )
+        .await
+    );
+    watched(&s, narrowed);
+    watched(&s, creator);
+    assert!(!allowed(&s, admission("CREATE", "alice", creates, Value::Null)).await);
+}
+
+#[tokio::test]
+async fn a_forged_label_change_keeps_a_role_in_its_aggregates() {
+    // ServiceAccount web holds secret-use through ClusterRole team, which
+    // aggregates team-reads by its label.
+    let s = live(Duration::from_secs(30));
+    let labelled = cluster_role(
+        "team-reads",
+        serde_json::json!({"team": "true"}),
+        serde_json::json!([secrets_rule(&["get"])]),
+        None,
+    );
+    watched(&s, labelled);
+    watched(&s, binding("web-team", "ClusterRole", "team", &["web"]));
+    let web_writes = || {
+        admission(
+            "CREATE",
+            "alice",
+            binding("web-writes", "Role", "secret-writer", &["web"]),
+            Value::Null,
+        )
+    };
+    assert!(!allowed(&s, web_writes()).await);
+    let unlabelled = cluster_role(
+        "team-reads",
+        serde_json::json!({}),
+        serde_json::json!([secrets_rule(&["get"])]),
+        None,
+    );
+    assert!(allowed(&s, admission("UPDATE", "mallory", unlabelled, Value::Null)).await);
+    assert!(!allowed(&s, web_writes()).await);
+}
+
+#[tokio::test]
+async fn an_added_label_that_a_selector_excludes_keeps_a_role_in_its_aggregates() {
+    // Labels are not united: a selector may require a label to be absent.
+    let s = live(Duration::from_secs(30));
+    let open = cluster_role(
+        "open",
+        serde_json::json!({}),
+        serde_json::json!([]),
+        Some(serde_json::json!([{"matchLabels": {"team": "true"},
+            "matchExpressions": [{"key": "restricted", "operator": "DoesNotExist"}]}])),
+    );
+    watched(&s, open);
+    let reads = |labels: Value| {
+        cluster_role(
+            "team-reads",
+            labels,
+            serde_json::json!([secrets_rule(&["get"])]),
+            None,
+        )
+    };
+    watched(&s, reads(serde_json::json!({"team": "true"})));
+    watched(&s, binding("web-open", "ClusterRole", "open", &["web"]));
+    let web_writes = || {
+        admission(
+            "CREATE",
+            "alice",
+            binding("web-writes", "Role", "secret-writer", &["web"]),
+            Value::Null,
+        )
+    };
+    assert!(!allowed(&s, web_writes()).await);
+    let restricted = reads(serde_json::json!({"team": "true", "restricted": "yes"}));
+    assert!(allowed(&s, admission("UPDATE", "mallory", restricted, Value::Null)).await);
+    assert!(!allowed(&s, web_writes()).await);
+}
+
+#[tokio::test]
+async fn a_binding_to_another_role_under_an_assumed_name_is_still_assumed() {
+    // A forged CREATE takes the name first with a harmless role; the real
+    // CREATE of that name with another role must still count.
+    let s = live(Duration::from_secs(30));
+    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "fresh", "namespace": "payments"}});
+    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    let decoy = binding("fresh-w", "Role", "cm-reader", &["fresh"]);
+    assert!(allowed(&s, admission("CREATE", "mallory", decoy, Value::Null)).await);
+    let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
+    assert!(allowed(&s, admission("CREATE", "alice", writes, Value::Null)).await);
+    let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
+    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+}
+
+#[tokio::test]
+async fn expiry_and_watch_events_put_the_confirmed_state_back() {
+    let s = live(Duration::ZERO);
+    let before = s.with_index(Index::counts);
+    let other_role = binding("api-writes", "Role", "cm-reader", &["api", "web"]);
+    assert!(allowed(&s, admission("CREATE", "mallory", other_role, Value::Null)).await);
+    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "fresh", "namespace": "payments"}});
+    assert!(allowed(&s, admission("CREATE", "alice", sa.clone(), Value::Null)).await);
+    assert_eq!(s.overlay_len(), 2);
+    let assumed = s.with_index(Index::counts);
+    assert_eq!(
+        assumed.role_bindings,
+        before.role_bindings + 1,
+        "kept beside the real binding"
+    );
+    assert_eq!(assumed.service_accounts, before.service_accounts + 1);
+    watched(&s, sa);
+    assert_eq!(s.overlay_len(), 1);
+    assert_eq!(s.expire_overlay(), 1);
+    assert_eq!(s.overlay_len(), 0);
+    let settled = s.with_index(Index::counts);
+    assert_eq!(settled.role_bindings, before.role_bindings);
+    assert_eq!(settled.service_accounts, before.service_accounts + 1);
+    assert_eq!(s.with_index(Index::counts), s.with_confirmed(Index::counts));
+}
+
+#[tokio::test]
+async fn a_role_joining_an_aggregate_is_not_blamed_for_old_violations() {
+    // R7.7: ServiceAccount legacy already holds secret-admin + secret-use; a
+    // ClusterRole that joins team, to which legacy is also bound, adds no
+    // duty and must be allowed.
+    let s = live(Duration::from_secs(30));
+    watched(
+        &s,
+        binding("legacy-team", "ClusterRole", "team", &["legacy"]),
+    );
+    let widgets = cluster_role(
+        "widgets-view",
+        serde_json::json!({"team": "true"}),
+        serde_json::json!([{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}]),
+        None,
+    );
+    assert!(allowed(&s, admission("CREATE", "alice", widgets, Value::Null)).await);
+}

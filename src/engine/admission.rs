@@ -8,13 +8,14 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::assume::{Assumption, assumption};
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,
 };
 use super::{credentials, exception_rules};
 use crate::index::{Index, Undo};
-use crate::model::{Identity, Object, ObjectKey, RoleKey, convert};
+use crate::model::{Identity, Object, RoleKey, convert};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -148,7 +149,7 @@ impl Review {
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
 pub fn review(index: &mut Index, req: &Request, now: Timestamp) -> Review {
-    let (review, undo) = decide(index, req, now);
+    let (review, undo) = decide(index, None, req, now);
     if let Some(u) = undo {
         index.undo(u);
     }
@@ -163,7 +164,7 @@ pub fn review_and_apply(
     req: &Request,
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
-    let (review, undo) = decide(index, req, now);
+    let (review, undo) = decide(index, None, req, now);
     match undo {
         Some(u) if !review.allowed || req.dry_run => {
             index.undo(u);
@@ -173,8 +174,45 @@ pub fn review_and_apply(
     }
 }
 
-/// The decision; the change is left applied and its undo returned.
-fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<Undo>) {
+/// Live mode (R7.8): decides on `req` with `confirmed` (what the watches have
+/// shown) as the state before the change and `assumed` (confirmed plus what
+/// admitted, unconfirmed changes add) with the request's object in place as
+/// the state after it. Judging the state before on `confirmed` matters: the
+/// union the assumed state keeps can hold violations that neither version of
+/// an object has (rules `[a]` updated to `[b]` are assumed as `[a, b]`), and a
+/// later request that really creates one must not find it "already there".
+/// Until the watch settles such an entry, requests that touch its subjects are
+/// judged more strictly than the cluster warrants; that is the price.
+///
+/// `assumed` is left as it was; an admitted change (not a dry run) comes back
+/// as the [`Assumption`] to add to it.
+pub fn review_against(
+    confirmed: &Index,
+    assumed: &mut Index,
+    req: &Request,
+    now: Timestamp,
+) -> (Review, Option<Assumption>) {
+    let (review, undo) = decide(assumed, Some(confirmed), req, now);
+    let Some(undo) = undo else {
+        return (review, None);
+    };
+    let admitted = assumed.get(undo.key());
+    assumed.undo(undo);
+    if !review.allowed || req.dry_run || req.operation == Operation::Delete {
+        return (review, None);
+    }
+    let assumption = admitted.and_then(|o| assumption(assumed, o));
+    (review, assumption)
+}
+
+/// The decision; the change is left applied and its undo returned. With
+/// `confirmed`, the state before the change is that one rather than `index`.
+fn decide(
+    index: &mut Index,
+    confirmed: Option<&Index>,
+    req: &Request,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
     // R7.9: the object must be what the API server says it is admitting, or
     // a RoleBinding could pass as a ConfigMap.
     if let Err(reason) = check_kind(req) {
@@ -250,7 +288,7 @@ fn decide(index: &mut Index, req: &Request, now: Timestamp) -> (Review, Option<U
                         Err(reason) => (Review::refuse(reason), None),
                     }
                 }
-                object => rbac_change(index, object, now),
+                object => rbac_change(index, confirmed, object, now),
             }
         }
     }
@@ -337,24 +375,41 @@ fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
 }
 
 /// Roles, bindings, ServiceAccounts and Namespaces: compare the affected
-/// subjects' violations before and after the change (R7.1).
-fn rbac_change(index: &mut Index, object: Object, now: Timestamp) -> (Review, Option<Undo>) {
+/// subjects' violations before and after the change (R7.1). Every subject
+/// whose holdings the change can alter is judged in both states (R7.7),
+/// including those reached only through an aggregated ClusterRole that the
+/// changed role joins.
+fn rbac_change(
+    index: &mut Index,
+    confirmed: Option<&Index>,
+    object: Object,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
     collect_affected(index, &object, &mut subjects);
-    let before: Vec<Violation> = subjects
-        .iter()
-        .flat_map(|s| subject_violations(index, s, None))
-        .collect();
-    let probe = matches!(object, Object::Role(_)).then(|| object.key());
-    let undo = index.apply(object);
-    // A ClusterRole's labels may have joined it to new aggregators.
-    if let Some(ObjectKey::Role(k)) = &probe {
-        collect_role_subjects(index, k, &mut subjects);
-    }
-    let mut after: Vec<Violation> = subjects
-        .iter()
-        .flat_map(|s| subject_violations(index, s, None))
-        .collect();
+    let joins = joins_aggregates(index, &object);
+    let (before, undo) = match confirmed {
+        Some(confirmed) => {
+            collect_affected(confirmed, &object, &mut subjects);
+            let undo = index.apply(object);
+            if let Some(k) = &joins {
+                collect_role_subjects(index, k, &mut subjects);
+            }
+            (violations_of(confirmed, &subjects), undo)
+        }
+        None => {
+            if let Some(k) = &joins {
+                // The aggregators the role reaches once changed are known only
+                // in the changed state; their subjects are judged before it too.
+                let probe = index.apply(object.clone());
+                collect_role_subjects(index, k, &mut subjects);
+                index.undo(probe);
+            }
+            let before = violations_of(index, &subjects);
+            (before, index.apply(object))
+        }
+    };
+    let mut after = violations_of(index, &subjects);
     sort(&mut after);
     let after = excuse_all(index, after, now);
     let before = Evaluation {
@@ -373,6 +428,29 @@ fn rbac_change(index: &mut Index, object: Object, now: Timestamp) -> (Review, Op
         },
         Some(undo),
     )
+}
+
+fn violations_of(index: &Index, subjects: &BTreeSet<Identity>) -> Vec<Violation> {
+    subjects
+        .iter()
+        .flat_map(|s| subject_violations(index, s, None))
+        .collect()
+}
+
+/// The key of a ClusterRole whose change may make aggregated ClusterRoles
+/// reach it that did not before: one that is new, or whose labels or
+/// aggregation selectors change. Namespaced Roles are never aggregated.
+fn joins_aggregates(index: &Index, object: &Object) -> Option<RoleKey> {
+    let Object::Role(r) = object else {
+        return None;
+    };
+    if r.key.namespace.is_some() {
+        return None;
+    }
+    let unchanged = index
+        .role(&r.key)
+        .is_some_and(|e| e.role.labels == r.labels && e.role.aggregation == r.aggregation);
+    (!unchanged).then(|| r.key.clone())
 }
 
 fn excuse_all(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation {

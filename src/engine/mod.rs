@@ -3,6 +3,7 @@
 //! proposed change would add.
 
 mod admission;
+mod assume;
 pub mod credentials;
 mod exception_rules;
 mod explain;
@@ -11,8 +12,9 @@ mod violations;
 
 pub use admission::{
     GroupVersionKind, GroupVersionResource, Operation, Request, Review, UserInfo, review,
-    review_and_apply,
+    review_against, review_and_apply,
 };
+pub use assume::Assumption;
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};

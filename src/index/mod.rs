@@ -58,7 +58,9 @@ pub struct Counts {
     pub token_secrets: usize,
 }
 
-#[derive(Debug, Default)]
+/// Cloned once in live mode, where the server keeps the confirmed and the
+/// assumed state side by side (R7.8).
+#[derive(Debug, Default, Clone)]
 pub struct Index {
     names: Interner,
     namespaces: HashSet<Name>,
@@ -373,6 +375,30 @@ impl Index {
     }
 
     // ---- read access for the engine ---------------------------------------
+
+    /// The object stored under `key`, as the index holds it.
+    pub fn get(&self, key: &ObjectKey) -> Option<Object> {
+        match key {
+            ObjectKey::Namespace(n) => self.namespaces.get(n).cloned().map(Object::Namespace),
+            ObjectKey::ServiceAccount { namespace, name } => self
+                .service_accounts
+                .get(namespace)
+                .and_then(|set| set.get(name))
+                .map(|name| Object::ServiceAccount {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                }),
+            ObjectKey::Role(k) => self.roles.get(k).map(|e| Object::Role(e.role.clone())),
+            ObjectKey::Binding(k) => self.bindings.get(k).cloned().map(Object::Binding),
+            ObjectKey::Policy(n) => self.policy(n).cloned().map(Object::Policy),
+            ObjectKey::Exception(n) => self.exceptions.get(n).cloned().map(Object::Exception),
+            ObjectKey::TokenSecret { namespace, name } => self
+                .token_secrets
+                .get(&(namespace.clone(), name.clone()))
+                .cloned()
+                .map(Object::TokenSecret),
+        }
+    }
 
     pub fn binding(&self, key: &BindingKey) -> Option<&Binding> {
         self.bindings.get(key)

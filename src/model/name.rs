@@ -7,7 +7,7 @@ pub type Name = Arc<str>;
 
 /// Deduplicates names. Lookups borrow `&str`, so interning an existing name
 /// allocates nothing.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Interner {
     names: HashSet<Name>,
 }

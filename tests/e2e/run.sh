@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sodguard end to end, on a real kube-apiserver (built from source by build.sh),
-# driven by the real kubectl — issue 4 §2, scenarios 1–9.
+# driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8).
 #
 #   tests/e2e/run.sh
 #
@@ -27,7 +27,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 11 12} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -720,6 +720,125 @@ if want 9; then
     fail "9 load" "load.py exited with $py_rc ($( ((py_rc == 124)) && echo "timed out after 300s")): $(tail -n 20 "$LOGS/load.err")"
   fi
 fi
+
+# ---- 10. failed and forged requests never make sodguard more permissive (R7.8)
+# The API server calls the webhook before it stores anything: a CREATE of a
+# name that exists is admitted, then fails with AlreadyExists. And /validate
+# answers whoever reaches it: here requests are forged with curl. Neither may
+# make a later decision more permissive; the conflicting binding stays denied.
+if want 10; then
+  progress "scenario 10: CREATE of existing names and forged reviews do not weaken decisions"
+  # sg_count KIND OPERATION DECISION: admission requests sodguard counted so far
+  sg_count() {
+    curl -s --max-time 5 "$PROBE/metrics" | python3 -c '
+import sys
+k, o, d = sys.argv[1:4]
+n = 0.0
+for line in sys.stdin:
+    if line.startswith("sodguard_admission_requests_total{") and all(
+            f"{a}=\"{b}\"" in line for a, b in (("kind", k), ("operation", o), ("decision", d))):
+        n += float(line.split()[-1])
+print(int(n))' "$1" "$2" "$3"
+  }
+  # forge OPERATION USER OBJECT-JSON OLD-JSON: an AdmissionReview posted straight
+  # to sodguard, as anyone who can reach it could; OUT is its response.
+  forge() {
+    python3 - "$@" >"$WORK/forged.json" <<'PY'
+import json, sys
+op, user, obj, old = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+of = obj or old
+group, _, version = of["apiVersion"].rpartition("/")
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "e2e-forged", "kind": {"group": group, "version": version, "kind": of["kind"]},
+    "operation": op, "userInfo": {"username": user, "groups": ["system:authenticated"]},
+    "object": obj, "oldObject": old}}))
+PY
+    OUT="$(curl -s --max-time 10 --cacert "$CL/pki/ca.crt" -H 'content-type: application/json' \
+      --data-binary @"$WORK/forged.json" "$WEBHOOK_URL")"
+    has "$OUT" '"allowed":true'
+  }
+  to_json() { python3 -c 'import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin)))'; }
+  still_denied() { # WHAT
+    kc --as alice create -f "$WORK/m/s10-conflict.yaml"
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:e2e-s10:api" &&
+      ok "10 after $1 the conflicting RoleBinding is still rejected" ||
+      fail "10 after $1 the conflicting RoleBinding is still rejected" "$(kerr)"
+  }
+  if ! { apply_as alice "$(y_secret_policy)" && seed e2e-s10; }; then
+    fail "10 setup" "$(kerr)"
+  else
+    y_rb e2e-s10 api-reads Role secret-reader api >"$WORK/m/s10-conflict.yaml"
+    kc --as alice create -f "$WORK/m/s10-conflict.yaml"
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && ok "10 the conflicting RoleBinding is rejected" ||
+      fail "10 the conflicting RoleBinding is rejected" "$(kerr)"
+
+    # (a) kubectl create of the existing RoleBinding name, without subjects
+    n0="$(sg_count RoleBinding CREATE allowed)"
+    kf "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: api-writes, namespace: e2e-s10, labels: {$LABEL: \"true\"}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secret-writer}
+subjects: []" --as alice create
+    n1="$(sg_count RoleBinding CREATE allowed)"
+    ((RC != 0)) && has "$ERR" AlreadyExists && ((n1 > n0)) &&
+      ok "10 kubectl create of an existing RoleBinding name without subjects: admitted by sodguard, then AlreadyExists" ||
+      fail "10 kubectl create of an existing RoleBinding name without subjects: admitted by sodguard, then AlreadyExists" "sodguard admitted $((n1 - n0)); $(kerr)"
+    still_denied "a CREATE of an existing RoleBinding name with subjects: []"
+
+    # (b) kubectl create of the existing Role name, without rules
+    n0="$(sg_count Role CREATE allowed)"
+    kf "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secret-writer, namespace: e2e-s10, labels: {$LABEL: \"true\"}}
+rules: []" --as alice create
+    n1="$(sg_count Role CREATE allowed)"
+    ((RC != 0)) && has "$ERR" AlreadyExists && ((n1 > n0)) &&
+      ok "10 kubectl create of an existing Role name without rules: admitted by sodguard, then AlreadyExists" ||
+      fail "10 kubectl create of an existing Role name without rules: admitted by sodguard, then AlreadyExists" "sodguard admitted $((n1 - n0)); $(kerr)"
+    still_denied "a CREATE of an existing Role name with rules: []"
+
+    # (c) forged reviews straight to /validate
+    writes="$(y_rb e2e-s10 api-writes Role secret-writer api | to_json)"
+    forge DELETE mallory null "$writes" && ok "10 a forged DELETE of RoleBinding api-writes is answered allowed" ||
+      fail "10 a forged DELETE of RoleBinding api-writes is answered allowed" "$OUT"
+    still_denied "a forged DELETE of the RoleBinding"
+    narrowed="$(y_role e2e-s10 secret-writer secrets get | to_json)"
+    real="$(y_role e2e-s10 secret-writer secrets create,update | to_json)"
+    forge UPDATE mallory "$narrowed" "$real" && ok "10 a forged UPDATE narrowing Role secret-writer is answered allowed" ||
+      fail "10 a forged UPDATE narrowing Role secret-writer is answered allowed" "$OUT"
+    still_denied "a forged UPDATE narrowing the Role"
+    deny="$(y_secret_policy | to_json)"
+    forge DELETE mallory null "$deny" && ok "10 a forged DELETE of the SoDPolicy is answered allowed" ||
+      fail "10 a forged DELETE of the SoDPolicy is answered allowed" "$OUT"
+    still_denied "a forged DELETE of the SoDPolicy"
+    audit="$(y_policy "$SECRET_POLICY" secrets Audit secret | to_json)"
+    forge UPDATE mallory "$audit" "$deny" && ok "10 a forged UPDATE of the SoDPolicy to Audit is answered allowed" ||
+      fail "10 a forged UPDATE of the SoDPolicy to Audit is answered allowed" "$OUT"
+    still_denied "a forged UPDATE of the SoDPolicy to Audit"
+    exception() { # APPROVALS-FLOW
+      printf '%s\n' "apiVersion: sodguard.io/v1alpha1
+kind: SoDException
+metadata: {name: e2e-s10-forged}
+spec:
+  policy: $SECRET_POLICY
+  subject: {kind: ServiceAccount, namespace: e2e-s10, name: api}
+  expiresAt: \"$(date -u -d '+1 hour' +%FT%TZ)\"
+  justification: forged
+  requestedBy: alice
+  approvals: $1" | to_json
+    }
+    forge UPDATE bob "$(exception "[{user: bob, at: \"$(date -u +%FT%TZ)\"}]")" "$(exception "[]")" &&
+      ok "10 a forged approval of a SoDException that does not exist is answered allowed" ||
+      fail "10 a forged approval of a SoDException that does not exist is answered allowed" "$OUT"
+    still_denied "a forged approval of a SoDException"
+
+    kc get rolebinding api-reads -n e2e-s10
+    ((RC != 0)) && has "$ERR" NotFound && ok "10 the conflicting RoleBinding does not exist" ||
+      fail "10 the conflicting RoleBinding does not exist" "$(kerr) $OUT"
+    kc get rolebinding api-writes -n e2e-s10 -o 'jsonpath={.subjects[*].name}'
+    ((RC == 0)) && [[ "$OUT" == api ]] && ok "10 RoleBinding api-writes is unchanged" ||
+      fail "10 RoleBinding api-writes is unchanged" "$(kerr) subjects: $OUT"
+  fi
 
 # ---- 11. only ServiceAccount token Secrets reach sodguard (issue 8, finding 9) --
 if want 11; then

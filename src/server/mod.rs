@@ -100,14 +100,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     spawn_housekeeping(state.clone(), args.violations_interval);
     let mut targets = vec![tls::ReloadTarget {
         config: rustls_config.clone(),
-        client_ca: args.client_ca.clone(),
+        callers: args
+            .client_ca
+            .clone()
+            .map_or(tls::Callers::Anyone, tls::Callers::SignedBy),
     }];
     let cluster = match (&election, live_client, &names) {
         (Some(settings), Some(client), Some((cert, key))) => {
             let c = replicas(&args, settings, client, &state, (cert, key), &pair)?;
             targets.push(tls::ReloadTarget {
                 config: c.peer_tls.clone(),
-                client_ca: Some(settings.peer_ca.clone()),
+                callers: peer_callers(settings),
             });
             Some(c)
         }
@@ -212,6 +215,15 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Who may post to the peer port: the other replicas, by a certificate of
+/// the peer CA for the replicas' name.
+fn peer_callers(settings: &config::Election) -> tls::Callers {
+    tls::Callers::Peer {
+        ca: settings.peer_ca.clone(),
+        name: settings.peer_server_name.clone(),
+    }
+}
+
 /// A replica under leader election: the election, the forwarding and the
 /// peer port's TLS (client certificates of the peer CA required).
 struct Cluster {
@@ -245,9 +257,9 @@ fn replicas(
         files,
         args.cert_reload_interval,
     ));
-    let peer_tls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(
+    let peer_tls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config_for(
         pair,
-        Some(&settings.peer_ca),
+        &peer_callers(settings),
         (serving.0, serving.1),
     )?);
     let ready = state.clone();

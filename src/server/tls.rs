@@ -66,12 +66,45 @@ impl PemPair {
     }
 }
 
+/// Who may call a TLS port.
+#[derive(Debug, Clone)]
+pub enum Callers {
+    /// Anyone (the webhook port without --client-ca).
+    Anyone,
+    /// A client certificate signed by this CA (the webhook port with
+    /// --client-ca).
+    SignedBy(PathBuf),
+    /// A client certificate signed by the peer CA that also names the
+    /// replicas' DNS name: sodguard's own certificate, not any certificate a
+    /// shared issuer may have signed (the peer port).
+    Peer { ca: PathBuf, name: String },
+}
+
+impl Callers {
+    pub fn ca(&self) -> Option<&Path> {
+        match self {
+            Callers::Anyone => None,
+            Callers::SignedBy(ca) | Callers::Peer { ca, .. } => Some(ca),
+        }
+    }
+}
+
 /// Builds the server configuration: TLS 1.3 and 1.2 (1.3 preferred), HTTP/2
 /// and HTTP/1.1, and client certificates verified against `client_ca` when
 /// given.
 pub fn server_config(
     pair: &PemPair,
     client_ca: Option<&Path>,
+    names: (&Path, &Path),
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let callers = client_ca.map_or(Callers::Anyone, |p| Callers::SignedBy(p.into()));
+    server_config_for(pair, &callers, names)
+}
+
+/// [`server_config`] for any kind of caller.
+pub fn server_config_for(
+    pair: &PemPair,
+    callers: &Callers,
     names: (&Path, &Path),
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pair.cert)
@@ -92,7 +125,7 @@ pub fn server_config(
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match client_ca {
+    let builder = match callers.ca() {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let bad = |message: String| TlsError::ClientCa {
@@ -103,12 +136,74 @@ pub fn server_config(
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            match callers {
+                Callers::Peer { name, .. } => {
+                    let name = rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|_| TlsError::PeerServerName(name.clone()))?;
+                    builder.with_client_cert_verifier(Arc::new(PeerClientVerifier {
+                        inner: verifier,
+                        name,
+                    }))
+                }
+                _ => builder.with_client_cert_verifier(verifier),
+            }
         }
     };
     let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A client certificate of the peer CA that also holds the replicas' DNS name.
+#[derive(Debug)]
+struct PeerClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for PeerClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        webpki::EndEntityCert::try_from(end_entity)
+            .and_then(|c| c.verify_is_valid_for_subject_name(&self.name))
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The certificates of a CA bundle file; an empty bundle is an error.
@@ -253,7 +348,7 @@ pub fn self_signed(hosts: &[String]) -> Result<SelfSigned, TlsError> {
 #[derive(Clone)]
 pub struct ReloadTarget {
     pub config: axum_server::tls_rustls::RustlsConfig,
-    pub client_ca: Option<PathBuf>,
+    pub callers: Callers,
 }
 
 /// Watches the certificate files (cert-manager and Secret volume updates swap
@@ -267,7 +362,7 @@ pub async fn reload_loop(
     mut current: PemPair,
     every: Duration,
 ) {
-    let read_ca = |t: &ReloadTarget| t.client_ca.as_ref().and_then(|p| std::fs::read(p).ok());
+    let read_ca = |t: &ReloadTarget| t.callers.ca().and_then(|p| std::fs::read(p).ok());
     let mut cas: Vec<Option<Vec<u8>>> = targets.iter().map(read_ca).collect();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,12 +384,12 @@ pub async fn reload_loop(
             if !pair_changed && !ca_changed {
                 continue;
             }
-            match server_config(&pair, target.client_ca.as_deref(), (&cert, &key)) {
+            match server_config_for(&pair, &target.callers, (&cert, &key)) {
                 Ok(c) => {
                     target.config.reload_from_config(c);
                     if ca_changed {
                         *ca = new_ca;
-                        tracing::info!(client_ca = ?target.client_ca, "client CA reloaded");
+                        tracing::info!(client_ca = ?target.callers.ca(), "client CA reloaded");
                     }
                 }
                 Err(e) => {

@@ -556,3 +556,103 @@ async fn an_oversized_body_gets_413_over_http1_and_http2() {
         assert!(ok.status().is_success(), "{proto}: {}", ok.status());
     }
 }
+
+/// A client with `identity` (cert + key PEM) or none, trusting `server_ca`,
+/// never reusing a connection, so each call is a new handshake.
+fn mtls_client(server_ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.as_bytes()).unwrap())
+        .pool_max_idle_per_host(0);
+    if let Some((c, k)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{c}{k}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+async fn handshake_ok(client: &reqwest::Client, port: u16, body: &Value) -> bool {
+    match client
+        .post(format!("https://localhost:{port}/validate"))
+        .json(body)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    }
+}
+
+/// `--client-ca`: only certificates of that CA get through — not none, not
+/// one from another CA (the serving CA included) — and a rotated client CA
+/// file is picked up with the serving certificate's reload, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_admits_only_its_own_certificates_and_follows_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving_ca = Ca::new();
+    let (client_ca_1, client_ca_2) = (Ca::new(), Ca::new());
+    let (c, k, _) = serving_ca.leaf();
+    let (cert, key, client_ca) = (
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+        dir.path().join("client-ca.pem"),
+    );
+    write(&cert, &c);
+    write(&key, &k);
+    write(&client_ca, &client_ca_1.issuer.pem());
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--client-ca",
+        client_ca.to_str().unwrap(),
+        "--cert-reload-interval",
+        "100ms",
+        "--state",
+        examples.to_str().unwrap(),
+    ]);
+    let body = review(
+        "r3",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+    );
+    let trust = serving_ca.issuer.pem();
+    let (c1, k1, _) = client_ca_1.leaf();
+    let (c2, k2, _) = client_ca_2.leaf();
+    let (cs, ks, _) = serving_ca.leaf();
+    let none = mtls_client(&trust, None);
+    let of_ca1 = mtls_client(&trust, Some((&c1, &k1)));
+    let of_ca2 = mtls_client(&trust, Some((&c2, &k2)));
+    let of_serving_ca = mtls_client(&trust, Some((&cs, &ks)));
+
+    assert!(
+        !handshake_ok(&none, server.port, &body).await,
+        "no certificate"
+    );
+    assert!(
+        !handshake_ok(&of_ca2, server.port, &body).await,
+        "a certificate of another CA"
+    );
+    assert!(
+        !handshake_ok(&of_serving_ca, server.port, &body).await,
+        "a certificate of the serving CA, which is not the client CA"
+    );
+    assert!(handshake_ok(&of_ca1, server.port, &body).await);
+
+    // Rotate the client CA file only: the serving pair stays the same.
+    write(&client_ca, &client_ca_2.issuer.pem());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !handshake_ok(&of_ca2, server.port, &body).await {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated client CA was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !handshake_ok(&of_ca1, server.port, &body).await,
+        "the old client CA must no longer be trusted"
+    );
+    assert!(!handshake_ok(&none, server.port, &body).await);
+}

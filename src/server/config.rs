@@ -74,6 +74,75 @@ pub struct ServeArgs {
     /// since their creation is never checked (R7.10).
     #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
     pub excluded_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub election: ElectionArgs,
+}
+
+/// Several replicas: one leader (a `coordination.k8s.io` Lease) decides
+/// every request; the others forward to it over mutual TLS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ElectionArgs {
+    /// Elect a leader among the replicas; only the leader decides.
+    #[arg(long, env = "SODGUARD_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the Lease (the release namespace).
+    #[arg(long, env = "SODGUARD_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "SODGUARD_LEASE_NAME", default_value = "sodguard")]
+    pub lease_name: String,
+    /// How long a leader that stops renewing keeps the Lease (whole seconds).
+    #[arg(long, env = "SODGUARD_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+    /// The leader renews this long before the Lease expires, and stops deciding
+    /// half of it before (whole seconds; also the clock skew tolerated).
+    #[arg(long, env = "SODGUARD_LEASE_GRACE", default_value = "6s", value_parser = duration)]
+    pub lease_grace: Duration,
+    /// This replica's name among the replicas (the Pod name).
+    #[arg(long, env = "SODGUARD_IDENTITY")]
+    pub identity: Option<String>,
+    /// Address (HTTPS, mutual TLS) on which the leader takes forwarded requests.
+    #[arg(long, env = "SODGUARD_PEER_LISTEN", default_value = "0.0.0.0:8444")]
+    pub peer_listen: SocketAddr,
+    /// host:port at which the other replicas reach this one's peer address
+    /// (e.g. the Pod IP and the peer port).
+    #[arg(long, env = "SODGUARD_PEER_ADDRESS")]
+    pub peer_address: Option<String>,
+    /// DNS name every replica's serving certificate holds (e.g. the Service's
+    /// `name.namespace.svc`); checked when forwarding, whatever the address.
+    #[arg(long, env = "SODGUARD_PEER_SERVER_NAME")]
+    pub peer_server_name: Option<String>,
+    /// CA bundle (PEM) that signs the replicas' certificates: it verifies the
+    /// leader's serving certificate and the followers' client certificates.
+    #[arg(long, env = "SODGUARD_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+    /// Client certificate (PEM, with the clientAuth usage) a follower presents
+    /// to the leader (default: the serving certificate).
+    #[arg(long, env = "SODGUARD_PEER_CERT")]
+    pub peer_cert: Option<PathBuf>,
+    /// Key of --peer-cert.
+    #[arg(long, env = "SODGUARD_PEER_KEY")]
+    pub peer_key: Option<PathBuf>,
+    /// How long a follower waits for the leader's answer before answering 503.
+    #[arg(long, env = "SODGUARD_FORWARD_TIMEOUT", default_value = "3s", value_parser = duration)]
+    pub forward_timeout: Duration,
+}
+
+/// Leader election settings, complete and consistent.
+#[derive(Debug, Clone)]
+pub struct Election {
+    pub namespace: String,
+    pub lease_name: String,
+    pub lease_duration_secs: u64,
+    pub lease_grace_secs: u64,
+    pub identity: String,
+    pub peer_listen: SocketAddr,
+    pub peer_address: String,
+    pub peer_server_name: String,
+    pub peer_ca: PathBuf,
+    /// The client pair; None: the serving pair.
+    pub peer_client: Option<(PathBuf, PathBuf)>,
+    pub forward_timeout: Duration,
 }
 
 /// A namespace name is an RFC 1123 label; anything else (an empty entry, a
@@ -160,7 +229,118 @@ impl ServeArgs {
         if self.overlay_ttl.is_zero() {
             return err("--overlay-ttl must be positive");
         }
+        self.election()?;
         Ok(tls)
+    }
+
+    /// The leader election settings (None: this replica decides alone).
+    pub fn election(&self) -> Result<Option<Election>, ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let e = &self.election;
+        if !e.leader_election {
+            let given: Vec<&str> = [
+                ("--lease-namespace", e.lease_namespace.is_some()),
+                ("--identity", e.identity.is_some()),
+                ("--peer-address", e.peer_address.is_some()),
+                ("--peer-server-name", e.peer_server_name.is_some()),
+                ("--peer-ca", e.peer_ca.is_some()),
+                ("--peer-cert", e.peer_cert.is_some()),
+                ("--peer-key", e.peer_key.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                return err(format!(
+                    "{} only apply with --leader-election",
+                    given.join(", ")
+                ));
+            }
+            return Ok(None);
+        }
+        if !self.state.is_empty() {
+            return err(
+                "--leader-election needs a live cluster: it contradicts --state".to_string(),
+            );
+        }
+        if self.self_signed {
+            return err(
+                "--leader-election needs certificates every replica trusts: \
+                 --self-signed makes a CA per replica; give --tls-cert/--tls-key and --peer-ca"
+                    .to_string(),
+            );
+        }
+        let missing: Vec<&str> = [
+            ("--lease-namespace", e.lease_namespace.is_none()),
+            ("--identity", e.identity.is_none()),
+            ("--peer-address", e.peer_address.is_none()),
+            ("--peer-server-name", e.peer_server_name.is_none()),
+            ("--peer-ca", e.peer_ca.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, unset)| unset.then_some(flag))
+        .collect();
+        if !missing.is_empty() {
+            return err(format!("--leader-election needs {}", missing.join(", ")));
+        }
+        let peer_client = match (&e.peer_cert, &e.peer_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => return err("--peer-cert and --peer-key go together: give both".to_string()),
+        };
+        let identity = e.identity.clone().unwrap_or_default();
+        if identity.trim().is_empty() || identity.contains('@') {
+            return err(format!(
+                "--identity {identity:?} must be a non-empty name without '@'"
+            ));
+        }
+        let mut peer_address = e.peer_address.clone().unwrap_or_default();
+        if peer_address.contains('/') || !peer_address.contains(':') {
+            return err(format!(
+                "--peer-address {peer_address:?} must be host:port (e.g. 10.1.2.3:8444)"
+            ));
+        }
+        // `$(POD_IP):8444` with an IPv6 Pod IP: the address needs brackets.
+        if let Some((host, port)) = peer_address.rsplit_once(':')
+            && host.contains(':')
+            && !host.starts_with('[')
+        {
+            peer_address = format!("[{host}]:{port}");
+        }
+        let whole = |d: Duration| d.subsec_nanos() == 0 && d.as_secs() > 0;
+        if !whole(e.lease_duration) || !whole(e.lease_grace) {
+            return err(
+                "--lease-duration and --lease-grace must be whole seconds, at least 1s".to_string(),
+            );
+        }
+        if e.lease_grace.as_secs() < 2 || e.lease_grace >= e.lease_duration {
+            return err(
+                "--lease-grace must be at least 2s and shorter than --lease-duration".to_string(),
+            );
+        }
+        if e.forward_timeout.is_zero() {
+            return err("--forward-timeout must be positive".to_string());
+        }
+        for other in [self.listen, self.probe_listen] {
+            if other == e.peer_listen && other.port() != 0 {
+                return err(
+                    "--peer-listen must differ from --listen and --probe-listen".to_string()
+                );
+            }
+        }
+        Ok(Some(Election {
+            namespace: e.lease_namespace.clone().unwrap_or_default(),
+            lease_name: e.lease_name.clone(),
+            lease_duration_secs: e.lease_duration.as_secs(),
+            lease_grace_secs: e.lease_grace.as_secs(),
+            identity,
+            peer_listen: e.peer_listen,
+            peer_address,
+            peer_server_name: e.peer_server_name.clone().unwrap_or_default(),
+            peer_ca: e.peer_ca.clone().unwrap_or_default(),
+            peer_client,
+            forward_timeout: e.forward_timeout,
+        }))
     }
 }
 
@@ -241,5 +421,80 @@ mod tests {
                 .to_string();
             assert!(e.contains("not a namespace name"), "{bad}: {e}");
         }
+    }
+
+    const FILES: [&str; 4] = ["--tls-cert", "c", "--tls-key", "k"];
+
+    fn with_files(more: &[&str]) -> Result<Tls, ConfigError> {
+        let mut v = FILES.to_vec();
+        v.extend(more);
+        parse(&v)
+    }
+
+    const ELECTION: [&str; 11] = [
+        "--leader-election",
+        "--lease-namespace",
+        "sodguard",
+        "--identity",
+        "sodguard-0",
+        "--peer-address",
+        "10.1.2.3:8444",
+        "--peer-server-name",
+        "sodguard.sodguard.svc",
+        "--peer-ca",
+        "ca.crt",
+    ];
+
+    #[test]
+    fn leader_election_settings_must_be_whole_and_consistent() {
+        assert!(with_files(&ELECTION).is_ok());
+        // Each required setting missing is named.
+        for (i, flag) in [
+            (1, "--lease-namespace"),
+            (3, "--identity"),
+            (5, "--peer-address"),
+            (7, "--peer-server-name"),
+            (9, "--peer-ca"),
+        ] {
+            let mut v = ELECTION.to_vec();
+            v.drain(i..i + 2);
+            let e = with_files(&v).unwrap_err().0;
+            assert!(e.contains(flag) && e.contains("needs"), "{e}");
+        }
+        // Peer settings without election are refused, not ignored.
+        let e = with_files(&["--peer-ca", "ca.crt"]).unwrap_err().0;
+        assert!(e.contains("only apply with --leader-election"), "{e}");
+        // A fixed state or per-replica CAs cannot be shared between replicas.
+        let mut v = ELECTION.to_vec();
+        v.extend(["--state", "x"]);
+        assert!(with_files(&v).unwrap_err().0.contains("--state"));
+        let mut v = vec!["--self-signed"];
+        v.extend(ELECTION);
+        assert!(parse(&v).unwrap_err().0.contains("--self-signed"));
+        for bad in [
+            &["--peer-cert", "p.crt"][..],
+            &["--lease-grace", "15s"],
+            &["--lease-grace", "1s"],
+            &["--lease-duration", "1500ms"],
+            &["--peer-listen", "0.0.0.0:8443"],
+        ] {
+            let mut v = ELECTION.to_vec();
+            v.extend(bad);
+            assert!(with_files(&v).is_err(), "{bad:?} must be refused");
+        }
+        let mut v = ELECTION.to_vec();
+        v[4] = "a@b";
+        assert!(with_files(&v).unwrap_err().0.contains("--identity"));
+        v[4] = "sodguard-0";
+        v[6] = "fd00::1:8444";
+        let e = T::try_parse_from(std::iter::once("t").chain(FILES).chain(v.iter().copied()))
+            .unwrap()
+            .a
+            .election()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.peer_address, "[fd00::1]:8444");
+        v[6] = "https://10.1.2.3:8444/";
+        assert!(with_files(&v).unwrap_err().0.contains("host:port"));
     }
 }

@@ -33,6 +33,11 @@ pub struct ResourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabel {
     pub policy: String,
 }
@@ -51,6 +56,15 @@ pub struct Metrics {
         prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     >,
     last_events: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+    /// Requests a follower sent to the leader and got an answer for.
+    pub forwarded: Counter,
+    /// Time of a forwarded request, as the follower sees it.
+    pub forward_latency: Histogram,
+    /// Requests a follower answered 503 for: no leader known, or the leader
+    /// unreachable or too slow.
+    pub forward_failures: Family<ReasonLabel, Counter>,
+    /// 1 while this replica is the leader (with leader election).
+    pub leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,8 +119,36 @@ impl Metrics {
             "Seconds since the last event of each watcher",
             watch_last_event_age.clone(),
         );
+        let forwarded = Counter::default();
+        registry.register(
+            "forwarded_requests",
+            "Requests forwarded to the leader and answered by it",
+            forwarded.clone(),
+        );
+        let forward_latency = Histogram::new(exponential_buckets(0.00005, 2.0, 17));
+        registry.register(
+            "forward_duration_seconds",
+            "Time of a request forwarded to the leader, seen from the follower",
+            forward_latency.clone(),
+        );
+        let forward_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "forward_failures",
+            "Requests a follower answered 503 for, by reason",
+            forward_failures.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the elected leader",
+            leader.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            forwarded,
+            forward_latency,
+            forward_failures,
+            leader,
             requests,
             latency,
             violations,
@@ -126,6 +168,14 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    pub fn forward_failure(&self, reason: &str) {
+        self.forward_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn watch_event(&self, resource: &str) {

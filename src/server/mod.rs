@@ -1,7 +1,9 @@
 //! `sodguard serve`: the validating webhook, a thin edge over the engine.
 
 pub mod config;
+pub mod forward;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod review;
 pub mod state;
@@ -50,6 +52,7 @@ impl ServeError {
 
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let tls = args.validate()?;
+    let election = args.election()?;
     let (pair, names) = match &tls {
         Tls::Files { cert, key } => (
             tls::PemPair::read(cert, key)?,
@@ -77,12 +80,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(server_config);
 
     let metrics = Metrics::new();
+    let mut live_client = None;
     let state = if args.state.is_empty() {
         let client = kube_client(&args).await?;
         let mut index = Index::new();
         index.set_unwatched_namespaces(&args.excluded_namespaces);
         let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics);
-        watch::spawn_all(client, state.clone(), args.watch_secrets);
+        watch::spawn_all(client.clone(), state.clone(), args.watch_secrets);
+        live_client = Some(client);
         state
     } else {
         let (mut index, report) =
@@ -96,12 +101,30 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         AppState::new(Mode::Static, index, args.overlay_ttl, metrics).with_clock(args.now)
     };
     spawn_housekeeping(state.clone(), args.violations_interval);
+    let mut targets = vec![tls::ReloadTarget {
+        config: rustls_config.clone(),
+        callers: args
+            .client_ca
+            .clone()
+            .map_or(tls::Callers::Anyone, tls::Callers::SignedBy),
+    }];
+    let cluster = match (&election, live_client, &names) {
+        (Some(settings), Some(client), Some((cert, key))) => {
+            let c = replicas(&args, settings, client, &state, (cert, key), &pair)?;
+            targets.push(tls::ReloadTarget {
+                config: c.peer_tls.clone(),
+                callers: peer_callers(settings),
+            });
+            Some(c)
+        }
+        // validate() refuses election without a live cluster or cert files.
+        _ => None,
+    };
     if let Some((cert, key)) = names {
         tokio::spawn(tls::reload_loop(
-            rustls_config.clone(),
+            targets,
             cert,
             key,
-            args.client_ca.clone(),
             pair,
             args.cert_reload_interval,
         ));
@@ -129,9 +152,34 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 
     let shutdown = shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let peer_handle = axum_server::Handle::new();
+    let peer_server = match &cluster {
+        Some(c) => {
+            let listener = std::net::TcpListener::bind(c.peer_listen).map_err(|source| {
+                ServeError::Listen {
+                    addr: c.peer_listen,
+                    source,
+                }
+            })?;
+            listener.set_nonblocking(true)?;
+            tracing::info!(peers = %listener.local_addr()?, identity = %c.replicas.leadership.identity(), "leader election on");
+            let server = axum_server::from_tcp_rustls(listener, c.peer_tls.clone())?
+                .handle(peer_handle.clone());
+            let app = forward::peer_router(c.replicas.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "the peer server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let probes = {
         let mut rx = stop_rx.clone();
-        let app = http::probe_router(state.clone());
+        let app = match &cluster {
+            Some(c) => forward::probe_router(c.replicas.clone()),
+            None => http::probe_router(state.clone()),
+        };
         tokio::spawn(async move {
             let _ = axum::serve(probe_listener, app)
                 .with_graceful_shutdown(async move {
@@ -147,16 +195,103 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             shutdown.await;
             tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
             handle.graceful_shutdown(Some(grace));
+            peer_handle.graceful_shutdown(Some(grace));
             let _ = stop_tx.send(true);
         });
     }
-    let app = http::webhook_router(state, args.max_body_bytes);
+    let app = match &cluster {
+        Some(c) => forward::webhook_router(c.replicas.clone()),
+        None => http::webhook_router(state, args.max_body_bytes),
+    };
     axum_server::from_tcp_rustls(webhook_listener, rustls_config)?
         .handle(handle)
         .serve(app.into_make_service())
         .await?;
+    if let Some(p) = peer_server {
+        let _ = p.await;
+    }
+    if let Some(c) = cluster {
+        // Only once nothing is in flight: then a follower may take over at once.
+        c.elector.release(Duration::from_secs(3)).await;
+    }
     let _ = probes.await;
     Ok(())
+}
+
+/// Who may post to the peer port: the other replicas, by a certificate of
+/// the peer CA for the replicas' name.
+fn peer_callers(settings: &config::Election) -> tls::Callers {
+    tls::Callers::Peer {
+        ca: settings.peer_ca.clone(),
+        name: settings.peer_server_name.clone(),
+    }
+}
+
+/// A replica under leader election: the election, the forwarding and the
+/// peer port's TLS (client certificates of the peer CA required).
+struct Cluster {
+    elector: leader::Elector,
+    replicas: Arc<forward::Replicas>,
+    peer_tls: axum_server::tls_rustls::RustlsConfig,
+    peer_listen: std::net::SocketAddr,
+}
+
+fn replicas(
+    args: &ServeArgs,
+    settings: &config::Election,
+    client: kube::Client,
+    state: &Arc<AppState>,
+    serving: (&std::path::PathBuf, &std::path::PathBuf),
+    pair: &tls::PemPair,
+) -> Result<Cluster, ServeError> {
+    let (cert, key) = settings
+        .peer_client
+        .clone()
+        .unwrap_or_else(|| (serving.0.clone(), serving.1.clone()));
+    let files = forward::PeerFiles {
+        cert,
+        key,
+        ca: settings.peer_ca.clone(),
+        server_name: settings.peer_server_name.clone(),
+    };
+    let forwarder = Arc::new(forward::Forwarder::new(settings, &files)?);
+    tokio::spawn(forward::reload_loop(
+        forwarder.clone(),
+        files,
+        args.cert_reload_interval,
+    ));
+    let peer_tls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config_for(
+        pair,
+        &peer_callers(settings),
+        (serving.0, serving.1),
+    )?);
+    let ready = state.clone();
+    let elector = leader::start(client, settings, move || ready.is_ready());
+    {
+        let mut leading = elector.leadership.subscribe();
+        let metrics = state.metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                metrics.leader.set(i64::from(*leading.borrow_and_update()));
+                if leading.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let replicas = Arc::new(forward::Replicas {
+        leadership: elector.leadership.clone(),
+        forwarder,
+        state: state.clone(),
+        local: http::webhook_router(state.clone(), args.max_body_bytes),
+        max_body: args.max_body_bytes,
+    });
+    Ok(Cluster {
+        elector,
+        replicas,
+        peer_tls,
+        peer_listen: settings.peer_listen,
+    })
 }
 
 async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {

@@ -23,6 +23,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client CA {}: {message}", path.display())]
     ClientCa { path: PathBuf, message: String },
+    #[error("peer CA {}: {message}", path.display())]
+    PeerCa { path: PathBuf, message: String },
+    #[error("--peer-server-name {0:?} is not a DNS name")]
+    PeerServerName(String),
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -62,12 +66,45 @@ impl PemPair {
     }
 }
 
+/// Who may call a TLS port.
+#[derive(Debug, Clone)]
+pub enum Callers {
+    /// Anyone (the webhook port without --client-ca).
+    Anyone,
+    /// A client certificate signed by this CA (the webhook port with
+    /// --client-ca).
+    SignedBy(PathBuf),
+    /// A client certificate signed by the peer CA that also names the
+    /// replicas' DNS name: sodguard's own certificate, not any certificate a
+    /// shared issuer may have signed (the peer port).
+    Peer { ca: PathBuf, name: String },
+}
+
+impl Callers {
+    pub fn ca(&self) -> Option<&Path> {
+        match self {
+            Callers::Anyone => None,
+            Callers::SignedBy(ca) | Callers::Peer { ca, .. } => Some(ca),
+        }
+    }
+}
+
 /// Builds the server configuration: TLS 1.3 and 1.2 (1.3 preferred), HTTP/2
 /// and HTTP/1.1, and client certificates verified against `client_ca` when
 /// given.
 pub fn server_config(
     pair: &PemPair,
     client_ca: Option<&Path>,
+    names: (&Path, &Path),
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let callers = client_ca.map_or(Callers::Anyone, |p| Callers::SignedBy(p.into()));
+    server_config_for(pair, &callers, names)
+}
+
+/// [`server_config`] for any kind of caller.
+pub fn server_config_for(
+    pair: &PemPair,
+    callers: &Callers,
     names: (&Path, &Path),
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pair.cert)
@@ -88,29 +125,187 @@ pub fn server_config(
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match client_ca {
+    let builder = match callers.ca() {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let bad = |message: String| TlsError::ClientCa {
                 path: path.into(),
                 message,
             };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                roots
-                    .add(c.map_err(|e| bad(e.to_string()))?)
-                    .map_err(|e| bad(e.to_string()))?;
-            }
+            let roots = read_roots(path, bad)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            match callers {
+                Callers::Peer { name, .. } => {
+                    let name = rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|_| TlsError::PeerServerName(name.clone()))?;
+                    builder.with_client_cert_verifier(Arc::new(PeerClientVerifier {
+                        inner: verifier,
+                        name,
+                    }))
+                }
+                _ => builder.with_client_cert_verifier(verifier),
+            }
         }
     };
     let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A client certificate of the peer CA that also holds the replicas' DNS name.
+#[derive(Debug)]
+struct PeerClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for PeerClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        webpki::EndEntityCert::try_from(end_entity)
+            .and_then(|c| c.verify_is_valid_for_subject_name(&self.name))
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The certificates of a CA bundle file; an empty bundle is an error.
+fn read_roots(
+    path: &Path,
+    bad: impl Fn(String) -> TlsError,
+) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(c.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// Checks the leader's certificate against the peer CA and one fixed DNS
+/// name (the Service's), whichever address (a Pod IP) it was reached at:
+/// full WebPKI verification, only the expected name is ours.
+#[derive(Debug)]
+struct FixedNameVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for FixedNameVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The TLS client of a follower: trusts only the peer CA, expects
+/// `server_name` in the leader's certificate, and presents `pair` as its
+/// client certificate.
+pub fn peer_client_config(
+    pair: &PemPair,
+    peer_ca: &Path,
+    server_name: &str,
+    names: (&Path, &Path),
+) -> Result<rustls::ClientConfig, TlsError> {
+    let bad = |message: String| TlsError::PeerCa {
+        path: peer_ca.into(),
+        message,
+    };
+    let roots = read_roots(peer_ca, bad)?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|_| TlsError::PeerServerName(server_name.into()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pair.cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: names.0.into(),
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&pair.key).map_err(|e| TlsError::Pem {
+        path: names.1.into(),
+        message: format!("no usable private key: {e}"),
+    })?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(FixedNameVerifier { inner, name }))
+        .with_client_auth_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A CA and a serving certificate for `hosts`, made at start.
@@ -148,17 +343,27 @@ pub fn self_signed(hosts: &[String]) -> Result<SelfSigned, TlsError> {
     })
 }
 
+/// A TLS listener whose configuration follows the serving certificate: the
+/// webhook port (client CA optional) or the peer port (peer CA required).
+#[derive(Clone)]
+pub struct ReloadTarget {
+    pub config: axum_server::tls_rustls::RustlsConfig,
+    pub callers: Callers,
+}
+
 /// Watches the certificate files (cert-manager and Secret volume updates swap
-/// them underneath us) and installs a new pair when it loads; a pair that
-/// fails to load is logged and the old one kept.
+/// them underneath us) and installs a new configuration when the pair or a
+/// client CA changes and loads; one that fails to load is logged and the old
+/// one kept.
 pub async fn reload_loop(
-    config: axum_server::tls_rustls::RustlsConfig,
+    targets: Vec<ReloadTarget>,
     cert: PathBuf,
     key: PathBuf,
-    client_ca: Option<PathBuf>,
     mut current: PemPair,
     every: Duration,
 ) {
+    let read_ca = |t: &ReloadTarget| t.callers.ca().and_then(|p| std::fs::read(p).ok());
+    let mut cas: Vec<Option<Vec<u8>>> = targets.iter().map(read_ca).collect();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -170,18 +375,32 @@ pub async fn reload_loop(
                 continue;
             }
         };
-        if pair == current {
-            continue;
+        let pair_changed = pair != current;
+        let mut all_loaded = true;
+        for (target, ca) in targets.iter().zip(cas.iter_mut()) {
+            let new_ca = read_ca(target);
+            // A CA file that cannot be read now keeps the verifier it had.
+            let ca_changed = new_ca.is_some() && new_ca != *ca;
+            if !pair_changed && !ca_changed {
+                continue;
+            }
+            match server_config_for(&pair, &target.callers, (&cert, &key)) {
+                Ok(c) => {
+                    target.config.reload_from_config(c);
+                    if ca_changed {
+                        *ca = new_ca;
+                        tracing::info!(client_ca = ?target.callers.ca(), "client CA reloaded");
+                    }
+                }
+                Err(e) => {
+                    all_loaded = false;
+                    tracing::warn!(error = %e, "new certificate or client CA does not load; keeping the current one");
+                }
+            }
         }
-        match server_config(&pair, client_ca.as_deref(), (&cert, &key)) {
-            Ok(c) => {
-                config.reload_from_config(c);
-                current = pair;
-                tracing::info!(cert = %cert.display(), "serving certificate reloaded");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "new serving certificate does not load; keeping the current one");
-            }
+        if pair_changed && all_loaded {
+            current = pair;
+            tracing::info!(cert = %cert.display(), "serving certificate reloaded");
         }
     }
 }

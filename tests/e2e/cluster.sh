@@ -17,7 +17,9 @@
 #                         (DIR/pki/NAME.crt, NAME.key), e.g. for the webhook:
 #                         `cert DIR webhook IP:127.0.0.1 DNS:localhost`; the
 #                         caBundle to put into a webhook configuration is
-#                         DIR/pki/ca.crt
+#                         DIR/pki/ca.crt. SODGUARD_E2E_CERT_EKU sets its
+#                         extendedKeyUsage (default serverAuth; e.g.
+#                         serverAuth,clientAuth for a replica's peer cert)
 #
 # Files in DIR after `up`:
 #   kubeconfig        admin (CN=admin, O=system:masters), certs embedded
@@ -27,8 +29,16 @@
 #   logs/             etcd.log, kube-apiserver.log
 #   etcd.pid, kube-apiserver.pid
 #
+#   admission/        with SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1: the AdmissionConfiguration
+#                     (--admission-control-config-file) whose kubeconfig makes the
+#                     API server present a client certificate to every webhook;
+#                     env then also has WEBHOOK_CLIENT_CA, WEBHOOK_CLIENT_CERT,
+#                     WEBHOOK_CLIENT_KEY (that certificate's own CA: not the cluster CA)
+#
 # Env: KUBE_APISERVER / ETCD  use these binaries instead of running build.sh
 #      SODGUARD_E2E_READY_TIMEOUT  seconds to wait for /readyz (default 180)
+#      SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1  (up) the API server authenticates to
+#                     webhooks with a client certificate (see admission/ above)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -131,6 +141,45 @@ extendedKeyUsage=clientAuth"
   chmod 600 "$pki/sa.key"
 }
 
+# gen_webhook_client DIR: a CA of its own and a client certificate signed by
+# it, and the AdmissionConfiguration that has the API server present that
+# certificate to every webhook ("*": the webhooks' ports are picked later).
+gen_webhook_client() {
+  local dir="$1" adm="$1/admission" b64="base64 -w0"
+  mkdir -p "$adm"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -sha256 \
+    -keyout "$adm/client-ca.key" -out "$adm/client-ca.crt" -subj "/CN=sodguard-e2e-webhook-client-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$adm/client.key" \
+    -subj "/CN=kube-apiserver-webhook-client" -out "$adm/client.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=clientAuth" >"$adm/client.ext"
+  openssl x509 -req -in "$adm/client.csr" -CA "$adm/client-ca.crt" -CAkey "$adm/client-ca.key" \
+    -CAcreateserial -days 30 -sha256 -extfile "$adm/client.ext" -out "$adm/client.crt" 2>/dev/null
+  rm -f "$adm/client.csr" "$adm/client.ext"
+  chmod 600 "$adm/client-ca.key" "$adm/client.key"
+  cat >"$adm/webhook-kubeconfig.yaml" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate-data: $($b64 <"$adm/client.crt")
+    client-key-data: $($b64 <"$adm/client.key")
+EOF
+  cat >"$adm/config.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $adm/webhook-kubeconfig.yaml
+EOF
+}
+
 write_kubeconfig() { # DIR URL
   local dir="$1" url="$2" b64="base64 -w0"
   cat >"$dir/kubeconfig" <<EOF
@@ -189,7 +238,9 @@ apiserver_ready() { # DIR URL
 # restart-apiserver, so a restart runs with exactly the flags of the first start.
 start_apiserver() {
   local dir="$1" etcd_url="$2" api_port="$3" timeout="$4"
-  local api_url="https://127.0.0.1:$api_port"
+  local api_url="https://127.0.0.1:$api_port" extra=()
+  # Kept in DIR by `up`, so that a restart runs with it too.
+  [[ -f "$dir/admission/config.yaml" ]] && extra+=(--admission-control-config-file="$dir/admission/config.yaml")
   log "starting kube-apiserver on $api_url"
   # Flags: the set controller-runtime's envtest uses (RBAC, SA issuer/keys,
   # ServiceAccount admission off since no controller-manager creates SAs),
@@ -218,6 +269,7 @@ start_apiserver() {
     --enable-priority-and-fairness=false \
     --profiling=false \
     --v=1 \
+    ${extra[@]+"${extra[@]}"} \
     </dev/null >>"$dir/logs/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
   wait_until "kube-apiserver /readyz ok" "$timeout" kube-apiserver "$dir" \
@@ -233,7 +285,7 @@ do_up() { # DIR
   if [[ -n "$(ls -A "$dir")" && ! -f "$dir/$MARKER" ]]; then
     die "$dir is not empty and was not made by cluster.sh; refusing to reuse it"
   fi
-  rm -rf "$dir/pki" "$dir/etcd-data" "$dir/logs" "$dir/kubeconfig" "$dir/env" \
+  rm -rf "$dir/pki" "$dir/etcd-data" "$dir/logs" "$dir/kubeconfig" "$dir/env" "$dir/admission" \
     "$dir/etcd.pid" "$dir/kube-apiserver.pid"
   touch "$dir/$MARKER"
   mkdir -p "$dir/logs"
@@ -254,6 +306,7 @@ do_up() { # DIR
   trap 'exit 130' INT TERM
 
   gen_pki "$dir/pki"
+  if [[ "${SODGUARD_E2E_WEBHOOK_CLIENT_CERT:-0}" == 1 ]]; then gen_webhook_client "$dir"; fi
 
   local etcd_port peer_port api_port
   etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"
@@ -285,6 +338,13 @@ APISERVER_URL=$api_url
 ETCD_URL=$etcd_url
 CA_CERT=$dir/pki/ca.crt
 EOF
+  if [[ -f "$dir/admission/config.yaml" ]]; then
+    cat >>"$dir/env" <<EOF
+WEBHOOK_CLIENT_CA=$dir/admission/client-ca.crt
+WEBHOOK_CLIENT_CERT=$dir/admission/client.crt
+WEBHOOK_CLIENT_KEY=$dir/admission/client.key
+EOF
+  fi
   UP_OK=1
   log "up: kube-apiserver $api_url, etcd $etcd_url (logs in $dir/logs)"
   echo "$dir/kubeconfig"
@@ -331,7 +391,7 @@ do_cert() { # DIR NAME SAN...
   sign_cert "$dir/pki" "$name" "/CN=$name" \
 "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
+extendedKeyUsage=${SODGUARD_E2E_CERT_EKU:-serverAuth}
 subjectAltName=$sans"
   echo "$dir/pki/$name.crt"
   echo "$dir/pki/$name.key"

@@ -22,12 +22,18 @@
 #      SODGUARD_E2E_KEEP=1     keep the temp dir after a clean run too
 #      SODGUARD_E2E_ONLY       run only these scenarios, e.g. "1 2 7"
 #      SODGUARD_E2E_TMP        parent of the temp dir (default ${TMPDIR:-/tmp})
+#      SODGUARD_E2E_S13_ROUNDS  conflict rounds of scenario 13 (default 50)
+#
+# The API server presents a client certificate to every webhook (cluster.sh
+# SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1); sodguard requires it only in scenario
+# 12 (--client-ca). $CLIENT_CA, $CLIENT_CERT, $CLIENT_KEY name those files, for
+# a scenario that posts forged reviews to a sodguard started with --client-ca.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -38,7 +44,8 @@ export KUBECACHEDIR="$WORK/kube-cache"
 export PYTHONDONTWRITEBYTECODE=1
 
 PASSED=0 FAILED=0 ABORTED=0
-SG_PID="" GATE_PID=""
+SG_PID="" GATE_PID="" EXTRA_PIDS=""
+SG_EXTRA_ARGS=() # more `sodguard serve` flags for start_sodguard
 WEBHOOK_DENIAL='admission webhook "validate.sodguard.io" denied the request'
 WEBHOOK_CALL_FAILED='failed calling webhook "validate.sodguard.io"'
 LABEL='e2e.sodguard.io/suite'
@@ -82,6 +89,7 @@ teardown() {
   trap - EXIT INT TERM
   stop_pid "$SG_PID" sodguard 10; SG_PID=""
   stop_pid "$GATE_PID" gate 5; GATE_PID=""
+  local p; for p in $EXTRA_PIDS; do stop_pid "$p" "sodguard replica" 5; done
   ((FAILED > 0 || rc != 0)) && print_tails
   "$HERE/cluster.sh" down "$CL" >>"$LOGS/cluster.log" 2>&1
   local clean=0
@@ -198,7 +206,7 @@ start_sodguard() { # [KUBECONFIG]
     --kubeconfig "$kcfg" \
     --tls-cert "$CL/pki/webhook.crt" --tls-key "$CL/pki/webhook.key" \
     --listen "127.0.0.1:$WEBHOOK_PORT" --probe-listen "127.0.0.1:$PROBE_PORT" \
-    --violations-interval 1s --shutdown-grace 2s \
+    --violations-interval 1s --shutdown-grace 2s ${SG_EXTRA_ARGS[@]+"${SG_EXTRA_ARGS[@]}"} \
     </dev/null >>"$LOGS/sodguard.log" 2>&1 &
   SG_PID=$!
 }
@@ -245,11 +253,12 @@ command -v kubectl >/dev/null || abort "setup: kubectl" "kubectl not found"
 python3 -c 'import yaml' 2>/dev/null || abort "setup: python3" "python3 with PyYAML is needed"
 
 progress "cluster up"
-"$HERE/cluster.sh" up "$CL" >/dev/null 2>>"$LOGS/cluster.log" ||
+SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1 "$HERE/cluster.sh" up "$CL" >/dev/null 2>>"$LOGS/cluster.log" ||
   abort "setup: cluster up" "$(tail -n 20 "$LOGS/cluster.log")"
 # shellcheck disable=SC1091
 . "$CL/env"
 export KUBECONFIG="$CL/kubeconfig"
+CLIENT_CA="${WEBHOOK_CLIENT_CA:-}" CLIENT_CERT="${WEBHOOK_CLIENT_CERT:-}" CLIENT_KEY="${WEBHOOK_CLIENT_KEY:-}"
 "$HERE/cluster.sh" cert "$CL" webhook IP:127.0.0.1 DNS:localhost >/dev/null 2>>"$LOGS/cluster.log" ||
   abort "setup: webhook certificate" "$(tail -n 5 "$LOGS/cluster.log")"
 ok "setup: kube-apiserver up at $APISERVER_URL"
@@ -839,6 +848,7 @@ spec:
     ((RC == 0)) && [[ "$OUT" == api ]] && ok "10 RoleBinding api-writes is unchanged" ||
       fail "10 RoleBinding api-writes is unchanged" "$(kerr) subjects: $OUT"
   fi
+fi
 
 # ---- 11. only ServiceAccount token Secrets reach sodguard (issue 8, finding 9) --
 if want 11; then
@@ -897,10 +907,10 @@ if want 11; then
   kc delete namespace e2e-s11 --wait=false
 fi
 
-# ---- 12. ServiceAccounts of a namespace the webhook excludes (issue 8, finding 6, R7.10) --
-if want 12; then
-  progress "scenario 12: a binding naming a missing ServiceAccount of an excluded namespace"
-  OPS=e2e-s12-ops
+# ---- 15. ServiceAccounts of a namespace the webhook excludes (issue 8, finding 6, R7.10) --
+if want 15; then
+  progress "scenario 15: a binding naming a missing ServiceAccount of an excluded namespace"
+  OPS=e2e-s15-ops
   y_rb_to() { # NS NAME ROLE SA-NS SA: a RoleBinding to a Role, for a ServiceAccount of another namespace
     printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n' \
       "$2" "$1" "$LABEL" "$3" "$5" "$4"
@@ -908,37 +918,167 @@ if want 12; then
   # The webhook configuration excludes $OPS, and sodguard is told so (the
   # chart feeds both from webhook.excludeNamespaces).
   kc patch validatingwebhookconfiguration sodguard --type=json -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/namespaceSelector\",\"value\":{\"matchExpressions\":[{\"key\":\"kubernetes.io/metadata.name\",\"operator\":\"NotIn\",\"values\":[\"$OPS\"]}]}}]" ||
-    fail "12 setup: the webhook excludes $OPS" "$(kerr)"
+    fail "15 setup: the webhook excludes $OPS" "$(kerr)"
   stop_sodguard
   export SODGUARD_EXCLUDED_NAMESPACES="$OPS"
   start_sodguard
   unset SODGUARD_EXCLUDED_NAMESPACES
   if ! { wait_probe /readyz 60 && wait_webhook active 30; }; then
-    fail "12 setup: sodguard restarted with --excluded-namespaces" "not ready / not called: $(kerr)"
-  elif ! { apply_as alice "$(y_secret_policy)" && apply_as admin "$(y_ns e2e-s12)" && apply_as admin "$(y_ns "$OPS")" &&
-           apply_as alice "$(y_role e2e-s12 secret-writer secrets create,update; echo ---
-                             y_role e2e-s12 secret-reader secrets get,list)"; }; then
-    fail "12 setup" "$(kerr)"
+    fail "15 setup: sodguard restarted with --excluded-namespaces" "not ready / not called: $(kerr)"
+  elif ! { apply_as alice "$(y_secret_policy)" && apply_as admin "$(y_ns e2e-s15)" && apply_as admin "$(y_ns "$OPS")" &&
+           apply_as alice "$(y_role e2e-s15 secret-writer secrets create,update; echo ---
+                             y_role e2e-s15 secret-reader secrets get,list)"; }; then
+    fail "15 setup" "$(kerr)"
   else
-    kf "$(y_rb_to e2e-s12 bot-writes secret-writer "$OPS" bot)" --as alice create
-    ((RC == 0)) && ok "12 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" ||
-      fail "12 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" "$(kerr)"
-    kf "$(y_rb_to e2e-s12 bot-reads secret-reader "$OPS" bot)" --as alice create
+    kf "$(y_rb_to e2e-s15 bot-writes secret-writer "$OPS" bot)" --as alice create
+    ((RC == 0)) && ok "15 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" ||
+      fail "15 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" "$(kerr)"
+    kf "$(y_rb_to e2e-s15 bot-reads secret-reader "$OPS" bot)" --as alice create
     ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:$OPS:bot" &&
-      ok "12 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" ||
-      fail "12 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" "$(kerr)"
+      ok "15 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" ||
+      fail "15 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" "$(kerr)"
     # Why: the webhook never sees a ServiceAccount created there.
     kf "$(y_sa "$OPS" bot)" --as alice create
-    ((RC == 0)) && ok "12 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" ||
-      fail "12 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" "$(kerr)"
+    ((RC == 0)) && ok "15 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" ||
+      fail "15 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" "$(kerr)"
   fi
   # Back to the suite's configuration.
   kc patch validatingwebhookconfiguration sodguard --type=json -p '[{"op":"remove","path":"/webhooks/0/namespaceSelector"}]'
   stop_sodguard
   start_sodguard
-  wait_probe /readyz 60 && wait_webhook active 30 || fail "12 teardown: sodguard restarted" "not ready / not called: $(kerr)"
-  kc delete namespace e2e-s12 "$OPS" --wait=false
+  wait_probe /readyz 60 && wait_webhook active 30 || fail "15 teardown: sodguard restarted" "not ready / not called: $(kerr)"
+  kc delete namespace e2e-s15 "$OPS" --wait=false
   kc delete sodpolicy "$SECRET_POLICY" --ignore-not-found
+fi
+
+# ---- 12. --client-ca: only the API server's client certificate gets through -----
+if want 12; then
+  progress "scenario 12: sodguard with --client-ca"
+  if [[ -z "$CLIENT_CERT" ]]; then
+    fail "12 setup" "the cluster has no webhook client certificate (cluster.sh SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1)"
+  elif ! { apply_as alice "$(y_secret_policy)" && seed e2e-s12; }; then
+    fail "12 setup" "$(kerr)"
+  else
+    stop_sodguard
+    SG_EXTRA_ARGS=(--client-ca "$CLIENT_CA")
+    start_sodguard
+    if wait_probe /readyz 60 && wait_webhook active 30; then
+      ok "12 sodguard with --client-ca is called by the API server (its AdmissionConfiguration presents a client certificate)"
+      kf "$(y_rb e2e-s12 api-reads Role secret-reader api)" --as alice create
+      ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" &&
+        ok "12 kubectl: the conflicting RoleBinding is denied by the webhook" ||
+        fail "12 kubectl: the conflicting RoleBinding is denied by the webhook" "$(kerr)"
+      kf "$(y_rb e2e-s12 web-reads Role secret-reader web)" --as alice create
+      ((RC == 0)) && ok "12 kubectl: a harmless RoleBinding is admitted" ||
+        fail "12 kubectl: a harmless RoleBinding is admitted" "$(kerr)"
+      # A forged review: a DELETE of the binding that holds half of the conflict.
+      forged='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"e2e-12","kind":{"group":"rbac.authorization.k8s.io","version":"v1","kind":"RoleBinding"},"name":"api-writes","namespace":"e2e-s12","operation":"DELETE","userInfo":{"username":"mallory"},"oldObject":'"$(y_rb e2e-s12 api-writes Role secret-writer api | python3 -c 'import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))')"'}}'
+      post() { curl -s -o "$WORK/s12.out" -w '%{http_code}' --max-time 5 --cacert "$CL/pki/ca.crt" \
+                 -H 'Content-Type: application/json' -d "$forged" "$@" "$WEBHOOK_URL" 2>"$WORK/s12.err"; }
+      code="$(post)"; rc=$?
+      [[ "$code" == 000 ]] && ((rc != 0)) &&
+        ok "12 curl POST /validate without a client certificate: the TLS handshake is refused" ||
+        fail "12 curl POST /validate without a client certificate: the TLS handshake is refused" "HTTP $code curl rc $rc $(cat "$WORK/s12.out")"
+      code="$(post --cert "$CL/pki/admin.crt" --key "$CL/pki/admin.key")"; rc=$?
+      [[ "$code" == 000 ]] && ((rc != 0)) &&
+        ok "12 curl with a certificate of another CA (the cluster admin's): refused" ||
+        fail "12 curl with a certificate of another CA (the cluster admin's): refused" "HTTP $code curl rc $rc"
+      code="$(post --cert "$CLIENT_CERT" --key "$CLIENT_KEY")"
+      [[ "$code" == 200 ]] && ok "12 curl with the API server's client certificate: answered" ||
+        fail "12 curl with the API server's client certificate: answered" "HTTP $code $(cat "$WORK/s12.out")"
+    else
+      fail "12 sodguard with --client-ca is called by the API server (its AdmissionConfiguration presents a client certificate)" \
+        "not ready or not called: $(kerr) $(tail -n 5 "$LOGS/sodguard.log")"
+    fi
+    stop_sodguard
+    SG_EXTRA_ARGS=()
+    start_sodguard
+    { wait_probe /readyz 60 && wait_webhook active 30; } || fail "12 sodguard restarted without --client-ca" "$(kerr)"
+  fi
+fi
+
+# ---- 13. two replicas with leader election: one decision order ---------------------
+if want 13; then
+  progress "scenario 13: two replicas, leader election on a Lease, forwarding to the leader"
+  S13_ROUNDS="${SODGUARD_E2E_S13_ROUNDS:-50}"
+  # One certificate for both replicas, as the chart's Secret is: serving and
+  # client usage, signed by the cluster CA (their peer CA).
+  SODGUARD_E2E_CERT_EKU=serverAuth,clientAuth "$HERE/cluster.sh" cert "$CL" peer IP:127.0.0.1 DNS:localhost \
+    >/dev/null 2>>"$LOGS/cluster.log" || fail "13 setup: peer certificate" "$(tail -n 5 "$LOGS/cluster.log")"
+  sas=""
+  for ((i = 1; i <= S13_ROUNDS + 5; i++)); do sas+="$(y_sa e2e-s13 "s13-$i")"$'\n---\n'; done
+  if ! { apply_as alice "$(y_secret_policy)" && seed e2e-s13 && apply_as admin "$sas"; }; then
+    fail "13 setup" "$(kerr)"
+  else
+    # start_replica N ELECTION(0|1): webhook, probe and peer ports in S13_W/S13_PR/S13_P.
+    declare -a S13_W S13_PR S13_P S13_PID
+    start_replica() {
+      local n="$1" extra=()
+      if [[ "$2" == 1 ]]; then
+        extra=(--leader-election --lease-namespace default --lease-name e2e-s13 --identity "replica-$n"
+               --peer-listen "127.0.0.1:${S13_P[n]}" --peer-address "127.0.0.1:${S13_P[n]}"
+               --peer-server-name localhost --peer-ca "$CL/pki/ca.crt" --lease-duration 6s --lease-grace 2s)
+      fi
+      echo "=== start $(date -u +%FT%TZ) election=$2" >>"$LOGS/sodguard-s13-$n.log"
+      NO_COLOR=1 SODGUARD_LOG=info setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL/kubeconfig" \
+        --tls-cert "$CL/pki/peer.crt" --tls-key "$CL/pki/peer.key" \
+        --listen "127.0.0.1:${S13_W[n]}" --probe-listen "127.0.0.1:${S13_PR[n]}" \
+        --violations-interval 0s --shutdown-grace 2s "${extra[@]}" \
+        </dev/null >>"$LOGS/sodguard-s13-$n.log" 2>&1 &
+      S13_PID[n]=$!
+      EXTRA_PIDS+=" ${S13_PID[n]}"
+    }
+    s13_ready() { # N...: until each /readyz answers 200
+      local t0=$SECONDS n
+      for n in "$@"; do
+        until [[ "$(http_code "http://127.0.0.1:${S13_PR[n]}/readyz")" == 200 ]]; do
+          ((SECONDS - t0 < 60)) && kill -0 "${S13_PID[n]}" 2>/dev/null || return 1
+          sleep 0.2
+        done
+      done
+    }
+    s13_stop() { local n; for n in 1 2; do stop_pid "${S13_PID[n]:-}" "replica $n" 5; done; }
+    replica_args() { local n; for n in 1 2; do printf -- '--replica replica-%s,%s,%s,%s ' "$n" "${S13_W[n]}" "${S13_PR[n]}" "${S13_PID[n]}"; done; }
+    for n in 1 2; do S13_W[n]="$(free_port)"; S13_PR[n]="$(free_port)"; S13_P[n]="$(free_port)"; done
+
+    # Control: without leader election the race is real (the test can fail).
+    start_replica 1 0; start_replica 2 0
+    if s13_ready 1 2; then
+      # shellcheck disable=SC2046
+      timeout 300 python3 "$HERE/replicas.py" --ca "$CL/pki/ca.crt" --ns e2e-s13 --sa-prefix s13- \
+        --rounds 5 --expect-bypass $(replica_args) >"$WORK/s13-control.out" 2>>"$LOGS/replicas.err"
+      cat "$WORK/s13-control.out"
+    else
+      fail "13 control replicas ready" "$(tail -n 5 "$LOGS/sodguard-s13-1.log")"
+    fi
+    s13_stop
+    n_ok=$(grep -c '^ok  ' "$WORK/s13-control.out" 2>/dev/null); n_fail=$(grep -c '^FAIL ' "$WORK/s13-control.out" 2>/dev/null)
+    PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_fail))
+
+    # With leader election (new processes: the control run's admitted halves are gone).
+    for n in 1 2; do S13_W[n]="$(free_port)"; S13_PR[n]="$(free_port)"; S13_P[n]="$(free_port)"; done
+    start_replica 1 1; start_replica 2 1
+    if s13_ready 1 2; then
+      ok "13 two replicas with --leader-election ready (one leads, one follows)"
+      # shellcheck disable=SC2046
+      timeout 600 python3 "$HERE/replicas.py" --ca "$CL/pki/ca.crt" --ns e2e-s13 --sa-prefix s13- \
+        --rounds "$S13_ROUNDS" --kill $(replica_args) >"$WORK/s13.out" 2>>"$LOGS/replicas.err"
+      py_rc=$?
+      cat "$WORK/s13.out"
+      grep '^# ' "$WORK/s13.out" | sed 's/^# /[s13] /' >&2
+      n_ok=$(grep -c '^ok  ' "$WORK/s13.out"); n_fail=$(grep -c '^FAIL ' "$WORK/s13.out")
+      PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_fail))
+      ((py_rc != 0 && n_fail == 0)) && fail "13 replicas.py" "exited with $py_rc: $(tail -n 20 "$LOGS/replicas.err")"
+      kc get lease e2e-s13 -n default -o jsonpath='{.spec.holderIdentity}'
+      ((RC == 0)) && has "$OUT" "replica-" && has "$OUT" "@127.0.0.1:" &&
+        ok "13 the Lease names the leader and its peer address ($OUT)" ||
+        fail "13 the Lease names the leader and its peer address" "$(kerr) $OUT"
+    else
+      fail "13 two replicas with --leader-election ready (one leads, one follows)" \
+        "$(tail -n 5 "$LOGS/sodguard-s13-1.log") / $(tail -n 5 "$LOGS/sodguard-s13-2.log")"
+    fi
+    s13_stop
+  fi
 fi
 
 progress "done in $((SECONDS - START))s; tearing down"

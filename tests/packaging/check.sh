@@ -150,9 +150,18 @@ refused "webhook.failurePolicy=Maybe" "failurePolicy must be" --set webhook.fail
 refused "webhook.timeoutSeconds=60" "timeoutSeconds must be" --set webhook.timeoutSeconds=60
 refused "tls.mode=secret without a name" "tls.secret.name is required" --set tls.mode=secret
 
+refused "clientAuth.enabled without a CA" "clientAuth.enabled needs" --set clientAuth.enabled=true
+refused "leaderElection.enabled=maybe" "leaderElection.enabled must be" --set leaderElection.enabled=maybe
+
 for v in defaults all-on all-on-helm cert-manager own-tls; do
   pycheck chart "$v" "$WORK/r/$v.yaml" "$NS"
 done
+# Leader election follows replicaCount; client certificates are opt-in.
+render single --set replicaCount=1
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=client-ca \
+  -keyout "$WORK/client-ca.key" -out "$WORK/client-ca.crt" 2>/dev/null
+render client-auth --set clientAuth.enabled=true --set-file clientAuth.caBundle="$WORK/client-ca.crt"
+pycheck election "$WORK/r/defaults.yaml" "$WORK/r/single.yaml" "$WORK/r/client-auth.yaml" "$NS"
 pycheck webhook "$WORK/r/defaults.yaml" "$ROOT/tests/e2e/webhook-configuration.yaml"
 # The values that change the webhook do change it.
 helm_t "$WORK/r/ignore.yaml" --set webhook.failurePolicy=Ignore --set webhook.timeoutSeconds=3

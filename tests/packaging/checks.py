@@ -145,7 +145,10 @@ def cmd_chart(variant, render, ns):
     check(all(res.get(a, {}).get(b) for a in ("requests", "limits") for b in ("cpu", "memory")),
           f"{pre} resource requests and limits", res)
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-    check(ports == {"webhook": 8443, "probe": 8080}, f"{pre} ports webhook 8443, probe 8080", ports)
+    want_ports = {"webhook": 8443, "probe": 8080}
+    if spec.get("replicas", 1) > 1:
+        want_ports["peer"] = 8444  # leader election: forwarded requests between replicas
+    check(ports == want_ports, f"{pre} ports {want_ports}", ports)
     rp, lp = c.get("readinessProbe", {}).get("httpGet", {}), c.get("livenessProbe", {}).get("httpGet", {})
     check(rp.get("path") == "/readyz" and rp.get("port") == "probe"
           and lp.get("path") == "/healthz" and lp.get("port") == "probe",
@@ -269,6 +272,11 @@ def check_tls(pre, secret, ca_bundle, svc):
                            capture_output=True, text=True)
         dns = f"{svc.get('name')}.{svc.get('namespace')}.svc"
         check(f"DNS:{dns}" in r.stdout, f"{pre} the serving certificate names {dns}", r.stdout + r.stderr)
+        r = subprocess.run(["openssl", "x509", "-noout", "-ext", "extendedKeyUsage", "-in", paths["crt"]],
+                           capture_output=True, text=True)
+        check("TLS Web Client Authentication" in r.stdout,
+              f"{pre} the serving certificate can also be the replicas' client certificate (clientAuth)",
+              r.stdout + r.stderr)
         a = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", paths["crt"]], capture_output=True)
         b = subprocess.run(["openssl", "pkey", "-pubout", "-in", paths["key"]], capture_output=True)
         check(a.returncode == 0 and a.stdout == b.stdout, f"{pre} tls.key matches tls.crt",
@@ -353,13 +361,60 @@ def cmd_count(path):
     print(len(load(path)))
 
 
+def cmd_election(multi, single, client_auth, ns):
+    """Leader election on with several replicas (Lease RBAC in the release
+    namespace only, downward-API identity), off with one; --client-ca only
+    when clientAuth is on."""
+    docs = load(multi)
+    dep = one(docs, "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    args = c.get("args", [])
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c.get("env", [])}
+    for a in ("--leader-election", "--lease-namespace=$(POD_NAMESPACE)", "--identity=$(POD_NAME)",
+              "--peer-address=$(POD_IP):8444", "--peer-ca=/tls/ca.crt",
+              f"--peer-server-name=sodguard.{ns}.svc"):
+        check(a in args, f"election: with 2 replicas, serve gets {a}", args)
+    check(env.get("POD_NAME") == "metadata.name" and env.get("POD_IP") == "status.podIP"
+          and env.get("POD_NAMESPACE") == "metadata.namespace",
+          "election: POD_NAME, POD_NAMESPACE, POD_IP from the downward API", env)
+    roles = [d for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith("-leader-election")]
+    ok_role = (len(roles) == 1 and roles[0]["metadata"].get("namespace") == ns
+               and all(r.get("apiGroups") == ["coordination.k8s.io"] and r.get("resources") == ["leases"]
+                       for r in rules_of(roles[0])))
+    check(ok_role, "election: a namespaced Role on leases only, in the release namespace", roles)
+    verbs = set(v for r in rules_of(roles[0]) for v in r.get("verbs", [])) if roles else set()
+    check({"get", "create", "update"} <= verbs and "delete" not in verbs and "*" not in verbs,
+          "election: the Role can get/create/update leases, not delete them", sorted(verbs))
+    binds = [d for d in by_kind(docs, "RoleBinding") if d["roleRef"]["name"].endswith("-leader-election")]
+    check(len(binds) == 1 and binds[0]["subjects"][0]["name"] == dep["spec"]["template"]["spec"]["serviceAccountName"],
+          "election: bound to sodguard's ServiceAccount", binds)
+    check("--client-ca=/client-ca/ca.crt" not in args, "election: no --client-ca by default", args)
+
+    sdocs = load(single)
+    sargs = one(sdocs, "Deployment")["spec"]["template"]["spec"]["containers"][0].get("args", [])
+    check("--leader-election" not in sargs and not by_kind(sdocs, "Role"),
+          "election: off with replicaCount=1 (no flag, no Role)", sargs)
+
+    cdocs = load(client_auth)
+    cpod = one(cdocs, "Deployment")["spec"]["template"]["spec"]
+    cargs = cpod["containers"][0].get("args", [])
+    mounts = {m["mountPath"]: m["name"] for m in cpod["containers"][0].get("volumeMounts", [])}
+    vols = {v["name"]: v for v in cpod.get("volumes", [])}
+    cms = [d for d in by_kind(cdocs, "ConfigMap") if "ca.crt" in d.get("data", {})]
+    check("--client-ca=/client-ca/ca.crt" in cargs and mounts.get("/client-ca") in vols
+          and len(cms) == 1 and vols[mounts["/client-ca"]].get("configMap", {}).get("name") == cms[0]["metadata"]["name"]
+          and "BEGIN CERTIFICATE" in cms[0]["data"]["ca.crt"],
+          "clientAuth: --client-ca from a ConfigMap of the given CA, mounted at /client-ca", (cargs, mounts, cms))
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
     table = {"webhook": (cmd_webhook, 2), "chart": (cmd_chart, 3), "count": (cmd_count, 1),
-             "context": (cmd_context, 2), "dockerfile": (cmd_dockerfile, 1)}
+             "context": (cmd_context, 2), "dockerfile": (cmd_dockerfile, 1),
+             "election": (cmd_election, 4)}
     if cmd not in table or len(args) != table[cmd][1]:
         print(__doc__, file=sys.stderr)
         return 2

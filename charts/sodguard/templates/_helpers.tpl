@@ -51,7 +51,30 @@ app.kubernetes.io/part-of: sodguard
 {{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
 {{- end }}
 
+{{/* Whether the replicas elect a leader ("true" or ""). */}}
+{{- define "sodguard.leaderElection" -}}
+{{- $e := toString .Values.leaderElection.enabled -}}
+{{- if eq $e "auto" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end -}}
+{{- else if eq $e "true" -}}
+true
+{{- end -}}
+{{- end }}
+
+{{- define "sodguard.leaseName" -}}
+{{- default (include "sodguard.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "sodguard.validate" -}}
+{{- if not (has (toString .Values.leaderElection.enabled) (list "auto" "true" "false")) }}
+{{- fail (printf "leaderElection.enabled must be auto, true or false, not %v" .Values.leaderElection.enabled) }}
+{{- end }}
+{{- if and .Values.clientAuth.enabled (not (or .Values.clientAuth.caBundle .Values.clientAuth.existingConfigMap)) }}
+{{- fail "clientAuth.enabled needs clientAuth.caBundle or clientAuth.existingConfigMap" }}
+{{- end }}
+{{- if and .Values.clientAuth.caBundle .Values.clientAuth.existingConfigMap }}
+{{- fail "clientAuth.caBundle and clientAuth.existingConfigMap contradict each other: give one" }}
+{{- end }}
 {{- if not (has .Values.tls.mode (list "helm" "certManager" "secret")) }}
 {{- fail (printf "tls.mode must be helm, certManager or secret, not %q" .Values.tls.mode) }}
 {{- end }}

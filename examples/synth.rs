@@ -1347,6 +1347,11 @@ pub fn rolebinding_create(name: &str, ns: &str, sa: &str, kind: &str, role: &str
         })),
         old_object: None,
         dry_run: false,
+        kind: None,
+        resource: None,
+        sub_resource: None,
+        name: None,
+        namespace: None,
     }
 }
 
@@ -1440,6 +1445,11 @@ pub fn heavy_requests(objects: &[Object]) -> Vec<(&'static str, Request)> {
             })),
             old_object: None,
             dry_run: false,
+            kind: None,
+            resource: None,
+            sub_resource: None,
+            name: None,
+            namespace: None,
         },
     )];
     let member = |label: &str| {
@@ -1488,6 +1498,11 @@ pub fn heavy_requests(objects: &[Object]) -> Vec<(&'static str, Request)> {
                 object: Some(object),
                 old_object: None,
                 dry_run: false,
+                kind: None,
+                resource: None,
+                sub_resource: None,
+                name: None,
+                namespace: None,
             },
         ));
     }

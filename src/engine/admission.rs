@@ -360,7 +360,11 @@ fn gvk_text(g: &GroupVersionKind) -> String {
 /// `group/version`, or `version` for the core group; a version is a DNS label
 /// (so `rbac.authorization.k8s.io` alone has no version).
 fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (group, version) = match api_version.split_once('/') {
+        Some(("", _)) => return None,
+        Some(gv) => gv,
+        None => ("", api_version),
+    };
     let label = |s: &str| {
         !s.is_empty()
             && s.len() <= 63

@@ -429,8 +429,12 @@ fn break_glass_problems(
         ));
     }
     if is_subject(&e.subject, &e.requested_by, requester_groups) {
+        let what = match &e.subject {
+            Identity::Group(g) => format!("is a member of the subject Group {g}"),
+            _ => "is the subject".into(),
+        };
         out.push(format!(
-            "spec.requestedBy: {:?} is the subject; break-glass is requested by someone else",
+            "spec.requestedBy: {:?} {what}; break-glass is requested by someone else",
             e.requested_by
         ));
     }

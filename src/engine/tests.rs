@@ -308,3 +308,56 @@ fn serviceaccounts_of_unwatched_namespaces_are_governed_when_named() {
     assert!(!index.exists(&late("ops")));
     assert!(evaluate(&index, now()).violations.is_empty());
 }
+
+#[test]
+fn objects_must_be_of_the_requests_kind() {
+    let mut index = state();
+    let binding = rb("r", "ClusterRole", "agg");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "r", "namespace": "pay"}});
+    let rb_kind = GroupVersionKind {
+        group: "rbac.authorization.k8s.io".into(),
+        version: "v1".into(),
+        kind: "RoleBinding".into(),
+    };
+    let user = UserInfo {
+        username: "alice".into(),
+        groups: vec![],
+    };
+    // UPDATE: the old object must be of the same kind as the new one.
+    let update = Request {
+        object: Some(binding.clone()),
+        old_object: Some(cm.clone()),
+        ..Request::new(Operation::Update, user.clone())
+    };
+    let r = review(&mut index, &update, now());
+    assert!(r.refusal.unwrap().contains("oldObject is v1/ConfigMap"));
+    // DELETE: the old object is checked against request.kind.
+    let delete = Request {
+        old_object: Some(cm),
+        kind: Some(rb_kind.clone()),
+        ..Request::new(Operation::Delete, user.clone())
+    };
+    assert!(!review(&mut index, &delete, now()).allowed);
+    // A group without a version, or a version that is not one.
+    for api_version in [
+        "rbac.authorization.k8s.io",
+        "rbac.authorization.k8s.io/",
+        "/v1",
+        "v1/x/y",
+    ] {
+        let mut o = binding.clone();
+        o["apiVersion"] = api_version.into();
+        let r = review(&mut index, &create(o, "alice"), now());
+        assert!(
+            r.refusal.unwrap_or_default().contains("apiVersion"),
+            "{api_version}"
+        );
+    }
+    // The right kind is judged on its merits (this binding completes a conflict).
+    let ok = Request {
+        kind: Some(rb_kind),
+        ..create(binding, "alice")
+    };
+    let r = review(&mut index, &ok, now());
+    assert!(!r.allowed && r.refusal.is_none() && r.violations.len() == 1);
+}

@@ -390,7 +390,7 @@ async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_j
             .unwrap()
             .unwrap();
         let _ = index.apply(first);
-        AppState::new(Mode::Live, index, Duration::from_secs(30), Metrics::new())
+        AppState::new(Mode::Static, index, Duration::from_secs(30), Metrics::new())
     };
 
     let (status, body) = post(

@@ -416,9 +416,8 @@ mod tests {
         );
         assert!(args(&[]).unwrap().is_empty());
         for bad in ["team-*", "Ops", "a,,b", "-x"] {
-            let e = args(&["--excluded-namespaces", bad])
-                .unwrap_err()
-                .to_string();
+            let flag = format!("--excluded-namespaces={bad}");
+            let e = args(&[&flag]).unwrap_err().to_string();
             assert!(e.contains("not a namespace name"), "{bad}: {e}");
         }
     }

@@ -404,3 +404,126 @@ pub async fn reload_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::ServerName;
+
+    use super::*;
+
+    const NAME: &str = "sodguard.sodguard.svc";
+
+    fn ca() -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, name: &str) -> PemPair {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        PemPair {
+            cert: cert.pem().into_bytes(),
+            key: key.serialize_pem().into_bytes(),
+        }
+    }
+
+    /// A whole handshake in memory; the first error of either side.
+    fn handshake(
+        server: Arc<ServerConfig>,
+        client: rustls::ClientConfig,
+    ) -> Result<(), rustls::Error> {
+        // Reached by address, as a follower reaches the leader's Pod IP.
+        let addr = ServerName::try_from("10.1.2.3").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), addr)?;
+        let mut s = rustls::ServerConnection::new(server)?;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets()?;
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets()?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+        }
+        Err(rustls::Error::General(
+            "the handshake did not finish".into(),
+        ))
+    }
+
+    #[test]
+    fn the_peer_port_admits_only_replicas_and_followers_check_the_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer_ca, other_ca) = (ca(), ca());
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, peer_ca.pem()).unwrap();
+        let names = (Path::new("tls.crt"), Path::new("tls.key"));
+        let replica = leaf(&peer_ca, NAME);
+        let server = server_config_for(
+            &replica,
+            &Callers::Peer {
+                ca: ca_file.clone(),
+                name: NAME.into(),
+            },
+            names,
+        )
+        .unwrap();
+        let client = |pair: &PemPair, expect: &str| {
+            peer_client_config(pair, &ca_file, expect, names).unwrap()
+        };
+
+        // A replica's own certificate, presented to the leader at its Pod IP.
+        handshake(server.clone(), client(&replica, NAME)).unwrap();
+        // Another certificate of the same CA (a shared issuer) without the
+        // replicas' name is refused by the leader.
+        let stranger = leaf(&peer_ca, "someone-else.example");
+        let e = handshake(server.clone(), client(&stranger, NAME)).unwrap_err();
+        assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
+        // A certificate of another CA with the right name: refused too.
+        let forged = leaf(&other_ca, NAME);
+        assert!(handshake(server.clone(), client(&forged, NAME)).is_err());
+        // No certificate at all: refused.
+        let anonymous = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(FixedNameVerifier {
+                inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(
+                        read_roots(&ca_file, |message| TlsError::PeerCa {
+                            path: ca_file.clone(),
+                            message,
+                        })
+                        .unwrap(),
+                    ),
+                    provider(),
+                )
+                .build()
+                .unwrap(),
+                name: ServerName::try_from(NAME).unwrap(),
+            }))
+            .with_no_client_auth();
+        assert!(handshake(server.clone(), anonymous).is_err());
+        // The follower refuses a leader whose certificate lacks the name.
+        let impostor = server_config_for(
+            &leaf(&peer_ca, "someone-else.example"),
+            &Callers::Anyone,
+            names,
+        )
+        .unwrap();
+        let e = handshake(impostor, client(&replica, NAME)).unwrap_err();
+        assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
+    }
+}

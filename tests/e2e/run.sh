@@ -1017,7 +1017,7 @@ if want 13; then
       if [[ "$2" == 1 ]]; then
         extra=(--leader-election --lease-namespace default --lease-name e2e-s13 --identity "replica-$n"
                --peer-listen "127.0.0.1:${S13_P[n]}" --peer-address "127.0.0.1:${S13_P[n]}"
-               --peer-server-name localhost --peer-ca "$CL/pki/ca.crt" --lease-duration 6s --lease-grace 2s)
+               --peer-server-name localhost --peer-ca "$CL/pki/ca.crt" --lease-duration 8s --lease-grace 4s)
       fi
       echo "=== start $(date -u +%FT%TZ) election=$2" >>"$LOGS/sodguard-s13-$n.log"
       NO_COLOR=1 SODGUARD_LOG=info setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL/kubeconfig" \

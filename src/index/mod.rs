@@ -132,10 +132,6 @@ impl Index {
             .collect();
     }
 
-    pub fn is_unwatched(&self, ns: &str) -> bool {
-        self.unwatched.contains(ns)
-    }
-
     /// Adds or replaces one object.
     pub fn apply(&mut self, object: Object) -> Undo {
         let key = object.key();

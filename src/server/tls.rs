@@ -27,6 +27,14 @@ pub enum TlsError {
     PeerCa { path: PathBuf, message: String },
     #[error("--peer-server-name {0:?} is not a DNS name")]
     PeerServerName(String),
+    #[error(
+        "{}: the leader would refuse this replica's client certificate ({source}); it must be signed by --peer-ca, name --peer-server-name and allow clientAuth",
+        path.display()
+    )]
+    PeerCertRefused {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -299,6 +307,35 @@ pub fn peer_client_config(
         path: names.1.into(),
         message: format!("no usable private key: {e}"),
     })?;
+    // The leader applies exactly this check: a certificate it would refuse
+    // (wrong CA, no clientAuth usage, wrong name) is an operator error to
+    // report now, not a 503 on every forwarded request later.
+    {
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(read_roots(peer_ca, bad)?),
+            provider(),
+        )
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+        let own = PeerClientVerifier {
+            inner: client_verifier,
+            name: name.clone(),
+        };
+        let (end_entity, intermediates) = certs.split_first().ok_or_else(|| TlsError::Pem {
+            path: names.0.into(),
+            message: "no certificate in the file".into(),
+        })?;
+        rustls::server::danger::ClientCertVerifier::verify_client_cert(
+            &own,
+            end_entity,
+            intermediates,
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|source| TlsError::PeerCertRefused {
+            path: names.0.into(),
+            source,
+        })?;
+    }
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .dangerous()
@@ -488,34 +525,50 @@ mod tests {
         handshake(server.clone(), client(&replica, NAME)).unwrap();
         // Another certificate of the same CA (a shared issuer) without the
         // replicas' name is refused by the leader.
+        // (The follower itself refuses to start with one: the same check.)
         let stranger = leaf(&peer_ca, "someone-else.example");
-        let e = handshake(server.clone(), client(&stranger, NAME)).unwrap_err();
+        let e = peer_client_config(&stranger, &ca_file, NAME, names).unwrap_err();
+        assert!(matches!(e, TlsError::PeerCertRefused { .. }), "{e}");
+        let as_client = |pair: Option<&PemPair>| {
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(
+                    read_roots(&ca_file, |message| TlsError::PeerCa {
+                        path: ca_file.clone(),
+                        message,
+                    })
+                    .unwrap(),
+                ),
+                provider(),
+            )
+            .build()
+            .unwrap();
+            let b = rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(FixedNameVerifier {
+                    inner: verifier,
+                    name: ServerName::try_from(NAME).unwrap(),
+                }));
+            match pair {
+                Some(p) => b
+                    .with_client_auth_cert(
+                        CertificateDer::pem_slice_iter(&p.cert)
+                            .collect::<Result<_, _>>()
+                            .unwrap(),
+                        PrivateKeyDer::from_pem_slice(&p.key).unwrap(),
+                    )
+                    .unwrap(),
+                None => b.with_no_client_auth(),
+            }
+        };
+        let e = handshake(server.clone(), as_client(Some(&stranger))).unwrap_err();
         assert!(matches!(e, rustls::Error::InvalidCertificate(_)), "{e:?}");
         // A certificate of another CA with the right name: refused too.
         let forged = leaf(&other_ca, NAME);
-        assert!(handshake(server.clone(), client(&forged, NAME)).is_err());
+        assert!(handshake(server.clone(), as_client(Some(&forged))).is_err());
         // No certificate at all: refused.
-        let anonymous = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(FixedNameVerifier {
-                inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(
-                        read_roots(&ca_file, |message| TlsError::PeerCa {
-                            path: ca_file.clone(),
-                            message,
-                        })
-                        .unwrap(),
-                    ),
-                    provider(),
-                )
-                .build()
-                .unwrap(),
-                name: ServerName::try_from(NAME).unwrap(),
-            }))
-            .with_no_client_auth();
-        assert!(handshake(server.clone(), anonymous).is_err());
+        assert!(handshake(server.clone(), as_client(None)).is_err());
         // The follower refuses a leader whose certificate lacks the name.
         let impostor = server_config_for(
             &leaf(&peer_ca, "someone-else.example"),

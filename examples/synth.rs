@@ -1545,15 +1545,38 @@ impl std::fmt::Display for Latency {
 /// after one untimed pass to warm up.
 pub fn measure_latency(index: &mut Index, reqs: &[Request], calls: usize) -> Latency {
     let now = bench_now();
+    time_reviews(reqs, calls, |r| engine::review(index, r, now))
+}
+
+/// The same in live mode (R7.8) with something pending: judged on the
+/// confirmed state before and the assumed state after; what an admitted
+/// request adds is not kept, so that every call sees the same state.
+pub fn measure_latency_live(
+    confirmed: &Index,
+    assumed: &mut Index,
+    reqs: &[Request],
+    calls: usize,
+) -> Latency {
+    let now = bench_now();
+    time_reviews(reqs, calls, |r| {
+        engine::review_against(Some(confirmed), assumed, r, now).0
+    })
+}
+
+fn time_reviews(
+    reqs: &[Request],
+    calls: usize,
+    mut review: impl FnMut(&Request) -> engine::Review,
+) -> Latency {
     for r in reqs {
-        std::hint::black_box(engine::review(index, r, now));
+        std::hint::black_box(review(r));
     }
     let mut times = Vec::with_capacity(calls);
     let (mut allowed, mut denied) = (0, 0);
     for i in 0..calls {
         let r = &reqs[i % reqs.len()];
         let t = Instant::now();
-        let review = engine::review(index, r, now);
+        let review = review(r);
         let dt = t.elapsed();
         times.push(dt);
         if review.allowed {
@@ -1765,6 +1788,19 @@ fn measure(dir: &Path, calls: usize, n_requests: usize) -> Result<(), Error> {
         );
     }
 
+    // A live server keeps a second copy, the assumed state (R7.8).
+    let heap3 = heap::live();
+    let mut assumed = index.clone();
+    let heap4 = heap::live();
+    if heap::COUNTING {
+        println!(
+            "memory:   the live server's assumed state, a clone of the index: live heap {:.1} MiB \
+             ({:.1} MiB with chunk overhead); names are shared with the index",
+            mib_b(heap4.0 - heap3.0),
+            mib_b(heap4.1 - heap3.1),
+        );
+    }
+
     // Timings below run without the allocation counter.
     heap::pause(true);
     let now = bench_now();
@@ -1786,6 +1822,9 @@ fn measure(dir: &Path, calls: usize, n_requests: usize) -> Result<(), Error> {
 
     let lat = measure_latency(&mut index, &reqs, calls);
     println!("review:   {lat}");
+    let lat = measure_latency_live(&index, &mut assumed, &reqs, calls);
+    println!("review:   live (confirmed before, assumed after): {lat}");
+    drop(assumed);
     for (name, req) in &heavy {
         let n = 5;
         let first = engine::review(&mut index, req, now);

@@ -185,14 +185,16 @@ pub fn review_and_apply(
 /// judged more strictly than the cluster warrants; that is the price.
 ///
 /// `assumed` is left as it was; an admitted change (not a dry run) comes back
-/// as the [`Assumption`] to add to it.
+/// as the [`Assumption`] to add to it. `confirmed` is `None` when the two
+/// states are equal (nothing is pending): the state before the change is then
+/// `assumed` itself, which spares touching a second index.
 pub fn review_against(
-    confirmed: &Index,
+    confirmed: Option<&Index>,
     assumed: &mut Index,
     req: &Request,
     now: Timestamp,
 ) -> (Review, Option<Assumption>) {
-    let (review, undo) = decide(assumed, Some(confirmed), req, now);
+    let (review, undo) = decide(assumed, confirmed, req, now);
     let Some(undo) = undo else {
         return (review, None);
     };

@@ -143,3 +143,83 @@ fn free_role_key(assumed: &Index, key: &RoleKey) -> RoleKey {
         .find(|k| assumed.role(k).is_none())
         .unwrap_or_else(|| key.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::convert;
+
+    fn object(v: Value) -> Object {
+        convert(&v).unwrap().unwrap()
+    }
+
+    fn binding(role: &str, subjects: &[&str]) -> Object {
+        let subjects: Vec<Value> = subjects
+            .iter()
+            .map(|s| json!({"kind": "ServiceAccount", "name": s, "namespace": "ns"}))
+            .collect();
+        object(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": subjects}),
+        )
+    }
+
+    fn cluster_role(labels: Value, verbs: &[&str]) -> Object {
+        object(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "r", "labels": labels},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}]}),
+        )
+    }
+
+    #[test]
+    fn a_binding_keeps_the_union_of_its_subjects() {
+        let index = Index::from_objects([binding("x", &["a", "b"])]);
+        let a = assumption(&index, binding("x", &["c"])).unwrap();
+        let Object::Binding(b) = &a.merged else {
+            panic!("{a:?}")
+        };
+        let names: Vec<&str> = b.subjects.iter().map(|s| &**s.name()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(a.shadow.is_none());
+    }
+
+    #[test]
+    fn a_binding_to_another_role_is_kept_beside_the_assumed_one() {
+        let index = Index::from_objects([binding("x", &["a"])]);
+        let a = assumption(&index, binding("y", &[])).unwrap();
+        assert!(matches!(&a.merged, Object::Binding(b) if &*b.role.name == "x"));
+        let Some(Object::Binding(s)) = &a.shadow else {
+            panic!("{a:?}")
+        };
+        assert_eq!(&*s.key.name, "b/pending-1");
+        assert_eq!(&*s.role.name, "y");
+    }
+
+    #[test]
+    fn a_role_keeps_its_rules_and_labels_and_new_labels_go_beside_it() {
+        let index = Index::from_objects([cluster_role(json!({"a": "1"}), &["get"])]);
+        let a = assumption(&index, cluster_role(json!({"b": "1"}), &["create"])).unwrap();
+        let Object::Role(merged) = &a.merged else {
+            panic!("{a:?}")
+        };
+        assert_eq!(merged.rules.len(), 2);
+        assert_eq!(
+            merged.labels.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["a"]
+        );
+        let Some(Object::Role(s)) = &a.shadow else {
+            panic!("{a:?}")
+        };
+        assert_eq!(&*s.key.name, "r/pending-1");
+        assert_eq!(s.labels.keys().map(|k| &**k).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.rules, merged.rules);
+        // The same labels need nothing beside it.
+        let a = assumption(&index, cluster_role(json!({"a": "1"}), &[])).unwrap();
+        assert!(a.shadow.is_none());
+    }
+}

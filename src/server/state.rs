@@ -178,8 +178,12 @@ impl AppState {
             Mode::Static => engine::review(&mut e.confirmed, req, now),
             Mode::Live => {
                 let Engine {
-                    confirmed, assumed, ..
+                    confirmed,
+                    assumed,
+                    overlay,
                 } = &mut *e;
+                // Outside the overlay's keys the two states are equal.
+                let confirmed = (!overlay.is_empty()).then_some(&*confirmed);
                 let (review, assumption) = engine::review_against(confirmed, assumed, req, now);
                 if let Some(a) = assumption {
                     e.assume(a, Instant::now() + self.overlay_ttl);
@@ -232,19 +236,20 @@ impl AppState {
         self.lock().overlay.len()
     }
 
-    /// Runs `f` with the state decisions are made on: the assumed state in
-    /// live mode (for status reports and tests).
+    /// Runs `f` with what the cluster holds as the watches have shown it (the
+    /// files in static mode): for status reports and metrics.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
+        f(&self.lock().confirmed)
+    }
+
+    /// Runs `f` with the state later requests are judged on: in live mode the
+    /// confirmed state plus what admitted, unconfirmed changes add.
+    pub fn with_assumed<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         let e = self.lock();
         match self.mode {
             Mode::Live => f(&e.assumed),
             Mode::Static => f(&e.confirmed),
         }
-    }
-
-    /// Runs `f` with what the watches have shown (the files in static mode).
-    pub fn with_confirmed<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
-        f(&self.lock().confirmed)
     }
 
     pub fn refresh_object_metrics(&self) {

@@ -890,3 +890,39 @@ async fn a_role_joining_an_aggregate_is_not_blamed_for_old_violations() {
     );
     assert!(allowed(&s, admission("CREATE", "alice", widgets, Value::Null)).await);
 }
+
+/// A watch event can predate an admitted change: the API server stores a
+/// harmless earlier write of the same object (an annotation), its event
+/// arrives, and only then is the admitted change stored. That event must not
+/// drop what the admitted change adds, or the other half of a conflict slips
+/// in between.
+#[tokio::test]
+async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
+    let s = live(Duration::from_secs(30));
+    watched(
+        &s,
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "fresh", "namespace": "payments"}}),
+    );
+    let empty = binding("fresh-w", "Role", "secret-writer", &[]);
+    watched(&s, empty.clone());
+    let filled = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
+    assert!(
+        allowed(
+            &s,
+            admission("UPDATE", "alice", filled.clone(), empty.clone())
+        )
+        .await
+    );
+    // The event of the earlier, harmless write of the same binding.
+    watched(&s, empty);
+    let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
+    assert!(
+        !allowed(&s, admission("CREATE", "alice", reads.clone(), Value::Null)).await,
+        "fresh holds secret-admin once the admitted update is stored"
+    );
+    // The watch then shows the update: the entry is settled, the decision stands.
+    watched(&s, filled);
+    assert_eq!(s.overlay_len(), 0);
+    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+}

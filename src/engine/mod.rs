@@ -14,7 +14,7 @@ pub use admission::{
     GroupVersionKind, GroupVersionResource, Operation, Request, Review, UserInfo, review,
     review_against, review_and_apply,
 };
-pub use assume::Assumption;
+pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};

@@ -64,7 +64,57 @@ impl Engine {
         };
     }
 
+    /// A watch event for `key`, already applied to the confirmed state. An
+    /// event can predate an admitted change (the API server stores that one
+    /// later, or stores an older write last), so it does not settle the entry
+    /// by itself: the assumed state takes the confirmed object united with
+    /// what the entry adds, and the entry goes only once the confirmed object
+    /// holds all of that (or at its deadline).
+    fn reconcile(&mut self, key: &ObjectKey) {
+        let confirmed = self.confirmed.get(key);
+        let _ = match &confirmed {
+            Some(o) => self.assumed.apply(o.clone()),
+            None => self.assumed.remove(key),
+        };
+        let Some(p) = self.overlay.get(key) else {
+            return;
+        };
+        let Some(a) = engine::assumption(&self.assumed, p.merged.clone()) else {
+            self.overlay.remove(key);
+            return;
+        };
+        let holds_all = a.shadow.is_none()
+            && p.shadows.is_empty()
+            && confirmed.as_ref().is_some_and(|c| same(c, &a.merged));
+        if holds_all {
+            self.overlay.remove(key);
+            return;
+        }
+        let _ = self.assumed.apply(a.merged.clone());
+        let shadow = a.shadow.filter(|s| !p.shadows.iter().any(|o| same(o, s)));
+        if let Some(s) = &shadow {
+            let _ = self.assumed.apply(s.clone());
+        }
+        if let Some(p) = self.overlay.get_mut(key) {
+            p.merged = a.merged;
+            p.shadows.extend(shadow);
+        }
+    }
+
     fn assume(&mut self, a: Assumption, deadline: Instant) {
+        if let Some(p) = self.overlay.get(&a.key())
+            && a.shadow.is_some()
+            && p.shadows.len() >= MAX_SHADOWS
+        {
+            // Only reviews that never reach storage pile up copies of one
+            // object (a forged stream of label variants): past the cap, the
+            // entry keeps what it has until its deadline.
+            let _ = self.assumed.apply(a.merged.clone());
+            if let Some(p) = self.overlay.get_mut(&a.key()) {
+                p.merged = a.merged;
+            }
+            return;
+        }
         let _ = self.assumed.apply(a.merged.clone());
         if let Some(shadow) = &a.shadow {
             let _ = self.assumed.apply(shadow.clone());
@@ -73,8 +123,9 @@ impl Engine {
             Entry::Occupied(mut o) => {
                 let p = o.get_mut();
                 p.merged = a.merged;
+                // The first admission's deadline stands: reposting a change
+                // does not keep it assumed for ever.
                 p.shadows.extend(a.shadow);
-                p.deadline = deadline;
             }
             Entry::Vacant(v) => {
                 v.insert(Pending {
@@ -98,6 +149,22 @@ impl Engine {
             }
         }
         self.assumed = assumed;
+    }
+}
+
+/// Copies of one object the overlay keeps beside it at most (see `assume`).
+const MAX_SHADOWS: usize = 16;
+
+/// The confirmed object already holds everything `assumed` does.
+fn same(confirmed: &Object, assumed: &Object) -> bool {
+    match (confirmed, assumed) {
+        (Object::Binding(c), Object::Binding(a)) => c == a,
+        (Object::Role(c), Object::Role(a)) => c == a,
+        (Object::Namespace(_), Object::Namespace(_))
+        | (Object::ServiceAccount { .. }, Object::ServiceAccount { .. }) => {
+            confirmed.key() == assumed.key()
+        }
+        _ => false,
     }
 }
 
@@ -198,20 +265,18 @@ impl AppState {
     pub fn watch_apply(&self, object: Object) {
         let mut e = self.lock();
         let key = object.key();
-        if self.mode == Mode::Live {
-            let _ = e.assumed.apply(object.clone());
-        }
         let _ = e.confirmed.apply(object);
-        e.settle(&key);
+        if self.mode == Mode::Live {
+            e.reconcile(&key);
+        }
     }
 
     pub fn watch_remove(&self, key: &ObjectKey) {
         let mut e = self.lock();
-        if self.mode == Mode::Live {
-            let _ = e.assumed.remove(key);
-        }
         let _ = e.confirmed.remove(key);
-        e.settle(key);
+        if self.mode == Mode::Live {
+            e.reconcile(key);
+        }
     }
 
     /// Forgets what admitted changes the watch never confirmed added (the

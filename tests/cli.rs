@@ -1354,3 +1354,21 @@ fn no_colours_when_stdout_is_not_a_terminal() {
     // errors on a non-terminal stderr
     sodguard(["check", "-f", "/no/such/file"]).expect(2);
 }
+
+/// R7.10 offline: `check --excluded-namespaces` judges ServiceAccounts of the
+/// namespaces the webhook excludes as soon as bindings name them.
+#[test]
+fn check_governs_missing_serviceaccounts_of_excluded_namespaces() {
+    let mut docs = clean_state(&["Deny"]);
+    for (name, role) in [
+        ("bot-writes", "secret-writer"),
+        ("bot-reads", "secret-reader"),
+    ] {
+        docs.push(role_binding("payments", name, "Role", role, "ops", "bot"));
+    }
+    let (_d, f) = fixture(&docs);
+    check_file(&f, &[]).expect(0);
+    check_file(&f, &["--excluded-namespaces", "kube-system,ops"])
+        .expect(1)
+        .stdout_has("ServiceAccount:ops:bot");
+}

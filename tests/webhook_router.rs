@@ -354,3 +354,60 @@ async fn a_panicking_request_answers_500_and_the_next_one_is_served() {
     let resp = app.oneshot(req()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// R7.10 (issue 8, finding 6): a ServiceAccount in a namespace the webhook
+/// excludes is created unchecked, so a binding that names it, missing or
+/// not, is judged as if it existed. The first half of the conflict (a
+/// binding to the missing `ops-system:bot`) is in the cluster; the second
+/// half is denied when `ops-system` is excluded, and admitted (latent, R1.5)
+/// when it is watched.
+#[tokio::test]
+async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_judged() {
+    fn binding(name: &str, role: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": "payments"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "ops-system"}]
+        })
+    }
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "r7-10",
+            "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
+            "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"},
+            "operation": "CREATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": binding("bot-reads", "secret-reader"),
+            "oldObject": null
+        }
+    });
+    let state_with = |excluded: &[&str]| {
+        let (mut index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+        index.set_unwatched_namespaces(excluded);
+        let first = sodguard::model::convert(&binding("bot-writes", "secret-writer"))
+            .unwrap()
+            .unwrap();
+        let _ = index.apply(first);
+        AppState::new(Mode::Static, index, Duration::from_secs(30), Metrics::new())
+    };
+
+    let (status, body) = post(
+        state_with(&["kube-system", "ops-system"]),
+        review.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = &body["response"];
+    assert_eq!(resp["allowed"], false, "{body}");
+    let message = resp["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ServiceAccount:ops-system:bot would hold secret-admin + secret-use"),
+        "{message}"
+    );
+
+    let (status, body) = post(state_with(&["kube-system"]), review.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+}

@@ -566,3 +566,195 @@ async fn client_ca_admits_only_its_own_certificates_and_follows_rotation() {
     );
     assert!(!handshake_ok(&none, server.port, &body).await);
 }
+
+/// A body over `--max-body-bytes` gets 413 over HTTP/1.1 and over HTTP/2 (the
+/// API server speaks HTTP/2), whether its length is declared or streamed —
+/// not a reset stream or connection (issue 8, finding 8).
+#[tokio::test]
+async fn an_oversized_body_gets_413_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (c, k, _) = ca.leaf();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    write(&cert, &c);
+    write(&key, &k);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--state",
+        examples.to_str().unwrap(),
+        "--max-body-bytes",
+        "524288",
+    ]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builder = || {
+        reqwest::Client::builder()
+            .tls_backend_rustls()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap(),
+            )
+    };
+    let h1 = builder().http1_only().build().unwrap();
+    let h2 = builder().http2_prior_knowledge().build().unwrap();
+    let url = format!("https://localhost:{}/validate", server.port);
+    // Over the limit, and over the server's HTTP/2 stream window (1 MiB):
+    // the client has to wait for the server to read before it can finish.
+    let big = vec![b' '; 3 * 512 * 1024];
+    let mut wrong = Vec::new();
+    for (proto, client, version) in [
+        ("HTTP/1.1", &h1, reqwest::Version::HTTP_11),
+        ("HTTP/2", &h2, reqwest::Version::HTTP_2),
+    ] {
+        for streamed in [false, true] {
+            let body = if streamed {
+                // No length: chunked over HTTP/1.1, DATA frames without
+                // content-length over HTTP/2.
+                let frames: Vec<Result<_, std::convert::Infallible>> = big
+                    .chunks(16 * 1024)
+                    .map(|c| {
+                        Ok(http_body::Frame::data(axum::body::Bytes::copy_from_slice(
+                            c,
+                        )))
+                    })
+                    .collect();
+                reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(
+                    frames,
+                )))
+            } else {
+                reqwest::Body::from(big.clone())
+            };
+            let what = format!(
+                "{proto}, {} body",
+                if streamed { "streamed" } else { "declared" }
+            );
+            let got = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| (r.version(), r.status()));
+            match got {
+                Ok((v, status))
+                    if v == version && status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {}
+                Ok(other) => wrong.push(format!("{what}: {other:?}")),
+                Err(e) => wrong.push(format!("{what}: no response: {e:?}")),
+            }
+        }
+        // The client still gets an ordinary request through.
+        let ok = client
+            .post(&url)
+            .json(&review(
+                "small",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(ok.status().is_success(), "{proto}: {}", ok.status());
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The same at the HTTP/2 frame level, as the API server's client sees it: a
+/// body over `--max-body-bytes` (and over the stream window) is read to its
+/// end and answered 413, and the stream is never reset (issue 8, finding 8:
+/// the server used to answer early and reset the stream with RST_STREAM,
+/// which nghttp2/curl report as a stream error instead of the 413).
+#[tokio::test]
+async fn an_oversized_body_over_http2_is_answered_413_without_a_stream_reset() {
+    use rustls::pki_types::pem::PemObject;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (c, k, _) = ca.leaf();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    write(&cert, &c);
+    write(&key, &k);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--state",
+        examples.to_str().unwrap(),
+        "--max-body-bytes",
+        "524288",
+    ]);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.issuer.pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+
+    const LEN: usize = 3 * 512 * 1024;
+    for declared in [true, false] {
+        let what = if declared {
+            "declared length"
+        } else {
+            "streamed"
+        };
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let (client, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let mut req =
+            axum::http::Request::post(format!("https://localhost:{}/validate", server.port))
+                .header("content-type", "application/json");
+        if declared {
+            req = req.header("content-length", LEN);
+        }
+        let (response, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+        let mut sent = 0;
+        let mut reset = None;
+        while sent < LEN {
+            let n = (LEN - sent).min(16 * 1024);
+            send.reserve_capacity(n);
+            match futures::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(cap)) if cap > 0 => {
+                    let cap = cap.min(n);
+                    let eos = sent + cap == LEN;
+                    if let Err(e) = send.send_data(axum::body::Bytes::from(vec![b' '; cap]), eos) {
+                        reset = Some(format!("{e}"));
+                        break;
+                    }
+                    sent += cap;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    reset = Some(format!("{e}"));
+                    break;
+                }
+                None => {
+                    reset = Some("stream closed".into());
+                    break;
+                }
+            }
+        }
+        let status = tokio::time::timeout(Duration::from_secs(20), response)
+            .await
+            .expect("a response within 20s")
+            .map(|r| r.status().as_u16());
+        assert_eq!(
+            (sent, reset, status.map_err(|e| e.to_string())),
+            (LEN, None, Ok(413)),
+            "{what}: the whole body is sent, the stream is not reset, the answer is 413"
+        );
+    }
+}

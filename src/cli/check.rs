@@ -8,7 +8,8 @@ use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFor
 use crate::engine::{self, Evaluation, Excused, Violation};
 
 pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
-    let (index, report) = load_source(&args.source)?;
+    let (mut index, report) = load_source(&args.source)?;
+    index.set_unwatched_namespaces(&args.excluded_namespaces);
     let now = args.now.unwrap_or_else(Timestamp::now);
     let ev = engine::evaluate(&index, now);
     let mut out = anstream::stdout();

@@ -89,6 +89,10 @@ pub struct CheckArgs {
     pub now: Option<Timestamp>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Namespaces the webhook configuration excludes, as given to `serve`:
+    /// their ServiceAccounts count as soon as a binding names them (R7.10).
+    #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',')]
+    pub excluded_namespaces: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -211,3 +211,99 @@ fn exception_rules_say_which_rule_was_broken() {
     );
     assert!(r.refusal.unwrap().contains("subject of an exception"));
 }
+
+/// R7.10: a ServiceAccount of a namespace the webhook never sees is governed
+/// as soon as a binding names it; elsewhere it stays latent until it exists
+/// (R1.5), because its creation will be checked.
+#[test]
+fn serviceaccounts_of_unwatched_namespaces_are_governed_when_named() {
+    let binding = |name: &str, role: &str, sa_ns: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": "pay"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+               "subjects": [{"kind": "ServiceAccount", "name": "late", "namespace": sa_ns}]})
+    };
+    let role = |name: &str, verb: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name, "namespace": "pay"},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": [verb]}]})
+    };
+    let objs = [
+        policy(json!({"duties": duties()})),
+        role("writer", "create"),
+        role("reader", "get"),
+        binding("ops-writes", "writer", "ops"),
+        binding("team-writes", "writer", "team"),
+    ];
+    let mut index = Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()));
+    let late = |ns: &str| crate::model::Identity::ServiceAccount {
+        namespace: ns.into(),
+        name: "late".into(),
+    };
+
+    // Before the namespaces are known, both are latent.
+    let r = review(
+        &mut index,
+        &create(binding("ops-reads", "reader", "ops"), "alice"),
+        now(),
+    );
+    assert!(r.allowed, "{:?}", r.violations);
+
+    index.set_unwatched_namespaces(["ops", "kube-system"]);
+    assert!(index.exists(&late("ops")) && !index.exists(&late("team")));
+    assert!(index.service_accounts().any(|s| s == late("ops")));
+    assert!(index.service_accounts_in("ops").any(|s| s == late("ops")));
+    assert!(!index.service_accounts().any(|s| s == late("team")));
+
+    let r = review(
+        &mut index,
+        &create(binding("ops-reads", "reader", "ops"), "alice"),
+        now(),
+    );
+    assert!(!r.allowed);
+    assert_eq!(r.violations.len(), 1);
+    assert_eq!(r.violations[0].subject, late("ops"));
+    assert_eq!(
+        r.violations[0]
+            .duties
+            .iter()
+            .map(|d| &**d)
+            .collect::<Vec<_>>(),
+        ["secret-admin", "secret-use"]
+    );
+
+    // In a watched namespace the binding stays latent: the ServiceAccount's
+    // creation will be checked.
+    let r = review(
+        &mut index,
+        &create(binding("team-reads", "reader", "team"), "alice"),
+        now(),
+    );
+    assert!(r.allowed, "{:?}", r.violations);
+
+    // A whole-state evaluation reports the unwatched one (state made behind
+    // the webhook's back), not the watched one.
+    let _ = index.apply(
+        convert(&binding("ops-reads", "reader", "ops"))
+            .unwrap()
+            .unwrap(),
+    );
+    let _ = index.apply(
+        convert(&binding("team-reads", "reader", "team"))
+            .unwrap()
+            .unwrap(),
+    );
+    let ev = evaluate(&index, now());
+    let subjects: Vec<_> = ev.violations.iter().map(|v| v.subject.clone()).collect();
+    assert_eq!(subjects, [late("ops")]);
+
+    // Once no binding names it, it is gone again.
+    for name in ["ops-writes", "ops-reads"] {
+        let _ = index.remove(&crate::model::ObjectKey::Binding(
+            crate::model::BindingKey {
+                namespace: Some("pay".into()),
+                name: name.into(),
+            },
+        ));
+    }
+    assert!(!index.exists(&late("ops")));
+    assert!(evaluate(&index, now()).violations.is_empty());
+}

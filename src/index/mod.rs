@@ -76,6 +76,9 @@ pub struct Index {
     exceptions: BTreeMap<Name, Arc<Exception>>,
     exceptions_by_subject: HashMap<Identity, BTreeSet<Name>>,
     token_secrets: HashMap<(Name, Name), TokenSecret>,
+    /// Namespaces whose changes the webhook never sees (its configuration
+    /// excludes them): configuration, not cluster state.
+    unwatched: HashSet<Name>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
 }
@@ -111,6 +114,20 @@ impl Index {
     pub fn finish_bulk(&mut self) {
         self.deferred = false;
         self.recompute_all_grants();
+    }
+
+    /// Declares the namespaces whose changes the webhook never sees (the
+    /// namespaces its configuration excludes). A ServiceAccount's creation
+    /// there is never checked, so such a ServiceAccount is governed as soon as
+    /// a binding names it, whether or not it exists (R7.10).
+    pub fn set_unwatched_namespaces<S: AsRef<str>>(
+        &mut self,
+        namespaces: impl IntoIterator<Item = S>,
+    ) {
+        self.unwatched = namespaces
+            .into_iter()
+            .map(|ns| self.names.intern(ns.as_ref()))
+            .collect();
     }
 
     /// Adds or replaces one object.
@@ -389,22 +406,54 @@ impl Index {
             .is_some_and(|s| s.contains(name))
     }
 
+    /// The ServiceAccounts that exist for the engine (R1.5): the existing
+    /// ones, and those of unwatched namespaces that a binding names (R7.10).
     pub fn service_accounts(&self) -> impl Iterator<Item = Identity> + '_ {
-        self.service_accounts.iter().flat_map(|(ns, names)| {
-            names.iter().map(move |n| Identity::ServiceAccount {
-                namespace: ns.clone(),
-                name: n.clone(),
+        self.service_accounts
+            .iter()
+            .flat_map(|(ns, names)| {
+                names.iter().map(move |n| Identity::ServiceAccount {
+                    namespace: ns.clone(),
+                    name: n.clone(),
+                })
             })
-        })
+            .chain(self.latent_unwatched(None).cloned())
     }
 
+    /// [`service_accounts`](Self::service_accounts) of one namespace.
     pub fn service_accounts_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = Identity> + 'a {
+        let latent = self
+            .unwatched
+            .get(ns)
+            .into_iter()
+            .flat_map(|ns| self.latent_unwatched(Some(ns)).cloned());
         let ns = self.service_accounts.get_key_value(ns);
-        ns.into_iter().flat_map(|(ns, names)| {
-            names.iter().map(move |n| Identity::ServiceAccount {
-                namespace: ns.clone(),
-                name: n.clone(),
+        ns.into_iter()
+            .flat_map(|(ns, names)| {
+                names.iter().map(move |n| Identity::ServiceAccount {
+                    namespace: ns.clone(),
+                    name: n.clone(),
+                })
             })
+            .chain(latent)
+    }
+
+    /// ServiceAccounts of unwatched namespaces (or of `only`) that a binding
+    /// names but that do not exist (R7.10).
+    fn latent_unwatched<'a>(
+        &'a self,
+        only: Option<&'a Name>,
+    ) -> impl Iterator<Item = &'a Identity> + 'a {
+        // Without unwatched namespaces there is nothing to look for: skip
+        // the walk over every named subject.
+        let named = (!self.unwatched.is_empty()).then(|| self.by_subject.keys());
+        named.into_iter().flatten().filter(move |id| match id {
+            Identity::ServiceAccount { namespace, name } => {
+                only.is_none_or(|o| o == namespace)
+                    && self.unwatched.contains(namespace)
+                    && !self.service_account_exists(namespace, name)
+            }
+            _ => false,
         })
     }
 
@@ -416,11 +465,14 @@ impl Index {
             .map(|(id, _)| id)
     }
 
-    /// Whether `id` is a subject that exists (R1.5).
+    /// Whether `id` is a subject that exists (R1.5), or a ServiceAccount of
+    /// an unwatched namespace that a binding names (R7.10).
     pub fn exists(&self, id: &Identity) -> bool {
         match id {
             Identity::ServiceAccount { namespace, name } => {
                 self.service_account_exists(namespace, name)
+                    || (self.unwatched.contains(&**namespace)
+                        && !self.bindings_naming(id).is_empty())
             }
             _ => !self.bindings_naming(id).is_empty(),
         }

@@ -69,8 +69,31 @@ pub struct ServeArgs {
     /// Time given to in-flight requests after SIGTERM.
     #[arg(long, env = "SODGUARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// Namespaces the webhook configuration excludes (its namespaceSelector):
+    /// their ServiceAccounts are governed as soon as a binding names them,
+    /// since their creation is never checked (R7.10).
+    #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+    pub excluded_namespaces: Vec<String>,
     #[command(flatten)]
     pub election: ElectionArgs,
+}
+
+/// A namespace name is an RFC 1123 label; anything else (an empty entry, a
+/// glob) would silently match nothing.
+fn namespace_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+        ))
+    }
 }
 
 /// Several replicas: one leader (a `coordination.k8s.io` Lease) decides
@@ -453,5 +476,24 @@ mod tests {
         assert_eq!(e.peer_address, "[fd00::1]:8444");
         v[6] = "https://10.1.2.3:8444/";
         assert!(with_files(&v).unwrap_err().0.contains("host:port"));
+    }
+
+    #[test]
+    fn excluded_namespaces_are_namespace_names() {
+        let args = |v: &[&str]| {
+            let mut a = vec!["t", "--self-signed"];
+            a.extend(v);
+            T::try_parse_from(a).map(|t| t.a.excluded_namespaces)
+        };
+        assert_eq!(
+            args(&["--excluded-namespaces", "kube-system,sodguard-system"]).unwrap(),
+            ["kube-system", "sodguard-system"]
+        );
+        assert!(args(&[]).unwrap().is_empty());
+        for bad in ["team-*", "Ops", "a,,b", "-x"] {
+            let flag = format!("--excluded-namespaces={bad}");
+            let e = args(&[&flag]).unwrap_err().to_string();
+            assert!(e.contains("not a namespace name"), "{bad}: {e}");
+        }
     }
 }

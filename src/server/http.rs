@@ -5,12 +5,15 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -20,12 +23,23 @@ use crate::engine::Review;
 
 pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 
+/// After a body went over the limit, how much more of it is read (and
+/// dropped) so that the client can finish sending and then read the 413, and
+/// for how long at most.
+const DRAIN_FACTOR: usize = 4;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct Webhook {
+    state: Arc<AppState>,
+    max_body: usize,
+}
+
 pub fn webhook_router(state: Arc<AppState>, max_body: usize) -> Router {
     guard(
         Router::new()
             .route("/validate", post(validate))
-            .layer(DefaultBodyLimit::max(max_body))
-            .with_state(state),
+            .with_state(Webhook { state, max_body }),
     )
 }
 
@@ -84,7 +98,72 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+/// Reads a body of at most `max` bytes. A larger one answers 413, but only
+/// once the client has sent the rest of it (up to `DRAIN_FACTOR` times the
+/// limit, within `DRAIN_TIME`): a server that stops reading and answers early
+/// makes HTTP/2 end the stream with RST_STREAM, and clients such as
+/// nghttp2/curl then report a stream error instead of the 413 (HTTP/1.1 ones
+/// a broken pipe); anything larger or slower still gets it at once.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than --max-body-bytes ({max} bytes)"),
+        )
+    };
+    let budget = max.saturating_mul(DRAIN_FACTOR);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
+    if declared.is_some_and(|n| n > max as u64) {
+        if declared.is_some_and(|n| n <= budget as u64) {
+            drain(stream, budget).await;
+        }
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > max {
+            drain(stream, budget).await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// Reads and drops what is left of a body, up to `budget` bytes and
+/// `DRAIN_TIME`.
+async fn drain(mut stream: axum::body::BodyDataStream, budget: usize) {
+    let mut left = budget;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            match left.checked_sub(chunk.len()) {
+                Some(l) => left = l,
+                None => break,
+            }
+        }
+    })
+    .await;
+}
+
+async fn validate(
+    State(Webhook { state, max_body }): State<Webhook>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_body(&headers, body, max_body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
     // Nothing is admitted on a half-loaded index: 503 makes the API server
     // apply the webhook's failurePolicy.
     if !state.is_ready() {

@@ -83,13 +83,16 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mut live_client = None;
     let state = if args.state.is_empty() {
         let client = kube_client(&args).await?;
-        let state = AppState::new(Mode::Live, Index::new(), args.overlay_ttl, metrics);
+        let mut index = Index::new();
+        index.set_unwatched_namespaces(&args.excluded_namespaces);
+        let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics);
         watch::spawn_all(client.clone(), state.clone(), args.watch_secrets);
         live_client = Some(client);
         state
     } else {
-        let (index, report) =
+        let (mut index, report) =
             crate::cli::load_state(&args.state).map_err(|e| ServeError::State(e.to_string()))?;
+        index.set_unwatched_namespaces(&args.excluded_namespaces);
         tracing::info!(
             documents = report.documents,
             skipped = report.skipped_total(),

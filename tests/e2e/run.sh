@@ -33,7 +33,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 12 13} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 11 12 13 14} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -858,6 +858,107 @@ if want 13; then
     fi
     s13_stop
   fi
+fi
+
+# ---- 11. only ServiceAccount token Secrets reach sodguard (issue 8, finding 9) --
+if want 11; then
+  progress "scenario 11: Secrets other than ServiceAccount tokens never reach sodguard"
+  # secret_requests: Secret admission requests sodguard has answered since it started.
+  secret_requests() {
+    curl -s --max-time 5 "$PROBE/metrics" |
+      awk '/^sodguard_admission_requests_total\{/ && /kind="Secret"/ { n += $NF } END { print n + 0 }'
+  }
+  y_secret() { # NAME TYPE VALUE
+    printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: e2e-s11, labels: {%s: "true"}' "$1" "$LABEL"
+    if [[ "$2" == kubernetes.io/service-account-token ]]; then
+      printf ', annotations: {kubernetes.io/service-account.name: tok}'
+    fi
+    printf '}\ntype: %s\nstringData: {value: "%s"}\n' "$2" "$3"
+  }
+  if ! { apply_as admin "$(y_ns e2e-s11)" && apply_as admin "$(y_sa e2e-s11 tok)"; }; then
+    fail "11 setup" "$(kerr)"
+  elif ! sg_alive; then
+    fail "11 setup" "sodguard is not running"
+  else
+    n0="$(secret_requests)"
+    apply_as alice "$(y_secret plain Opaque one)" && apply_as alice "$(y_secret plain Opaque two)"
+    rc_plain=$RC
+    n1="$(secret_requests)"
+    ((rc_plain == 0)) && [[ "$n1" == "$n0" ]] &&
+      ok "11 an Opaque Secret's create and update never reach sodguard (Secret requests stay at $n1)" ||
+      fail "11 an Opaque Secret's create and update never reach sodguard" "$(kerr); Secret requests $n0 -> $n1"
+    # The counter does count what reaches sodguard: a token Secret does.
+    apply_as alice "$(y_secret tok-token kubernetes.io/service-account-token x)"
+    rc_token=$RC
+    n2="$(secret_requests)"
+    ((n2 > n1)) && { ((rc_token == 0)) || has "$ERR" "$WEBHOOK_DENIAL"; } &&
+      ok "11 a ServiceAccount token Secret is sent to sodguard (Secret requests $n1 -> $n2)" ||
+      fail "11 a ServiceAccount token Secret is sent to sodguard" "$(kerr); Secret requests $n1 -> $n2"
+
+    # sodguard down, failurePolicy Fail in force.
+    stop_sodguard
+    apply_as alice "$(y_secret plain-while-down Opaque three)"
+    ((RC == 0)) && ok "11 sodguard stopped (failurePolicy Fail): an Opaque Secret is still created" ||
+      fail "11 sodguard stopped (failurePolicy Fail): an Opaque Secret is still created" "$(kerr)"
+    apply_as alice "$(y_secret plain Opaque four)"
+    ((RC == 0)) && ok "11 sodguard stopped: an Opaque Secret is still updated" ||
+      fail "11 sodguard stopped: an Opaque Secret is still updated" "$(kerr)"
+    apply_as alice "$(y_secret tok-token-while-down kubernetes.io/service-account-token y)"
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_CALL_FAILED" &&
+      ok "11 sodguard stopped: a ServiceAccount token Secret is refused (the webhook call fails)" ||
+      fail "11 sodguard stopped: a ServiceAccount token Secret is refused (the webhook call fails)" "$(kerr)"
+    start_sodguard
+    if wait_probe /readyz 60 && wait_webhook active 30; then
+      ok "11 sodguard started again and called by the API server"
+    else
+      fail "11 sodguard started again and called by the API server" "not ready / not called: $(kerr)"
+    fi
+  fi
+  kc delete namespace e2e-s11 --wait=false
+fi
+
+# ---- 14. ServiceAccounts of a namespace the webhook excludes (issue 8, finding 6, R7.10) --
+if want 14; then
+  progress "scenario 14: a binding naming a missing ServiceAccount of an excluded namespace"
+  OPS=e2e-s14-ops
+  y_rb_to() { # NS NAME ROLE SA-NS SA: a RoleBinding to a Role, for a ServiceAccount of another namespace
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: %s, namespace: %s, labels: {%s: "true"}}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n' \
+      "$2" "$1" "$LABEL" "$3" "$5" "$4"
+  }
+  # The webhook configuration excludes $OPS, and sodguard is told so (the
+  # chart feeds both from webhook.excludeNamespaces).
+  kc patch validatingwebhookconfiguration sodguard --type=json -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/namespaceSelector\",\"value\":{\"matchExpressions\":[{\"key\":\"kubernetes.io/metadata.name\",\"operator\":\"NotIn\",\"values\":[\"$OPS\"]}]}}]" ||
+    fail "14 setup: the webhook excludes $OPS" "$(kerr)"
+  stop_sodguard
+  export SODGUARD_EXCLUDED_NAMESPACES="$OPS"
+  start_sodguard
+  unset SODGUARD_EXCLUDED_NAMESPACES
+  if ! { wait_probe /readyz 60 && wait_webhook active 30; }; then
+    fail "14 setup: sodguard restarted with --excluded-namespaces" "not ready / not called: $(kerr)"
+  elif ! { apply_as alice "$(y_secret_policy)" && apply_as admin "$(y_ns e2e-s14)" && apply_as admin "$(y_ns "$OPS")" &&
+           apply_as alice "$(y_role e2e-s14 secret-writer secrets create,update; echo ---
+                             y_role e2e-s14 secret-reader secrets get,list)"; }; then
+    fail "14 setup" "$(kerr)"
+  else
+    kf "$(y_rb_to e2e-s14 bot-writes secret-writer "$OPS" bot)" --as alice create
+    ((RC == 0)) && ok "14 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" ||
+      fail "14 a binding giving one duty to the missing ServiceAccount $OPS:bot is admitted" "$(kerr)"
+    kf "$(y_rb_to e2e-s14 bot-reads secret-reader "$OPS" bot)" --as alice create
+    ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL" && has "$ERR" "ServiceAccount:$OPS:bot" &&
+      ok "14 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" ||
+      fail "14 the binding completing its conflict is denied although $OPS:bot does not exist (its creation is never checked)" "$(kerr)"
+    # Why: the webhook never sees a ServiceAccount created there.
+    kf "$(y_sa "$OPS" bot)" --as alice create
+    ((RC == 0)) && ok "14 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" ||
+      fail "14 the ServiceAccount's creation in $OPS is not checked (the webhook excludes it)" "$(kerr)"
+  fi
+  # Back to the suite's configuration.
+  kc patch validatingwebhookconfiguration sodguard --type=json -p '[{"op":"remove","path":"/webhooks/0/namespaceSelector"}]'
+  stop_sodguard
+  start_sodguard
+  wait_probe /readyz 60 && wait_webhook active 30 || fail "14 teardown: sodguard restarted" "not ready / not called: $(kerr)"
+  kc delete namespace e2e-s14 "$OPS" --wait=false
+  kc delete sodpolicy "$SECRET_POLICY" --ignore-not-found
 fi
 
 progress "done in $((SECONDS - START))s; tearing down"

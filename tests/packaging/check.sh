@@ -20,7 +20,8 @@
 # Live: every rendered object accepted by `kubectl apply --dry-run=server
 # --validate=strict`; the chart's generated certificate is kept across an
 # upgrade (helm's lookup) and renewed before it expires, the caBundle then
-# trusting both CAs.
+# trusting both CAs; a real `helm install`, `helm upgrade` and `helm uninstall`
+# never remove the chart's policy, not even for a moment (watched).
 #
 # One line per check (`ok  name` / `FAIL name: why`), then
 # `packaging: N passed, N failed`; exit 0 only when nothing failed.
@@ -386,5 +387,100 @@ elif helm_live "$WORK/t1.yaml"; then
   fi
 else
   fail "live: helm template --dry-run=server" "$(cat "$WORK/helm.err")"
+fi
+# The chart's policies across real `helm install` and `helm upgrade` (issue 8,
+# finding 7): as a user outside system:masters, so that the webhook applies
+# to Helm's own writes, with sodguard not running (no pods here), so that any
+# write of a policy the webhook sees fails (failurePolicy Fail). A policy
+# that an upgrade deleted and re-created would be gone.
+progress "live: helm install and upgrade keep the chart's policies"
+UP_NS=sodguard-upgrade UP_REL=sgup UP_POLICY=secret-admin-vs-secret-use
+helm_up() { # SUBCOMMAND ARGS...: real helm against the live cluster, as alice
+  HELM_CONFIG_HOME="$WORK/helm/config" HELM_CACHE_HOME="$WORK/helm/cache" HELM_DATA_HOME="$WORK/helm/data" \
+    timeout 300 "$HELM" "$@" --kubeconfig "$KCFG" --kube-as-user alice --namespace "$UP_NS" \
+    >"$WORK/helm-up.out" 2>&1
+}
+policy_state() { # prints "<uid> <validationActions>" of the live policy, or "absent"
+  if kc get sodpolicy "$UP_POLICY" -o jsonpath='{.metadata.uid} {.spec.validationActions}'; then echo "$OUT"; else echo absent; fi
+}
+# watch_policy start|stop: every event on the policy, into $WORK/policy-watch.json
+watch_policy() {
+  if [[ "$1" == start ]]; then
+    timeout 600 kubectl --kubeconfig "$KCFG" get sodpolicy "$UP_POLICY" --watch --output-watch-events -o json \
+      >"$WORK/policy-watch.json" 2>"$WORK/policy-watch.err" &
+    WATCH_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do grep -q '"ADDED"' "$WORK/policy-watch.json" && break; sleep 0.1; done
+  else
+    sleep 1 # the last events are delivered
+    kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null
+    python3 - "$WORK/policy-watch.json" <<'PY'
+import json, sys
+text, dec, i, types = open(sys.argv[1]).read(), json.JSONDecoder(), 0, []
+while True:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    ev, i = dec.raw_decode(text, i)
+    types.append(ev["type"])
+print(" ".join(types) or "none")
+PY
+  fi
+}
+if kc get sodpolicy "$UP_POLICY" || kc get namespace "$UP_NS"; then
+  fail "live: helm install and upgrade keep the chart's policies" "sodpolicy $UP_POLICY or namespace $UP_NS exists already; not touching it"
+else
+  CREATED+=("clusterrolebinding/packaging-alice-cluster-admin" "sodpolicy/$UP_POLICY" "namespace/$UP_NS"
+            "validatingwebhookconfiguration/$UP_REL-sodguard")
+  kc create clusterrolebinding packaging-alice-cluster-admin --clusterrole cluster-admin --user alice ||
+    fail "live: a cluster-admin user alice" "$ERR"
+  if helm_up install "$UP_REL" "$CHART" --create-namespace --set webhook.timeoutSeconds=2 --set replicaCount=1 &&
+     [[ "$(policy_state)" != absent ]] && kc get validatingwebhookconfiguration "$UP_REL-sodguard"; then
+    ok "live: helm install (as alice) creates the policy, before the webhook configuration"
+  else
+    fail "live: helm install (as alice) creates the policy, before the webhook configuration" "$(tail -n 5 "$WORK/helm-up.out") $ERR"
+  fi
+  # The premise: the webhook is in force, and nothing answers it.
+  sed 's/name: secret-admin-vs-secret-use/name: packaging-probe/' "$ROOT/examples/policies/secret-admin-vs-secret-use.yaml" \
+    >"$WORK/probe-policy.yaml"
+  kc create --dry-run=server --as alice -f "$WORK/probe-policy.yaml"
+  ((RC != 0)) && grep -q 'failed calling webhook' <<<"$ERR" &&
+    ok "live: the release's webhook is in force and unanswered: a policy write as alice fails" ||
+    fail "live: the release's webhook is in force and unanswered: a policy write as alice fails" "rc=$RC $ERR"
+
+  before="$(policy_state)"
+  watch_policy start
+  helm_up upgrade "$UP_REL" "$CHART" --reuse-values; up_rc=$?
+  events="$(watch_policy stop)"
+  after="$(policy_state)"
+  if ((up_rc == 0)) && [[ "$before" != absent && "$after" == "$before" && "$events" == ADDED ]]; then
+    ok "live: helm upgrade (as alice) never removes the policy (watched: $events; same uid)"
+  else
+    fail "live: helm upgrade (as alice) never removes the policy" \
+      "helm rc=$up_rc: $(tail -n 3 "$WORK/helm-up.out"); watch events: $events; before: $before; after: $after"
+  fi
+
+  # A change of the policy is a patch the webhook sees: refused while
+  # sodguard is down, and the policy stays as it was.
+  watch_policy start
+  helm_up upgrade "$UP_REL" "$CHART" --reuse-values --set 'policies.secretAdminVsSecretUse.validationActions={Warn}'; up_rc=$?
+  events="$(watch_policy stop)"
+  after2="$(policy_state)"
+  if ((up_rc != 0)) && grep -q 'failed calling webhook' "$WORK/helm-up.out" && [[ "$after2" == "$before" && "$events" == ADDED ]]; then
+    ok "live: an upgrade changing the policy while sodguard is down fails at the webhook; the policy stays as it was"
+  else
+    fail "live: an upgrade changing the policy while sodguard is down fails at the webhook; the policy stays as it was" \
+      "helm rc=$up_rc: $(tail -n 3 "$WORK/helm-up.out"); watch events: $events; before: $before; after: $after2"
+  fi
+
+  helm_up uninstall "$UP_REL"; un_rc=$?
+  after3="$(policy_state)"
+  if ((un_rc == 0)) && [[ "$after3" == "$before" ]] && ! kc get validatingwebhookconfiguration "$UP_REL-sodguard"; then
+    ok "live: helm uninstall removes the webhook and keeps the policy (resource-policy keep)"
+  else
+    fail "live: helm uninstall removes the webhook and keeps the policy (resource-policy keep)" \
+      "helm rc=$un_rc: $(tail -n 3 "$WORK/helm-up.out"); policy: $after3"
+  fi
 fi
 exit 0

@@ -191,6 +191,12 @@ def cmd_chart(variant, render, ns):
     check(any(e.get("key") == "kubernetes.io/metadata.name" and e.get("operator") == "NotIn"
               and ns in e.get("values", []) for e in sel) and not w.get("objectSelector"),
           f"{pre} webhook excludes namespace {ns} by kubernetes.io/metadata.name only", sel)
+    # One list: what the webhook never sees is what sodguard governs on sight (R7.10).
+    excluded = [v for e in sel if e.get("key") == "kubernetes.io/metadata.name" and e.get("operator") == "NotIn"
+                for v in e.get("values", [])]
+    flag = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--excluded-namespaces=")]
+    check(flag == [excluded], f"{pre} sodguard's --excluded-namespaces is the webhook's excluded namespaces",
+          f"flag {flag}, webhook {excluded}")
     svc = w["clientConfig"].get("service", {})
     service = one(docs, "Service")
     check(svc.get("name") == service["metadata"]["name"] and svc.get("namespace") == ns
@@ -226,9 +232,17 @@ def cmd_chart(variant, render, ns):
             check({"kube-system", ns} <= exns, f"{pre} default policy excludes kube-system and {ns}", ex)
             check(p["spec"].get("validationActions") == ["Deny"], f"{pre} default policy denies",
                   p["spec"].get("validationActions"))
-            hooks = set(p["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(","))
-            check({"pre-install", "pre-upgrade"} <= hooks,
-                  f"{pre} policies are pre-install/pre-upgrade hooks (exist before the webhook)", hooks)
+            ann = p["metadata"].get("annotations", {})
+            hooks = set(ann.get("helm.sh/hook", "").split(","))
+            # Before the webhook on an install; never an upgrade hook (a
+            # pre-upgrade hook is deleted and re-created by every upgrade).
+            check(hooks == {"pre-install"},
+                  f"{pre} policies are pre-install hooks only (exist before the webhook, no upgrade hook)", hooks)
+            check(ann.get("helm.sh/resource-policy") == "keep"
+                  and ann.get("meta.helm.sh/release-name") == "sodguard"
+                  and ann.get("meta.helm.sh/release-namespace") == ns
+                  and p["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "Helm",
+                  f"{pre} policies are kept and carry Helm's ownership metadata (adopted on the first upgrade)", ann)
             same_as_example(pre, p)
 
 

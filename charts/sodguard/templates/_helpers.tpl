@@ -92,3 +92,14 @@ true
 {{- fail (printf "log.format must be json or text, not %q" .Values.log.format) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespaces the webhook never sees (its namespaceSelector): the release
+namespace and webhook.excludeNamespaces, as a JSON list. The same list goes
+to `sodguard serve --excluded-namespaces`, so that ServiceAccounts there,
+whose creation is never checked, are governed as soon as a binding names
+them (R7.10).
+*/}}
+{{- define "sodguard.excludedNamespaces" -}}
+{{- concat (list .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | toJson }}
+{{- end }}

@@ -247,17 +247,12 @@ async fn validate(State(r): State<Arc<Replicas>>, req: Request) -> Response {
             unavailable("no sodguard leader is known yet; the failurePolicy applies")
         }
         Role::Follower { leader, address } => {
-            let body = match axum::body::to_bytes(req.into_body(), r.max_body).await {
+            // The same bounded read as a leader's: an oversized body is
+            // drained before the 413, so HTTP/2 sees no stream reset.
+            let (parts, body) = req.into_parts();
+            let body = match http::read_body(&parts.headers, body, r.max_body).await {
                 Ok(b) => b,
-                Err(_) => {
-                    return (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        axum::Json(
-                            json!({ "error": format!("request body over {} bytes", r.max_body) }),
-                        ),
-                    )
-                        .into_response();
-                }
+                Err(too_large_or_unreadable) => return too_large_or_unreadable,
             };
             let start = Instant::now();
             match r.forwarder.forward(&address, body).await {

@@ -190,6 +190,26 @@ impl Leadership {
     }
 }
 
+#[cfg(test)]
+impl Leadership {
+    /// A Leadership that sees `lease` and `elected_since` for ever.
+    pub(crate) fn fixed(
+        me: &str,
+        elected_since: Option<Timestamp>,
+        lease: LeaseView,
+        grace: SignedDuration,
+    ) -> Self {
+        Leadership {
+            me: me.to_string(),
+            grace,
+            view: watch::channel(Some(lease)).1,
+            elected: watch::channel(elected_since).1,
+            leader: watch::channel(false).0,
+            stepped_down: AtomicBool::new(false),
+        }
+    }
+}
+
 /// The running election: [`Leadership`] and what stops it.
 pub struct Elector {
     pub leadership: Arc<Leadership>,
@@ -509,16 +529,7 @@ mod tests {
 
     fn leadership(elected_since: Option<Timestamp>, lease: LeaseView) -> Leadership {
         let me = lease.holder.clone().unwrap_or_default();
-        let (_, view) = watch::channel(Some(lease));
-        let (_, elected) = watch::channel(elected_since);
-        Leadership {
-            me,
-            grace: GRACE,
-            view,
-            elected,
-            leader: watch::channel(false).0,
-            stepped_down: AtomicBool::new(false),
-        }
+        Leadership::fixed(&me, elected_since, lease, GRACE)
     }
 
     /// Shutting down, the leader stops deciding before anything else

@@ -926,3 +926,34 @@ async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
     assert_eq!(s.overlay_len(), 0);
     assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
 }
+
+/// Leader election: the leader's webhook asks "am I still the leader?" under
+/// the decision lock, right before deciding; a request accepted while leading
+/// but decided after the lead was lost answers 503 and changes nothing.
+#[tokio::test]
+async fn a_replica_that_lost_the_lead_does_not_decide() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let s = state(Mode::Live);
+    s.set_ready();
+    let leading = Arc::new(AtomicBool::new(false));
+    let app = sodguard::server::http::gated_webhook_router(s.clone(), DEFAULT_MAX_BODY, {
+        let leading = leading.clone();
+        Arc::new(move || leading.load(Ordering::SeqCst))
+    });
+    let body = std::fs::read(fixtures().join("reviews/rolebinding-create-allowed.json")).unwrap();
+    let send = |app: axum::Router| {
+        let req = Request::post("/validate")
+            .header("content-type", "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+    let before = s.with_index(Index::counts);
+    assert_eq!(send(app.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.with_index(Index::counts), before);
+    assert_eq!(s.overlay_len(), 0);
+    leading.store(true, Ordering::SeqCst);
+    assert_eq!(send(app).await, StatusCode::OK);
+    assert_eq!(s.overlay_len(), 1);
+}

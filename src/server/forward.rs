@@ -247,17 +247,12 @@ async fn validate(State(r): State<Arc<Replicas>>, req: Request) -> Response {
             unavailable("no sodguard leader is known yet; the failurePolicy applies")
         }
         Role::Follower { leader, address } => {
-            let body = match axum::body::to_bytes(req.into_body(), r.max_body).await {
+            // The same bounded read as a leader's: an oversized body is
+            // drained before the 413, so HTTP/2 sees no stream reset.
+            let (parts, body) = req.into_parts();
+            let body = match http::read_body(&parts.headers, body, r.max_body).await {
                 Ok(b) => b,
-                Err(_) => {
-                    return (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        axum::Json(
-                            json!({ "error": format!("request body over {} bytes", r.max_body) }),
-                        ),
-                    )
-                        .into_response();
-                }
+                Err(too_large_or_unreadable) => return too_large_or_unreadable,
             };
             let start = Instant::now();
             match r.forwarder.forward(&address, body).await {
@@ -289,5 +284,116 @@ async fn validate_forwarded(State(r): State<Arc<Replicas>>, req: Request) -> Res
     match r.leadership.role() {
         Role::Leader => local(&r, req).await,
         _ => unavailable("this replica is not the leader"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, Timestamp};
+
+    use super::*;
+    use crate::index::Index;
+    use crate::server::leader::{LeaseView, holder_identity};
+    use crate::server::state::Mode;
+
+    /// A follower answers a body over --max-body-bytes with 413 over HTTP/2
+    /// too, after reading it to its end: the stream is never reset (it used
+    /// to stop reading and answer early, which HTTP/2 ends with RST_STREAM).
+    #[tokio::test]
+    async fn a_follower_answers_an_oversized_http2_body_413_without_a_reset() {
+        const MAX: usize = 512 * 1024;
+        // Over the limit and over the server's HTTP/2 stream window, within
+        // the drain budget.
+        const LEN: usize = 3 * MAX;
+        let leader = holder_identity("a", "127.0.0.1:9");
+        let lease = LeaseView {
+            holder: Some(leader),
+            renew_time: Some(Timestamp::now()),
+            duration: Some(SignedDuration::from_secs(600)),
+        };
+        let me = holder_identity("b", "127.0.0.1:10");
+        let leadership = Arc::new(Leadership::fixed(
+            &me,
+            None,
+            lease,
+            SignedDuration::from_secs(6),
+        ));
+        assert!(matches!(leadership.role(), Role::Follower { .. }));
+        let state = AppState::new(
+            Mode::Live,
+            Index::new(),
+            Duration::from_secs(30),
+            Metrics::new(),
+        );
+        state.set_ready();
+        let replicas = Arc::new(Replicas {
+            leadership,
+            forwarder: Arc::new(Forwarder {
+                // Never used: the body is refused before any forwarding.
+                client: RwLock::new({
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    reqwest::Client::new()
+                }),
+                me: HeaderValue::from_static("b"),
+                timeout: Duration::from_secs(1),
+            }),
+            state: state.clone(),
+            local: http::webhook_router(state, MAX),
+            max_body: MAX,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, webhook_router(replicas)).await;
+        });
+
+        for declared in [true, false] {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(conn);
+            let mut client = client.ready().await.unwrap();
+            let mut req = axum::http::Request::post(format!("http://{addr}/validate"))
+                .header("content-type", "application/json");
+            if declared {
+                req = req.header("content-length", LEN);
+            }
+            let (response, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+            let mut sent = 0;
+            let mut reset = None;
+            while sent < LEN {
+                let n = (LEN - sent).min(16 * 1024);
+                send.reserve_capacity(n);
+                match futures::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                    Some(Ok(cap)) if cap > 0 => {
+                        let cap = cap.min(n);
+                        if let Err(e) =
+                            send.send_data(Bytes::from(vec![b' '; cap]), sent + cap == LEN)
+                        {
+                            reset = Some(e.to_string());
+                            break;
+                        }
+                        sent += cap;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        reset = Some(e.to_string());
+                        break;
+                    }
+                    None => {
+                        reset = Some("stream closed".into());
+                        break;
+                    }
+                }
+            }
+            let status = tokio::time::timeout(Duration::from_secs(20), response)
+                .await
+                .expect("a response within 20s")
+                .map(|r| r.status().as_u16());
+            assert_eq!(
+                (sent, reset, status.map_err(|e| e.to_string())),
+                (LEN, None, Ok(413)),
+                "declared length {declared}: the whole body is sent, no reset, 413"
+            );
+        }
     }
 }

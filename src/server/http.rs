@@ -29,17 +29,41 @@ pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 const DRAIN_FACTOR: usize = 4;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
+/// Asked under the decision lock, right before deciding: may this replica
+/// still decide?
+pub type DecideGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Clone)]
 struct Webhook {
     state: Arc<AppState>,
     max_body: usize,
+    gate: Option<DecideGate>,
 }
 
 pub fn webhook_router(state: Arc<AppState>, max_body: usize) -> Router {
+    router(Webhook {
+        state,
+        max_body,
+        gate: None,
+    })
+}
+
+/// The webhook of a replica that decides only while `gate` says so (the
+/// leader): a request it accepted while leading and that has not been
+/// decided when the lead is lost answers 503.
+pub fn gated_webhook_router(state: Arc<AppState>, max_body: usize, gate: DecideGate) -> Router {
+    router(Webhook {
+        state,
+        max_body,
+        gate: Some(gate),
+    })
+}
+
+fn router(webhook: Webhook) -> Router {
     guard(
         Router::new()
             .route("/validate", post(validate))
-            .with_state(Webhook { state, max_body }),
+            .with_state(webhook),
     )
 }
 
@@ -104,7 +128,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// makes HTTP/2 end the stream with RST_STREAM, and clients such as
 /// nghttp2/curl then report a stream error instead of the 413 (HTTP/1.1 ones
 /// a broken pipe); anything larger or slower still gets it at once.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,7 +184,11 @@ async fn drain(mut stream: axum::body::BodyDataStream, budget: usize) {
 }
 
 async fn validate(
-    State(Webhook { state, max_body }): State<Webhook>,
+    State(Webhook {
+        state,
+        max_body,
+        gate,
+    }): State<Webhook>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -183,7 +215,8 @@ async fn validate(
     let decided = if slow {
         let state = state.clone();
         let incoming = incoming.clone();
-        match tokio::task::spawn_blocking(move || decide(&state, &incoming)).await {
+        match tokio::task::spawn_blocking(move || decide(&state, &incoming, gate.as_deref())).await
+        {
             Ok(r) => r,
             Err(_) => {
                 return error(
@@ -193,7 +226,13 @@ async fn validate(
             }
         }
     } else {
-        decide(&state, &incoming)
+        decide(&state, &incoming, gate.as_deref())
+    };
+    let Some(decided) = decided else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this sodguard replica is no longer the leader; the failurePolicy applies",
+        );
     };
     let decision = if decided.allowed { "allowed" } else { "denied" };
     let kind = metric_kind(&incoming.kind.kind);
@@ -207,8 +246,21 @@ async fn validate(
 }
 
 #[tracing::instrument(skip_all, fields(uid = %incoming.uid, kind = %incoming.kind.kind, operation = incoming.operation(), dry_run = incoming.request.dry_run, decision))]
-fn decide(state: &AppState, incoming: &Incoming) -> Review {
-    let review = state.decide(&incoming.request, state.now());
+fn decide(
+    state: &AppState,
+    incoming: &Incoming,
+    gate: Option<&(dyn Fn() -> bool + Send + Sync)>,
+) -> Option<Review> {
+    let review = match gate {
+        None => state.decide(&incoming.request, state.now()),
+        Some(may) => {
+            let Some(review) = state.decide_if(&incoming.request, state.now(), may) else {
+                tracing::warn!("not decided: no longer the leader");
+                return None;
+            };
+            review
+        }
+    };
     let decision = if review.allowed { "allowed" } else { "denied" };
     tracing::Span::current().record("decision", decision);
     tracing::info!(
@@ -216,7 +268,7 @@ fn decide(state: &AppState, incoming: &Incoming) -> Review {
         excused = review.excused.len(),
         "admission decided"
     );
-    review
+    Some(review)
 }
 
 /// Kinds as metric labels: the checked ones by name, anything else as

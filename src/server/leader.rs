@@ -14,8 +14,16 @@
 //! own clock (it wrote `renewTime` with that clock). A follower takes over
 //! only after `renewTime + duration` by its clock, so two replicas never
 //! decide at once as long as the clocks differ by less than grace/2.
+//!
+//! Deciding at once is not enough: the new leader must also see what the old
+//! one admitted last, and it learns that from its watch, which lags. So a
+//! replica that has just been elected decides only from grace/2 after the
+//! election said so (by its own clock: no skew involved), whether the Lease
+//! expired or was released by a leader shutting down; and a leader that is
+//! shutting down stops deciding before it gives the Lease up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -74,12 +82,13 @@ pub fn holder_identity(identity: &str, peer_address: &str) -> String {
     format!("{identity}@{peer_address}")
 }
 
-/// The role, from the Lease as last seen, what the election says about us,
-/// and the time. Pure, so that the safety rule is tested on its own.
+/// The role, from the Lease as last seen, since when the election has said
+/// we hold the Lease (None: it does not), and the time. Pure, so that the
+/// safety rule is tested on its own.
 pub fn role(
     view: Option<&LeaseView>,
     me: &str,
-    elected: bool,
+    elected_since: Option<Timestamp>,
     now: Timestamp,
     grace: SignedDuration,
 ) -> Role {
@@ -91,7 +100,13 @@ pub fn role(
     };
     if holder == me {
         let safe_until = expiry.checked_sub(grace / 2).unwrap_or(expiry);
-        return if elected && now < safe_until {
+        // The previous leader's last admissions may not have reached our
+        // watch yet: give them grace/2 (a time that cannot be computed
+        // counts as not yet).
+        let settled = elected_since
+            .and_then(|since| since.checked_add(grace / 2).ok())
+            .is_some_and(|from| now >= from);
+        return if settled && now < safe_until {
             Role::Leader
         } else {
             Role::Unknown
@@ -117,8 +132,10 @@ pub struct Leadership {
     me: String,
     grace: SignedDuration,
     view: watch::Receiver<Option<LeaseView>>,
-    elected: watch::Receiver<bool>,
+    elected: watch::Receiver<Option<Timestamp>>,
     leader: watch::Sender<bool>,
+    /// Set when shutting down: this replica never decides again.
+    stepped_down: AtomicBool,
 }
 
 impl std::fmt::Debug for Leadership {
@@ -136,7 +153,11 @@ impl Leadership {
 
     /// The role now (cheap: read on every request).
     pub fn role(&self) -> Role {
-        let elected = *self.elected.borrow();
+        let elected = if self.stepped_down.load(Ordering::Acquire) {
+            None
+        } else {
+            *self.elected.borrow()
+        };
         role(
             self.view.borrow().as_ref(),
             &self.me,
@@ -146,10 +167,46 @@ impl Leadership {
         )
     }
 
+    /// `true` when this replica may decide a request now; asked again under
+    /// the decision lock, so that a request accepted while leading is not
+    /// decided once the lead is lost.
+    pub fn may_decide(&self) -> bool {
+        self.role() == Role::Leader
+    }
+
+    /// Stops deciding for good (requests then answer 503, so the API server
+    /// and the followers fail closed); the Lease is kept until
+    /// [`Elector::release`].
+    pub fn step_down(&self) {
+        if !self.stepped_down.swap(true, Ordering::AcqRel) {
+            tracing::info!("shutting down: no longer deciding");
+        }
+    }
+
     /// `true` while this replica is the leader, by the same rule as
     /// [`Leadership::role`], re-evaluated at least every 250 ms.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.leader.subscribe()
+    }
+}
+
+#[cfg(test)]
+impl Leadership {
+    /// A Leadership that sees `lease` and `elected_since` for ever.
+    pub(crate) fn fixed(
+        me: &str,
+        elected_since: Option<Timestamp>,
+        lease: LeaseView,
+        grace: SignedDuration,
+    ) -> Self {
+        Leadership {
+            me: me.to_string(),
+            grace,
+            view: watch::channel(Some(lease)).1,
+            elected: watch::channel(elected_since).1,
+            leader: watch::channel(false).0,
+            stepped_down: AtomicBool::new(false),
+        }
     }
 }
 
@@ -161,10 +218,16 @@ pub struct Elector {
 }
 
 impl Elector {
-    /// Stops campaigning and gives the Lease up, so that a follower takes
-    /// over at once instead of after the Lease expires. Called after the
-    /// servers have finished their in-flight requests.
-    pub async fn release(self, within: Duration) {
+    /// Stops deciding, waits for a decision under way (`barrier` takes the
+    /// decision lock), then stops campaigning and gives the Lease up, so that
+    /// a follower takes over without waiting for the Lease to expire (it
+    /// still waits grace/2 before deciding). Called after the servers have
+    /// finished their in-flight requests.
+    pub async fn release(self, within: Duration, barrier: impl FnOnce() + Send + 'static) {
+        self.leadership.step_down();
+        // Every decision re-checks the role under the lock: once the lock has
+        // been taken after stepping down, no decision of ours can follow.
+        let _ = tokio::task::spawn_blocking(barrier).await;
         let _ = self.stop.send(true);
         if tokio::time::timeout(within, self.campaign).await.is_err() {
             tracing::warn!("the Lease was not released in time; it will expire");
@@ -182,7 +245,7 @@ pub fn start(
 ) -> Elector {
     let me = holder_identity(&settings.identity, &settings.peer_address);
     let (view_tx, view_rx) = watch::channel(None);
-    let (elected_tx, elected_rx) = watch::channel(false);
+    let (elected_tx, elected_rx) = watch::channel(None);
     let (leader_tx, _) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let api: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
@@ -198,6 +261,7 @@ pub fn start(
         view: view_rx,
         elected: elected_rx,
         leader: leader_tx,
+        stepped_down: AtomicBool::new(false),
     });
     tokio::spawn(publish(leadership.clone(), stop_rx.clone()));
     let campaign = tokio::spawn(campaign(
@@ -295,7 +359,7 @@ async fn campaign(
     client: Client,
     settings: Election,
     me: String,
-    elected: watch::Sender<bool>,
+    elected: watch::Sender<Option<Timestamp>>,
     mut stop: watch::Receiver<bool>,
     ready: impl Fn() -> bool,
 ) {
@@ -328,13 +392,25 @@ async fn campaign(
     tracing::info!(identity = %me, lease = %settings.lease_name, namespace = %settings.namespace, "campaigning for the Lease");
     let (mut rx, task) = manager.watch().await;
     loop {
-        elected.send_replace(*rx.borrow_and_update());
+        let now_elected = *rx.borrow_and_update();
+        // Keep the time of the first "elected": a repeated one changes nothing.
+        elected.send_if_modified(|since| match (now_elected, since.is_some()) {
+            (true, false) => {
+                *since = Some(Timestamp::now());
+                true
+            }
+            (false, true) => {
+                *since = None;
+                true
+            }
+            _ => false,
+        });
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             changed = rx.changed() => if changed.is_err() { break },
         }
     }
-    elected.send_replace(false);
+    elected.send_replace(None);
     // Dropping the last receiver makes the manager give the Lease up.
     drop(rx);
     match task.await {
@@ -364,19 +440,21 @@ mod tests {
         let at = |s: i64| t0 + SignedDuration::from_secs(s);
         let me = holder_identity("a", "10.0.0.1:8444");
         let v = view(&me, t0);
-        assert_eq!(role(Some(&v), &me, true, at(1), GRACE), Role::Leader);
-        assert_eq!(role(Some(&v), &me, true, at(11), GRACE), Role::Leader);
+        // Elected long ago (the grace/2 after acquiring is past).
+        let elected = Some(at(-60));
+        assert_eq!(role(Some(&v), &me, elected, at(1), GRACE), Role::Leader);
+        assert_eq!(role(Some(&v), &me, elected, at(11), GRACE), Role::Leader);
         // Not renewed (the API server is unreachable): stop 3 s before expiry,
         // even though the election task still says "leader".
-        assert_eq!(role(Some(&v), &me, true, at(12), GRACE), Role::Unknown);
+        assert_eq!(role(Some(&v), &me, elected, at(12), GRACE), Role::Unknown);
         // Elected but the Lease does not show us yet: not leader.
-        assert_eq!(role(None, &me, true, at(1), GRACE), Role::Unknown);
+        assert_eq!(role(None, &me, elected, at(1), GRACE), Role::Unknown);
         // The Lease shows us but the election says no (released): not leader.
-        assert_eq!(role(Some(&v), &me, false, at(1), GRACE), Role::Unknown);
+        assert_eq!(role(Some(&v), &me, None, at(1), GRACE), Role::Unknown);
         // A follower forwards until the Lease expires by its clock, and only
         // then (after the leader stopped) may take over.
         let other = holder_identity("b", "10.0.0.2:8444");
-        let f = role(Some(&v), &other, false, at(14), GRACE);
+        let f = role(Some(&v), &other, None, at(14), GRACE);
         assert_eq!(
             f,
             Role::Follower {
@@ -384,29 +462,90 @@ mod tests {
                 address: "10.0.0.1:8444".into()
             }
         );
-        assert_eq!(role(Some(&v), &other, false, at(15), GRACE), Role::Unknown);
+        assert_eq!(role(Some(&v), &other, None, at(15), GRACE), Role::Unknown);
         // IPv6 addresses keep their colons; a holder without an address is unusable.
         let v6 = view("a@[fd00::1]:8444", t0);
         assert_eq!(
-            role(Some(&v6), &other, false, at(1), GRACE),
+            role(Some(&v6), &other, None, at(1), GRACE),
             Role::Follower {
                 leader: "a".into(),
                 address: "[fd00::1]:8444".into()
             }
         );
         let bare = view("some-other-tool", t0);
-        assert_eq!(
-            role(Some(&bare), &other, false, at(1), GRACE),
-            Role::Unknown
-        );
+        assert_eq!(role(Some(&bare), &other, None, at(1), GRACE), Role::Unknown);
         let free = LeaseView {
             holder: None,
             renew_time: None,
             duration: None,
         };
+        assert_eq!(role(Some(&free), &other, None, at(1), GRACE), Role::Unknown);
+    }
+
+    /// A rolling restart: the old leader admits one half of a conflict and
+    /// releases the Lease at once; the replica that takes it must not decide
+    /// the other half before its watch can show the first.
+    #[test]
+    fn a_new_leader_waits_grace_half_after_being_elected() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |ms: i64| t0 + SignedDuration::from_millis(ms);
+        let me = holder_identity("b", "10.0.0.2:8444");
+        // Acquired at t0 (renewTime = acquireTime = t0), elected at t0.
+        let v = view(&me, t0);
+        for ms in [0, 1, 1_000, 2_999] {
+            assert_eq!(
+                role(Some(&v), &me, Some(t0), at(ms), GRACE),
+                Role::Unknown,
+                "{ms} ms after being elected"
+            );
+        }
         assert_eq!(
-            role(Some(&free), &other, false, at(1), GRACE),
+            role(Some(&v), &me, Some(t0), at(3_000), GRACE),
+            Role::Leader
+        );
+        // The delay counts from the election's word by our clock, not from
+        // the Lease's times (written maybe by another clock, or long ago by
+        // a previous process with our identity).
+        let old = view(&me, at(-60_000));
+        let renewed = LeaseView {
+            renew_time: Some(t0),
+            ..old
+        };
+        assert_eq!(
+            role(Some(&renewed), &me, Some(at(1_000)), at(2_000), GRACE),
             Role::Unknown
         );
+        assert_eq!(
+            role(Some(&renewed), &me, Some(at(1_000)), at(4_000), GRACE),
+            Role::Leader
+        );
+        // A leader whose lease is about to run out is not made a leader by
+        // an old election either.
+        assert_eq!(
+            role(Some(&v), &me, Some(at(-60_000)), at(12_000), GRACE),
+            Role::Unknown
+        );
+    }
+
+    fn leadership(elected_since: Option<Timestamp>, lease: LeaseView) -> Leadership {
+        let me = lease.holder.clone().unwrap_or_default();
+        Leadership::fixed(&me, elected_since, lease, GRACE)
+    }
+
+    /// Shutting down, the leader stops deciding before anything else
+    /// (before its in-flight requests end and before the Lease is given up).
+    #[test]
+    fn a_leader_that_steps_down_no_longer_decides() {
+        let now = Timestamp::now();
+        let me = holder_identity("a", "10.0.0.1:8444");
+        let l = leadership(Some(now - SignedDuration::from_secs(60)), view(&me, now));
+        assert_eq!(l.role(), Role::Leader);
+        assert!(l.may_decide());
+        l.step_down();
+        assert_eq!(l.role(), Role::Unknown);
+        assert!(!l.may_decide());
+        // Just elected: not deciding yet.
+        let l = leadership(Some(now), view(&me, now));
+        assert!(!l.may_decide());
     }
 }

@@ -191,8 +191,15 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     {
         let handle = handle.clone();
         let grace = args.shutdown_grace;
+        let leadership = cluster.as_ref().map(|c| c.elector.leadership.clone());
         tokio::spawn(async move {
             shutdown.await;
+            // First stop deciding (503: the API server and the followers
+            // fail closed), so that the last decision comes before the Lease
+            // is given up, however long the in-flight requests take.
+            if let Some(l) = leadership {
+                l.step_down();
+            }
             tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
             handle.graceful_shutdown(Some(grace));
             peer_handle.graceful_shutdown(Some(grace));
@@ -211,8 +218,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let _ = p.await;
     }
     if let Some(c) = cluster {
-        // Only once nothing is in flight: then a follower may take over at once.
-        c.elector.release(Duration::from_secs(3)).await;
+        // Only once nothing is in flight: a follower then takes the Lease
+        // without waiting for it to expire (and decides grace/2 later).
+        let state = c.replicas.state.clone();
+        c.elector
+            .release(Duration::from_secs(3), move || state.decision_barrier())
+            .await;
     }
     let _ = probes.await;
     Ok(())
@@ -283,7 +294,10 @@ fn replicas(
         leadership: elector.leadership.clone(),
         forwarder,
         state: state.clone(),
-        local: http::webhook_router(state.clone(), args.max_body_bytes),
+        local: http::gated_webhook_router(state.clone(), args.max_body_bytes, {
+            let leadership = elector.leadership.clone();
+            Arc::new(move || leadership.may_decide())
+        }),
         max_body: args.max_body_bytes,
     });
     Ok(Cluster {

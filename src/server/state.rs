@@ -241,6 +241,23 @@ impl AppState {
     /// Decides on one request.
     pub fn decide(&self, req: &Request, now: Timestamp) -> Review {
         let mut e = self.lock();
+        self.decide_locked(&mut e, req, now)
+    }
+
+    /// Decides on one request if `may` still says so once the decision lock
+    /// is held (None: not decided, nothing changed). A replica that lost the
+    /// lead while the request waited must not decide it.
+    pub fn decide_if(
+        &self,
+        req: &Request,
+        now: Timestamp,
+        may: impl FnOnce() -> bool,
+    ) -> Option<Review> {
+        let mut e = self.lock();
+        may().then(|| self.decide_locked(&mut e, req, now))
+    }
+
+    fn decide_locked(&self, e: &mut Engine, req: &Request, now: Timestamp) -> Review {
         match self.mode {
             Mode::Static => engine::review(&mut e.confirmed, req, now),
             Mode::Live => {
@@ -260,8 +277,13 @@ impl AppState {
         }
     }
 
-    /// A watch event: the API server's word replaces whatever the overlay
-    /// assumed for that object.
+    /// Waits for a decision under way, if any, to end.
+    pub fn decision_barrier(&self) {
+        drop(self.lock());
+    }
+
+    /// A watch event: the confirmed state takes the API server's word; the
+    /// assumed state keeps what admitted changes add beyond it (`reconcile`).
     pub fn watch_apply(&self, object: Object) {
         let mut e = self.lock();
         let key = object.key();

@@ -18,14 +18,13 @@ fn run_dir(dir: &Path, pending: &Pending) -> usize {
     let mut failures: Vec<String> = Vec::new();
     for c in &cases {
         let r = judge(c, &run_engine(c));
-        match (pending.reason(&c.file), r.passed()) {
-            (None, false) => failures.push(format!(
+        if pending.reason(&c.file).is_none() && !r.passed() {
+            failures.push(format!(
                 "{} ({}):\n  {}",
                 r.name,
                 r.file.display(),
                 r.failures.join("\n  ")
-            )),
-            _ => {}
+            ));
         }
     }
     assert!(

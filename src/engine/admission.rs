@@ -367,14 +367,7 @@ fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
         Some(gv) => gv,
         None => ("", api_version),
     };
-    let label = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-')
-    };
+    let label = crate::model::is_dns_label;
     let group_ok = group.is_empty()
         || (!group.starts_with('.') && !group.ends_with('.') && group.split('.').all(label));
     (label(version) && group_ok).then_some((group, version))

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::admission::UserInfo;
 use crate::index::Index;
-use crate::model::{Exception, Identity, Policy};
+use crate::model::{Exception, Identity, Policy, is_dns_label};
 
 /// How far a time written by a user may be from the webhook's clock.
 pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
@@ -335,15 +335,6 @@ fn static_problems(policy: &Policy, e: &Exception) -> Vec<String> {
         }
     }
     out
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Whether `user` is the subject: the same identity, or (per `groups`, known

@@ -42,6 +42,17 @@ impl Interner {
     }
 }
 
+/// An RFC 1123 label, as Kubernetes names namespaces and API versions: at
+/// most 63 lower-case letters, digits and '-', not starting or ending with '-'.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

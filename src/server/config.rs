@@ -148,13 +148,7 @@ pub struct Election {
 /// A namespace name is an RFC 1123 label; anything else (an empty entry, a
 /// glob) would silently match nothing.
 fn namespace_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
+    if crate::model::is_dns_label(s) {
         Ok(s.to_string())
     } else {
         Err(format!(

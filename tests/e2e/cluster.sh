@@ -94,10 +94,15 @@ do_down() { # DIR
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 PICKED_PORTS=" "
+# Ports are picked below the kernel's ephemeral range: a port of that range
+# that is free when checked can be taken by any outgoing connection before
+# etcd or kube-apiserver binds it (seen: etcd's peer port "already in use").
+EPHEMERAL_LO="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+[[ "$EPHEMERAL_LO" =~ ^[0-9]+$ ]] && ((EPHEMERAL_LO > 21000)) || EPHEMERAL_LO=60000
 free_port() {
   local p i
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % (EPHEMERAL_LO - 20000)))
     [[ "$PICKED_PORTS" == *" $p "* ]] && continue
     if port_free "$p"; then PICKED_PORTS+="$p "; echo "$p"; return 0; fi
   done

@@ -824,6 +824,9 @@ rules: []" --as alice create
     forge UPDATE mallory "$audit" "$deny" && ok "10 a forged UPDATE of the SoDPolicy to Audit is answered allowed" ||
       fail "10 a forged UPDATE of the SoDPolicy to Audit is answered allowed" "$OUT"
     still_denied "a forged UPDATE of the SoDPolicy to Audit"
+    # One expiry for the old and the new object: two calls of date can fall
+    # on two sides of a second, and then the update changes the spec too.
+    s10_expires="$(date -u -d '+1 hour' +%FT%TZ)"
     exception() { # APPROVALS-FLOW
       printf '%s\n' "apiVersion: sodguard.io/v1alpha1
 kind: SoDException
@@ -831,7 +834,7 @@ metadata: {name: e2e-s10-forged}
 spec:
   policy: $SECRET_POLICY
   subject: {kind: ServiceAccount, namespace: e2e-s10, name: api}
-  expiresAt: \"$(date -u -d '+1 hour' +%FT%TZ)\"
+  expiresAt: \"$s10_expires\"
   justification: forged
   requestedBy: alice
   approvals: $1" | to_json

@@ -8,7 +8,7 @@
 //!
 //! The cluster is generated into a temporary folder with the generator of
 //! `examples/synth.rs` (seed 42) and parsed once with `sodguard::load` and
-//! `sodguard::model::convert`. Before criterion runs, 100,000 individual
+//! `sodguard::decode::convert`. Before criterion runs, 100,000 individual
 //! admission reviews are timed with `Instant` and their p50/p99/p99.9 printed
 //! to stderr (criterion reports means, not tails).
 //!
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode};
 use sodguard::engine;
-use sodguard::index::Index;
+use sodguard::engine::index::Index;
 use sodguard::model::{Identity, Object};
 
 fn main() {

@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use sodguard::decode::convert;
+use sodguard::engine::index::Index;
 use sodguard::engine::{self, Operation, Request, UserInfo};
-use sodguard::index::Index;
-use sodguard::model::{Object, convert};
+use sodguard::model::Object;
 
 // ---------------------------------------------------------------------------
 // Configuration and summary

@@ -9,10 +9,11 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::decode::convert;
+use crate::engine::index::Index;
 use crate::engine::{self, Request, Violation};
-use crate::index::Index;
 use crate::load::{self, LoadError};
-use crate::model::{Identity, Object, convert};
+use crate::model::{Identity, Object};
 
 pub const KIND: &str = "SoDTestCase";
 

@@ -566,11 +566,11 @@ fn evaluate_in_process(path: &Path, text: &str, extra: &[sodguard::model::Object
     };
     let mut objects: Vec<sodguard::model::Object> = extra.to_vec();
     for d in &docs {
-        if let Ok(Some(o)) = sodguard::model::convert(&d.value) {
+        if let Ok(Some(o)) = sodguard::decode::convert(&d.value) {
             objects.push(o);
         }
     }
-    let index = sodguard::index::Index::from_objects(objects);
+    let index = sodguard::engine::index::Index::from_objects(objects);
     let _ = sodguard::engine::evaluate(&index, now());
 }
 
@@ -1025,7 +1025,7 @@ fn wrong_types_in_every_field_in_process() {
     // object the engine can evaluate, and never panics.
     let base_objects: Vec<sodguard::model::Object> = valid_objects()
         .iter()
-        .map(|v| sodguard::model::convert(v).unwrap().unwrap())
+        .map(|v| sodguard::decode::convert(v).unwrap().unwrap())
         .collect();
     let mut failures = Vec::new();
     let mut tried = 0;
@@ -1045,18 +1045,18 @@ fn wrong_types_in_every_field_in_process() {
                     with.as_ref().map_or("(removed)".into(), |w| w.to_string())
                 );
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    let r = sodguard::model::convert(&v);
+                    let r = sodguard::decode::convert(&v);
                     if let Ok(Some(o)) = &r {
                         let mut objects = base_objects.clone();
                         objects.push(o.clone());
-                        let index = sodguard::index::Index::from_objects(objects);
+                        let index = sodguard::engine::index::Index::from_objects(objects);
                         let _ = sodguard::engine::evaluate(&index, now());
                     }
                     r
                 }));
                 match result {
                     Err(p) => failures.push(format!("{what}: PANIC {}", panic_message(&*p))),
-                    Ok(Err(sodguard::model::ConvertError::Invalid { error, .. })) => {
+                    Ok(Err(sodguard::decode::ConvertError::Invalid { error, .. })) => {
                         // The field path of an invalid SoD object must lead to
                         // (or come from) the changed field.
                         let ep = error.path.trim_start_matches('.');
@@ -1068,7 +1068,7 @@ fn wrong_types_in_every_field_in_process() {
                             failures.push(format!("{what}: error names {:?}: {error}", error.path));
                         }
                     }
-                    Ok(Err(e @ sodguard::model::ConvertError::Malformed { .. })) => {
+                    Ok(Err(e @ sodguard::decode::ConvertError::Malformed { .. })) => {
                         let top = path.split(['.', '[']).next().unwrap_or_default();
                         let msg = e.to_string();
                         if !top.is_empty()
@@ -1308,7 +1308,7 @@ fn truncated_example_files_in_process() {
         for (j, f) in files.iter().enumerate() {
             if i != j {
                 for d in sodguard::load::parse_str(f, &texts[j]).unwrap() {
-                    if let Ok(Some(o)) = sodguard::model::convert(&d.value) {
+                    if let Ok(Some(o)) = sodguard::decode::convert(&d.value) {
                         others.push(o);
                     }
                 }
@@ -1917,13 +1917,13 @@ fn arb_mutated_object() -> impl Strategy<Value = Value> {
 }
 
 fn convert_and_evaluate(v: &Value) {
-    if let Ok(Some(o)) = sodguard::model::convert(v) {
+    if let Ok(Some(o)) = sodguard::decode::convert(v) {
         let mut objects: Vec<sodguard::model::Object> = valid_objects()
             .iter()
-            .filter_map(|b| sodguard::model::convert(b).ok().flatten())
+            .filter_map(|b| sodguard::decode::convert(b).ok().flatten())
             .collect();
         objects.push(o);
-        let index = sodguard::index::Index::from_objects(objects);
+        let index = sodguard::engine::index::Index::from_objects(objects);
         let _ = sodguard::engine::evaluate(&index, now());
     }
 }

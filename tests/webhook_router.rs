@@ -8,10 +8,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use sodguard::index::Index;
-use sodguard::server::http::{DEFAULT_MAX_BODY, guard, webhook_router};
-use sodguard::server::metrics::Metrics;
-use sodguard::server::state::{AppState, Mode};
+use sodguard::admission::http::{DEFAULT_MAX_BODY, guard, webhook_router};
+use sodguard::engine::index::Index;
+use sodguard::runtime::metrics::Metrics;
+use sodguard::runtime::state::{AppState, Mode};
 use tower::ServiceExt;
 
 fn fixtures() -> PathBuf {
@@ -19,7 +19,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn state(mode: Mode) -> Arc<AppState> {
-    let (index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
     AppState::new(mode, index, Duration::from_secs(30), Metrics::new())
 }
 
@@ -385,9 +385,9 @@ async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_j
         }
     });
     let state_with = |excluded: &[&str]| {
-        let (mut index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+        let (mut index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
         index.set_unwatched_namespaces(excluded);
-        let first = sodguard::model::convert(&binding("bot-writes", "secret-writer"))
+        let first = sodguard::decode::convert(&binding("bot-writes", "secret-writer"))
             .unwrap()
             .unwrap();
         let _ = index.apply(first);
@@ -479,7 +479,7 @@ async fn objects_of_another_kind_are_denied() {
 /// readable one it is denied, never judged against the index instead.
 #[tokio::test]
 async fn exception_update_without_a_readable_old_object_is_denied() {
-    let (index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
     let stored = index.exception("ops-rotation").unwrap().clone();
     assert_eq!(stored.approvals.len(), 1);
     let now = jiff::Timestamp::now().to_string();
@@ -527,7 +527,7 @@ async fn exception_update_without_a_readable_old_object_is_denied() {
 // ---- R7.8: an admitted change counts only by what it adds -----------------
 
 fn live(ttl: Duration) -> Arc<AppState> {
-    let (index, _) = sodguard::cli::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
     let s = AppState::new(Mode::Live, index, ttl, Metrics::new());
     s.set_ready();
     s
@@ -592,7 +592,7 @@ fn policy(actions: &[&str]) -> Value {
 
 /// The API server's word, as the watch would deliver it.
 fn watched(s: &AppState, object: Value) {
-    let o = sodguard::model::convert(&object).unwrap().unwrap();
+    let o = sodguard::decode::convert(&object).unwrap().unwrap();
     s.watch_apply(o);
 }
 
@@ -937,7 +937,7 @@ async fn a_replica_that_lost_the_lead_does_not_decide() {
     let s = state(Mode::Live);
     s.set_ready();
     let leading = Arc::new(AtomicBool::new(false));
-    let app = sodguard::server::http::gated_webhook_router(s.clone(), DEFAULT_MAX_BODY, {
+    let app = sodguard::admission::http::gated_webhook_router(s.clone(), DEFAULT_MAX_BODY, {
         let leading = leading.clone();
         Arc::new(move || leading.load(Ordering::SeqCst))
     });

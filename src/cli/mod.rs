@@ -4,7 +4,6 @@
 mod check;
 mod explain;
 mod output;
-mod state;
 mod test;
 
 use std::io::Write;
@@ -14,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
-pub use state::{LoadReport, load_source, load_state};
+use crate::load::{LoadReport, load_state};
 
 /// Exit codes shared by every command.
 pub const EXIT_OK: u8 = 0;
@@ -61,7 +60,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions.
     Crd,
     /// Run the validating admission webhook.
-    Serve(Box<crate::server::ServeArgs>),
+    Serve(Box<crate::serve::ServeArgs>),
 }
 
 /// Where the state comes from: files, or else the cluster of the current
@@ -125,11 +124,6 @@ pub struct TestArgs {
 pub enum CliError {
     #[error(transparent)]
     Load(#[from] crate::load::LoadError),
-    #[error("{at}: {error}")]
-    Object {
-        at: Box<crate::load::Source>,
-        error: Box<crate::model::ConvertError>,
-    },
     #[error(transparent)]
     Case(#[from] crate::testcase::CaseError),
     #[error(transparent)]
@@ -180,11 +174,11 @@ pub fn run(command: Command) -> Result<u8, CliError> {
     }
 }
 
-fn serve(args: crate::server::ServeArgs) -> Result<u8, CliError> {
+fn serve(args: crate::serve::ServeArgs) -> Result<u8, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(crate::server::run(args)) {
+    match runtime.block_on(crate::serve::run(args)) {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
             tracing::error!(error = %e, "sodguard serve stopped");
@@ -212,4 +206,20 @@ fn init_tracing(filter: &str, format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The state of `source`: its files, or else the current context's cluster.
+pub fn load_source(source: &Source) -> Result<(crate::engine::index::Index, LoadReport), CliError> {
+    if !source.files.is_empty() {
+        return Ok(load_state(&source.files)?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let index = runtime.block_on(async {
+        let client =
+            crate::cluster::client(source.kubeconfig.as_deref(), source.context.as_deref()).await?;
+        crate::cluster::snapshot(&client).await
+    })?;
+    Ok((index, LoadReport::default()))
 }

@@ -6,9 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{FieldError, glob, parse_duration};
+use crate::model::Permission;
 use crate::model::policy::{Credentials, ExceptionRules, Exclude};
 use crate::model::{Actions, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction};
-use crate::rbac::Permission;
 
 /// Duties that one identity must not combine.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -5,146 +5,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::assume::{Assumption, assumption};
+use super::request::{GroupVersionKind, Operation, Request};
+use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,
 };
 use super::{credentials, exception_rules};
-use crate::index::{Index, Undo};
-use crate::model::{Identity, Object, RoleKey, convert};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Operation {
-    Create,
-    Update,
-    Delete,
-    Connect,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserInfo {
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-/// `request.kind` of an AdmissionRequest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupVersionKind {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub kind: String,
-}
-
-/// `request.resource` of an AdmissionRequest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupVersionResource {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub resource: String,
-}
-
-/// The parts of an admission request the engine decides on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Request {
-    pub operation: Operation,
-    #[serde(default)]
-    pub user_info: UserInfo,
-    #[serde(default)]
-    pub object: Option<Value>,
-    #[serde(default)]
-    pub old_object: Option<Value>,
-    #[serde(default)]
-    pub dry_run: bool,
-    /// The kind the API server is admitting; when absent (test cases), the
-    /// object's own kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<GroupVersionKind>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<GroupVersionResource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub_resource: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-}
-
-impl Request {
-    /// A request as the engine's own tests and tools write them: every
-    /// optional AdmissionRequest field derived from the object.
-    pub fn new(operation: Operation, user_info: UserInfo) -> Self {
-        Request {
-            operation,
-            user_info,
-            object: None,
-            old_object: None,
-            dry_run: false,
-            kind: None,
-            resource: None,
-            sub_resource: None,
-            name: None,
-            namespace: None,
-        }
-    }
-}
-
-/// A verdict with its reasons. A denial is a decision, not an error.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Review {
-    pub allowed: bool,
-    /// Why the request is refused for a reason other than a violation: an
-    /// object that cannot be read, an invalid policy, a broken exception rule.
-    pub refusal: Option<String>,
-    /// New violations (R7.1) that no exception excuses, under any action.
-    pub violations: Vec<Violation>,
-    /// New violations that an active exception excuses (R6.3).
-    pub excused: Vec<Excused>,
-    /// Other things the requester should know.
-    pub warnings: Vec<String>,
-}
-
-impl Review {
-    fn allow() -> Self {
-        Review {
-            allowed: true,
-            ..Review::default()
-        }
-    }
-
-    fn refuse(reason: impl Into<String>) -> Self {
-        Review {
-            allowed: false,
-            refusal: Some(reason.into()),
-            ..Review::default()
-        }
-    }
-
-    pub fn denying(&self) -> impl Iterator<Item = &Violation> {
-        self.violations.iter().filter(|v| v.actions.deny)
-    }
-
-    pub fn warning(&self) -> impl Iterator<Item = &Violation> {
-        self.violations.iter().filter(|v| v.actions.warn)
-    }
-
-    pub fn auditing(&self) -> impl Iterator<Item = &Violation> {
-        self.violations.iter().filter(|v| v.actions.audit)
-    }
-}
+use crate::decode::{TypeMeta, convert};
+use crate::engine::index::{Index, Undo};
+use crate::model::{Identity, Object, RoleKey};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -235,7 +107,7 @@ fn decide(
             let Some(raw) = &req.object else {
                 return (Review::refuse("the request carries no object"), None);
             };
-            if crate::model::TypeMeta::of(raw).is_core("Secret") {
+            if TypeMeta::of(raw).is_core("Secret") {
                 return (credentials::review_secret(index, raw), None);
             }
             let object = match convert(raw) {
@@ -321,7 +193,7 @@ fn check_kind(req: &Request) -> Result<(), String> {
     let mut expected = req.kind.clone();
     for (field, value) in objects {
         let Some(value) = value else { continue };
-        let tm = crate::model::TypeMeta::of(value);
+        let tm = TypeMeta::of(value);
         let Some((group, version)) = split_api_version(&tm.api_version) else {
             return Err(format!(
                 "{field}: apiVersion {:?} is not GROUP/VERSION or VERSION",

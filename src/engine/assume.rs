@@ -22,7 +22,7 @@
 //!   rights, relaxing or deleting a policy and excusing a violation only ever
 //!   make decisions more permissive, so they count once the watch shows them.
 
-use crate::index::Index;
+use crate::engine::index::Index;
 use crate::model::{Binding, BindingKey, Name, Object, ObjectKey, Role, RoleKey};
 
 /// What an admitted, unconfirmed change adds to the assumed state.
@@ -149,7 +149,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::model::convert;
+    use crate::decode::convert;
 
     fn object(v: Value) -> Object {
         convert(&v).unwrap().unwrap()

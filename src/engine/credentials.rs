@@ -3,32 +3,11 @@
 
 use serde_json::Value;
 
-use super::admission::Review;
 use super::holdings::holdings;
-use crate::index::Index;
-use crate::model::{Identity, TokenAction};
-
-pub const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
-pub const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
-
-/// The ServiceAccount a token Secret issues a token for, if it is one. Reads
-/// only `type` and metadata: the payload is never looked at.
-pub fn token_secret_owner(secret: &Value) -> Option<Identity> {
-    if secret.get("type").and_then(Value::as_str) != Some(TOKEN_TYPE) {
-        return None;
-    }
-    let meta = secret.get("metadata")?;
-    let ns = meta
-        .get("namespace")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())?;
-    let sa = meta
-        .get("annotations")
-        .and_then(|a| a.get(SA_NAME_ANNOTATION))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())?;
-    Some(Identity::service_account(ns, sa))
-}
+use super::verdict::Review;
+use crate::decode::token_secret_owner;
+use crate::engine::index::Index;
+use crate::model::TokenAction;
 
 /// R8.2: the verdict on creating or updating a Secret.
 pub fn review_secret(index: &Index, secret: &Value) -> Review {

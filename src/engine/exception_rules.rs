@@ -7,9 +7,9 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::admission::UserInfo;
-use crate::index::Index;
-use crate::model::{Exception, Identity, Policy, is_dns_label};
+use super::request::UserInfo;
+use crate::engine::index::Index;
+use crate::model::{CLUSTER_WIDE, Exception, Identity, Policy, is_dns_label};
 
 /// How far a time written by a user may be from the webhook's clock.
 pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
@@ -328,7 +328,7 @@ fn static_problems(policy: &Policy, e: &Exception) -> Vec<String> {
         }
     }
     for (i, ns) in e.namespaces.iter().flatten().enumerate() {
-        if &**ns != super::violations::CLUSTER_WIDE && !is_dns_label(ns) {
+        if &**ns != CLUSTER_WIDE && !is_dns_label(ns) {
             out.push(format!(
                 "spec.namespaces[{i}]: {ns:?} is not a namespace name: namespaces are literal names (no globs), and \"*\" alone means cluster-wide"
             ));

@@ -6,9 +6,9 @@ use jiff::Timestamp;
 
 use super::exception_rules::{Standing, standing};
 use super::holdings::{Held, holdings};
-use super::violations::{CLUSTER_WIDE, DutyPaths, Evaluation, evaluate_subjects, path};
-use crate::index::Index;
-use crate::model::{Identity, Name};
+use super::violations::{DutyPaths, Evaluation, evaluate_subjects, path};
+use crate::engine::index::Index;
+use crate::model::{CLUSTER_WIDE, Identity, Name};
 
 #[derive(Debug, Clone)]
 pub struct ScopeHoldings {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::index::{Grant, Index};
+use crate::engine::index::{Grant, Index};
 use crate::model::{BindingKey, Identity, Name, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.

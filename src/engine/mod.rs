@@ -1,4 +1,4 @@
-//! Decisions. Pure functions of an [`Index`](crate::index::Index) and a clock:
+//! Decisions. Pure functions of an [`Index`](crate::engine::index::Index) and a clock:
 //! what a subject holds, which violations the state contains, and what a
 //! proposed change would add.
 
@@ -8,16 +8,18 @@ pub mod credentials;
 mod exception_rules;
 mod explain;
 mod holdings;
+pub mod index;
+mod request;
+mod verdict;
 mod violations;
 
-pub use admission::{
-    GroupVersionKind, GroupVersionResource, Operation, Request, Review, UserInfo, review,
-    review_against, review_and_apply,
-};
+pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};
+pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
+pub use verdict::Review;
 pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,
     evaluate_subjects, subject_violations,

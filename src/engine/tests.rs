@@ -1,8 +1,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::index::Index;
-use crate::model::convert;
+use crate::decode::convert;
+use crate::engine::index::Index;
 
 fn now() -> jiff::Timestamp {
     "2026-11-28T12:00:00Z".parse().unwrap()

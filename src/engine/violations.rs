@@ -8,11 +8,10 @@ use jiff::Timestamp;
 
 use super::exception_rules;
 use super::holdings::{Held, Via, holdings};
-use crate::index::Index;
-use crate::model::{Actions, BindingKey, Identity, Name, Policy, PolicyScope, RoleKey};
-
-/// The namespace of violations that hold cluster-wide.
-pub const CLUSTER_WIDE: &str = "*";
+use crate::engine::index::Index;
+use crate::model::{
+    Actions, BindingKey, CLUSTER_WIDE, Identity, Name, Policy, PolicyScope, RoleKey,
+};
 
 /// One explanation path (R5.4): binding → role (→ aggregated source) → rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

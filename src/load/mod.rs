@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod state;
+pub use state::{LoadReport, load_state};
+
 /// Where a document came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -70,6 +73,11 @@ pub enum LoadError {
     },
     #[error("{at}: expected an object with apiVersion and kind, found {found}")]
     NotAnObject { at: Source, found: &'static str },
+    #[error("{at}: {error}")]
+    Object {
+        at: Box<Source>,
+        error: Box<crate::decode::ConvertError>,
+    },
 }
 
 /// The files under `paths`: files as given, folders walked for `.yaml`,

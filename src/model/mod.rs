@@ -1,12 +1,13 @@
 //! Domain types: what the engine keeps of Kubernetes objects, and nothing more.
 
-mod convert;
 mod identity;
 mod name;
 mod object;
+mod permission;
 pub mod policy;
+mod rule;
+mod selector;
 
-pub use convert::{ConvertError, ObjectRef, TypeMeta, convert};
 pub use identity::{Identity, IdentityParseError};
 
 /// The groups the cluster itself assigns (R1.4).
@@ -15,7 +16,10 @@ pub mod identity_groups {
 }
 pub use name::{Interner, Name, is_dns_label};
 pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSecret};
+pub use permission::Permission;
 pub use policy::{
-    Actions, Approval, Duty, Exception, ExceptionReview, Policy, PolicyScope, ReviewOutcome,
-    SubjectSelector, TokenAction,
+    Actions, Approval, CLUSTER_WIDE, Duty, Exception, ExceptionReview, Policy, PolicyScope,
+    ReviewOutcome, SubjectSelector, TokenAction,
 };
+pub use rule::Rule;
+pub use selector::{LabelSelector, Requirement};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Identity, Name};
 use crate::model::policy::{Exception, Policy};
-use crate::rbac::{LabelSelector, Rule};
+use crate::model::{LabelSelector, Rule};
 
 /// A Role (`namespace: Some`) or ClusterRole (`namespace: None`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,7 +7,7 @@ use globset::GlobMatcher;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Identity, Name};
-use crate::rbac::Permission;
+use crate::model::Permission;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyScope {
@@ -151,6 +151,9 @@ pub struct ExceptionReview {
     pub outcome: ReviewOutcome,
     pub notes: String,
 }
+
+/// The namespace of violations that hold cluster-wide.
+pub const CLUSTER_WIDE: &str = "*";
 
 #[derive(Debug, Clone)]
 pub struct Exception {

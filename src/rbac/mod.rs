@@ -1,13 +1,7 @@
 //! Rule matching, as the Kubernetes RBAC authorizer does it (R3), and the
 //! label selectors of aggregated ClusterRoles (R2.4).
 
-mod permission;
-mod rule;
-mod selector;
-
-pub use permission::Permission;
-pub use rule::Rule;
-pub use selector::{LabelSelector, Requirement};
+pub use crate::model::{LabelSelector, Permission, Requirement, Rule};
 
 /// Whether `rule` grants at least one request of `perm` (R4.1): the set of
 /// requests the permission names meets the set the rule allows.

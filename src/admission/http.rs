@@ -18,8 +18,8 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::review::{self, Incoming};
-use super::state::AppState;
 use crate::engine::Review;
+use crate::runtime::state::AppState;
 
 pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 

@@ -16,10 +16,11 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::state::AppState;
 use crate::crd::{SoDException, SoDPolicy};
-use crate::engine::credentials::{SA_NAME_ANNOTATION, TOKEN_TYPE};
-use crate::model::{Name, Object, ObjectKey, TokenSecret, convert};
+use crate::decode::convert;
+use crate::decode::{SA_NAME_ANNOTATION, TOKEN_TYPE};
+use crate::model::{Name, Object, ObjectKey, TokenSecret};
+use crate::runtime::state::AppState;
 
 /// Counts down the watchers that have not finished their first list.
 struct Readiness {

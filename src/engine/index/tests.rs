@@ -11,7 +11,7 @@ use super::Index;
 use crate::crd::{SoDPolicySpec, compile_policy};
 use crate::engine::{self, Evaluation};
 use crate::model::{Binding, BindingKey, Identity, Name, Object, ObjectKey, Role, RoleKey};
-use crate::rbac::{LabelSelector, Requirement, Rule};
+use crate::model::{LabelSelector, Requirement, Rule};
 
 fn n(s: &str) -> Name {
     Name::from(s)

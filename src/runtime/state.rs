@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::metrics::Metrics;
+use crate::engine::index::Index;
 use crate::engine::{self, Assumption, Request, Review};
-use crate::index::Index;
 use crate::model::{Object, ObjectKey};
+use crate::runtime::metrics::Metrics;
 
 /// How the server learns about the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

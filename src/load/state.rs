@@ -1,10 +1,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::CliError;
-use crate::index::Index;
-use crate::load;
-use crate::model::{TypeMeta, convert};
+use super::{LoadError, read_file};
+use crate::decode::{TypeMeta, convert};
+use crate::engine::index::Index;
 
 /// What loading found besides the objects.
 #[derive(Debug, Default)]
@@ -23,13 +22,13 @@ impl LoadReport {
 
 /// Reads manifests into an index. Files are parsed one at a time so that
 /// only the small domain objects outlive their file.
-pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
+pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), LoadError> {
     let mut report = LoadReport::default();
     let mut index = Index::new();
     index.begin_bulk();
-    for file in load::files(paths)? {
+    for file in super::files(paths)? {
         report.files += 1;
-        for doc in load::read_file(&file)? {
+        for doc in read_file(&file)? {
             report.documents += 1;
             match convert(&doc.value) {
                 Ok(Some(o)) => {
@@ -45,7 +44,7 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
                     *report.skipped.entry(kind).or_default() += 1;
                 }
                 Err(error) => {
-                    return Err(CliError::Object {
+                    return Err(LoadError::Object {
                         at: Box::new(doc.source),
                         error: Box::new(error),
                     });
@@ -55,20 +54,4 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
     }
     index.finish_bulk();
     Ok((index, report))
-}
-
-/// The state of `source`: its files, or else the current context's cluster.
-pub fn load_source(source: &super::Source) -> Result<(Index, LoadReport), CliError> {
-    if !source.files.is_empty() {
-        return load_state(&source.files);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let index = runtime.block_on(async {
-        let client =
-            crate::cluster::client(source.kubeconfig.as_deref(), source.context.as_deref()).await?;
-        crate::cluster::snapshot(&client).await
-    })?;
-    Ok((index, LoadReport::default()))
 }

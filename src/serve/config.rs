@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::http::DEFAULT_MAX_BODY;
+use crate::admission::http::DEFAULT_MAX_BODY;
+pub use crate::controllers::lease::Election;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -125,23 +126,6 @@ pub struct ElectionArgs {
     pub peer_key: Option<PathBuf>,
     /// How long a follower waits for the leader's answer before answering 503.
     #[arg(long, env = "SODGUARD_FORWARD_TIMEOUT", default_value = "3s", value_parser = duration)]
-    pub forward_timeout: Duration,
-}
-
-/// Leader election settings, complete and consistent.
-#[derive(Debug, Clone)]
-pub struct Election {
-    pub namespace: String,
-    pub lease_name: String,
-    pub lease_duration_secs: u64,
-    pub lease_grace_secs: u64,
-    pub identity: String,
-    pub peer_listen: SocketAddr,
-    pub peer_address: String,
-    pub peer_server_name: String,
-    pub peer_ca: PathBuf,
-    /// The client pair; None: the serving pair.
-    pub peer_client: Option<(PathBuf, PathBuf)>,
     pub forward_timeout: Duration,
 }
 

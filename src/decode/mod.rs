@@ -9,9 +9,10 @@ use k8s_openapi::api::rbac::v1 as rbac;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Binding, BindingKey, Identity, Name, Object, Role, RoleKey};
 use crate::crd::{self, FieldError, SoDException, SoDPolicy};
-use crate::rbac::{LabelSelector, Rule};
+use crate::model::{
+    Binding, BindingKey, Identity, LabelSelector, Name, Object, Requirement, Role, RoleKey, Rule,
+};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -135,8 +136,8 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
                 name: Name::from(name()?.as_str()),
             }
         }
-        ("", "Secret") => match crate::engine::credentials::token_secret_owner(v) {
-            Some(sa) => Object::TokenSecret(super::TokenSecret {
+        ("", "Secret") => match token_secret_owner(v) {
+            Some(sa) => Object::TokenSecret(crate::model::TokenSecret {
                 namespace: Name::from(namespace()?.as_str()),
                 name: Name::from(name()?.as_str()),
                 service_account: sa.name().clone(),
@@ -168,7 +169,7 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
                     a.cluster_role_selectors
                         .iter()
                         .flatten()
-                        .map(LabelSelector::from_k8s)
+                        .map(label_selector)
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .transpose()
@@ -323,11 +324,7 @@ fn role(
             .flatten()
             .map(|(k, v)| (Name::from(k.as_str()), Name::from(v.as_str())))
             .collect(),
-        rules: rules
-            .unwrap_or_default()
-            .iter()
-            .map(Rule::from_k8s)
-            .collect(),
+        rules: rules.unwrap_or_default().iter().map(rule).collect(),
         aggregation,
     }
 }
@@ -367,6 +364,75 @@ fn binding(
         role,
         subjects: ids,
     }))
+}
+
+pub const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
+pub const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
+
+/// The ServiceAccount a token Secret issues a token for, if it is one. Reads
+/// only `type` and metadata: the payload is never looked at.
+pub fn token_secret_owner(secret: &Value) -> Option<Identity> {
+    if secret.get("type").and_then(Value::as_str) != Some(TOKEN_TYPE) {
+        return None;
+    }
+    let meta = secret.get("metadata")?;
+    let ns = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())?;
+    let sa = meta
+        .get("annotations")
+        .and_then(|a| a.get(SA_NAME_ANNOTATION))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())?;
+    Some(Identity::service_account(ns, sa))
+}
+
+/// A PolicyRule as the engine keeps it.
+fn rule(r: &k8s_openapi::api::rbac::v1::PolicyRule) -> Rule {
+    let v = |xs: &Option<Vec<String>>| -> Vec<Name> {
+        xs.iter()
+            .flatten()
+            .map(|s| Name::from(s.as_str()))
+            .collect()
+    };
+    Rule {
+        verbs: r.verbs.iter().map(|s| Name::from(s.as_str())).collect(),
+        api_groups: v(&r.api_groups),
+        resources: v(&r.resources),
+        resource_names: v(&r.resource_names),
+        non_resource_urls: v(&r.non_resource_urls),
+    }
+}
+
+/// `None` for an operator the API server would have refused.
+fn label_selector(
+    s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Result<LabelSelector, String> {
+    let mut requirements = Vec::new();
+    for (k, v) in s.match_labels.iter().flatten() {
+        requirements.push(Requirement::In(
+            Name::from(k.as_str()),
+            vec![Name::from(v.as_str())],
+        ));
+    }
+    for e in s.match_expressions.iter().flatten() {
+        let key = Name::from(e.key.as_str());
+        let values: Vec<Name> = e
+            .values
+            .iter()
+            .flatten()
+            .map(|v| Name::from(v.as_str()))
+            .collect();
+        requirements.push(match e.operator.as_str() {
+            "In" => Requirement::In(key, values),
+            "NotIn" => Requirement::NotIn(key, values),
+            "Exists" => Requirement::Exists(key),
+            "DoesNotExist" => Requirement::DoesNotExist(key),
+            other => return Err(format!("unknown label selector operator {other:?}")),
+        });
+    }
+    Ok(LabelSelector { requirements })
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::Index;
+use crate::model::Rule;
 use crate::model::{Name, RoleKey};
-use crate::rbac::Rule;
 
 /// One effective rule of a role: where it comes from and which rule it is.
 #[derive(Debug, Clone, Copy)]

@@ -20,12 +20,12 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower::ServiceExt;
 
-use super::config::Election;
 use super::http;
-use super::leader::{Leadership, Role};
-use super::metrics::Metrics;
-use super::state::AppState;
 use super::tls::{self, PemPair, TlsError};
+use crate::controllers::lease::Election;
+use crate::controllers::lease::{Leadership, Role};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::state::AppState;
 
 /// Marks a forwarded request (and names the follower that sent it). The
 /// webhook port refuses requests that carry it: a peer address that points
@@ -292,9 +292,9 @@ mod tests {
     use jiff::{SignedDuration, Timestamp};
 
     use super::*;
-    use crate::index::Index;
-    use crate::server::leader::{LeaseView, holder_identity};
-    use crate::server::state::Mode;
+    use crate::controllers::lease::{LeaseView, holder_identity};
+    use crate::engine::index::Index;
+    use crate::runtime::state::Mode;
 
     /// A follower answers a body over --max-body-bytes with 413 over HTTP/2
     /// too, after reading it to its end: the stream is never reset (it used

@@ -22,6 +22,8 @@
 //! expired or was released by a leader shutting down; and a leader that is
 //! shutting down stops deciding before it gives the Lease up.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -33,8 +35,6 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
-
-use super::config::Election;
 
 /// The part of the Lease the roles are judged on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +188,23 @@ impl Leadership {
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.leader.subscribe()
     }
+}
+
+/// Leader election settings, complete and consistent.
+#[derive(Debug, Clone)]
+pub struct Election {
+    pub namespace: String,
+    pub lease_name: String,
+    pub lease_duration_secs: u64,
+    pub lease_grace_secs: u64,
+    pub identity: String,
+    pub peer_listen: SocketAddr,
+    pub peer_address: String,
+    pub peer_server_name: String,
+    pub peer_ca: PathBuf,
+    /// The client pair; None: the serving pair.
+    pub peer_client: Option<(PathBuf, PathBuf)>,
+    pub forward_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Reading a live cluster: a client from kubeconfig or in-cluster settings,
-//! and a one-off snapshot of everything the engine needs (for `kubectl sod`).
+//! The Kubernetes API side: a client from kubeconfig or in-cluster settings,
+//! a one-off snapshot of everything the engine needs (for `kubectl sod`), and
+//! the watchers that keep a server's state current.
+
+pub mod watch;
 
 use std::path::Path;
 
@@ -11,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{SoDException, SoDPolicy};
-use crate::index::Index;
-use crate::model::convert;
+use crate::decode::convert;
+use crate::engine::index::Index;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -13,22 +13,6 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn from_k8s(r: &k8s_openapi::api::rbac::v1::PolicyRule) -> Self {
-        let v = |xs: &Option<Vec<String>>| -> Vec<Name> {
-            xs.iter()
-                .flatten()
-                .map(|s| Name::from(s.as_str()))
-                .collect()
-        };
-        Rule {
-            verbs: r.verbs.iter().map(|s| Name::from(s.as_str())).collect(),
-            api_groups: v(&r.api_groups),
-            resources: v(&r.resources),
-            resource_names: v(&r.resource_names),
-            non_resource_urls: v(&r.non_resource_urls),
-        }
-    }
-
     pub fn names_mut(&mut self) -> impl Iterator<Item = &mut Name> {
         self.verbs
             .iter_mut()

@@ -1,24 +1,19 @@
 //! `sodguard serve`: the validating webhook, a thin edge over the engine.
 
 pub mod config;
-pub mod forward;
-pub mod http;
-pub mod leader;
-pub mod metrics;
-pub mod review;
-pub mod state;
-pub mod tls;
-pub mod watch;
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::{forward, http, tls};
+use crate::cluster::watch;
+use crate::controllers::lease as leader;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::state::{AppState, Mode};
 pub use config::{ServeArgs, Tls};
-use metrics::Metrics;
-use state::{AppState, Mode};
 
-use crate::index::Index;
+use crate::engine::index::Index;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -91,7 +86,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         state
     } else {
         let (mut index, report) =
-            crate::cli::load_state(&args.state).map_err(|e| ServeError::State(e.to_string()))?;
+            crate::load::load_state(&args.state).map_err(|e| ServeError::State(e.to_string()))?;
         index.set_unwatched_namespaces(&args.excluded_namespaces);
         tracing::info!(
             documents = report.documents,

@@ -235,7 +235,7 @@ async fn validate(
         );
     };
     let decision = if decided.allowed { "allowed" } else { "denied" };
-    let kind = metric_kind(&incoming.kind.kind);
+    let kind = crate::decode::kinds::metric_kind(&incoming.kind.kind);
     state.metrics.observe_request(
         kind,
         incoming.operation(),
@@ -269,21 +269,4 @@ fn decide(
         "admission decided"
     );
     Some(review)
-}
-
-/// Kinds as metric labels: the checked ones by name, anything else as
-/// `other`, so that label values stay few.
-fn metric_kind(kind: &str) -> &'static str {
-    match kind {
-        "RoleBinding" => "RoleBinding",
-        "ClusterRoleBinding" => "ClusterRoleBinding",
-        "Role" => "Role",
-        "ClusterRole" => "ClusterRole",
-        "ServiceAccount" => "ServiceAccount",
-        "Secret" => "Secret",
-        "SoDPolicy" => "SoDPolicy",
-        "SoDException" => "SoDException",
-        "Namespace" => "Namespace",
-        _ => "other",
-    }
 }

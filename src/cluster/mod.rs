@@ -4,22 +4,44 @@
 
 pub mod watch;
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::crd::{SoDException, SoDPolicy};
-use crate::decode::convert;
+use crate::decode::kinds::{self, Kind, PerKind};
 use crate::engine::index::Index;
+use crate::model::Object;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClusterError(pub String);
+pub enum ClusterError {
+    #[error("cannot read the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("no cluster configuration found: {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("cannot build a client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot list {kind}: {source}")]
+    List {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ClusterError {
+    /// A low-cardinality label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ClusterError::Kubeconfig(_) => "kubeconfig",
+            ClusterError::Infer(_) => "infer",
+            ClusterError::Client(_) => "client",
+            ClusterError::List { .. } => "list",
+        }
+    }
+}
 
 /// A client for `kubeconfig`/`context`, or the usual inference (in-cluster,
 /// then `$KUBECONFIG`, then `~/.kube/config`).
@@ -27,9 +49,8 @@ pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<Client, ClusterError> {
-    let e = |m: String| ClusterError(m);
     let config = match (kubeconfig, context) {
-        (None, None) => kube::Config::infer().await.map_err(|x| e(x.to_string()))?,
+        (None, None) => kube::Config::infer().await?,
         (path, context) => {
             let options = kube::config::KubeConfigOptions {
                 context: context.map(str::to_string),
@@ -37,63 +58,69 @@ pub async fn client(
             };
             match path {
                 Some(p) => {
-                    let kc =
-                        kube::config::Kubeconfig::read_from(p).map_err(|x| e(x.to_string()))?;
-                    kube::Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .map_err(|x| e(x.to_string()))?
+                    let kc = kube::config::Kubeconfig::read_from(p)?;
+                    kube::Config::from_custom_kubeconfig(kc, &options).await?
                 }
-                None => kube::Config::from_kubeconfig(&options)
-                    .await
-                    .map_err(|x| e(x.to_string()))?,
+                None => kube::Config::from_kubeconfig(&options).await?,
             }
         }
     };
-    Client::try_from(config).map_err(|x| e(x.to_string()))
+    Client::try_from(config).map_err(ClusterError::Client)
 }
 
-/// Lists every kind the engine needs, page by page, into an index.
+type Listing<'a> = Pin<Box<dyn Future<Output = Result<Vec<Object>, ClusterError>> + Send + 'a>>;
+
+/// Lists every kind of the table (token Secrets aside: `kubectl sod` does
+/// not ask to read Secrets), page by page, into an index.
 pub async fn snapshot(client: &Client) -> Result<Index, ClusterError> {
+    struct Lists<'a> {
+        client: &'a Client,
+        lists: Vec<Listing<'a>>,
+    }
+    impl<'a> PerKind for Lists<'a> {
+        fn object<K: Kind>(&mut self) {
+            self.lists.push(Box::pin(list::<K>(self.client)));
+        }
+        fn token_secrets(&mut self) {}
+    }
+    let mut lists = Lists {
+        client,
+        lists: Vec::new(),
+    };
+    kinds::each(&mut lists);
     let mut index = Index::new();
     index.begin_bulk();
-    list_into::<Namespace>(client, &mut index).await?;
-    list_into::<ServiceAccount>(client, &mut index).await?;
-    list_into::<Role>(client, &mut index).await?;
-    list_into::<ClusterRole>(client, &mut index).await?;
-    list_into::<RoleBinding>(client, &mut index).await?;
-    list_into::<ClusterRoleBinding>(client, &mut index).await?;
-    list_into::<SoDPolicy>(client, &mut index).await?;
-    list_into::<SoDException>(client, &mut index).await?;
+    for listing in lists.lists {
+        for o in listing.await? {
+            let _ = index.apply(o);
+        }
+    }
     index.finish_bulk();
     Ok(index)
 }
 
-async fn list_into<K>(client: &Client, index: &mut Index) -> Result<(), ClusterError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
+async fn list<K: Kind>(client: &Client) -> Result<Vec<Object>, ClusterError> {
     let api: Api<K> = Api::all(client.clone());
-    let kind = K::kind(&());
     let mut params = ListParams::default().limit(500);
+    let mut out = Vec::new();
     loop {
         let page = api
             .list(&params)
             .await
-            .map_err(|e| ClusterError(format!("cannot list {kind}: {e}")))?;
+            .map_err(|source| ClusterError::List {
+                kind: K::kind(&()).into_owned(),
+                source,
+            })?;
         for item in &page.items {
-            let v = serde_json::to_value(item).map_err(|e| ClusterError(e.to_string()))?;
-            match convert(&v) {
-                Ok(Some(o)) => {
-                    let _ = index.apply(o);
-                }
-                Ok(None) => {}
+            match item.decode() {
+                Ok(o) => out.push(o),
                 // One unreadable object must not hide the rest of the cluster.
                 Err(e) => tracing::warn!(error = %e, "skipping an object that cannot be read"),
             }
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => params = params.continue_token(&c),
-            None => return Ok(()),
+            None => return Ok(out),
         }
     }
 }

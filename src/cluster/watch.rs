@@ -3,23 +3,18 @@
 //! Secrets only the metadata of token Secrets is ever read.
 
 use std::collections::HashSet;
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::crd::{SoDException, SoDPolicy};
-use crate::decode::convert;
-use crate::decode::{SA_NAME_ANNOTATION, TOKEN_TYPE};
-use crate::model::{Name, Object, ObjectKey, TokenSecret};
+use crate::decode::kinds::{self, Kind, PerKind};
+use crate::decode::{ConvertError, TOKEN_TYPE, token_secret};
+use crate::model::{Object, ObjectKey};
 use crate::runtime::state::AppState;
 
 /// Counts down the watchers that have not finished their first list.
@@ -39,88 +34,65 @@ impl Readiness {
     }
 }
 
-/// Starts every watcher; the state becomes ready once each has listed.
+/// Starts a watcher for every kind of the table; the state becomes ready once
+/// each has listed.
 pub fn spawn_all(client: Client, state: Arc<AppState>, watch_secrets: bool) {
-    let n = if watch_secrets { 9 } else { 8 };
+    let n = kinds::names()
+        .iter()
+        .filter(|k| watch_secrets || !k.optional)
+        .count();
     let ready = Arc::new(Readiness {
         pending: AtomicUsize::new(n),
         state: state.clone(),
     });
-    let cfg = watcher::Config::default;
-    spawn_typed::<Namespace>(&client, "namespaces", cfg(), &state, &ready);
-    spawn_typed::<ServiceAccount>(&client, "serviceaccounts", cfg(), &state, &ready);
-    spawn_typed::<Role>(&client, "roles", cfg(), &state, &ready);
-    spawn_typed::<ClusterRole>(&client, "clusterroles", cfg(), &state, &ready);
-    spawn_typed::<RoleBinding>(&client, "rolebindings", cfg(), &state, &ready);
-    spawn_typed::<ClusterRoleBinding>(&client, "clusterrolebindings", cfg(), &state, &ready);
-    spawn_typed::<SoDPolicy>(&client, "sodpolicies", cfg(), &state, &ready);
-    spawn_typed::<SoDException>(&client, "sodexceptions", cfg(), &state, &ready);
-    if watch_secrets {
-        // Metadata only, and only token Secrets: payloads never reach us.
-        let api: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+    kinds::each(&mut Spawn {
+        client,
+        state,
+        ready,
+        watch_secrets,
+    });
+}
+
+struct Spawn {
+    client: Client,
+    state: Arc<AppState>,
+    ready: Arc<Readiness>,
+    watch_secrets: bool,
+}
+
+impl PerKind for Spawn {
+    fn object<K: Kind>(&mut self) {
+        let api: Api<K> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        tokio::spawn(drive(
+            stream,
+            kinds::metric_resource(&K::plural(&())),
+            self.state.clone(),
+            self.ready.clone(),
+            |o: &K| o.decode().map(Some),
+        ));
+    }
+
+    fn token_secrets(&mut self) {
+        if !self.watch_secrets {
+            return;
+        }
+        // Metadata only (an `Api` of PartialObjectMeta asks the API server
+        // for PartialObjectMetadata) and only token Secrets: payloads never
+        // reach this process.
+        let api: Api<PartialObjectMeta<Secret>> = Api::all(self.client.clone());
         let config = watcher::Config::default().fields(&format!("type={TOKEN_TYPE}"));
         let stream = watcher(api, config).default_backoff();
         tokio::spawn(drive(
             stream,
-            "secrets",
-            state.clone(),
-            ready.clone(),
-            token_secret,
+            kinds::metric_resource("secrets"),
+            self.state.clone(),
+            self.ready.clone(),
+            |m: &PartialObjectMeta<Secret>| {
+                token_secret(&m.metadata).map(|t| t.map(Object::TokenSecret))
+            },
         ));
     }
-}
-
-fn spawn_typed<K>(
-    client: &Client,
-    resource: &'static str,
-    config: watcher::Config,
-    state: &Arc<AppState>,
-    ready: &Arc<Readiness>,
-) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let stream = watcher(api, config).default_backoff();
-    tokio::spawn(drive(
-        stream,
-        resource,
-        state.clone(),
-        ready.clone(),
-        typed::<K>,
-    ));
-}
-
-/// Reduces a typed object through the same boundary as every other input.
-fn typed<K: Serialize>(obj: &K) -> Result<Option<Object>, String> {
-    let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-    convert(&v).map_err(|e| e.to_string())
-}
-
-fn token_secret(meta: &PartialObjectMeta<Secret>) -> Result<Option<Object>, String> {
-    let m = &meta.metadata;
-    let (Some(ns), Some(name)) = (m.namespace.as_deref(), m.name.as_deref()) else {
-        return Err("Secret without namespace or name".into());
-    };
-    let Some(sa) = m
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SA_NAME_ANNOTATION))
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Object::TokenSecret(TokenSecret {
-        namespace: Name::from(ns),
-        name: Name::from(name),
-        service_account: Name::from(sa.as_str()),
-        created: m.creation_timestamp.as_ref().map(|t| t.0),
-    })))
 }
 
 async fn drive<K, S>(
@@ -128,7 +100,7 @@ async fn drive<K, S>(
     resource: &'static str,
     state: Arc<AppState>,
     ready: Arc<Readiness>,
-    reduce: fn(&K) -> Result<Option<Object>, String>,
+    reduce: fn(&K) -> Result<Option<Object>, ConvertError>,
 ) where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {

@@ -18,7 +18,6 @@ use crate::model::{Approval, Exception, ExceptionReview, Identity, Name, ReviewO
     printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.policy"}"#,
     printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.subject.kind"}"#,
     printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.name"}"#,
-    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -90,6 +89,8 @@ pub struct ApprovalSpec {
     pub at: String,
 }
 
+/// Reserved for the review-time audit: this version of sodguard does not
+/// write it (`sodguard explain` shows whether an exception is active).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SoDExceptionStatus {

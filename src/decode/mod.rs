@@ -4,15 +4,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::crd::{self, FieldError, SoDException, SoDPolicy};
 use crate::model::{
     Binding, BindingKey, Identity, LabelSelector, Name, Object, Requirement, Role, RoleKey, Rule,
+    TokenSecret,
 };
+
+pub mod kinds;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -115,143 +119,246 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
         object: object.clone(),
         message,
     };
-    let name = || {
-        object
-            .name
-            .clone()
-            .ok_or_else(|| malformed("metadata.name is missing".into()))
-    };
-    let namespace = || {
-        object
-            .namespace
-            .clone()
-            .ok_or_else(|| malformed("metadata.namespace is missing".into()))
-    };
     let obj = match (tm.group(), tm.kind.as_str()) {
-        ("", "Namespace") => Object::Namespace(Name::from(name()?.as_str())),
-        ("", "ServiceAccount") => {
-            let _: ServiceAccount = parse(v, &object)?;
-            Object::ServiceAccount {
-                namespace: Name::from(namespace()?.as_str()),
-                name: Name::from(name()?.as_str()),
+        // Only the name matters, so nothing else of a Namespace is read.
+        ("", "Namespace") => match &object.name {
+            Some(n) => Object::Namespace(Name::from(n.as_str())),
+            None => return Err(malformed("metadata.name is missing".into())),
+        },
+        ("", "ServiceAccount") => parse::<ServiceAccount>(v, &object)?.decode()?,
+        ("", "Secret") => {
+            if token_secret_owner(v).is_none() {
+                return Ok(None);
+            }
+            let meta: ObjectMeta = match v.get("metadata") {
+                Some(m) => parse(m, &object)?,
+                None => ObjectMeta::default(),
+            };
+            match token_secret(&meta)? {
+                Some(t) => Object::TokenSecret(t),
+                None => return Ok(None),
             }
         }
-        ("", "Secret") => match token_secret_owner(v) {
-            Some(sa) => Object::TokenSecret(crate::model::TokenSecret {
-                namespace: Name::from(namespace()?.as_str()),
-                name: Name::from(name()?.as_str()),
-                service_account: sa.name().clone(),
-                created: v
-                    .pointer("/metadata/creationTimestamp")
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.parse().ok()),
-            }),
-            None => return Ok(None),
-        },
-        (RBAC_GROUP, "Role") => {
-            let r: rbac::Role = parse(v, &object)?;
-            let key = RoleKey {
-                namespace: Some(namespace()?.into()),
-                name: name()?.into(),
-            };
-            Object::Role(role(key, r.rules.as_deref(), None, None))
-        }
-        (RBAC_GROUP, "ClusterRole") => {
-            let r: rbac::ClusterRole = parse(v, &object)?;
-            let key = RoleKey {
-                namespace: None,
-                name: name()?.into(),
-            };
-            let aggregation = r
-                .aggregation_rule
-                .as_ref()
-                .map(|a| {
-                    a.cluster_role_selectors
-                        .iter()
-                        .flatten()
-                        .map(label_selector)
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()
-                .map_err(|e| malformed(format!("aggregationRule: {e}")))?;
-            Object::Role(role(
-                key,
-                r.rules.as_deref(),
-                r.metadata.labels.as_ref(),
-                aggregation,
-            ))
-        }
+        (RBAC_GROUP, "Role") => parse::<rbac::Role>(v, &object)?.decode()?,
+        (RBAC_GROUP, "ClusterRole") => parse::<rbac::ClusterRole>(v, &object)?.decode()?,
         (RBAC_GROUP, "RoleBinding") => {
             require_role_ref(v, &malformed)?;
-            let b: rbac::RoleBinding = parse(v, &object)?;
-            let ns = namespace()?;
-            let role = match b.role_ref.kind.as_str() {
-                "Role" => RoleKey {
-                    namespace: Some(ns.as_str().into()),
-                    name: b.role_ref.name.as_str().into(),
-                },
-                "ClusterRole" => RoleKey::cluster(&b.role_ref.name),
-                k => {
-                    return Err(malformed(format!(
-                        "roleRef.kind must be Role or ClusterRole, not {k:?}"
-                    )));
-                }
-            };
-            binding(
-                BindingKey {
-                    namespace: Some(ns.as_str().into()),
-                    name: name()?.into(),
-                },
-                role,
-                &b.role_ref,
-                b.subjects.as_deref(),
-                &malformed,
-            )?
+            parse::<rbac::RoleBinding>(v, &object)?.decode()?
         }
         (RBAC_GROUP, "ClusterRoleBinding") => {
             require_role_ref(v, &malformed)?;
-            let b: rbac::ClusterRoleBinding = parse(v, &object)?;
-            if b.role_ref.kind != "ClusterRole" {
-                return Err(malformed(format!(
-                    "roleRef.kind of a ClusterRoleBinding must be ClusterRole, not {:?}",
-                    b.role_ref.kind
-                )));
-            }
-            let role = RoleKey::cluster(&b.role_ref.name);
-            binding(
-                BindingKey {
-                    namespace: None,
-                    name: name()?.into(),
-                },
-                role,
-                &b.role_ref,
-                b.subjects.as_deref(),
-                &malformed,
-            )?
+            parse::<rbac::ClusterRoleBinding>(v, &object)?.decode()?
         }
-        (crd::GROUP, "SoDPolicy") => {
-            let p: SoDPolicy = parse(v, &object)?;
-            let policy =
-                crd::compile_policy(&name()?, &p.spec).map_err(|error| ConvertError::Invalid {
-                    object: object.clone(),
-                    error,
-                })?;
-            Object::Policy(Arc::new(policy))
-        }
-        (crd::GROUP, "SoDException") => {
-            let e: SoDException = parse(v, &object)?;
-            let mut exception = crd::compile_exception(&name()?, &e.spec).map_err(|error| {
-                ConvertError::Invalid {
-                    object: object.clone(),
-                    error,
-                }
-            })?;
-            exception.created = e.metadata.creation_timestamp.map(|t| t.0);
-            Object::Exception(Arc::new(exception))
-        }
+        (crd::GROUP, "SoDPolicy") => parse::<SoDPolicy>(v, &object)?.decode()?,
+        (crd::GROUP, "SoDException") => parse::<SoDException>(v, &object)?.decode()?,
         _ => return Ok(None),
     };
     Ok(Some(obj))
+}
+
+/// A typed Kubernetes object reduced to what the engine keeps: the one
+/// conversion shared by files, admission requests, the snapshot and the
+/// watchers (which hand over typed objects, never JSON to parse again).
+pub trait Decode {
+    fn decode(&self) -> Result<Object, ConvertError>;
+}
+
+/// Names a typed object in messages, as [`ObjectRef::of`] names its JSON.
+fn object_ref(kind: &str, meta: &ObjectMeta) -> ObjectRef {
+    let s = |x: &Option<String>| x.clone().filter(|s| !s.is_empty());
+    ObjectRef {
+        kind: kind.to_string(),
+        namespace: s(&meta.namespace),
+        name: s(&meta.name),
+    }
+}
+
+/// The parts of a typed object's metadata a conversion needs, with the same
+/// messages whatever the source.
+struct Meta {
+    object: ObjectRef,
+}
+
+impl Meta {
+    fn of(kind: &str, meta: &ObjectMeta) -> Self {
+        Meta {
+            object: object_ref(kind, meta),
+        }
+    }
+
+    fn malformed(&self, message: String) -> ConvertError {
+        ConvertError::Malformed {
+            object: self.object.clone(),
+            message,
+        }
+    }
+
+    fn invalid(&self, error: FieldError) -> ConvertError {
+        ConvertError::Invalid {
+            object: self.object.clone(),
+            error,
+        }
+    }
+
+    fn name(&self) -> Result<String, ConvertError> {
+        self.object
+            .name
+            .clone()
+            .ok_or_else(|| self.malformed("metadata.name is missing".into()))
+    }
+
+    fn namespace(&self) -> Result<String, ConvertError> {
+        self.object
+            .namespace
+            .clone()
+            .ok_or_else(|| self.malformed("metadata.namespace is missing".into()))
+    }
+}
+
+impl Decode for Namespace {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("Namespace", &self.metadata);
+        Ok(Object::Namespace(Name::from(m.name()?.as_str())))
+    }
+}
+
+impl Decode for ServiceAccount {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("ServiceAccount", &self.metadata);
+        Ok(Object::ServiceAccount {
+            namespace: Name::from(m.namespace()?.as_str()),
+            name: Name::from(m.name()?.as_str()),
+        })
+    }
+}
+
+impl Decode for rbac::Role {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("Role", &self.metadata);
+        let key = RoleKey {
+            namespace: Some(m.namespace()?.into()),
+            name: m.name()?.into(),
+        };
+        Ok(Object::Role(role(key, self.rules.as_deref(), None, None)))
+    }
+}
+
+impl Decode for rbac::ClusterRole {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("ClusterRole", &self.metadata);
+        let key = RoleKey {
+            namespace: None,
+            name: m.name()?.into(),
+        };
+        let aggregation = self
+            .aggregation_rule
+            .as_ref()
+            .map(|a| {
+                a.cluster_role_selectors
+                    .iter()
+                    .flatten()
+                    .map(label_selector)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| m.malformed(format!("aggregationRule: {e}")))?;
+        Ok(Object::Role(role(
+            key,
+            self.rules.as_deref(),
+            self.metadata.labels.as_ref(),
+            aggregation,
+        )))
+    }
+}
+
+impl Decode for rbac::RoleBinding {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("RoleBinding", &self.metadata);
+        let ns = m.namespace()?;
+        let role = match self.role_ref.kind.as_str() {
+            "Role" => RoleKey {
+                namespace: Some(ns.as_str().into()),
+                name: self.role_ref.name.as_str().into(),
+            },
+            "ClusterRole" => RoleKey::cluster(&self.role_ref.name),
+            k => {
+                return Err(m.malformed(format!(
+                    "roleRef.kind must be Role or ClusterRole, not {k:?}"
+                )));
+            }
+        };
+        binding(
+            BindingKey {
+                namespace: Some(ns.as_str().into()),
+                name: m.name()?.into(),
+            },
+            role,
+            &self.role_ref,
+            self.subjects.as_deref(),
+            &|message| m.malformed(message),
+        )
+    }
+}
+
+impl Decode for rbac::ClusterRoleBinding {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("ClusterRoleBinding", &self.metadata);
+        if self.role_ref.kind != "ClusterRole" {
+            return Err(m.malformed(format!(
+                "roleRef.kind of a ClusterRoleBinding must be ClusterRole, not {:?}",
+                self.role_ref.kind
+            )));
+        }
+        binding(
+            BindingKey {
+                namespace: None,
+                name: m.name()?.into(),
+            },
+            RoleKey::cluster(&self.role_ref.name),
+            &self.role_ref,
+            self.subjects.as_deref(),
+            &|message| m.malformed(message),
+        )
+    }
+}
+
+impl Decode for SoDPolicy {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("SoDPolicy", &self.metadata);
+        let policy = crd::compile_policy(&m.name()?, &self.spec).map_err(|e| m.invalid(e))?;
+        Ok(Object::Policy(Arc::new(policy)))
+    }
+}
+
+impl Decode for SoDException {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = Meta::of("SoDException", &self.metadata);
+        let mut exception =
+            crd::compile_exception(&m.name()?, &self.spec).map_err(|e| m.invalid(e))?;
+        exception.created = self.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        Ok(Object::Exception(Arc::new(exception)))
+    }
+}
+
+/// A `kubernetes.io/service-account-token` Secret, from its metadata alone
+/// (the caller has checked the type): `None` without the ServiceAccount
+/// annotation. The watch reads only metadata, so this is all there is.
+pub fn token_secret(meta: &ObjectMeta) -> Result<Option<TokenSecret>, ConvertError> {
+    let m = Meta::of("Secret", meta);
+    let Some(sa) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SA_NAME_ANNOTATION))
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(TokenSecret {
+        namespace: Name::from(m.namespace()?.as_str()),
+        name: Name::from(m.name()?.as_str()),
+        service_account: Name::from(sa.as_str()),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0),
+    }))
 }
 
 /// k8s-openapi fills a missing required struct with defaults; a binding

@@ -22,9 +22,9 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot load the state: {0}")]
-    State(String),
+    State(#[from] crate::load::LoadError),
     #[error("cannot reach the cluster: {0}")]
-    Kube(String),
+    Kube(#[from] crate::cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -85,8 +85,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         live_client = Some(client);
         state
     } else {
-        let (mut index, report) =
-            crate::load::load_state(&args.state).map_err(|e| ServeError::State(e.to_string()))?;
+        let (mut index, report) = crate::load::load_state(&args.state)?;
         index.set_unwatched_namespaces(&args.excluded_namespaces);
         tracing::info!(
             documents = report.documents,
@@ -306,7 +305,7 @@ fn replicas(
 async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
     crate::cluster::client(args.kubeconfig.as_deref(), args.context.as_deref())
         .await
-        .map_err(|e| ServeError::Kube(e.to_string()))
+        .map_err(ServeError::from)
 }
 
 /// Overlay expiry, index metrics and the violations gauge.

@@ -399,7 +399,7 @@ fn invalid_yaml_names_the_file_the_document_and_the_line() {
 fn invalid_yaml_is_named_by_explain_and_test_too() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "broken.yaml", "kind: A\n---\nfoo: bar: baz\n");
-    sodguard(&[
+    sodguard([
         OsStr::new("explain"),
         "User:a".as_ref(),
         "-f".as_ref(),
@@ -407,7 +407,7 @@ fn invalid_yaml_is_named_by_explain_and_test_too() {
     ])
     .expect(2)
     .stderr_has("broken.yaml, document 2, line 3");
-    sodguard(&[OsStr::new("test"), f.as_os_str()])
+    sodguard([OsStr::new("test"), f.as_os_str()])
         .expect(2)
         .stderr_has("broken.yaml, document 2, line 3");
 }
@@ -452,7 +452,7 @@ fn documents_of_unknown_kinds_are_skipped_and_counted() {
         .stdout_has("skipped 5")
         .stdout_has("ConfigMap ×2")
         .stdout_has("Deployment ×1");
-    let r = sodguard(&[
+    let r = sodguard([
         OsStr::new("check"),
         "-o".as_ref(),
         "json".as_ref(),
@@ -1154,7 +1154,7 @@ fn empty_and_almost_empty_files() {
     check(&[Path::new("/dev/null")]).expect(0);
     // An empty case file: no cases, so nothing fails.
     let f = write(dir.path(), "cases.yaml", "");
-    sodguard(&[OsStr::new("test"), f.as_os_str()]).survived(Some("cases.yaml"));
+    sodguard([OsStr::new("test"), f.as_os_str()]).survived(Some("cases.yaml"));
 }
 
 #[test]
@@ -1356,10 +1356,7 @@ fn alias_amplification_is_bounded_per_file() {
         text.push_str(&format!("  z: [{}]\n", vec!["*x"; 400].join(", ")));
     }
     let f = write(dir.path(), "bombs.yaml", &text);
-    let r = sodguard_capped(
-        &[OsStr::new("check"), "-f".as_ref(), f.as_os_str()],
-        1 << 20,
-    );
+    let r = sodguard_capped([OsStr::new("check"), "-f".as_ref(), f.as_os_str()], 1 << 20);
     r.survived(Some("bombs.yaml"));
     assert_eq!(r.code, Some(2), "{}", r.context());
 }

@@ -391,7 +391,7 @@ fn kind_list_items_are_read() {
     let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {},
                       "items": violating_state(&["Deny"])});
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "list.yaml", &to_yaml(&list));
+    let f = write(dir.path(), "list.yaml", to_yaml(&list));
     let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
@@ -406,8 +406,8 @@ fn kind_list_items_are_read() {
         role_binding("payments", "api-reads-secrets", "Role", "secret-reader", &[sa("payments", "api")]),
         role_binding("payments", "web-reads-secrets", "Role", "secret-reader", &[sa("payments", "web")]),
     ]});
-    let f1 = write(dir.path(), "typed/a.yaml", &yaml_stream(&docs));
-    let f2 = write(dir.path(), "typed/b.yaml", &to_yaml(&typed));
+    let f1 = write(dir.path(), "typed/a.yaml", yaml_stream(&docs));
+    let f2 = write(dir.path(), "typed/b.yaml", to_yaml(&typed));
     let _ = (f1, f2);
     check(&[&dir.path().join("typed")])
         .expect(1)
@@ -424,14 +424,14 @@ fn json_input_files() {
         write(
             dir.path(),
             &format!("json/obj{i}.json"),
-            &serde_json::to_string_pretty(d).unwrap(),
+            serde_json::to_string_pretty(d).unwrap(),
         );
     }
     let (mid, last) = rest.split_at(2);
     let stream: String = mid.iter().map(|d| format!("{d}\n")).collect();
     write(dir.path(), "json/stream.json", &stream);
     let list = json!({"apiVersion": "v1", "kind": "List", "items": last});
-    write(dir.path(), "json/list.json", &list.to_string());
+    write(dir.path(), "json/list.json", list.to_string());
     let r = check_with(&[&dir.path().join("json")], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
@@ -458,12 +458,12 @@ fn multi_document_yaml_with_empty_documents_and_comments() {
 fn folders_are_walked_for_yaml_yml_and_json_only() {
     let dir = tempfile::tempdir().unwrap();
     let docs = violating_state(&["Deny"]);
-    write(dir.path(), "a.yaml", &yaml_stream(&docs[..3]));
-    write(dir.path(), "sub/b.yml", &yaml_stream(&docs[3..6]));
+    write(dir.path(), "a.yaml", yaml_stream(&docs[..3]));
+    write(dir.path(), "sub/b.yml", yaml_stream(&docs[3..6]));
     write(
         dir.path(),
         "sub/deeper/c.json",
-        &json!({"kind": "List", "apiVersion": "v1", "items": &docs[6..]}).to_string(),
+        json!({"kind": "List", "apiVersion": "v1", "items": &docs[6..]}).to_string(),
     );
     // Not manifests: must be ignored when walking a folder.
     write(dir.path(), "README.md", "# not: [valid yaml\n");
@@ -481,8 +481,8 @@ fn folders_are_walked_for_yaml_yml_and_json_only() {
 fn repeated_and_multi_value_filename_flags() {
     let dir = tempfile::tempdir().unwrap();
     let docs = violating_state(&["Deny"]);
-    let a = write(dir.path(), "a.yaml", &yaml_stream(&docs[..4]));
-    let b = write(dir.path(), "b.yaml", &yaml_stream(&docs[4..]));
+    let a = write(dir.path(), "a.yaml", yaml_stream(&docs[..4]));
+    let b = write(dir.path(), "b.yaml", yaml_stream(&docs[4..]));
     // -f A -f B
     sodguard([
         OsStr::new("check"),
@@ -553,7 +553,7 @@ fn check_agrees_with_the_state_scenarios() {
             let f = write(
                 tmp.path(),
                 &format!("{}-{i}.json", path.file_stem().unwrap().to_string_lossy()),
-                &list.to_string(),
+                list.to_string(),
             );
             let mut args: Vec<String> = vec!["check".into(), "-o".into(), "json".into()];
             if let Some(now) = case.get("now").and_then(Value::as_str) {
@@ -880,7 +880,7 @@ fn test_runs_the_shared_scenarios() {
 #[test]
 fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "wrong.yaml", &case("expects-nothing", "[]"));
+    let f = write(dir.path(), "wrong.yaml", case("expects-nothing", "[]"));
     let list = write(dir.path(), "pending.txt", "# known\nwrong.yaml  issue 99\n");
     let r = sodguard([
         OsStr::new("test"),
@@ -900,7 +900,7 @@ fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
 #[test]
 fn test_pending_case_that_passes_is_reported_as_pending() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     let list = write(dir.path(), "pending.txt", "ok.yaml issue 99\n");
     let r = sodguard([
         OsStr::new("test"),
@@ -922,7 +922,7 @@ fn test_pending_case_that_passes_is_reported_as_pending() {
 #[test]
 fn test_pending_list_errors_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     for (text, says) in [
         ("ok.yaml\n", "pending.txt:1: ok.yaml: say why"),
         (
@@ -990,7 +990,7 @@ const RIGHT: &str =
 #[test]
 fn test_passing_case_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     let r = sodguard([OsStr::new("test"), f.as_os_str()]);
     r.expect(0).stdout_has("PASS").stdout_has("right");
     assert_eq!(r.last_line(), "1 passed, 0 failed", "{}", r.context());
@@ -999,7 +999,7 @@ fn test_passing_case_exits_0() {
 #[test]
 fn test_failing_case_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "wrong.yaml", &case("expects-nothing", "[]"));
+    let f = write(dir.path(), "wrong.yaml", case("expects-nothing", "[]"));
     let r = sodguard([OsStr::new("test"), f.as_os_str()]);
     r.expect(1)
         .stdout_has("FAIL")
@@ -1010,7 +1010,7 @@ fn test_failing_case_exits_1() {
     let f = write(
         dir.path(),
         "wrong2.yaml",
-        &case(
+        case(
             "expects-another",
             "[{policy: p, subject: 'ServiceAccount:ns:other', namespace: ns, duties: [admin, use]}]",
         ),
@@ -1026,9 +1026,9 @@ fn test_counts_passes_and_failures_over_files_and_documents() {
     write(
         dir.path(),
         "cases/two.yaml",
-        &format!("{}---\n{}", case("one", RIGHT), case("two", "[]")),
+        format!("{}---\n{}", case("one", RIGHT), case("two", "[]")),
     );
-    write(dir.path(), "cases/sub/three.yaml", &case("three", RIGHT));
+    write(dir.path(), "cases/sub/three.yaml", case("three", RIGHT));
     let r = sodguard([OsStr::new("test"), dir.path().join("cases").as_os_str()]);
     r.expect(1);
     assert_eq!(r.last_line(), "2 passed, 1 failed", "{}", r.context());
@@ -1233,7 +1233,7 @@ fn no_colours_when_stdout_is_not_a_terminal() {
     let f = write(
         dir.path(),
         "c.yaml",
-        &format!("{}---\n{}", case("a", RIGHT), case("b", "[]")),
+        format!("{}---\n{}", case("a", RIGHT), case("b", "[]")),
     );
     sodguard([OsStr::new("test"), f.as_os_str()]).expect(1);
     // errors on a non-terminal stderr

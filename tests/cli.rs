@@ -836,6 +836,17 @@ fn explain_bad_subject_exits_2() {
 // test
 // ---------------------------------------------------------------------------
 
+/// `sodguard test --pending LIST CASES`.
+fn test_with_pending(list: impl AsRef<Path>, cases: impl AsRef<Path>) -> Run {
+    let (list, cases) = (list.as_ref(), cases.as_ref());
+    sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        list.as_os_str(),
+        cases.as_os_str(),
+    ])
+}
+
 #[test]
 fn test_runs_the_shared_scenarios() {
     let Some(dir) = shared_scenarios() else {
@@ -846,12 +857,7 @@ fn test_runs_the_shared_scenarios() {
     let total = sodguard::testcase::load_cases(std::slice::from_ref(&dir))
         .unwrap()
         .len();
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        pending_file.as_os_str(),
-        dir.as_os_str(),
-    ]);
+    let r = test_with_pending(pending_file, dir);
     r.expect(0);
     let summary = if listed == 0 {
         format!("{total} passed, 0 failed")
@@ -882,12 +888,7 @@ fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "wrong.yaml", case("expects-nothing", "[]"));
     let list = write(dir.path(), "pending.txt", "# known\nwrong.yaml  issue 99\n");
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        list.as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(list, f);
     r.expect(0).stdout_has("PEND").stdout_has("issue 99");
     assert_eq!(
         r.last_line(),
@@ -902,12 +903,7 @@ fn test_pending_case_that_passes_is_reported_as_pending() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     let list = write(dir.path(), "pending.txt", "ok.yaml issue 99\n");
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        list.as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(list, f);
     r.expect(0)
         .stdout_has("PEND")
         .stdout_has("issue 99; passes here");
@@ -932,20 +928,10 @@ fn test_pending_list_errors_name_the_line() {
         ("x/ok.yaml a\n", "a file name, not a path"),
     ] {
         let list = write(dir.path(), "pending.txt", text);
-        let r = sodguard([
-            OsStr::new("test"),
-            OsStr::new("--pending"),
-            list.as_os_str(),
-            f.as_os_str(),
-        ]);
+        let r = test_with_pending(list, &f);
         r.expect(2).stderr_has(says);
     }
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        dir.path().join("missing.txt").as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(dir.path().join("missing.txt"), &f);
     r.expect(2).stderr_has("cannot read");
 }
 

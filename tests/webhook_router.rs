@@ -20,7 +20,8 @@ use common::objects::{
     role_binding, sa, secrets_rule, service_account,
 };
 use common::webhook::{
-    admission_request, admission_review, fixture_index, fixture_review, fixtures, live, post, state,
+    admission_request, admission_review, create_review, fixture_index, fixture_review, fixtures,
+    live, post, state, validate_request,
 };
 
 struct Expect {
@@ -225,21 +226,9 @@ async fn conflicting_changes_are_not_both_admitted() {
     // Two bindings that each complete nothing alone but conflict together.
     let s = live(Duration::from_secs(30));
     let review = |uid: &str, name: &str, role: &str| {
-        let object = binding(name, "Role", role, &["fresh"]);
-        admission_review(admission_request(
-            uid,
-            "CREATE",
-            "alice",
-            object,
-            Value::Null,
-        ))
+        create_review(uid, binding(name, "Role", role, &["fresh"]))
     };
-    let fresh = admission(
-        "CREATE",
-        "alice",
-        service_account("payments", "fresh"),
-        Value::Null,
-    );
+    let fresh = alice_creates(service_account("payments", "fresh"));
     let _ = post(s.clone(), fresh).await;
     let a = tokio::spawn(post(
         s.clone(),
@@ -496,6 +485,16 @@ fn admission(operation: &str, user: &str, object: Value, old: Value) -> Vec<u8> 
     serde_json::to_vec(&review).unwrap()
 }
 
+/// alice CREATEs `object`.
+fn alice_creates(object: Value) -> Vec<u8> {
+    admission("CREATE", "alice", object, Value::Null)
+}
+
+/// web, which holds secret-use, is given secret-admin.
+fn web_writes() -> Vec<u8> {
+    alice_creates(binding("web-writes", "Role", "secret-writer", &["web"]))
+}
+
 /// A RoleBinding in payments for its ServiceAccounts `subjects`.
 fn binding(name: &str, role_kind: &str, role: &str, subjects: &[&str]) -> Value {
     let subjects: Vec<Value> = subjects.iter().map(|s| sa("payments", s)).collect();
@@ -587,18 +586,12 @@ async fn a_forged_delete_of_a_binding_removes_nothing() {
 async fn a_forged_delete_does_not_remove_an_admitted_binding() {
     let s = live(Duration::from_secs(30));
     let sa = service_account("payments", "fresh");
-    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(sa)).await);
     let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
-    assert!(
-        allowed(
-            &s,
-            admission("CREATE", "alice", writes.clone(), Value::Null)
-        )
-        .await
-    );
+    assert!(allowed(&s, alice_creates(writes.clone())).await);
     assert!(allowed(&s, admission("DELETE", "mallory", Value::Null, writes)).await);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 #[tokio::test]
@@ -678,24 +671,12 @@ async fn a_narrowing_held_as_a_union_does_not_hide_a_real_new_violation() {
     let narrowed = role("secret-writer", json!([secrets_rule(&["get", "list"])]));
     assert!(allowed(&s, admission("UPDATE", "alice", narrowed.clone(), real)).await);
     let creator = role("secret-creator", json!([secrets_rule(&["create"])]));
-    assert!(
-        allowed(
-            &s,
-            admission("CREATE", "alice", creator.clone(), Value::Null)
-        )
-        .await
-    );
+    assert!(allowed(&s, alice_creates(creator.clone())).await);
     let creates = binding("api-creates", "Role", "secret-creator", &["api"]);
-    assert!(
-        !allowed(
-            &s,
-            admission("CREATE", "alice", creates.clone(), Value::Null)
-        )
-        .await
-    );
+    assert!(!allowed(&s, alice_creates(creates.clone())).await);
     watched(&s, narrowed);
     watched(&s, creator);
-    assert!(!allowed(&s, admission("CREATE", "alice", creates, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(creates)).await);
 }
 
 #[tokio::test]
@@ -711,14 +692,6 @@ async fn a_forged_label_change_keeps_a_role_in_its_aggregates() {
     );
     watched(&s, labelled);
     watched(&s, binding("web-team", "ClusterRole", "team", &["web"]));
-    let web_writes = || {
-        admission(
-            "CREATE",
-            "alice",
-            binding("web-writes", "Role", "secret-writer", &["web"]),
-            Value::Null,
-        )
-    };
     assert!(!allowed(&s, web_writes()).await);
     let unlabelled = cluster_role(
         "team-reads",
@@ -746,14 +719,6 @@ async fn an_added_label_that_a_selector_excludes_keeps_a_role_in_its_aggregates(
         |labels: Value| cluster_role("team-reads", labels, json!([secrets_rule(&["get"])]), None);
     watched(&s, reads(json!({"team": "true"})));
     watched(&s, binding("web-open", "ClusterRole", "open", &["web"]));
-    let web_writes = || {
-        admission(
-            "CREATE",
-            "alice",
-            binding("web-writes", "Role", "secret-writer", &["web"]),
-            Value::Null,
-        )
-    };
     assert!(!allowed(&s, web_writes()).await);
     let restricted = reads(json!({"team": "true", "restricted": "yes"}));
     assert!(allowed(&s, admission("UPDATE", "mallory", restricted, Value::Null)).await);
@@ -766,13 +731,13 @@ async fn a_binding_to_another_role_under_an_assumed_name_is_still_assumed() {
     // CREATE of that name with another role must still count.
     let s = live(Duration::from_secs(30));
     let sa = service_account("payments", "fresh");
-    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(sa)).await);
     let decoy = binding("fresh-w", "Role", "cm-reader", &["fresh"]);
     assert!(allowed(&s, admission("CREATE", "mallory", decoy, Value::Null)).await);
     let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
-    assert!(allowed(&s, admission("CREATE", "alice", writes, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(writes)).await);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 #[tokio::test]
@@ -782,7 +747,7 @@ async fn expiry_and_watch_events_put_the_confirmed_state_back() {
     let other_role = binding("api-writes", "Role", "cm-reader", &["api", "web"]);
     assert!(allowed(&s, admission("CREATE", "mallory", other_role, Value::Null)).await);
     let sa = service_account("payments", "fresh");
-    assert!(allowed(&s, admission("CREATE", "alice", sa.clone(), Value::Null)).await);
+    assert!(allowed(&s, alice_creates(sa.clone())).await);
     assert_eq!(s.overlay_len(), 2);
     let assumed = s.with_assumed(Index::counts);
     assert_eq!(
@@ -817,7 +782,7 @@ async fn a_role_joining_an_aggregate_is_not_blamed_for_old_violations() {
         json!([{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}]),
         None,
     );
-    assert!(allowed(&s, admission("CREATE", "alice", widgets, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(widgets)).await);
 }
 
 /// A watch event can predate an admitted change: the API server stores a
@@ -843,13 +808,13 @@ async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
     watched(&s, empty);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
     assert!(
-        !allowed(&s, admission("CREATE", "alice", reads.clone(), Value::Null)).await,
+        !allowed(&s, alice_creates(reads.clone())).await,
         "fresh holds secret-admin once the admitted update is stored"
     );
     // The watch then shows the update: the entry is settled, the decision stands.
     watched(&s, filled);
     assert_eq!(s.overlay_len(), 0);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 /// Leader election: the leader's webhook asks "am I still the leader?" under
@@ -867,10 +832,7 @@ async fn a_replica_that_lost_the_lead_does_not_decide() {
     });
     let body = fixture_review("rolebinding-create-allowed");
     let send = |app: axum::Router| {
-        let req = Request::post("/validate")
-            .header("content-type", "application/json")
-            .body(Body::from(body.clone()))
-            .unwrap();
+        let req = validate_request(body.clone());
         async move { app.oneshot(req).await.unwrap().status() }
     };
     let before = s.with_index(Index::counts);

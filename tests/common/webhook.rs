@@ -97,14 +97,18 @@ pub fn live(ttl: Duration) -> Arc<AppState> {
     s
 }
 
+/// A JSON POST of `body` to `/validate`.
+pub fn validate_request(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/validate")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
 /// POSTs `body` to `/validate`; the answer's status and JSON (`Null` if none).
 pub async fn post(state: Arc<AppState>, body: impl Into<Body>) -> (StatusCode, Value) {
     let app = webhook_router(state, DEFAULT_MAX_BODY);
-    let req = Request::post("/validate")
-        .header("content-type", "application/json")
-        .body(body.into())
-        .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
+    let resp = app.oneshot(validate_request(body)).await.unwrap();
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await

@@ -12,268 +12,23 @@
 //! makes sodguard allocate without bound fails the test (abort on allocation
 //! failure) instead of the machine.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 mod common;
 
+use common::objects::{RBAC, example_files, examples_dir, namespace, service_account, write};
+use common::run::{BIN, Job, check, run_all, sodguard, sodguard_capped};
+use common::scenarios::shared_scenarios;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
-// Running the binary
-// ---------------------------------------------------------------------------
-
-const BIN: &str = env!("CARGO_BIN_EXE_sodguard");
-const TIMEOUT: Duration = Duration::from_secs(60);
-/// Address-space cap of every run, in KiB (4 GiB).
-const MEMORY_CAP_KB: u64 = 4 << 20;
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-    elapsed: Duration,
-}
-
-fn clip(s: &str) -> String {
-    const MAX: usize = 3000;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes in all)", &s[..end], s.len())
-}
-
-impl Run {
-    fn context(&self) -> String {
-        format!(
-            "command: {}\nexit: {} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            match self.code {
-                Some(101) => "101 (panic)".to_string(),
-                Some(c) => c.to_string(),
-                None => "killed by a signal (crash, abort or stack overflow)".to_string(),
-            },
-            self.elapsed,
-            clip(&self.stdout),
-            clip(&self.stderr)
-        )
-    }
-
-    /// The crash-freedom contract; `None` when it holds, else why not.
-    /// `file`: a name the error message must mention when the run fails.
-    fn violation(&self, file: Option<&str>) -> Option<String> {
-        let problem = match self.code {
-            Some(0 | 1) if self.stderr.contains("panicked") => Some("panic message"),
-            Some(0 | 1) => None,
-            Some(2) if !self.stderr.starts_with("error:") => {
-                Some("exit 2 without a message starting with `error:`")
-            }
-            Some(2) if self.stderr.contains("panicked") => Some("panic message"),
-            Some(2) => match file {
-                Some(f) if !self.stderr.contains(f) => Some("the error does not name the file"),
-                _ => None,
-            },
-            Some(101) => Some("panic"),
-            Some(_) => Some("exit code other than 0, 1 or 2"),
-            None => Some("killed by a signal"),
-        };
-        problem.map(|p| format!("{p}\n{}", self.context()))
-    }
-
-    #[track_caller]
-    fn survived(&self, file: Option<&str>) -> &Self {
-        if let Some(v) = self.violation(file) {
-            panic!("{v}");
-        }
-        self
-    }
-
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Self {
-        self.survived(None);
-        assert_eq!(
-            self.code,
-            Some(code),
-            "unexpected exit code\n{}",
-            self.context()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.context()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn stdout_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}\n{}",
-            self.context()
-        );
-        self
-    }
-}
-
-fn sodguard_capped<S: AsRef<OsStr>>(args: &[S], cap_kb: u64) -> Run {
-    let what = std::iter::once("sodguard".to_string())
-        .chain(args.iter().map(|a| clip(&a.as_ref().to_string_lossy())))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut cmd = if Path::new("/bin/sh").exists() {
-        let mut c = Command::new("/bin/sh");
-        c.arg("-c")
-            .arg(r#"ulimit -v "$1" 2>/dev/null; shift; exec "$@""#)
-            .arg("sh")
-            .arg(cap_kb.to_string())
-            .arg(BIN);
-        c
-    } else {
-        Command::new(BIN)
-    };
-    cmd.args(args);
-    for var in common::ENV_TO_CLEAR {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_BACKTRACE", "0");
-    let f = common::run_with_timeout(cmd, &what, TIMEOUT);
-    Run {
-        code: f.status.code(),
-        stdout: f.stdout,
-        stderr: f.stderr,
-        what,
-        elapsed: f.elapsed,
-    }
-}
-
-fn sodguard<S: AsRef<OsStr>>(args: &[S]) -> Run {
-    sodguard_capped(args, MEMORY_CAP_KB)
-}
-
-fn check<P: AsRef<Path>>(files: &[P]) -> Run {
-    let mut args: Vec<&OsStr> = vec!["check".as_ref()];
-    for f in files {
-        args.push("-f".as_ref());
-        args.push(f.as_ref().as_os_str());
-    }
-    sodguard(&args)
-}
-
-/// One run of many, and the file name its error must mention.
-struct Job {
-    args: Vec<OsString>,
-    file: Option<String>,
-}
-
-impl Job {
-    fn check<P: AsRef<Path>>(files: &[P], named: &Path) -> Job {
-        let mut args: Vec<OsString> = vec!["check".into()];
-        for f in files {
-            args.push("-f".into());
-            args.push(f.as_ref().as_os_str().to_owned());
-        }
-        Job {
-            args,
-            file: named.file_name().map(|n| n.to_string_lossy().into_owned()),
-        }
-    }
-}
-
-/// Runs jobs on a few threads and asserts the crash-freedom contract for
-/// all of them, listing every failure.
-#[track_caller]
-fn run_all(jobs: Vec<Job>) -> Vec<Run> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Run>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let run = sodguard(&job.args);
-                    results.lock().unwrap()[i] = Some(run);
-                }
-            });
-        }
-    });
-    let runs: Vec<Run> = results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
-    let failures: Vec<String> = runs
-        .iter()
-        .zip(&jobs)
-        .filter_map(|(r, j)| r.violation(j.file.as_deref()))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} runs broke the contract; the first ones:\n\n{}",
-        failures.len(),
-        runs.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
-    runs
-}
-
-// ---------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The example manifests, in a stable order.
-fn example_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["examples/cluster", "examples/policies"] {
-        let mut fs: Vec<PathBuf> = std::fs::read_dir(manifest_dir().join(dir))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        fs.sort();
-        files.extend(fs);
-    }
-    assert!(files.len() >= 8, "examples missing: {files:?}");
-    files
-}
-
-fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -345,8 +100,6 @@ impl Rng {
     }
 }
 
-const RBAC: &str = "rbac.authorization.k8s.io/v1";
-
 fn valid_rolebinding() -> Value {
     json!({
         "apiVersion": RBAC, "kind": "RoleBinding",
@@ -393,14 +146,6 @@ fn valid_clusterrole() -> Value {
             {"nonResourceURLs": ["/metrics", "/api/*"], "verbs": ["get"]}
         ]
     })
-}
-
-fn valid_serviceaccount() -> Value {
-    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "ci"}})
-}
-
-fn valid_namespace() -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
 }
 
 fn valid_policy() -> Value {
@@ -459,8 +204,8 @@ fn valid_objects() -> Vec<Value> {
         valid_clusterrolebinding(),
         valid_role(),
         valid_clusterrole(),
-        valid_serviceaccount(),
-        valid_namespace(),
+        service_account("ci", "builder"),
+        namespace("shop"),
         valid_policy(),
         valid_exception(),
     ]
@@ -654,7 +399,7 @@ fn invalid_yaml_names_the_file_the_document_and_the_line() {
 fn invalid_yaml_is_named_by_explain_and_test_too() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "broken.yaml", "kind: A\n---\nfoo: bar: baz\n");
-    sodguard(&[
+    sodguard([
         OsStr::new("explain"),
         "User:a".as_ref(),
         "-f".as_ref(),
@@ -662,7 +407,7 @@ fn invalid_yaml_is_named_by_explain_and_test_too() {
     ])
     .expect(2)
     .stderr_has("broken.yaml, document 2, line 3");
-    sodguard(&[OsStr::new("test"), f.as_os_str()])
+    sodguard([OsStr::new("test"), f.as_os_str()])
         .expect(2)
         .stderr_has("broken.yaml, document 2, line 3");
 }
@@ -707,7 +452,7 @@ fn documents_of_unknown_kinds_are_skipped_and_counted() {
         .stdout_has("skipped 5")
         .stdout_has("ConfigMap ×2")
         .stdout_has("Deployment ×1");
-    let r = sodguard(&[
+    let r = sodguard([
         OsStr::new("check"),
         "-o".as_ref(),
         "json".as_ref(),
@@ -1350,18 +1095,9 @@ fn truncated_example_files_in_process() {
 
 #[test]
 fn truncated_scenario_files_through_test() {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/scenarios"));
-    if !dir.is_dir() {
-        let msg = format!(
-            "{} does not exist: truncated scenarios not run",
-            dir.display()
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
+    let Some(dir) = shared_scenarios() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut scenario_files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -1418,7 +1154,7 @@ fn empty_and_almost_empty_files() {
     check(&[Path::new("/dev/null")]).expect(0);
     // An empty case file: no cases, so nothing fails.
     let f = write(dir.path(), "cases.yaml", "");
-    sodguard(&[OsStr::new("test"), f.as_os_str()]).survived(Some("cases.yaml"));
+    sodguard([OsStr::new("test"), f.as_os_str()]).survived(Some("cases.yaml"));
 }
 
 #[test]
@@ -1620,10 +1356,7 @@ fn alias_amplification_is_bounded_per_file() {
         text.push_str(&format!("  z: [{}]\n", vec!["*x"; 400].join(", ")));
     }
     let f = write(dir.path(), "bombs.yaml", &text);
-    let r = sodguard_capped(
-        &[OsStr::new("check"), "-f".as_ref(), f.as_os_str()],
-        1 << 20,
-    );
+    let r = sodguard_capped([OsStr::new("check"), "-f".as_ref(), f.as_os_str()], 1 << 20);
     r.survived(Some("bombs.yaml"));
     assert_eq!(r.code, Some(2), "{}", r.context());
 }
@@ -1702,7 +1435,7 @@ fn aliases_and_merge_keys_used_legitimately() {
 
 #[test]
 fn closed_stdout_is_not_a_crash() {
-    let examples = manifest_dir().join("examples");
+    let examples = examples_dir();
     let mut child = Command::new(BIN)
         .args([OsStr::new("check"), "-f".as_ref(), examples.as_os_str()])
         .stdin(Stdio::null())

@@ -8,168 +8,27 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 mod common;
 
+use common::objects::{
+    RBAC, cluster_role, cluster_role_binding, example_files, examples_dir, exception, fixture,
+    namespace, role, role_binding, sa, secret_policy, secrets_rule, service_account, to_yaml,
+    write, yaml_stream,
+};
+use common::run::{Run, check, check_with, sodguard};
+use common::scenarios::{pending, pending_file, shared_scenarios};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-// ---------------------------------------------------------------------------
-// Running the binary
-// ---------------------------------------------------------------------------
-
-const BIN: &str = env!("CARGO_BIN_EXE_sodguard");
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Debug)]
-struct Run {
-    /// `None` when the process was killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    fn context(&self) -> String {
-        format!(
-            "command: {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-
-    /// Asserts the exit code, that nothing panicked and that no ANSI escape
-    /// reached the (non-terminal) output.
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "unexpected exit code\n{}",
-            self.context()
-        );
-        assert!(
-            !self.stderr.contains("panicked"),
-            "panic\n{}",
-            self.context()
-        );
-        assert!(
-            !self.stdout.contains('\x1b') && !self.stderr.contains('\x1b'),
-            "ANSI escape codes in output that is not a terminal\n{}",
-            self.context()
-        );
-        if code == 2 {
-            assert!(
-                self.stderr.starts_with("error:"),
-                "an error must be reported on stderr starting with `error:`\n{}",
-                self.context()
-            );
-        }
-        self
-    }
-
-    #[track_caller]
-    fn stdout_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}\n{}",
-            self.context()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn stdout_lacks(&self, needle: &str) -> &Self {
-        assert!(
-            !self.stdout.contains(needle),
-            "stdout has {needle:?}\n{}",
-            self.context()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.context()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.context()))
-    }
-
-    fn last_line(&self) -> &str {
-        self.stdout.lines().last().unwrap_or_default()
-    }
-}
-
-fn command<I, S>(args: I) -> (Command, String)
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(BIN);
-    let mut what = String::from("sodguard");
-    for a in args {
-        what.push(' ');
-        what.push_str(&a.as_ref().to_string_lossy());
-        cmd.arg(a);
-    }
-    // A predictable environment: no clock or log settings from the caller, and
-    // nothing that forces colours. TERM says the terminal could do colours:
-    // they must still be dropped because stdout is a pipe.
-    for var in common::ENV_TO_CLEAR {
-        cmd.env_remove(var);
-    }
-    cmd.env("TERM", "xterm-256color")
-        .env("COLORTERM", "truecolor");
-    (cmd, what)
-}
-
-fn wait(cmd: Command, what: String) -> Run {
-    let f = common::run_with_timeout(cmd, &what, TIMEOUT);
-    Run {
-        code: f.status.code(),
-        stdout: f.stdout,
-        stderr: f.stderr,
-        what,
-    }
-}
-
-fn sodguard<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let (cmd, what) = command(args);
-    wait(cmd, what)
-}
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn examples() -> (PathBuf, PathBuf) {
-    let d = manifest_dir().join("examples");
+    let d = examples_dir();
     (d.join("cluster"), d.join("policies"))
 }
 
 fn check_examples(extra: &[&str]) -> Run {
     let (cluster, policies) = examples();
-    let mut args: Vec<&OsStr> = vec!["check".as_ref(), "-f".as_ref(), cluster.as_os_str()];
-    args.extend(["-f".as_ref(), policies.as_os_str()]);
-    args.extend(extra.iter().map(|s| OsStr::new(*s)));
-    sodguard(args)
+    check_with(&[cluster, policies], extra)
 }
 
 /// `(policy, subject, namespace, duties)` of every violation in a JSON report.
@@ -208,100 +67,49 @@ fn tuple(p: &str, s: &str, ns: &str, duties: &[&str]) -> (String, String, String
 // Fixtures
 // ---------------------------------------------------------------------------
 
-const RBAC: &str = "rbac.authorization.k8s.io/v1";
-
-fn policy(name: &str, actions: &[&str]) -> Value {
-    json!({
-        "apiVersion": "sodguard.io/v1alpha1",
-        "kind": "SoDPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "duties": [
-                {"name": "secret-admin", "permissions": [
-                    {"apiGroups": [""], "resources": ["secrets"],
-                     "verbs": ["create", "update", "patch", "delete", "deletecollection"]}]},
-                {"name": "secret-use", "permissions": [
-                    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]}
-            ],
-            "validationActions": actions,
-        }
-    })
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
-fn service_account(ns: &str, name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}})
-}
-
-fn role(ns: &str, name: &str, verbs: &[&str]) -> Value {
-    json!({"apiVersion": RBAC, "kind": "Role", "metadata": {"name": name, "namespace": ns},
-           "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}]})
-}
-
-fn cluster_role(name: &str, verbs: &[&str]) -> Value {
-    json!({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name},
-           "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}]})
-}
-
-fn role_binding(ns: &str, name: &str, role_kind: &str, role: &str, sa_ns: &str, sa: &str) -> Value {
-    json!({"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
-           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-           "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}]})
-}
-
-fn cluster_role_binding(name: &str, role: &str, sa_ns: &str, sa: &str) -> Value {
-    json!({"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name},
-           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-           "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}]})
-}
-
-fn exception(expires_at: &str, not_before: Option<&str>) -> Value {
-    let mut e = json!({
-        "apiVersion": "sodguard.io/v1alpha1",
-        "kind": "SoDException",
-        "metadata": {"name": "api-rotation"},
-        "spec": {
-            "policy": "secret-admin-vs-use",
-            "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "api"},
-            "expiresAt": expires_at,
-            "justification": "rotation of the payments signing key",
-            "requestedBy": "alice",
-            "approvals": [{"user": "bob", "at": "2026-11-28T08:00:00Z"}]
-        }
-    });
+/// The exception of payments/api from `secret-admin-vs-use`, approved.
+fn api_exception(expires_at: &str, not_before: Option<&str>) -> Value {
+    let mut e = exception(
+        "api-rotation",
+        "secret-admin-vs-use",
+        sa("payments", "api"),
+        expires_at,
+        json!([{"user": "bob", "at": "2026-11-28T08:00:00Z"}]),
+    );
+    e["spec"]["justification"] = json!("rotation of the payments signing key");
     if let Some(nb) = not_before {
         e["spec"]["notBefore"] = json!(nb);
     }
     e
 }
 
+/// A Role on Secrets in `ns`.
+fn secrets_role(ns: &str, name: &str, verbs: &[&str]) -> Value {
+    role(ns, name, json!([secrets_rule(verbs)]))
+}
+
 /// payments/api writes Secrets; nothing else. Clean.
 fn clean_state(actions: &[&str]) -> Vec<Value> {
     vec![
-        policy("secret-admin-vs-use", actions),
+        secret_policy("secret-admin-vs-use", actions),
         namespace("payments"),
         service_account("payments", "api"),
         service_account("payments", "web"),
-        role("payments", "secret-writer", &["create", "update"]),
-        role("payments", "secret-reader", &["get", "list"]),
+        secrets_role("payments", "secret-writer", &["create", "update"]),
+        secrets_role("payments", "secret-reader", &["get", "list"]),
         role_binding(
             "payments",
             "api-writes-secrets",
             "Role",
             "secret-writer",
-            "payments",
-            "api",
+            &[sa("payments", "api")],
         ),
         role_binding(
             "payments",
             "web-reads-secrets",
             "Role",
             "secret-reader",
-            "payments",
-            "web",
+            &[sa("payments", "web")],
         ),
     ]
 }
@@ -314,43 +122,9 @@ fn violating_state(actions: &[&str]) -> Vec<Value> {
         "api-reads-secrets",
         "Role",
         "secret-reader",
-        "payments",
-        "api",
+        &[sa("payments", "api")],
     ));
     v
-}
-
-/// A value as block YAML (serde-saphyr is a dependency of the crate).
-fn to_yaml(v: &Value) -> String {
-    serde_saphyr::to_string(v).expect("YAML serialisation")
-}
-
-/// Documents as one multi-document YAML stream.
-fn yaml_stream(docs: &[Value]) -> String {
-    docs.iter()
-        .map(|d| format!("---\n{}", to_yaml(d)))
-        .collect::<String>()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn fixture(docs: &[Value]) -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "state.yaml", &yaml_stream(docs));
-    (dir, f)
-}
-
-fn check_file(file: &Path, extra: &[&str]) -> Run {
-    let mut args: Vec<&OsStr> = vec!["check".as_ref(), "-f".as_ref(), file.as_os_str()];
-    args.extend(extra.iter().map(|s| OsStr::new(*s)));
-    sodguard(args)
 }
 
 // ---------------------------------------------------------------------------
@@ -416,17 +190,7 @@ fn examples_json_output() {
 
 #[test]
 fn examples_listed_file_by_file_give_the_same_result_as_folders() {
-    let (cluster, policies) = examples();
-    let mut args: Vec<PathBuf> = Vec::new();
-    for dir in [&cluster, &policies] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        files.sort();
-        args.extend(files);
-    }
+    let args = example_files();
     let mut cmd: Vec<&OsStr> = vec![
         "check".as_ref(),
         "-o".as_ref(),
@@ -450,9 +214,9 @@ fn examples_listed_file_by_file_give_the_same_result_as_folders() {
 #[test]
 fn clean_state_exits_0() {
     let (_d, f) = fixture(&clean_state(&["Deny"]));
-    let r = check_file(&f, &[]);
+    let r = check(&[&f]);
     r.expect(0).stdout_has("0 violation(s)");
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(0);
     assert!(
         tuples(&r.json(), "violations").is_empty(),
@@ -464,7 +228,7 @@ fn clean_state_exits_0() {
 #[test]
 fn violation_exits_1_and_is_explained() {
     let (_d, f) = fixture(&violating_state(&["Deny"]));
-    let r = check_file(&f, &[]);
+    let r = check(&[&f]);
     r.expect(1)
         .stdout_has("secret-admin-vs-use")
         .stdout_has("ServiceAccount:payments:api")
@@ -473,7 +237,7 @@ fn violation_exits_1_and_is_explained() {
         .stdout_has("RoleBinding payments/api-reads-secrets")
         .stdout_has("Role payments/secret-reader")
         .stdout_lacks("ServiceAccount:payments:web");
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     assert_eq!(
         tuples(&r.json(), "violations"),
@@ -489,13 +253,13 @@ fn violation_exits_1_and_is_explained() {
 #[test]
 fn warn_only_policy_exits_0_and_prints_the_violation() {
     let (_d, f) = fixture(&violating_state(&["Warn"]));
-    let r = check_file(&f, &[]);
+    let r = check(&[&f]);
     r.expect(0)
         .stdout_has("WARN")
         .stdout_has("ServiceAccount:payments:api")
         .stdout_has("secret-admin-vs-use")
         .stdout_lacks("DENY");
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(0);
     let report = r.json();
     assert_eq!(tuples(&report, "violations").len(), 1, "{report:#}");
@@ -509,7 +273,7 @@ fn warn_only_policy_exits_0_and_prints_the_violation() {
 #[test]
 fn audit_only_policy_exits_0_and_prints_the_violation() {
     let (_d, f) = fixture(&violating_state(&["Audit"]));
-    check_file(&f, &[])
+    check(&[&f])
         .expect(0)
         .stdout_has("AUDIT")
         .stdout_has("ServiceAccount:payments:api");
@@ -518,9 +282,9 @@ fn audit_only_policy_exits_0_and_prints_the_violation() {
 #[test]
 fn one_deny_policy_among_warn_policies_decides_the_exit_code() {
     let mut docs = violating_state(&["Warn"]);
-    docs.push(policy("deny-copy", &["Deny", "Audit"]));
+    docs.push(secret_policy("deny-copy", &["Deny", "Audit"]));
     let (_d, f) = fixture(&docs);
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     let policies: BTreeSet<String> = tuples(&r.json(), "violations")
         .into_iter()
@@ -535,16 +299,16 @@ fn one_deny_policy_among_warn_policies_decides_the_exit_code() {
 #[test]
 fn now_moves_an_exception_from_active_to_expired() {
     let mut docs = violating_state(&["Deny"]);
-    docs.push(exception("2026-11-28T20:00:00Z", None));
+    docs.push(api_exception("2026-11-28T20:00:00Z", None));
     let (_d, f) = fixture(&docs);
 
     // Active: excused, no violation, exit 0.
-    let r = check_file(&f, &["--now", "2026-11-28T12:00:00Z"]);
+    let r = check_with(&[&f], &["--now", "2026-11-28T12:00:00Z"]);
     r.expect(0)
         .stdout_has("EXCUSED")
         .stdout_has("api-rotation")
         .stdout_lacks("DENY");
-    let r = check_file(&f, &["--now", "2026-11-28T12:00:00Z", "-o", "json"]);
+    let r = check_with(&[&f], &["--now", "2026-11-28T12:00:00Z", "-o", "json"]);
     r.expect(0);
     let report = r.json();
     assert!(tuples(&report, "violations").is_empty(), "{report:#}");
@@ -552,41 +316,41 @@ fn now_moves_an_exception_from_active_to_expired() {
     assert_eq!(report["excused"][0]["excusedBy"], json!("api-rotation"));
 
     // Expired: the violation is back.
-    let r = check_file(&f, &["--now", "2026-11-28T20:00:01Z"]);
+    let r = check_with(&[&f], &["--now", "2026-11-28T20:00:01Z"]);
     r.expect(1).stdout_has("DENY").stdout_lacks("EXCUSED");
-    let r = check_file(&f, &["--now", "2026-11-28T21:00:00Z", "-o", "json"]);
+    let r = check_with(&[&f], &["--now", "2026-11-28T21:00:00Z", "-o", "json"]);
     r.expect(1);
     assert_eq!(tuples(&r.json(), "violations").len(), 1);
 
     // Exactly at expiresAt it is no longer active (now < expiresAt).
-    check_file(&f, &["--now", "2026-11-28T20:00:00Z"]).expect(1);
+    check_with(&[&f], &["--now", "2026-11-28T20:00:00Z"]).expect(1);
 }
 
 #[test]
 fn now_before_not_before_means_not_yet_active() {
     let mut docs = violating_state(&["Deny"]);
-    docs.push(exception(
+    docs.push(api_exception(
         "2026-11-28T20:00:00Z",
         Some("2026-11-28T10:00:00Z"),
     ));
     let (_d, f) = fixture(&docs);
-    check_file(&f, &["--now", "2026-11-28T09:59:59Z"]).expect(1);
-    check_file(&f, &["--now", "2026-11-28T10:00:00Z"]).expect(0);
+    check_with(&[&f], &["--now", "2026-11-28T09:59:59Z"]).expect(1);
+    check_with(&[&f], &["--now", "2026-11-28T10:00:00Z"]).expect(0);
     // Offsets other than Z are RFC 3339 too.
-    check_file(&f, &["--now", "2026-11-28T11:30:00+01:00"]).expect(0);
+    check_with(&[&f], &["--now", "2026-11-28T11:30:00+01:00"]).expect(0);
 }
 
 #[test]
 fn cluster_wide_violation_has_namespace_star() {
     let docs = vec![
-        policy("secret-admin-vs-use", &["Deny"]),
+        secret_policy("secret-admin-vs-use", &["Deny"]),
         namespace("ops"),
         service_account("ops", "root"),
-        cluster_role("secret-all", &["get", "create"]),
-        cluster_role_binding("root-secrets", "secret-all", "ops", "root"),
+        cluster_role("secret-all", json!([secrets_rule(&["get", "create"])])),
+        cluster_role_binding("root-secrets", "secret-all", &[sa("ops", "root")]),
     ];
     let (_d, f) = fixture(&docs);
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     assert_eq!(
         tuples(&r.json(), "violations"),
@@ -597,7 +361,7 @@ fn cluster_wide_violation_has_namespace_star() {
             &["secret-admin", "secret-use"]
         )])
     );
-    check_file(&f, &[])
+    check(&[&f])
         .expect(1)
         .stdout_has("cluster-wide")
         .stdout_has("ClusterRoleBinding root-secrets");
@@ -606,13 +370,13 @@ fn cluster_wide_violation_has_namespace_star() {
 #[test]
 fn json_duties_are_sorted() {
     // Duties declared in reverse alphabetical order.
-    let mut p = policy("zeta-alpha", &["Deny"]);
+    let mut p = secret_policy("zeta-alpha", &["Deny"]);
     p["spec"]["duties"][0]["name"] = json!("zeta");
     p["spec"]["duties"][1]["name"] = json!("alpha");
     let mut docs = violating_state(&["Deny"]);
     docs[0] = p;
     let (_d, f) = fixture(&docs);
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
     assert_eq!(
@@ -627,8 +391,8 @@ fn kind_list_items_are_read() {
     let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {},
                       "items": violating_state(&["Deny"])});
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "list.yaml", &to_yaml(&list));
-    let r = check_file(&f, &["-o", "json"]);
+    let f = write(dir.path(), "list.yaml", to_yaml(&list));
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
     assert_eq!(tuples(&report, "violations").len(), 1, "{report:#}");
@@ -639,13 +403,13 @@ fn kind_list_items_are_read() {
     docs.pop();
     let typed = json!({"apiVersion": RBAC, "kind": "RoleBindingList", "metadata": {},
     "items": [
-        role_binding("payments", "api-reads-secrets", "Role", "secret-reader", "payments", "api"),
-        role_binding("payments", "web-reads-secrets", "Role", "secret-reader", "payments", "web"),
+        role_binding("payments", "api-reads-secrets", "Role", "secret-reader", &[sa("payments", "api")]),
+        role_binding("payments", "web-reads-secrets", "Role", "secret-reader", &[sa("payments", "web")]),
     ]});
-    let f1 = write(dir.path(), "typed/a.yaml", &yaml_stream(&docs));
-    let f2 = write(dir.path(), "typed/b.yaml", &to_yaml(&typed));
+    let f1 = write(dir.path(), "typed/a.yaml", yaml_stream(&docs));
+    let f2 = write(dir.path(), "typed/b.yaml", to_yaml(&typed));
     let _ = (f1, f2);
-    check_file(&dir.path().join("typed"), &[])
+    check(&[&dir.path().join("typed")])
         .expect(1)
         .stdout_has("ServiceAccount:payments:api");
 }
@@ -660,15 +424,15 @@ fn json_input_files() {
         write(
             dir.path(),
             &format!("json/obj{i}.json"),
-            &serde_json::to_string_pretty(d).unwrap(),
+            serde_json::to_string_pretty(d).unwrap(),
         );
     }
     let (mid, last) = rest.split_at(2);
     let stream: String = mid.iter().map(|d| format!("{d}\n")).collect();
     write(dir.path(), "json/stream.json", &stream);
     let list = json!({"apiVersion": "v1", "kind": "List", "items": last});
-    write(dir.path(), "json/list.json", &list.to_string());
-    let r = check_file(&dir.path().join("json"), &["-o", "json"]);
+    write(dir.path(), "json/list.json", list.to_string());
+    let r = check_with(&[&dir.path().join("json")], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
     assert_eq!(tuples(&report, "violations").len(), 1, "{report:#}");
@@ -685,7 +449,7 @@ fn multi_document_yaml_with_empty_documents_and_comments() {
     }
     let (dir, _) = fixture(&[]);
     let f = write(dir.path(), "multi.yml", &text);
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(1);
     assert_eq!(r.json()["documents"], json!(docs.len()));
 }
@@ -694,19 +458,19 @@ fn multi_document_yaml_with_empty_documents_and_comments() {
 fn folders_are_walked_for_yaml_yml_and_json_only() {
     let dir = tempfile::tempdir().unwrap();
     let docs = violating_state(&["Deny"]);
-    write(dir.path(), "a.yaml", &yaml_stream(&docs[..3]));
-    write(dir.path(), "sub/b.yml", &yaml_stream(&docs[3..6]));
+    write(dir.path(), "a.yaml", yaml_stream(&docs[..3]));
+    write(dir.path(), "sub/b.yml", yaml_stream(&docs[3..6]));
     write(
         dir.path(),
         "sub/deeper/c.json",
-        &json!({"kind": "List", "apiVersion": "v1", "items": &docs[6..]}).to_string(),
+        json!({"kind": "List", "apiVersion": "v1", "items": &docs[6..]}).to_string(),
     );
     // Not manifests: must be ignored when walking a folder.
     write(dir.path(), "README.md", "# not: [valid yaml\n");
     write(dir.path(), "notes.txt", "\u{0}\u{1}garbage: [");
     write(dir.path(), ".hidden.yaml", "garbage: [");
     write(dir.path(), ".git/config.yaml", "garbage: [");
-    let r = check_file(dir.path(), &["-o", "json"]);
+    let r = check_with(&[dir.path()], &["-o", "json"]);
     r.expect(1);
     let report = r.json();
     assert_eq!(report["documents"], json!(docs.len()), "{report:#}");
@@ -717,8 +481,8 @@ fn folders_are_walked_for_yaml_yml_and_json_only() {
 fn repeated_and_multi_value_filename_flags() {
     let dir = tempfile::tempdir().unwrap();
     let docs = violating_state(&["Deny"]);
-    let a = write(dir.path(), "a.yaml", &yaml_stream(&docs[..4]));
-    let b = write(dir.path(), "b.yaml", &yaml_stream(&docs[4..]));
+    let a = write(dir.path(), "a.yaml", yaml_stream(&docs[..4]));
+    let b = write(dir.path(), "b.yaml", yaml_stream(&docs[4..]));
     // -f A -f B
     sodguard([
         OsStr::new("check"),
@@ -747,12 +511,12 @@ fn unknown_kinds_are_skipped_and_counted() {
     docs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "payments"}}));
     docs.push(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}));
     let (_d, f) = fixture(&docs);
-    check_file(&f, &[])
+    check(&[&f])
         .expect(0)
         .stdout_has("skipped 3")
         .stdout_has("ConfigMap ×2")
         .stdout_has("Widget ×1");
-    let r = check_file(&f, &["-o", "json"]);
+    let r = check_with(&[&f], &["-o", "json"]);
     r.expect(0);
     let report = r.json();
     assert_eq!(
@@ -766,8 +530,10 @@ fn unknown_kinds_are_skipped_and_counted() {
 fn check_agrees_with_the_state_scenarios() {
     // Every shared scenario without a request describes a state and its
     // violations: `check -o json` on that state must report exactly them.
-    let Some(dir) = scenarios_dir() else { return };
-    let pending = pending_scenarios();
+    let Some(dir) = shared_scenarios() else {
+        return;
+    };
+    let pending = pending();
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -787,7 +553,7 @@ fn check_agrees_with_the_state_scenarios() {
             let f = write(
                 tmp.path(),
                 &format!("{}-{i}.json", path.file_stem().unwrap().to_string_lossy()),
-                &list.to_string(),
+                list.to_string(),
             );
             let mut args: Vec<String> = vec!["check".into(), "-o".into(), "json".into()];
             if let Some(now) = case.get("now").and_then(Value::as_str) {
@@ -871,7 +637,7 @@ fn explain_accepts_the_documented_argument_order() {
         .stdout_has("ServiceAccount:ci:builder")
         .stdout_has("RoleBinding shop/ci-builder-edit");
     // and with a single path
-    let examples_dir = manifest_dir().join("examples");
+    let examples_dir = examples_dir();
     sodguard([
         OsStr::new("explain"),
         "-f".as_ref(),
@@ -991,7 +757,7 @@ fn explain_users_and_groups() {
 #[test]
 fn explain_with_now_and_an_exception() {
     let mut docs = violating_state(&["Deny"]);
-    docs.push(exception("2026-11-28T20:00:00Z", None));
+    docs.push(api_exception("2026-11-28T20:00:00Z", None));
     let (_d, f) = fixture(&docs);
     explain(
         "ServiceAccount:payments:api",
@@ -1016,11 +782,11 @@ fn explain_with_now_and_an_exception() {
 #[test]
 fn explain_says_why_an_exception_is_inactive() {
     let mut docs = violating_state(&["Deny"]);
-    let mut e = exception("2026-11-28T20:00:00Z", None);
+    let mut e = api_exception("2026-11-28T20:00:00Z", None);
     e["spec"]["namespaces"] = json!(["pay*"]);
     docs.push(e);
     let (_d, f) = fixture(&docs);
-    check_file(&f, &["--now", "2026-11-28T12:00:00Z"]).expect(1);
+    check_with(&[&f], &["--now", "2026-11-28T12:00:00Z"]).expect(1);
     explain(
         "ServiceAccount:payments:api",
         &[&f],
@@ -1070,34 +836,28 @@ fn explain_bad_subject_exits_2() {
 // test
 // ---------------------------------------------------------------------------
 
-fn scenarios_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/scenarios"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let msg = format!("{} does not exist: shared scenarios not run", dir.display());
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
+/// `sodguard test --pending LIST CASES`.
+fn test_with_pending(list: impl AsRef<Path>, cases: impl AsRef<Path>) -> Run {
+    let (list, cases) = (list.as_ref(), cases.as_ref());
+    sodguard([
+        OsStr::new("test"),
+        OsStr::new("--pending"),
+        list.as_os_str(),
+        cases.as_os_str(),
+    ])
 }
 
 #[test]
 fn test_runs_the_shared_scenarios() {
-    let Some(dir) = scenarios_dir() else { return };
-    let pending_file = manifest_dir().join("tests/pending-scenarios.txt");
-    let pending = sodguard::testcase::Pending::load(&pending_file).unwrap();
-    let listed = pending.names().count();
+    let Some(dir) = shared_scenarios() else {
+        return;
+    };
+    let pending_file = pending_file();
+    let listed = pending().names().count();
     let total = sodguard::testcase::load_cases(std::slice::from_ref(&dir))
         .unwrap()
         .len();
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        pending_file.as_os_str(),
-        dir.as_os_str(),
-    ]);
+    let r = test_with_pending(pending_file, dir);
     r.expect(0);
     let summary = if listed == 0 {
         format!("{total} passed, 0 failed")
@@ -1126,14 +886,9 @@ fn test_runs_the_shared_scenarios() {
 #[test]
 fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "wrong.yaml", &case("expects-nothing", "[]"));
+    let f = write(dir.path(), "wrong.yaml", case("expects-nothing", "[]"));
     let list = write(dir.path(), "pending.txt", "# known\nwrong.yaml  issue 99\n");
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        list.as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(list, f);
     r.expect(0).stdout_has("PEND").stdout_has("issue 99");
     assert_eq!(
         r.last_line(),
@@ -1146,14 +901,9 @@ fn test_pending_case_that_fails_is_reported_and_does_not_fail_the_run() {
 #[test]
 fn test_pending_case_that_passes_is_reported_as_pending() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     let list = write(dir.path(), "pending.txt", "ok.yaml issue 99\n");
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        list.as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(list, f);
     r.expect(0)
         .stdout_has("PEND")
         .stdout_has("issue 99; passes here");
@@ -1168,7 +918,7 @@ fn test_pending_case_that_passes_is_reported_as_pending() {
 #[test]
 fn test_pending_list_errors_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     for (text, says) in [
         ("ok.yaml\n", "pending.txt:1: ok.yaml: say why"),
         (
@@ -1178,29 +928,11 @@ fn test_pending_list_errors_name_the_line() {
         ("x/ok.yaml a\n", "a file name, not a path"),
     ] {
         let list = write(dir.path(), "pending.txt", text);
-        let r = sodguard([
-            OsStr::new("test"),
-            OsStr::new("--pending"),
-            list.as_os_str(),
-            f.as_os_str(),
-        ]);
+        let r = test_with_pending(list, &f);
         r.expect(2).stderr_has(says);
     }
-    let r = sodguard([
-        OsStr::new("test"),
-        OsStr::new("--pending"),
-        dir.path().join("missing.txt").as_os_str(),
-        f.as_os_str(),
-    ]);
+    let r = test_with_pending(dir.path().join("missing.txt"), &f);
     r.expect(2).stderr_has("cannot read");
-}
-
-fn pending_scenarios() -> sodguard::testcase::Pending {
-    sodguard::testcase::Pending::load(&PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/pending-scenarios.txt"
-    )))
-    .unwrap()
 }
 
 const CASE_STATE: &str = r#"
@@ -1244,7 +976,7 @@ const RIGHT: &str =
 #[test]
 fn test_passing_case_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.yaml", &case("right", RIGHT));
+    let f = write(dir.path(), "ok.yaml", case("right", RIGHT));
     let r = sodguard([OsStr::new("test"), f.as_os_str()]);
     r.expect(0).stdout_has("PASS").stdout_has("right");
     assert_eq!(r.last_line(), "1 passed, 0 failed", "{}", r.context());
@@ -1253,7 +985,7 @@ fn test_passing_case_exits_0() {
 #[test]
 fn test_failing_case_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "wrong.yaml", &case("expects-nothing", "[]"));
+    let f = write(dir.path(), "wrong.yaml", case("expects-nothing", "[]"));
     let r = sodguard([OsStr::new("test"), f.as_os_str()]);
     r.expect(1)
         .stdout_has("FAIL")
@@ -1264,7 +996,7 @@ fn test_failing_case_exits_1() {
     let f = write(
         dir.path(),
         "wrong2.yaml",
-        &case(
+        case(
             "expects-another",
             "[{policy: p, subject: 'ServiceAccount:ns:other', namespace: ns, duties: [admin, use]}]",
         ),
@@ -1280,9 +1012,9 @@ fn test_counts_passes_and_failures_over_files_and_documents() {
     write(
         dir.path(),
         "cases/two.yaml",
-        &format!("{}---\n{}", case("one", RIGHT), case("two", "[]")),
+        format!("{}---\n{}", case("one", RIGHT), case("two", "[]")),
     );
-    write(dir.path(), "cases/sub/three.yaml", &case("three", RIGHT));
+    write(dir.path(), "cases/sub/three.yaml", case("three", RIGHT));
     let r = sodguard([OsStr::new("test"), dir.path().join("cases").as_os_str()]);
     r.expect(1);
     assert_eq!(r.last_line(), "2 passed, 1 failed", "{}", r.context());
@@ -1487,7 +1219,7 @@ fn no_colours_when_stdout_is_not_a_terminal() {
     let f = write(
         dir.path(),
         "c.yaml",
-        &format!("{}---\n{}", case("a", RIGHT), case("b", "[]")),
+        format!("{}---\n{}", case("a", RIGHT), case("b", "[]")),
     );
     sodguard([OsStr::new("test"), f.as_os_str()]).expect(1);
     // errors on a non-terminal stderr
@@ -1503,11 +1235,17 @@ fn check_governs_missing_serviceaccounts_of_excluded_namespaces() {
         ("bot-writes", "secret-writer"),
         ("bot-reads", "secret-reader"),
     ] {
-        docs.push(role_binding("payments", name, "Role", role, "ops", "bot"));
+        docs.push(role_binding(
+            "payments",
+            name,
+            "Role",
+            role,
+            &[sa("ops", "bot")],
+        ));
     }
     let (_d, f) = fixture(&docs);
-    check_file(&f, &[]).expect(0);
-    check_file(&f, &["--excluded-namespaces", "kube-system,ops"])
+    check(&[&f]).expect(0);
+    check_with(&[&f], &["--excluded-namespaces", "kube-system,ops"])
         .expect(1)
         .stdout_has("ServiceAccount:ops:bot");
 }

@@ -4,13 +4,13 @@
 //! waits for an open issue, and some pass here only because the feature they
 //! exercise is absent (they fail at the API server).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::manifest_dir;
+use common::scenarios::pending;
 use sodguard::testcase::{Pending, judge, load_cases, run_engine};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn run_dir(dir: &Path, pending: &Pending) -> usize {
     let cases = load_cases(&[dir.to_path_buf()]).unwrap_or_else(|e| panic!("{e}"));
@@ -39,20 +39,10 @@ fn run_dir(dir: &Path, pending: &Pending) -> usize {
 
 #[test]
 fn shared_scenarios() {
-    let dir = root().join("../shared/scenarios");
-    if !dir.is_dir() {
-        let msg = format!(
-            "{} is missing: the shared scenarios were not run",
-            dir.display()
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
+    let Some(dir) = common::scenarios::shared_scenarios() else {
         return;
-    }
-    let pending = Pending::load(&root().join("tests/pending-scenarios.txt"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let pending = pending();
     for name in pending.names() {
         assert!(
             dir.join(name).is_file(),
@@ -66,6 +56,6 @@ fn shared_scenarios() {
 
 #[test]
 fn project_cases() {
-    let n = run_dir(&root().join("tests/cases"), &Pending::default());
+    let n = run_dir(&manifest_dir().join("tests/cases"), &Pending::default());
     eprintln!("{n} project cases passed");
 }

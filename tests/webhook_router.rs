@@ -1,44 +1,28 @@
 //! The webhook router in process: AdmissionReview fixtures (tests/fixtures)
 //! for each kind and operation, and every kind of bad request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::Value;
-use sodguard::admission::http::{DEFAULT_MAX_BODY, guard, webhook_router};
+use serde_json::{Value, json};
+use sodguard::admission::http::{DEFAULT_MAX_BODY, guard};
 use sodguard::engine::index::Index;
 use sodguard::runtime::metrics::Metrics;
 use sodguard::runtime::state::{AppState, Mode};
 use tower::ServiceExt;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod common;
 
-fn state(mode: Mode) -> Arc<AppState> {
-    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
-    AppState::new(mode, index, Duration::from_secs(30), Metrics::new())
-}
-
-async fn post(state: Arc<AppState>, body: impl Into<Body>) -> (StatusCode, Value) {
-    let app = webhook_router(state, DEFAULT_MAX_BODY);
-    let req = Request::post("/validate")
-        .header("content-type", "application/json")
-        .body(body.into())
-        .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+use common::objects::{
+    self, cluster_role as bare_cluster_role, duty, policy as bare_policy, role as bare_role,
+    role_binding, sa, secrets_rule, service_account,
+};
+use common::webhook::{
+    admission_request, admission_review, create_review, fixture_index, fixture_review, fixtures,
+    live, post, state, validate_request,
+};
 
 struct Expect {
     fixture: &'static str,
@@ -161,12 +145,7 @@ async fn fixtures_get_their_decisions() {
         "every fixture has an expectation"
     );
     for x in expectations {
-        let body = std::fs::read(
-            fixtures()
-                .join("reviews")
-                .join(format!("{}.json", x.fixture)),
-        )
-        .unwrap();
+        let body = fixture_review(x.fixture);
         let sent: Value = serde_json::from_slice(&body).unwrap();
         let (status, got) = post(state(Mode::Static), body).await;
         assert_eq!(status, StatusCode::OK, "{}: {got}", x.fixture);
@@ -213,32 +192,26 @@ async fn fixtures_get_their_decisions() {
         if let Some(a) = audit {
             let parsed: Value = serde_json::from_str(a).unwrap();
             assert_eq!(parsed[0]["policy"], "deploy-vs-approve");
-            assert_eq!(
-                parsed[0]["duties"],
-                serde_json::json!(["approve", "deploy"])
-            );
+            assert_eq!(parsed[0]["duties"], json!(["approve", "deploy"]));
         }
     }
 }
 
 #[tokio::test]
 async fn dry_run_and_denials_change_nothing_in_live_mode() {
-    let s = state(Mode::Live);
-    s.set_ready();
+    let s = live(Duration::from_secs(30));
     let before = s.with_index(Index::counts);
     for f in [
         "rolebinding-create-dry-run-denied",
         "rolebinding-create-denied",
     ] {
-        let body = std::fs::read(fixtures().join(format!("reviews/{f}.json"))).unwrap();
-        let (_, got) = post(s.clone(), body).await;
+        let (_, got) = post(s.clone(), fixture_review(f)).await;
         assert_eq!(got["response"]["allowed"], false);
     }
     assert_eq!(s.with_assumed(Index::counts), before);
     assert_eq!(s.overlay_len(), 0);
     // An admitted change is held until the watch confirms it.
-    let body = std::fs::read(fixtures().join("reviews/rolebinding-create-allowed.json")).unwrap();
-    let (_, got) = post(s.clone(), body).await;
+    let (_, got) = post(s.clone(), fixture_review("rolebinding-create-allowed")).await;
     assert_eq!(got["response"]["allowed"], true);
     assert_eq!(
         s.with_assumed(Index::counts).role_bindings,
@@ -251,20 +224,12 @@ async fn dry_run_and_denials_change_nothing_in_live_mode() {
 #[tokio::test]
 async fn conflicting_changes_are_not_both_admitted() {
     // Two bindings that each complete nothing alone but conflict together.
-    let s = state(Mode::Live);
-    s.set_ready();
+    let s = live(Duration::from_secs(30));
     let review = |uid: &str, name: &str, role: &str| {
-        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": uid, "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
-            "operation": "CREATE", "userInfo": {"username": "alice"},
-            "object": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": name, "namespace": "payments"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                "subjects": [{"kind": "ServiceAccount", "name": "fresh", "namespace": "payments"}]}}})
+        create_review(uid, binding(name, "Role", role, &["fresh"]))
     };
-    let _ = post(s.clone(), serde_json::to_vec(&serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "sa", "operation": "CREATE", "userInfo": {"username": "alice"},
-        "object": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "fresh", "namespace": "payments"}}}})).unwrap()).await;
+    let fresh = alice_creates(service_account("payments", "fresh"));
+    let _ = post(s.clone(), fresh).await;
     let a = tokio::spawn(post(
         s.clone(),
         serde_json::to_vec(&review("a", "fresh-w", "secret-writer")).unwrap(),
@@ -317,7 +282,7 @@ async fn bad_requests_get_clear_errors() {
 #[tokio::test]
 async fn nothing_is_admitted_before_the_index_is_loaded() {
     let s = state(Mode::Live);
-    let body = std::fs::read(fixtures().join("reviews/rolebinding-create-allowed.json")).unwrap();
+    let body = fixture_review("rolebinding-create-allowed");
     let (status, got) = post(s.clone(), body.clone()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(got["error"].as_str().unwrap().contains("not ready"));
@@ -364,30 +329,22 @@ async fn a_panicking_request_answers_500_and_the_next_one_is_served() {
 /// when it is watched.
 #[tokio::test]
 async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_judged() {
-    fn binding(name: &str, role: &str) -> Value {
-        serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": "payments"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "ops-system"}]
-        })
-    }
-    let review = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "r7-10",
-            "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
-            "resource": {"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"},
-            "operation": "CREATE",
-            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
-            "object": binding("bot-reads", "secret-reader"),
-            "oldObject": null
-        }
-    });
+    let bot = |name: &str, role: &str| {
+        role_binding("payments", name, "Role", role, &[sa("ops-system", "bot")])
+    };
+    let mut review = admission_review(admission_request(
+        "r7-10",
+        "CREATE",
+        "alice",
+        bot("bot-reads", "secret-reader"),
+        Value::Null,
+    ));
+    review["request"]["resource"] =
+        json!({"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"});
     let state_with = |excluded: &[&str]| {
-        let (mut index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
+        let mut index = fixture_index();
         index.set_unwatched_namespaces(excluded);
-        let first = sodguard::decode::convert(&binding("bot-writes", "secret-writer"))
+        let first = sodguard::decode::convert(&bot("bot-writes", "secret-writer"))
             .unwrap()
             .unwrap();
         let _ = index.apply(first);
@@ -413,26 +370,21 @@ async fn a_binding_naming_a_missing_serviceaccount_of_an_excluded_namespace_is_j
     assert_eq!(body["response"]["allowed"], true, "{body}");
 }
 
-fn admission_review(request: Value) -> Value {
-    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
-}
-
 /// R7.9: the kind the API server admits and the object's own type must agree;
 /// otherwise a RoleBinding passes as something sodguard does not check.
 #[tokio::test]
 async fn objects_of_another_kind_are_denied() {
-    let sent: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("reviews/rolebinding-create-denied.json")).unwrap(),
-    )
-    .unwrap();
+    let sent: Value = serde_json::from_slice(&api_reads()).unwrap();
     let binding = sent["request"]["object"].clone();
-    let rb_kind = serde_json::json!({"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"});
-    let rb_resource = serde_json::json!({"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"});
-    let configmap = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+    let rb_kind =
+        json!({"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"});
+    let rb_resource =
+        json!({"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "rolebindings"});
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "api-reads", "namespace": "payments"}, "data": {}});
     let mut versionless = binding.clone();
     versionless["apiVersion"] = "rbac.authorization.k8s.io".into();
-    let cm_kind = serde_json::json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let cm_kind = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
     let cases = [
         // A ConfigMap sent as a RoleBinding.
         (
@@ -454,7 +406,7 @@ async fn objects_of_another_kind_are_denied() {
         ),
     ];
     for (i, (kind, object, why)) in cases.into_iter().enumerate() {
-        let body = admission_review(serde_json::json!({
+        let body = admission_review(json!({
             "uid": format!("kind-{i}"), "kind": kind, "resource": rb_resource,
             "name": "api-reads", "namespace": "payments",
             "operation": "CREATE", "userInfo": {"username": "alice"}, "object": object}));
@@ -479,11 +431,11 @@ async fn objects_of_another_kind_are_denied() {
 /// readable one it is denied, never judged against the index instead.
 #[tokio::test]
 async fn exception_update_without_a_readable_old_object_is_denied() {
-    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
+    let index = fixture_index();
     let stored = index.exception("ops-rotation").unwrap().clone();
     assert_eq!(stored.approvals.len(), 1);
     let now = jiff::Timestamp::now().to_string();
-    let object = serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
+    let object = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
         "metadata": {"name": "ops-rotation"},
         "spec": {"policy": "secret-admin-vs-use",
             "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "ops"},
@@ -491,11 +443,11 @@ async fn exception_update_without_a_readable_old_object_is_denied() {
             "expiresAt": "2099-01-01T00:00:00Z",
             "approvals": [{"user": "bob", "at": "2026-11-28T09:00:00Z"}, {"user": "carol", "at": now}]}});
     let mut old = object.clone();
-    old["spec"]["approvals"] = serde_json::json!([{"user": "bob", "at": "2026-11-28T09:00:00Z"}]);
+    old["spec"]["approvals"] = json!([{"user": "bob", "at": "2026-11-28T09:00:00Z"}]);
     let mut unreadable = old.clone();
-    unreadable["spec"] = serde_json::json!({"policy": "secret-admin-vs-use"});
+    unreadable["spec"] = json!({"policy": "secret-admin-vs-use"});
     let request = |uid: &str, old: Option<Value>| {
-        let mut r = serde_json::json!({"uid": uid,
+        let mut r = json!({"uid": uid,
             "kind": {"group": "sodguard.io", "version": "v1alpha1", "kind": "SoDException"},
             "operation": "UPDATE", "userInfo": {"username": "carol", "groups": ["system:authenticated"]},
             "object": object});
@@ -526,68 +478,61 @@ async fn exception_update_without_a_readable_old_object_is_denied() {
 
 // ---- R7.8: an admitted change counts only by what it adds -----------------
 
-fn live(ttl: Duration) -> Arc<AppState> {
-    let (index, _) = sodguard::load::load_state(&[fixtures().join("state.yaml")]).unwrap();
-    let s = AppState::new(Mode::Live, index, ttl, Metrics::new());
-    s.set_ready();
-    s
-}
-
 /// An AdmissionReview as the API server, or anyone who reaches `/validate`,
 /// may send it.
 fn admission(operation: &str, user: &str, object: Value, old: Value) -> Vec<u8> {
-    let of = if object.is_null() { &old } else { &object };
-    let kind = of["kind"].clone();
-    let api_version = of["apiVersion"].as_str().unwrap_or_default();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    serde_json::to_vec(&serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "r78", "kind": {"group": group, "version": version, "kind": kind},
-            "operation": operation, "userInfo": {"username": user, "groups": ["system:authenticated"]},
-            "object": object, "oldObject": old,
-        }
-    }))
-    .unwrap()
+    let review = admission_review(admission_request("r78", operation, user, object, old));
+    serde_json::to_vec(&review).unwrap()
 }
 
+/// alice CREATEs `object`.
+fn alice_creates(object: Value) -> Vec<u8> {
+    admission("CREATE", "alice", object, Value::Null)
+}
+
+/// web, which holds secret-use, is given secret-admin.
+fn web_writes() -> Vec<u8> {
+    alice_creates(binding("web-writes", "Role", "secret-writer", &["web"]))
+}
+
+/// A RoleBinding in payments for its ServiceAccounts `subjects`.
 fn binding(name: &str, role_kind: &str, role: &str, subjects: &[&str]) -> Value {
-    let subjects: Vec<Value> = subjects
-        .iter()
-        .map(|s| serde_json::json!({"kind": "ServiceAccount", "name": s, "namespace": "payments"}))
-        .collect();
-    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": name, "namespace": "payments"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-        "subjects": subjects})
-}
-
-fn secrets_rule(verbs: &[&str]) -> Value {
-    serde_json::json!({"apiGroups": [""], "resources": ["secrets"], "verbs": verbs})
+    let subjects: Vec<Value> = subjects.iter().map(|s| sa("payments", s)).collect();
+    role_binding("payments", name, role_kind, role, &subjects)
 }
 
 fn role(name: &str, rules: Value) -> Value {
-    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": name, "namespace": "payments"}, "rules": rules})
+    bare_role("payments", name, rules)
 }
 
 fn cluster_role(name: &str, labels: Value, rules: Value, aggregation: Option<Value>) -> Value {
-    let mut r = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": name, "labels": labels}, "rules": rules});
+    let mut r = bare_cluster_role(name, rules);
+    r["metadata"]["labels"] = labels;
     if let Some(a) = aggregation {
-        r["aggregationRule"] = serde_json::json!({"clusterRoleSelectors": a});
+        r["aggregationRule"] = json!({"clusterRoleSelectors": a});
     }
     r
 }
 
+/// The policy of the fixtures' state, with `actions`.
 fn policy(actions: &[&str]) -> Value {
-    let duty = |name: &str, verbs: &[&str]| serde_json::json!({"name": name, "permissions": [secrets_rule(verbs)]});
-    serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy",
-        "metadata": {"name": "secret-admin-vs-use"},
-        "spec": {"description": "secret-admin-vs-use",
-            "duties": [duty("secret-admin", &["create", "update", "patch", "delete"]),
-                       duty("secret-use", &["get", "list", "watch"])],
-            "validationActions": actions, "exceptions": {"maxDuration": "2400000h"}}})
+    let mut p = bare_policy(
+        "secret-admin-vs-use",
+        &[
+            duty(
+                "secret-admin",
+                json!([secrets_rule(&["create", "update", "patch", "delete"])]),
+            ),
+            duty(
+                "secret-use",
+                json!([secrets_rule(&["get", "list", "watch"])]),
+            ),
+        ],
+        actions,
+    );
+    p["spec"]["description"] = json!("secret-admin-vs-use");
+    p["spec"]["exceptions"] = json!({"maxDuration": "2400000h"});
+    p
 }
 
 /// The API server's word, as the watch would deliver it.
@@ -607,7 +552,7 @@ async fn allowed(s: &Arc<AppState>, body: Vec<u8>) -> bool {
 /// The conflicting binding of the fixtures: ServiceAccount api already holds
 /// secret-admin through RoleBinding api-writes.
 fn api_reads() -> Vec<u8> {
-    std::fs::read(fixtures().join("reviews/rolebinding-create-denied.json")).unwrap()
+    fixture_review("rolebinding-create-denied")
 }
 
 #[tokio::test]
@@ -624,7 +569,7 @@ async fn a_create_of_an_existing_binding_name_removes_no_subject() {
 #[tokio::test]
 async fn a_create_of_an_existing_role_name_removes_no_rule() {
     let s = live(Duration::from_secs(30));
-    let empty = role("secret-writer", serde_json::json!([]));
+    let empty = role("secret-writer", json!([]));
     assert!(allowed(&s, admission("CREATE", "mallory", empty, Value::Null)).await);
     assert!(!allowed(&s, api_reads()).await);
 }
@@ -640,20 +585,13 @@ async fn a_forged_delete_of_a_binding_removes_nothing() {
 #[tokio::test]
 async fn a_forged_delete_does_not_remove_an_admitted_binding() {
     let s = live(Duration::from_secs(30));
-    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "fresh", "namespace": "payments"}});
-    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    let sa = service_account("payments", "fresh");
+    assert!(allowed(&s, alice_creates(sa)).await);
     let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
-    assert!(
-        allowed(
-            &s,
-            admission("CREATE", "alice", writes.clone(), Value::Null)
-        )
-        .await
-    );
+    assert!(allowed(&s, alice_creates(writes.clone())).await);
     assert!(allowed(&s, admission("DELETE", "mallory", Value::Null, writes)).await);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 #[tokio::test]
@@ -680,20 +618,21 @@ async fn a_forged_delete_or_relaxation_of_the_policy_changes_nothing() {
 async fn a_forged_approval_excuses_nothing() {
     let s = live(Duration::from_secs(30));
     let now = jiff::Timestamp::now();
+    let expires_at = (now + jiff::SignedDuration::from_hours(24)).to_string();
     let exception = |approvals: Value| {
-        serde_json::json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
-            "metadata": {"name": "api-both"},
-            "spec": {"policy": "secret-admin-vs-use",
-                "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "api"},
-                "justification": "j", "requestedBy": "alice",
-                "expiresAt": (now + jiff::SignedDuration::from_hours(24)).to_string(),
-                "approvals": approvals}})
+        objects::exception(
+            "api-both",
+            "secret-admin-vs-use",
+            sa("payments", "api"),
+            &expires_at,
+            approvals,
+        )
     };
     let approved = admission(
         "UPDATE",
         "bob",
-        exception(serde_json::json!([{"user": "bob", "at": now.to_string()}])),
-        exception(serde_json::json!([])),
+        exception(json!([{"user": "bob", "at": now.to_string()}])),
+        exception(json!([])),
     );
     assert!(
         allowed(&s, approved).await,
@@ -708,13 +647,10 @@ async fn a_forged_approval_excuses_nothing() {
 #[tokio::test]
 async fn a_forged_narrowing_of_a_role_hides_no_conflict() {
     let s = live(Duration::from_secs(30));
-    let narrowed = role(
-        "secret-writer",
-        serde_json::json!([secrets_rule(&["get", "list"])]),
-    );
+    let narrowed = role("secret-writer", json!([secrets_rule(&["get", "list"])]));
     let real = role(
         "secret-writer",
-        serde_json::json!([secrets_rule(&["create", "update"])]),
+        json!([secrets_rule(&["create", "update"])]),
     );
     assert!(allowed(&s, admission("UPDATE", "mallory", narrowed, real)).await);
     assert!(!allowed(&s, api_reads()).await);
@@ -730,35 +666,17 @@ async fn a_narrowing_held_as_a_union_does_not_hide_a_real_new_violation() {
     let s = live(Duration::from_secs(30));
     let real = role(
         "secret-writer",
-        serde_json::json!([secrets_rule(&["create", "update"])]),
+        json!([secrets_rule(&["create", "update"])]),
     );
-    let narrowed = role(
-        "secret-writer",
-        serde_json::json!([secrets_rule(&["get", "list"])]),
-    );
+    let narrowed = role("secret-writer", json!([secrets_rule(&["get", "list"])]));
     assert!(allowed(&s, admission("UPDATE", "alice", narrowed.clone(), real)).await);
-    let creator = role(
-        "secret-creator",
-        serde_json::json!([secrets_rule(&["create"])]),
-    );
-    assert!(
-        allowed(
-            &s,
-            admission("CREATE", "alice", creator.clone(), Value::Null)
-        )
-        .await
-    );
+    let creator = role("secret-creator", json!([secrets_rule(&["create"])]));
+    assert!(allowed(&s, alice_creates(creator.clone())).await);
     let creates = binding("api-creates", "Role", "secret-creator", &["api"]);
-    assert!(
-        !allowed(
-            &s,
-            admission("CREATE", "alice", creates.clone(), Value::Null)
-        )
-        .await
-    );
+    assert!(!allowed(&s, alice_creates(creates.clone())).await);
     watched(&s, narrowed);
     watched(&s, creator);
-    assert!(!allowed(&s, admission("CREATE", "alice", creates, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(creates)).await);
 }
 
 #[tokio::test]
@@ -768,25 +686,17 @@ async fn a_forged_label_change_keeps_a_role_in_its_aggregates() {
     let s = live(Duration::from_secs(30));
     let labelled = cluster_role(
         "team-reads",
-        serde_json::json!({"team": "true"}),
-        serde_json::json!([secrets_rule(&["get"])]),
+        json!({"team": "true"}),
+        json!([secrets_rule(&["get"])]),
         None,
     );
     watched(&s, labelled);
     watched(&s, binding("web-team", "ClusterRole", "team", &["web"]));
-    let web_writes = || {
-        admission(
-            "CREATE",
-            "alice",
-            binding("web-writes", "Role", "secret-writer", &["web"]),
-            Value::Null,
-        )
-    };
     assert!(!allowed(&s, web_writes()).await);
     let unlabelled = cluster_role(
         "team-reads",
-        serde_json::json!({}),
-        serde_json::json!([secrets_rule(&["get"])]),
+        json!({}),
+        json!([secrets_rule(&["get"])]),
         None,
     );
     assert!(allowed(&s, admission("UPDATE", "mallory", unlabelled, Value::Null)).await);
@@ -799,32 +709,18 @@ async fn an_added_label_that_a_selector_excludes_keeps_a_role_in_its_aggregates(
     let s = live(Duration::from_secs(30));
     let open = cluster_role(
         "open",
-        serde_json::json!({}),
-        serde_json::json!([]),
-        Some(serde_json::json!([{"matchLabels": {"team": "true"},
+        json!({}),
+        json!([]),
+        Some(json!([{"matchLabels": {"team": "true"},
             "matchExpressions": [{"key": "restricted", "operator": "DoesNotExist"}]}])),
     );
     watched(&s, open);
-    let reads = |labels: Value| {
-        cluster_role(
-            "team-reads",
-            labels,
-            serde_json::json!([secrets_rule(&["get"])]),
-            None,
-        )
-    };
-    watched(&s, reads(serde_json::json!({"team": "true"})));
+    let reads =
+        |labels: Value| cluster_role("team-reads", labels, json!([secrets_rule(&["get"])]), None);
+    watched(&s, reads(json!({"team": "true"})));
     watched(&s, binding("web-open", "ClusterRole", "open", &["web"]));
-    let web_writes = || {
-        admission(
-            "CREATE",
-            "alice",
-            binding("web-writes", "Role", "secret-writer", &["web"]),
-            Value::Null,
-        )
-    };
     assert!(!allowed(&s, web_writes()).await);
-    let restricted = reads(serde_json::json!({"team": "true", "restricted": "yes"}));
+    let restricted = reads(json!({"team": "true", "restricted": "yes"}));
     assert!(allowed(&s, admission("UPDATE", "mallory", restricted, Value::Null)).await);
     assert!(!allowed(&s, web_writes()).await);
 }
@@ -834,15 +730,14 @@ async fn a_binding_to_another_role_under_an_assumed_name_is_still_assumed() {
     // A forged CREATE takes the name first with a harmless role; the real
     // CREATE of that name with another role must still count.
     let s = live(Duration::from_secs(30));
-    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "fresh", "namespace": "payments"}});
-    assert!(allowed(&s, admission("CREATE", "alice", sa, Value::Null)).await);
+    let sa = service_account("payments", "fresh");
+    assert!(allowed(&s, alice_creates(sa)).await);
     let decoy = binding("fresh-w", "Role", "cm-reader", &["fresh"]);
     assert!(allowed(&s, admission("CREATE", "mallory", decoy, Value::Null)).await);
     let writes = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
-    assert!(allowed(&s, admission("CREATE", "alice", writes, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(writes)).await);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 #[tokio::test]
@@ -851,9 +746,8 @@ async fn expiry_and_watch_events_put_the_confirmed_state_back() {
     let before = s.with_index(Index::counts);
     let other_role = binding("api-writes", "Role", "cm-reader", &["api", "web"]);
     assert!(allowed(&s, admission("CREATE", "mallory", other_role, Value::Null)).await);
-    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "fresh", "namespace": "payments"}});
-    assert!(allowed(&s, admission("CREATE", "alice", sa.clone(), Value::Null)).await);
+    let sa = service_account("payments", "fresh");
+    assert!(allowed(&s, alice_creates(sa.clone())).await);
     assert_eq!(s.overlay_len(), 2);
     let assumed = s.with_assumed(Index::counts);
     assert_eq!(
@@ -884,11 +778,11 @@ async fn a_role_joining_an_aggregate_is_not_blamed_for_old_violations() {
     );
     let widgets = cluster_role(
         "widgets-view",
-        serde_json::json!({"team": "true"}),
-        serde_json::json!([{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}]),
+        json!({"team": "true"}),
+        json!([{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}]),
         None,
     );
-    assert!(allowed(&s, admission("CREATE", "alice", widgets, Value::Null)).await);
+    assert!(allowed(&s, alice_creates(widgets)).await);
 }
 
 /// A watch event can predate an admitted change: the API server stores a
@@ -899,11 +793,7 @@ async fn a_role_joining_an_aggregate_is_not_blamed_for_old_violations() {
 #[tokio::test]
 async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
     let s = live(Duration::from_secs(30));
-    watched(
-        &s,
-        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "fresh", "namespace": "payments"}}),
-    );
+    watched(&s, service_account("payments", "fresh"));
     let empty = binding("fresh-w", "Role", "secret-writer", &[]);
     watched(&s, empty.clone());
     let filled = binding("fresh-w", "Role", "secret-writer", &["fresh"]);
@@ -918,13 +808,13 @@ async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
     watched(&s, empty);
     let reads = binding("fresh-r", "Role", "secret-reader", &["fresh"]);
     assert!(
-        !allowed(&s, admission("CREATE", "alice", reads.clone(), Value::Null)).await,
+        !allowed(&s, alice_creates(reads.clone())).await,
         "fresh holds secret-admin once the admitted update is stored"
     );
     // The watch then shows the update: the entry is settled, the decision stands.
     watched(&s, filled);
     assert_eq!(s.overlay_len(), 0);
-    assert!(!allowed(&s, admission("CREATE", "alice", reads, Value::Null)).await);
+    assert!(!allowed(&s, alice_creates(reads)).await);
 }
 
 /// Leader election: the leader's webhook asks "am I still the leader?" under
@@ -934,19 +824,15 @@ async fn an_older_watch_event_does_not_drop_an_admitted_addition() {
 async fn a_replica_that_lost_the_lead_does_not_decide() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let s = state(Mode::Live);
-    s.set_ready();
+    let s = live(Duration::from_secs(30));
     let leading = Arc::new(AtomicBool::new(false));
     let app = sodguard::admission::http::gated_webhook_router(s.clone(), DEFAULT_MAX_BODY, {
         let leading = leading.clone();
         Arc::new(move || leading.load(Ordering::SeqCst))
     });
-    let body = std::fs::read(fixtures().join("reviews/rolebinding-create-allowed.json")).unwrap();
+    let body = fixture_review("rolebinding-create-allowed");
     let send = |app: axum::Router| {
-        let req = Request::post("/validate")
-            .header("content-type", "application/json")
-            .body(Body::from(body.clone()))
-            .unwrap();
+        let req = validate_request(body.clone());
         async move { app.oneshot(req).await.unwrap().status() }
     };
     let before = s.with_index(Index::counts);

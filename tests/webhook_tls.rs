@@ -3,131 +3,22 @@
 //! every shared scenario sent as an AdmissionReview to `serve --state`.
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+mod common;
+
+use common::objects::{config_map, examples_dir};
+use common::scenarios::pending;
+use common::webhook::{
+    Ca, admission_request, admission_review, client, client_builder, create_review, identity, send,
+    serve_examples, spawn, write_atomically as write,
+};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    probe: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Server {
-    let (port, probe) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sodguard"))
-        .arg("serve")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--probe-listen",
-            &format!("127.0.0.1:{probe}"),
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, port, probe };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", probe)) {
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut buf = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
-            if buf.starts_with("HTTP/1.1 200") {
-                return server;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sodguard serve did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// A serving certificate for localhost; returns (cert PEM, key PEM, DER).
-    fn leaf(&self) -> (String, String, Vec<u8>) {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
-    }
-}
-
-fn client(ca_pem: &str) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .tls_backend_rustls()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .tls_info(true)
-        .build()
-        .unwrap()
-}
-
-fn review(uid: &str, object: Value) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": "", "version": "v1", "kind": object["kind"].clone()},
-        "operation": "CREATE", "userInfo": {"username": "alice"}, "object": object}})
-}
-
-async fn send(client: &reqwest::Client, port: u16, body: &Value) -> (Value, Vec<u8>) {
-    let resp = client
-        .post(format!("https://localhost:{port}/validate"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let der = resp
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(|t| t.peer_certificate())
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    (resp.json().await.unwrap(), der)
-}
-
-fn write(path: &Path, s: &str) {
-    // Replace atomically, as a Secret volume update does.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, s).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+/// The request every TLS test sends: alice creates a ConfigMap, allowed.
+fn configmap_review(uid: &str) -> Value {
+    create_review(uid, config_map("shop", "c"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,22 +29,9 @@ async fn certificate_rotation_while_requests_succeed() {
     let (c1, k1, der1) = ca.leaf();
     write(&cert, &c1);
     write(&key, &k1);
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let server = spawn(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--cert-reload-interval",
-        "100ms",
-        "--state",
-        examples.to_str().unwrap(),
-    ]);
-    let https = client(&ca.issuer.pem());
-    let body = review(
-        "r1",
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
-    );
+    let server = serve_examples(&cert, &key, &["--cert-reload-interval", "100ms"]);
+    let https = client(&ca.pem());
+    let body = configmap_review("r1");
 
     let (resp, der) = send(&https, server.port, &body).await;
     assert_eq!(resp["response"]["allowed"], true);
@@ -194,7 +72,7 @@ async fn certificate_rotation_while_requests_succeed() {
     write(&key, &k2);
     let seen_new = stream.await.unwrap();
     // New connections get the new certificate.
-    let fresh = client(&ca.issuer.pem());
+    let fresh = client(&ca.pem());
     let (_, der) = send(&fresh, server.port, &body).await;
     assert_eq!(der, der2);
     assert!(seen_new || der == der2);
@@ -221,32 +99,13 @@ async fn certificate_rotation_while_requests_succeed() {
 async fn tls_versions_and_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new();
-    let (c, k, _) = ca.leaf();
-    let (cert, key, client_ca) = (
-        dir.path().join("c.pem"),
-        dir.path().join("k.pem"),
-        dir.path().join("ca.pem"),
-    );
-    write(&cert, &c);
-    write(&key, &k);
-    write(&client_ca, &ca.issuer.pem());
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let server = spawn(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--client-ca",
-        client_ca.to_str().unwrap(),
-        "--state",
-        examples.to_str().unwrap(),
-    ]);
-    let body = review(
-        "r2",
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
-    );
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let client_ca = dir.path().join("ca.pem");
+    write(&client_ca, &ca.pem());
+    let server = serve_examples(&cert, &key, &["--client-ca", client_ca.to_str().unwrap()]);
+    let body = configmap_review("r2");
     // Without a client certificate the handshake fails.
-    let anonymous = client(&ca.issuer.pem());
+    let anonymous = client(&ca.pem());
     assert!(
         anonymous
             .post(format!("https://localhost:{}/validate", server.port))
@@ -257,21 +116,15 @@ async fn tls_versions_and_client_certificates() {
     );
     // With one signed by the client CA it succeeds.
     let (cc, ck, _) = ca.leaf();
-    let identity = reqwest::Identity::from_pem(format!("{cc}{ck}").as_bytes()).unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let authed = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap())
-        .identity(identity)
+    let authed = client_builder(&ca.pem())
+        .identity(identity(&cc, &ck))
         .build()
         .unwrap();
     let (resp, _) = send(&authed, server.port, &body).await;
     assert_eq!(resp["response"]["allowed"], true);
     // TLS 1.2 is accepted too.
-    let tls12 = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap())
-        .identity(reqwest::Identity::from_pem(format!("{cc}{ck}").as_bytes()).unwrap())
+    let tls12 = client_builder(&ca.pem())
+        .identity(identity(&cc, &ck))
         .tls_version_max(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
@@ -281,7 +134,7 @@ async fn tls_versions_and_client_certificates() {
 
 #[test]
 fn sigterm_stops_the_server_gracefully() {
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let examples = examples_dir();
     let mut server = spawn(&[
         "--self-signed",
         "--state",
@@ -336,20 +189,6 @@ fn contradictory_settings_are_refused_at_start() {
     }
 }
 
-fn shared_scenarios() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scenarios");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing",
-        dir.display()
-    );
-    eprintln!("SKIPPED: {} is missing", dir.display());
-    None
-}
-
 /// How a violation appears in a denial message or a warning.
 fn summary(v: &sodguard::testcase::ExpectedViolation) -> String {
     let place = if v.namespace == "*" {
@@ -369,16 +208,13 @@ fn summary(v: &sodguard::testcase::ExpectedViolation) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_scenarios_over_https() {
-    let Some(dir) = shared_scenarios() else {
+    let Some(dir) = common::scenarios::shared_scenarios() else {
         return;
     };
     let cases = sodguard::testcase::load_cases(&[dir]).unwrap();
     assert!(!cases.is_empty());
     // The engine tier (tests/scenarios.rs) makes sure these still fail.
-    let pending = sodguard::testcase::Pending::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pending-scenarios.txt"),
-    )
-    .unwrap();
+    let pending = pending();
     for c in cases {
         if pending.reason(&c.file).is_some() {
             continue;
@@ -411,7 +247,7 @@ async fn shared_scenarios_over_https() {
                 // Every field the case sets, kind/resource/subResource/name/namespace included.
                 let mut request = serde_json::to_value(req).unwrap();
                 request["uid"] = json!(name);
-                let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+                let body = admission_review(request);
                 let (resp, _) = send(&client, server.port, &body).await;
                 let r = &resp["response"];
                 assert_eq!(r["uid"], json!(name));
@@ -441,9 +277,13 @@ async fn shared_scenarios_over_https() {
                 // subjects already violate it.
                 for o in c.case.objects.iter().filter(|o| o["kind"] == "SoDPolicy") {
                     let policy = o["metadata"]["name"].as_str().unwrap();
-                    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                        "uid": name, "kind": {"group": "sodguard.io", "version": "v1alpha1", "kind": "SoDPolicy"},
-                        "operation": "UPDATE", "userInfo": {"username": "alice"}, "object": o, "oldObject": o}});
+                    let body = admission_review(admission_request(
+                        name,
+                        "UPDATE",
+                        "alice",
+                        o.clone(),
+                        o.clone(),
+                    ));
                     let (resp, _) = send(&client, server.port, &body).await;
                     let want = c
                         .case
@@ -475,29 +315,9 @@ async fn shared_scenarios_over_https() {
 async fn an_oversized_body_gets_413_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new();
-    let (c, k, _) = ca.leaf();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    write(&cert, &c);
-    write(&key, &k);
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let server = spawn(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--state",
-        examples.to_str().unwrap(),
-        "--max-body-bytes",
-        "524288",
-    ]);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let builder = || {
-        reqwest::Client::builder()
-            .tls_backend_rustls()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(ca.issuer.pem().as_bytes()).unwrap(),
-            )
-    };
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--max-body-bytes", "524288"]);
+    let builder = || client_builder(&ca.pem());
     let h1 = builder().http1_only().build().unwrap();
     let h2 = builder().http2_prior_knowledge().build().unwrap();
     let url = format!("https://localhost:{}/validate", server.port);
@@ -548,10 +368,7 @@ async fn an_oversized_body_gets_413_over_http1_and_http2() {
         // The client still gets an ordinary request through.
         let ok = client
             .post(&url)
-            .json(&review(
-                "small",
-                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
-            ))
+            .json(&configmap_review("small"))
             .send()
             .await
             .unwrap();
@@ -571,24 +388,11 @@ async fn an_oversized_body_over_http2_is_answered_413_without_a_stream_reset() {
 
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new();
-    let (c, k, _) = ca.leaf();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    write(&cert, &c);
-    write(&key, &k);
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let server = spawn(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--state",
-        examples.to_str().unwrap(),
-        "--max-body-bytes",
-        "524288",
-    ]);
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--max-body-bytes", "524288"]);
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.issuer.pem().as_bytes()).unwrap())
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
         .unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -662,14 +466,10 @@ async fn an_oversized_body_over_http2_is_answered_413_without_a_stream_reset() {
 
 /// A client with `identity` (cert + key PEM) or none, trusting `server_ca`,
 /// never reusing a connection, so each call is a new handshake.
-fn mtls_client(server_ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.as_bytes()).unwrap())
-        .pool_max_idle_per_host(0);
-    if let Some((c, k)) = identity {
-        b = b.identity(reqwest::Identity::from_pem(format!("{c}{k}").as_bytes()).unwrap());
+fn mtls_client(server_ca: &str, pair: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = client_builder(server_ca).pool_max_idle_per_host(0);
+    if let Some((c, k)) = pair {
+        b = b.identity(identity(c, k));
     }
     b.build().unwrap()
 }
@@ -694,33 +494,21 @@ async fn client_ca_admits_only_its_own_certificates_and_follows_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let serving_ca = Ca::new();
     let (client_ca_1, client_ca_2) = (Ca::new(), Ca::new());
-    let (c, k, _) = serving_ca.leaf();
-    let (cert, key, client_ca) = (
-        dir.path().join("c.pem"),
-        dir.path().join("k.pem"),
-        dir.path().join("client-ca.pem"),
+    let (cert, key) = serving_ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let client_ca = dir.path().join("client-ca.pem");
+    write(&client_ca, &client_ca_1.pem());
+    let server = serve_examples(
+        &cert,
+        &key,
+        &[
+            "--client-ca",
+            client_ca.to_str().unwrap(),
+            "--cert-reload-interval",
+            "100ms",
+        ],
     );
-    write(&cert, &c);
-    write(&key, &k);
-    write(&client_ca, &client_ca_1.issuer.pem());
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let server = spawn(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--client-ca",
-        client_ca.to_str().unwrap(),
-        "--cert-reload-interval",
-        "100ms",
-        "--state",
-        examples.to_str().unwrap(),
-    ]);
-    let body = review(
-        "r3",
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
-    );
-    let trust = serving_ca.issuer.pem();
+    let body = configmap_review("r3");
+    let trust = serving_ca.pem();
     let (c1, k1, _) = client_ca_1.leaf();
     let (c2, k2, _) = client_ca_2.leaf();
     let (cs, ks, _) = serving_ca.leaf();
@@ -744,7 +532,7 @@ async fn client_ca_admits_only_its_own_certificates_and_follows_rotation() {
     assert!(handshake_ok(&of_ca1, server.port, &body).await);
 
     // Rotate the client CA file only: the serving pair stays the same.
-    write(&client_ca, &client_ca_2.issuer.pem());
+    write(&client_ca, &client_ca_2.pem());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !handshake_ok(&of_ca2, server.port, &body).await {
         assert!(

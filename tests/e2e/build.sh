@@ -10,7 +10,7 @@
 #   ${SODGUARD_E2E_CACHE:-$HOME/.cache/sodguard-e2e}/kube-apiserver-<version>/kube-apiserver
 #   ${SODGUARD_E2E_CACHE:-$HOME/.cache/sodguard-e2e}/etcd-<version>/etcd
 # and a warm run only checks that each cached binary exists and that its
-# `--version` answers with the expected version.
+# `--version` answers with the expected version (tests/lib/go-build.sh).
 #
 # stdout: two shell assignments, for `eval "$(tests/e2e/build.sh)"`:
 #   KUBE_APISERVER=/abs/path/kube-apiserver
@@ -26,20 +26,9 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE_ROOT="${SODGUARD_E2E_CACHE:-${HOME}/.cache/sodguard-e2e}"
-NICE="${SODGUARD_E2E_NICE:-10}"
-FORCE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo "[e2e/build] $*" >&2; }
-
-command -v go >/dev/null 2>&1 || { log "error: 'go' not found on PATH (need Go >= 1.26)"; exit 1; }
+# shellcheck source=../lib/go-build.sh
+source "$HERE/../lib/go-build.sh"
+gobuild_init e2e/build 10 "$@"
 
 # Version of a module required in a go.mod ("require <mod> <version>" form).
 required_version() { # go.mod module
@@ -53,30 +42,14 @@ ETCD_VERSION="$(required_version "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 KUBE_OUT="$CACHE_ROOT/kube-apiserver-$KUBE_VERSION/kube-apiserver"
 ETCD_OUT="$CACHE_ROOT/etcd-$ETCD_VERSION/etcd"
 
-export CGO_ENABLED=0
-# -mod=mod: resolve from go.mod/go.sum + module proxy (no vendor dir).
-# -buildvcs=false: the module sits inside the sodguard git tree.
-export GOFLAGS="-mod=mod -buildvcs=false"
-
-# binary_ok PATH EXPECTED-SUBSTRING
-binary_ok() {
+# version_has BINARY EXPECTED-SUBSTRING: `BINARY --version` mentions it.
+version_has() {
   [[ -x "$1" ]] || return 1
-  local out
-  out="$("$1" --version 2>&1)" || return 1
-  [[ "$out" == *"$2"* ]]
+  GOBUILD_SAID="$("$1" --version 2>&1)" || return 1
+  [[ "$GOBUILD_SAID" == *"$2"* ]]
 }
-
-go_build() { # module-dir out-path package ldflags
-  local dir="$1" out="$2" pkg="$3" ldflags="$4"
-  mkdir -p "$(dirname "$out")"
-  local tmp="$out.tmp.$$"
-  if ! (cd "$dir" && nice -n "$NICE" go build -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg"); then
-    rm -f "$tmp"
-    log "error: go build $pkg failed (module $dir)"
-    return 1
-  fi
-  mv -f "$tmp" "$out"
-}
+etcd_ok() { version_has "$1" "etcd Version: ${ETCD_VERSION#v}"; }
+kube_apiserver_ok() { version_has "$1" "Kubernetes $KUBE_VERSION"; }
 
 build_kube_apiserver() {
   local v="$KUBE_VERSION" major minor
@@ -92,27 +65,17 @@ build_kube_apiserver() {
     ld+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
   done
   log "building kube-apiserver $v (k8s.io/kubernetes/cmd/kube-apiserver) -> $KUBE_OUT"
-  go_build "$HERE/apiserver" "$KUBE_OUT" k8s.io/kubernetes/cmd/kube-apiserver "$ld"
+  gobuild "$KUBE_OUT" "$ld" k8s.io/kubernetes/cmd/kube-apiserver "$HERE/apiserver"
 }
 
 build_etcd() {
   log "building etcd $ETCD_VERSION (go.etcd.io/etcd/server/v3/etcdmain) -> $ETCD_OUT"
-  go_build "$HERE/etcd" "$ETCD_OUT" . "-s -w"
+  gobuild "$ETCD_OUT" "-s -w" . "$HERE/etcd"
 }
 
 start=$SECONDS
-if [[ $FORCE == 0 ]] && binary_ok "$ETCD_OUT" "etcd Version: ${ETCD_VERSION#v}"; then
-  log "etcd $ETCD_VERSION: cached ($ETCD_OUT)"
-else
-  t=$SECONDS; build_etcd; log "etcd built in $((SECONDS - t))s"
-  binary_ok "$ETCD_OUT" "etcd Version: ${ETCD_VERSION#v}" || { log "error: $ETCD_OUT --version does not report ${ETCD_VERSION#v}"; "$ETCD_OUT" --version >&2 || true; exit 1; }
-fi
-if [[ $FORCE == 0 ]] && binary_ok "$KUBE_OUT" "Kubernetes $KUBE_VERSION"; then
-  log "kube-apiserver $KUBE_VERSION: cached ($KUBE_OUT)"
-else
-  t=$SECONDS; build_kube_apiserver; log "kube-apiserver built in $((SECONDS - t))s"
-  binary_ok "$KUBE_OUT" "Kubernetes $KUBE_VERSION" || { log "error: $KUBE_OUT --version does not report $KUBE_VERSION"; "$KUBE_OUT" --version >&2 || true; exit 1; }
-fi
+gobuild_cached "etcd $ETCD_VERSION" "$ETCD_OUT" etcd_ok build_etcd
+gobuild_cached "kube-apiserver $KUBE_VERSION" "$KUBE_OUT" kube_apiserver_ok build_kube_apiserver
 log "done in $((SECONDS - start))s"
 
 printf 'KUBE_APISERVER=%q\n' "$KUBE_OUT"

@@ -18,7 +18,8 @@
 # machine's 1.32 warns about the version skew, which is filtered), cargo, go
 # (only when build.sh has nothing cached).
 #
-# Env: SODGUARD_E2E_SCENARIOS  folder of SoDTestCase files (default ../shared/scenarios)
+# Env: SODGUARD_E2E_SCENARIOS  folder of SoDTestCase files (default ../shared/scenarios,
+#                              by tests/lib/shared-scenarios.sh: skipped if missing outside CI)
 #      SODGUARD_E2E_KEEP=1     keep the temp dir after a clean run too
 #      SODGUARD_E2E_ONLY       run only these scenarios, e.g. "1 2 7"
 #      SODGUARD_E2E_TMP        parent of the temp dir (default ${TMPDIR:-/tmp})
@@ -32,7 +33,9 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-SCENARIOS="${SODGUARD_E2E_SCENARIOS:-$ROOT/../shared/scenarios}"
+# shellcheck source=../lib/shared-scenarios.sh
+source "$ROOT/tests/lib/shared-scenarios.sh"
+SCENARIOS="${SODGUARD_E2E_SCENARIOS:-}"
 ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15} "
 START=$SECONDS
 
@@ -595,6 +598,13 @@ cleanup_suite() {
 }
 
 # ---- 7. every shared scenario, replayed ---------------------------------------
+if want 7 && [[ -z "$SCENARIOS" ]]; then
+  SCENARIOS="$(shared_scenarios_dir "$ROOT")"
+  case $? in
+    1) ONLY="${ONLY/ 7 / }" ;; # outside CI: scenario 7 skipped (said on stderr)
+    2) fail "7 replay" "the shared scenarios are missing (see stderr)"; ONLY="${ONLY/ 7 / }" ;;
+  esac
+fi
 if want 7; then
   progress "scenario 7: replaying $SCENARIOS"
   cleanup_suite || fail "7 setup: objects of scenarios 1-6 removed" "$(kerr) left: $OUT"

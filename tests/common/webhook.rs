@@ -1,0 +1,279 @@
+//! The webhook's two test beds: its router in process (an [`AppState`] over
+//! `tests/fixtures/state.yaml`), and `sodguard serve` as a process over real
+//! TLS (certificates made here, an HTTPS client) — and the AdmissionReviews
+//! both are sent.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::{Value, json};
+use sodguard::admission::http::{DEFAULT_MAX_BODY, webhook_router};
+use sodguard::engine::index::Index;
+use sodguard::runtime::metrics::Metrics;
+use sodguard::runtime::state::{AppState, Mode};
+use tower::ServiceExt;
+
+use super::manifest_dir;
+use super::objects::examples_dir;
+
+// ---- AdmissionReviews --------------------------------------------------------
+
+pub fn admission_review(request: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// A request as the API server, or anyone who reaches `/validate`, may send
+/// it: its kind is the one of `object` (or of `old` for a DELETE), and
+/// `user` is an authenticated user.
+pub fn admission_request(
+    uid: &str,
+    operation: &str,
+    user: &str,
+    object: Value,
+    old: Value,
+) -> Value {
+    let of = if object.is_null() { &old } else { &object };
+    let kind = of["kind"].clone();
+    let api_version = of["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    json!({
+        "uid": uid, "kind": {"group": group, "version": version, "kind": kind},
+        "operation": operation, "userInfo": {"username": user, "groups": ["system:authenticated"]},
+        "object": object, "oldObject": old,
+    })
+}
+
+/// alice CREATEs `object`.
+pub fn create_review(uid: &str, object: Value) -> Value {
+    admission_review(admission_request(
+        uid,
+        "CREATE",
+        "alice",
+        object,
+        Value::Null,
+    ))
+}
+
+// ---- the router in process ---------------------------------------------------
+
+/// `tests/fixtures`: `state.yaml` and the AdmissionReviews in `reviews/`.
+pub fn fixtures() -> PathBuf {
+    manifest_dir().join("tests/fixtures")
+}
+
+/// The bytes of `tests/fixtures/reviews/NAME.json`.
+pub fn fixture_review(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(format!("reviews/{name}.json"))).unwrap()
+}
+
+/// The index of `tests/fixtures/state.yaml`.
+pub fn fixture_index() -> Index {
+    sodguard::load::load_state(&[fixtures().join("state.yaml")])
+        .unwrap()
+        .0
+}
+
+/// The fixture state, not ready yet in `Mode::Live`.
+pub fn state(mode: Mode) -> Arc<AppState> {
+    AppState::new(
+        mode,
+        fixture_index(),
+        Duration::from_secs(30),
+        Metrics::new(),
+    )
+}
+
+/// The fixture state, live and ready; admitted changes are held for `ttl`.
+pub fn live(ttl: Duration) -> Arc<AppState> {
+    let s = AppState::new(Mode::Live, fixture_index(), ttl, Metrics::new());
+    s.set_ready();
+    s
+}
+
+/// A JSON POST of `body` to `/validate`.
+pub fn validate_request(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/validate")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+/// POSTs `body` to `/validate`; the answer's status and JSON (`Null` if none).
+pub async fn post(state: Arc<AppState>, body: impl Into<Body>) -> (StatusCode, Value) {
+    let app = webhook_router(state, DEFAULT_MAX_BODY);
+    let resp = app.oneshot(validate_request(body)).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+// ---- `sodguard serve` over TLS -------------------------------------------------
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `sodguard serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// The webhook's HTTPS port.
+    pub port: u16,
+    /// The plain-HTTP port of probes and metrics.
+    pub probe: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sodguard serve ARGS` on free local ports, once `/readyz` answers 200.
+pub fn spawn(args: &[&str]) -> Server {
+    let (port, probe) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_sodguard"))
+        .arg("serve")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--probe-listen",
+            &format!("127.0.0.1:{probe}"),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, port, probe };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", probe)) {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return server;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sodguard serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `sodguard serve` on the examples with the serving pair `cert`/`key`, and
+/// `extra` flags.
+pub fn serve_examples(cert: &Path, key: &Path, extra: &[&str]) -> Server {
+    let examples = examples_dir();
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--state",
+        examples.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    spawn(&args)
+}
+
+/// A certificate authority made for one test.
+pub struct Ca {
+    pub issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A certificate for localhost; returns (cert PEM, key PEM, DER).
+    pub fn leaf(&self) -> (String, String, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    /// A serving pair of this CA written to `dir` as `cert`/`key`.
+    pub fn serving_pair(&self, dir: &Path, cert: &str, key: &str) -> (PathBuf, PathBuf) {
+        let (c, k, _) = self.leaf();
+        let (cert, key) = (dir.join(cert), dir.join(key));
+        write_atomically(&cert, &c);
+        write_atomically(&key, &k);
+        (cert, key)
+    }
+}
+
+/// Replaces `path` atomically, as a Secret volume update does.
+pub fn write_atomically(path: &Path, s: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, s).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// An HTTPS client (rustls) that trusts `ca_pem` only.
+pub fn client_builder(ca_pem: &str) -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+}
+
+/// A client identity from a certificate and key PEM.
+pub fn identity(cert: &str, key: &str) -> reqwest::Identity {
+    reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap()
+}
+
+/// A client that trusts `ca_pem` and reports the server's certificate.
+pub fn client(ca_pem: &str) -> reqwest::Client {
+    client_builder(ca_pem).tls_info(true).build().unwrap()
+}
+
+/// POSTs `body` to `/validate` on `port`, asserting success; the answer and
+/// the DER of the certificate the server presented.
+pub async fn send(client: &reqwest::Client, port: u16, body: &Value) -> (Value, Vec<u8>) {
+    let resp = client
+        .post(format!("https://localhost:{port}/validate"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let der = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|t| t.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    (resp.json().await.unwrap(), der)
+}

@@ -443,7 +443,7 @@ fn write_cluster_roles(w: &mut Writer) -> Result<ClusterRoleNames, Error> {
 /// The `k`-th team aggregator: (name, labels, aggregation selectors).
 fn team_aggregator_spec(k: usize) -> (String, Vec<(String, String)>, String) {
     let mut sel = format!("- matchLabels:\n    {}: \"true\"\n", team_label(k));
-    if k % 4 == 0 {
+    if k.is_multiple_of(4) {
         sel.push_str(
             "- matchExpressions:\n  - key: platform.example.com/tier\n    operator: In\n    values: [read-only]\n  - key: platform.example.com/deprecated\n    operator: DoesNotExist\n",
         );
@@ -454,7 +454,7 @@ fn team_aggregator_spec(k: usize) -> (String, Vec<(String, String)>, String) {
     )];
     // Some team roles aggregate into the next one: chains and, with the
     // last, a cycle that must be cut.
-    if k % 5 == 0 {
+    if k.is_multiple_of(5) {
         labels.push((team_label((k + 1) % N_TEAM_AGGREGATORS), "true".into()));
     }
     if k == N_TEAM_AGGREGATORS - 1 {

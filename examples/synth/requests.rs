@@ -19,20 +19,13 @@ pub fn bench_now() -> jiff::Timestamp {
 /// the API server sends it for a create or an update the engine judges on
 /// the new object alone.
 pub fn request(operation: Operation, object: Value) -> Request {
+    let user = UserInfo {
+        username: "alice@example.com".into(),
+        groups: vec!["system:authenticated".into()],
+    };
     Request {
-        operation,
-        user_info: UserInfo {
-            username: "alice@example.com".into(),
-            groups: vec!["system:authenticated".into()],
-        },
         object: Some(object),
-        old_object: None,
-        dry_run: false,
-        kind: None,
-        resource: None,
-        sub_resource: None,
-        name: None,
-        namespace: None,
+        ..Request::new(operation, user)
     }
 }
 

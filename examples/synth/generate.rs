@@ -408,6 +408,7 @@ struct ClusterRoleNames {
     all: Vec<String>,
 }
 
+/// The fixed ClusterRoles, the team aggregators, then the products' own.
 fn write_cluster_roles(w: &mut Writer) -> Result<ClusterRoleNames, Error> {
     let (sink, rng, plan, _, summary) = w.parts();
     let mut names = ClusterRoleNames::default();

@@ -1,4 +1,4 @@
-//! Engine benchmarks on the synthetic cluster of `examples/synth.rs`.
+//! Engine benchmarks on the synthetic cluster of `examples/synth/`.
 //!
 //! ```text
 //! cargo bench --bench engine                       # full size (scale 1)
@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The cluster is generated into a temporary folder with the generator of
-//! `examples/synth.rs` (seed 42) and parsed once with `sodguard::load` and
+//! `examples/synth/` (seed 42) and parsed once with `sodguard::load` and
 //! `sodguard::decode::convert`. Before criterion runs, 100,000 individual
 //! admission reviews are timed with `Instant` and their p50/p99/p99.9 printed
 //! to stderr (criterion reports means, not tails).
@@ -15,8 +15,23 @@
 //! Under `cargo test --benches` (criterion's test mode) the cluster is
 //! generated at scale 0.01 and every benchmark runs once.
 
-#[path = "../examples/synth.rs"]
-mod synth;
+/// The generator's modules of `examples/synth/` (not its `main`, nor the
+/// counting allocator of its `heap`: the benchmarks time the system one).
+#[path = "../examples/synth"]
+#[allow(dead_code)]
+mod synth {
+    pub mod generate;
+    pub mod latency;
+    pub mod load;
+    pub mod requests;
+    pub mod shapes;
+    pub mod write;
+
+    pub use generate::{Config, generate};
+    pub use latency::{measure_latency, measure_latency_live};
+    pub use load::load_objects;
+    pub use requests::{bench_now, heavy_requests, prepare_requests};
+}
 
 use std::time::Duration;
 

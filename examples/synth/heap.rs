@@ -1,0 +1,83 @@
+//! Live heap bytes, counted by a global allocator that forwards every call
+//! to the system allocator. Only the `synth` example installs it: the
+//! benchmarks, which include the generator's modules but not this one, time
+//! the system allocator unchanged.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
+
+/// Bytes requested and not yet freed.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The same with glibc's chunk overhead: 8 bytes of header, rounded up to
+/// 16, at least 32 (an estimate of what the blocks really take).
+static CHUNKS: AtomicIsize = AtomicIsize::new(0);
+/// Live allocations.
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+
+fn chunk(size: usize) -> isize {
+    (size.saturating_add(8 + 15) & !15).max(32) as isize
+}
+
+/// Counting can be paused at run time (for timings).
+static ON: AtomicBool = AtomicBool::new(true);
+
+pub fn pause(paused: bool) {
+    ON.store(!paused, Relaxed);
+}
+
+fn count(size: usize, sign: isize) {
+    if ON.load(Relaxed) {
+        LIVE.fetch_add(sign * size as isize, Relaxed);
+        CHUNKS.fetch_add(sign * chunk(size), Relaxed);
+        BLOCKS.fetch_add(sign, Relaxed);
+    }
+}
+
+pub struct Counting;
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds
+// the `GlobalAlloc` contract; the counters have no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size(), 1);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(layout.size(), 1);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        count(layout.size(), -1);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            count(layout.size(), -1);
+            count(new_size, 1);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// (bytes requested, bytes with chunk overhead, allocations) now live.
+pub fn live() -> (u64, u64, u64) {
+    let g = |a: &AtomicIsize| a.load(Relaxed).max(0) as u64;
+    (g(&LIVE), g(&CHUNKS), g(&BLOCKS))
+}

@@ -1,0 +1,101 @@
+//! Latency of individual admission decisions, timed one by one with
+//! `Instant` (criterion reports means, not tails).
+
+use std::time::{Duration, Instant};
+
+use sodguard::engine::index::Index;
+use sodguard::engine::{self, Request};
+
+use super::requests::bench_now;
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub calls: usize,
+    pub allowed: usize,
+    pub denied: usize,
+    pub mean: Duration,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub p999: Duration,
+    pub max: Duration,
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} reviews ({} allowed, {} denied): mean {:.1?} p50 {:.1?} p90 {:.1?} p99 {:.1?} p99.9 {:.1?} max {:.1?}",
+            self.calls,
+            self.allowed,
+            self.denied,
+            self.mean,
+            self.p50,
+            self.p90,
+            self.p99,
+            self.p999,
+            self.max
+        )
+    }
+}
+
+/// Times `calls` individual `engine::review` calls, round-robin over `reqs`,
+/// after one untimed pass to warm up.
+pub fn measure_latency(index: &mut Index, reqs: &[Request], calls: usize) -> Latency {
+    let now = bench_now();
+    time_reviews(reqs, calls, |r| engine::review(index, r, now))
+}
+
+/// The same in live mode (R7.8) with something pending: judged on the
+/// confirmed state before and the assumed state after; what an admitted
+/// request adds is not kept, so that every call sees the same state.
+pub fn measure_latency_live(
+    confirmed: &Index,
+    assumed: &mut Index,
+    reqs: &[Request],
+    calls: usize,
+) -> Latency {
+    let now = bench_now();
+    time_reviews(reqs, calls, |r| {
+        engine::review_against(Some(confirmed), assumed, r, now).0
+    })
+}
+
+fn time_reviews(
+    reqs: &[Request],
+    calls: usize,
+    mut review: impl FnMut(&Request) -> engine::Review,
+) -> Latency {
+    for r in reqs {
+        std::hint::black_box(review(r));
+    }
+    let mut times = Vec::with_capacity(calls);
+    let (mut allowed, mut denied) = (0, 0);
+    for i in 0..calls {
+        let r = &reqs[i % reqs.len()];
+        let t = Instant::now();
+        let review = review(r);
+        let dt = t.elapsed();
+        times.push(dt);
+        if review.allowed {
+            allowed += 1;
+        } else {
+            denied += 1;
+        }
+        std::hint::black_box(review);
+    }
+    let total: Duration = times.iter().sum();
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    Latency {
+        calls,
+        allowed,
+        denied,
+        mean: total / calls.max(1) as u32,
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: *times.last().unwrap_or(&Duration::ZERO),
+    }
+}

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
 use super::request::{GroupVersionKind, Operation, Request};
-use super::verdict::Review;
+use super::verdict::{Refusal, Review, refuse};
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,
@@ -169,22 +169,22 @@ fn decide(
 }
 
 /// The old SoDException of an UPDATE, which must be there and readable.
-fn old_exception(req: &Request) -> Result<Arc<crate::model::Exception>, String> {
+fn old_exception(req: &Request) -> Result<Arc<crate::model::Exception>, Refusal> {
     let Some(raw) = &req.old_object else {
-        return Err(
-            "an UPDATE of an SoDException must carry its old object (oldObject is missing)".into(),
+        return refuse(
+            "an UPDATE of an SoDException must carry its old object (oldObject is missing)",
         );
     };
     match convert(raw) {
         Ok(Some(Object::Exception(old))) => Ok(old),
-        Ok(_) => Err("the oldObject of an SoDException UPDATE is not an SoDException".into()),
-        Err(e) => Err(format!("the oldObject cannot be read: {e}")),
+        Ok(_) => refuse("the oldObject of an SoDException UPDATE is not an SoDException"),
+        Err(e) => refuse(format!("the oldObject cannot be read: {e}")),
     }
 }
 
 /// R7.9: the object (and old object) are of the request's kind, and their
 /// `apiVersion` names a group and a version.
-fn check_kind(req: &Request) -> Result<(), String> {
+fn check_kind(req: &Request) -> Result<(), Refusal> {
     if req.operation == Operation::Connect {
         // CONNECT carries options, not the object, and is always allowed.
         return Ok(());
@@ -195,13 +195,13 @@ fn check_kind(req: &Request) -> Result<(), String> {
         let Some(value) = value else { continue };
         let tm = TypeMeta::of(value);
         let Some((group, version)) = split_api_version(&tm.api_version) else {
-            return Err(format!(
+            return refuse(format!(
                 "{field}: apiVersion {:?} is not GROUP/VERSION or VERSION",
                 tm.api_version
             ));
         };
         if tm.kind.is_empty() {
-            return Err(format!("{field}: kind is missing"));
+            return refuse(format!("{field}: kind is missing"));
         }
         let got = GroupVersionKind {
             group: group.to_string(),
@@ -212,7 +212,7 @@ fn check_kind(req: &Request) -> Result<(), String> {
             None => expected = Some(got),
             Some(want) if *want == got => {}
             Some(want) => {
-                return Err(format!(
+                return refuse(format!(
                     "{field} is {} but the request is for {}",
                     gvk_text(&got),
                     gvk_text(want)

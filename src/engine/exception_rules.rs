@@ -8,6 +8,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 
 use super::request::UserInfo;
+use super::verdict::{Refusal, refuse};
 use crate::engine::index::Index;
 use crate::model::{CLUSTER_WIDE, Exception, Identity, Policy, is_dns_label};
 
@@ -162,20 +163,20 @@ pub fn check(
     old: Option<&Exception>,
     user: &UserInfo,
     now: Timestamp,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let Some(policy) = index.policy(&e.policy) else {
-        return Err(format!(
+        return refuse(format!(
             "spec.policy: there is no SoDPolicy named {:?}",
             e.policy
         ));
     };
     if let Some(p) = static_problems(policy, e).into_iter().next() {
-        return Err(p);
+        return refuse(p);
     }
     let (spec_changed, old_approvals, old_review) = match old {
         None => {
             if e.requested_by != user.username {
-                return Err(format!(
+                return refuse(format!(
                     "spec.requestedBy must be the user who creates the exception ({:?}), not {:?}",
                     user.username, e.requested_by
                 ));
@@ -184,28 +185,34 @@ pub fn check(
         }
         Some(old) => {
             if old.requested_by != e.requested_by {
-                return Err("spec.requestedBy cannot be changed".into());
+                return refuse("spec.requestedBy cannot be changed");
             }
             if e.approvals.len() < old.approvals.len()
                 || e.approvals[..old.approvals.len()] != old.approvals[..]
             {
-                return Err("spec.approvals can only be appended to: existing approvals cannot be edited or removed".into());
+                return refuse(
+                    "spec.approvals can only be appended to: existing approvals cannot be edited or removed",
+                );
             }
             if old.review.is_some() && e.review != old.review {
-                return Err("spec.review is written once and cannot be changed".into());
+                return refuse("spec.review is written once and cannot be changed");
             }
             let changed = !same_request(old, e);
             // Once a break-glass window has opened, turning it into something
             // else (no longer break-glass, another subject) would hide it from
             // the cooldown and the review it owes (R6.5): it may only end early.
             if changed && old.break_glass && now >= window_start(old, now) && !ends_early(old, e) {
-                return Err("a break-glass exception whose window has opened is frozen: it may only end earlier (spec.expiresAt) and be reviewed (spec.review); create a new one, within the policy's cooldown".into());
+                return refuse(
+                    "a break-glass exception whose window has opened is frozen: it may only end earlier (spec.expiresAt) and be reviewed (spec.review); create a new one, within the policy's cooldown",
+                );
             }
             if changed && !old.approvals.is_empty() {
-                return Err("an approved exception is frozen: only appending approvals and writing spec.review are allowed; create a new one to change it".into());
+                return refuse(
+                    "an approved exception is frozen: only appending approvals and writing spec.review are allowed; create a new one to change it",
+                );
             }
             if changed && user.username != old.requested_by {
-                return Err(format!(
+                return refuse(format!(
                     "only its requester {:?} may change a pending exception; {:?} may only append their own approval",
                     old.requested_by, user.username
                 ));
@@ -216,19 +223,19 @@ pub fn check(
     for (i, a) in e.approvals.iter().enumerate().skip(old_approvals) {
         let path = format!("spec.approvals[{i}]");
         if a.user != user.username {
-            return Err(format!(
+            return refuse(format!(
                 "{path}.user: an approval must be made by the approving user ({:?}), not recorded for {:?}",
                 user.username, a.user
             ));
         }
         if let Some(why) = conflict_of_interest(e, &a.user, Some(&user.groups)) {
-            return Err(format!(
+            return refuse(format!(
                 "{path}.user: {:?} {why} and cannot approve it",
                 a.user
             ));
         }
         if e.approvals[..i].iter().any(|p| p.user == a.user) {
-            return Err(format!("{path}.user: {:?} has already approved", a.user));
+            return refuse(format!("{path}.user: {:?} has already approved", a.user));
         }
         near_now(&format!("{path}.at"), a.at, now)?;
     }
@@ -236,20 +243,20 @@ pub fn check(
         && old_review.is_none()
     {
         if r.user != user.username {
-            return Err(format!(
+            return refuse(format!(
                 "spec.review.user: a review must be written by the reviewing user ({:?}), not recorded for {:?}",
                 user.username, r.user
             ));
         }
         if let Some(why) = conflict_of_interest(e, &r.user, Some(&user.groups)) {
-            return Err(format!(
+            return refuse(format!(
                 "spec.review.user: {:?} {why} and cannot review it",
                 r.user
             ));
         }
         let start = window_start(e, now);
         if now < start {
-            return Err(format!(
+            return refuse(format!(
                 "spec.review: the window has not started yet (it opens at {start}); review it afterwards"
             ));
         }
@@ -267,7 +274,7 @@ pub fn check(
         };
         let length = e.expires_at.duration_since(start);
         if length > max {
-            return Err(format!(
+            return refuse(format!(
                 "spec.expiresAt: the exception would last {length:#} from {start}, more than the policy's spec.exceptions.{field} of {max:#}"
             ));
         }
@@ -276,7 +283,7 @@ pub fn check(
                 .into_iter()
                 .next()
         {
-            return Err(p);
+            return refuse(p);
         }
     }
     Ok(())
@@ -307,9 +314,9 @@ fn shifted(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
-fn near_now(path: &str, at: Timestamp, now: Timestamp) -> Result<(), String> {
+fn near_now(path: &str, at: Timestamp, now: Timestamp) -> Result<(), Refusal> {
     if at < shifted(now, -CLOCK_SKEW) || at > shifted(now, CLOCK_SKEW) {
-        return Err(format!(
+        return refuse(format!(
             "{path}: {at} is not the time of this request ({now}, within {CLOCK_SKEW:#})"
         ));
     }

@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use super::CliError;
 use crate::index::Index;
 use crate::load;
-use crate::model::{TypeMeta, convert};
+use crate::model::{Object, TypeMeta, convert};
 
 /// What loading found besides the objects.
 #[derive(Debug, Default)]
@@ -21,41 +23,143 @@ impl LoadReport {
     }
 }
 
-/// Reads manifests into an index. Files are parsed one at a time so that
-/// only the small domain objects outlive their file.
+/// Reads manifests into an index. Files are parsed and converted in
+/// parallel, each on its own, so that only the small domain objects outlive
+/// their file; the index takes them in file order, so the result and the
+/// error reported (the first in file order) do not depend on scheduling.
 pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), CliError> {
+    let files = load::files(paths)?;
     let mut report = LoadReport::default();
     let mut index = Index::new();
     index.begin_bulk();
-    for file in load::files(paths)? {
+    in_file_order(&files, read_objects, |file| {
         report.files += 1;
-        for doc in load::read_file(&file)? {
-            report.documents += 1;
-            match convert(&doc.value) {
-                Ok(Some(o)) => {
-                    let _ = index.apply(o);
-                }
-                Ok(None) => {
-                    let tm = TypeMeta::of(&doc.value);
-                    let kind = if tm.kind.is_empty() {
-                        "(no kind)".to_string()
-                    } else {
-                        tm.kind
-                    };
-                    *report.skipped.entry(kind).or_default() += 1;
-                }
-                Err(error) => {
-                    return Err(CliError::Object {
-                        at: Box::new(doc.source),
-                        error: Box::new(error),
-                    });
-                }
-            }
+        report.documents += file.documents;
+        for kind in file.skipped {
+            *report.skipped.entry(kind).or_default() += 1;
         }
-    }
+        for o in file.objects {
+            let _ = index.apply(o);
+        }
+    })?;
     index.finish_bulk();
     Ok((index, report))
 }
+
+/// What one file holds for the index.
+struct FileObjects {
+    documents: usize,
+    objects: Vec<Object>,
+    /// The kind of each document sodguard has no use for.
+    skipped: Vec<String>,
+}
+
+/// Converts each document as it is parsed: only the domain objects of a
+/// file are ever held, not all its values. A document that does not convert
+/// is reported unless the file turns out to be unreadable further on, as
+/// when the whole file is read first.
+fn read_objects(file: &Path) -> Result<FileObjects, CliError> {
+    let mut out = FileObjects {
+        documents: 0,
+        objects: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut failed = None;
+    load::read_file_each(file, |doc| {
+        out.documents += 1;
+        if failed.is_some() {
+            return;
+        }
+        match convert(&doc.value) {
+            Ok(Some(o)) => out.objects.push(o),
+            Ok(None) => {
+                let tm = TypeMeta::of(&doc.value);
+                out.skipped.push(if tm.kind.is_empty() {
+                    "(no kind)".to_string()
+                } else {
+                    tm.kind
+                });
+            }
+            Err(error) => {
+                failed = Some(CliError::Object {
+                    at: Box::new(doc.source),
+                    error: Box::new(error),
+                });
+            }
+        }
+    })?;
+    failed.map_or(Ok(out), Err)
+}
+
+/// Runs `work` on every file on as many threads as there are cores and hands
+/// the results to `take` in the order of `files`, stopping at the first
+/// error in that order — what a loop over the files would do.
+fn in_file_order<T: Send>(
+    files: &[PathBuf],
+    work: impl Fn(&Path) -> Result<T, CliError> + Sync,
+    mut take: impl FnMut(T),
+) -> Result<(), CliError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len());
+    if threads <= 1 {
+        for f in files {
+            take(work(f)?);
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        let mut spawned = 0;
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop, work) = (&next, &stop, &work);
+            let worker = move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    if tx.send((i, work(f))).is_err() {
+                        break;
+                    }
+                }
+            };
+            // Deeply nested documents recurse in the parser: the same stack
+            // as the main thread, on which they are known to stay in bounds.
+            let started = std::thread::Builder::new()
+                .stack_size(WORKER_STACK)
+                .spawn_scoped(scope, worker);
+            spawned += usize::from(started.is_ok());
+        }
+        drop(tx);
+        if spawned == 0 {
+            for f in files {
+                take(work(f)?);
+            }
+            return Ok(());
+        }
+        // Results that arrived ahead of their turn.
+        let mut ahead = BTreeMap::new();
+        let mut want = 0;
+        for (i, result) in rx {
+            ahead.insert(i, result);
+            while let Some(result) = ahead.remove(&want) {
+                match result {
+                    Ok(t) => take(t),
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                want += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
+const WORKER_STACK: usize = 8 << 20;
 
 /// The state of `source`: its files, or else the current context's cluster.
 pub fn load_source(source: &super::Source) -> Result<(Index, LoadReport), CliError> {
@@ -71,4 +175,57 @@ pub fn load_source(source: &super::Source) -> Result<(Index, LoadReport), CliErr
         crate::cluster::snapshot(&client).await
     })?;
     Ok((index, LoadReport::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn files(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    /// The first file finishes last: what it holds still comes first.
+    #[test]
+    fn results_are_taken_in_file_order() {
+        let files = files(&["0", "1", "2", "3", "4", "5"]);
+        let mut seen = Vec::new();
+        in_file_order(
+            &files,
+            |f| {
+                if f == Path::new("0") {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Ok(f.to_path_buf())
+            },
+            |f| seen.push(f),
+        )
+        .unwrap();
+        assert_eq!(seen, files);
+    }
+
+    /// A later file failing first does not hide the first file's error,
+    /// nor does it stop the files before it from being taken.
+    #[test]
+    fn the_first_error_in_file_order_is_reported() {
+        let files = files(&["ok", "slow-bad", "fast-bad", "after"]);
+        let mut seen = Vec::new();
+        let err = in_file_order(
+            &files,
+            |f| {
+                if f == Path::new("slow-bad") {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if f.to_string_lossy().ends_with("bad") {
+                    return Err(load::LoadError::NotFound(f.to_path_buf()).into());
+                }
+                Ok(f.to_path_buf())
+            },
+            |f| seen.push(f),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "slow-bad: no such file or folder");
+        assert_eq!(seen, vec![PathBuf::from("ok")]);
+    }
 }

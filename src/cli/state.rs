@@ -228,4 +228,45 @@ mod tests {
         assert_eq!(err.to_string(), "slow-bad: no such file or folder");
         assert_eq!(seen, vec![PathBuf::from("ok")]);
     }
+
+    const NO_ROLE_REF: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b, namespace: a}\n";
+
+    fn read(text: &str) -> Result<FileObjects, CliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f.yaml");
+        std::fs::write(&f, text).unwrap();
+        read_objects(&f)
+    }
+
+    /// Documents are converted while the file is still being parsed: a
+    /// syntax error further on still wins over a document that does not
+    /// convert, as when the whole file was parsed first.
+    #[test]
+    fn a_syntax_error_later_in_the_file_wins() {
+        let text = format!("{NO_ROLE_REF}---\nkind: X\nx: [unclosed\n");
+        let err = read(&text).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                CliError::Load(load::LoadError::Yaml { document: 2, .. })
+            ),
+            "{err}"
+        );
+        let err = read("- a list\n---\nx: [unclosed\n").err().unwrap();
+        assert!(
+            matches!(
+                err,
+                CliError::Load(load::LoadError::Yaml { document: 2, .. })
+            ),
+            "{err}"
+        );
+        let text = format!("{NO_ROLE_REF}---\n- a list\n");
+        let err = read(&text).err().unwrap();
+        assert!(
+            matches!(err, CliError::Load(load::LoadError::NotAnObject { .. })),
+            "{err}"
+        );
+        let err = read(NO_ROLE_REF).err().unwrap();
+        assert!(matches!(err, CliError::Object { .. }), "{err}");
+    }
 }

@@ -142,6 +142,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 
 /// Reads one file into its documents; `kind: List` items are flattened.
 pub fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    read_file_each(path, |d| docs.push(d))?;
+    Ok(docs)
+}
+
+/// [`read_file`], handing each document to `each` as soon as it is parsed,
+/// so that a large file need not be held as values all at once. An error
+/// is still the one [`read_file`] reports: `each` may have seen documents
+/// before it.
+pub fn read_file_each(path: &Path, each: impl FnMut(Document)) -> Result<(), LoadError> {
     let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -162,56 +172,78 @@ pub fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
         }
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    parse_str(path, text)
+    parse_str_each(path, text, each)
 }
 
 /// Parses a YAML (or JSON) stream. `path` is only used in messages.
 pub fn parse_str(path: &Path, text: &str) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    parse_str_each(path, text, |d| docs.push(d))?;
+    Ok(docs)
+}
+
+/// [`parse_str`], one document at a time. A syntax error anywhere in the
+/// stream is reported before a misshapen document (not an object, a bad
+/// `List`) earlier in it, as when the whole stream is parsed first: after a
+/// misshapen document, parsing goes on only to look for one.
+pub fn parse_str_each(
+    path: &Path,
+    text: &str,
+    mut each: impl FnMut(Document),
+) -> Result<(), LoadError> {
+    let mut misshapen = None;
+    let mut take = |document: usize, v: Value| {
+        if misshapen.is_some() {
+            return;
+        }
+        let source = Source {
+            file: path.to_path_buf(),
+            document,
+            item: None,
+        };
+        if let Err(e) = push_document(source, v, &mut each) {
+            misshapen = Some(e);
+        }
+    };
     let is_json = path.extension().is_some_and(|e| e == "json");
-    let values: Vec<Value> = if is_json {
+    if is_json {
         let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-        stream
-            .collect::<Result<_, _>>()
-            .map_err(|e| LoadError::Json {
+        for (i, v) in stream.enumerate() {
+            let v = v.map_err(|e| LoadError::Json {
                 path: path.to_path_buf(),
                 line: e.line(),
                 message: e.to_string(),
-            })?
+            })?;
+            take(i + 1, v);
+        }
     } else {
         // Aliases can make a small file expand into a huge one: what the
         // documents of one file may expand to is bounded as a whole.
         let mut remaining = expansion_budget(text.len());
-        let mut values = Vec::new();
-        for (first_line, doc) in split_documents(text) {
+        for (i, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
             let v: Value = serde_saphyr::from_str_with_options(doc, yaml_options(remaining))
                 .map_err(|e| {
                     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
                     LoadError::Yaml {
                         path: path.to_path_buf(),
-                        document: values.len() + 1,
+                        document: i + 1,
                         line: line + first_line as u64 - 1,
                         column,
                         message: yaml_message(&e.to_string()),
                     }
                 })?;
             remaining = remaining.saturating_sub(text_size(&v));
-            values.push(v);
+            take(i + 1, v);
         }
-        values
-    };
-    let mut docs = Vec::new();
-    for (i, v) in values.into_iter().enumerate() {
-        let source = Source {
-            file: path.to_path_buf(),
-            document: i + 1,
-            item: None,
-        };
-        push_document(source, v, &mut docs)?;
     }
-    Ok(docs)
+    misshapen.map_or(Ok(()), Err)
 }
 
-fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(), LoadError> {
+fn push_document(
+    source: Source,
+    v: Value,
+    each: &mut impl FnMut(Document),
+) -> Result<(), LoadError> {
     match v {
         // Empty documents (a trailing `---`, comments only) carry nothing.
         Value::Null => Ok(()),
@@ -241,7 +273,7 @@ fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(
                         ..source.clone()
                     };
                     match item {
-                        Value::Object(_) => docs.push(Document {
+                        Value::Object(_) => each(Document {
                             source: s,
                             value: item,
                         }),
@@ -254,7 +286,7 @@ fn push_document(source: Source, v: Value, docs: &mut Vec<Document>) -> Result<(
                     }
                 }
             } else {
-                docs.push(Document {
+                each(Document {
                     source,
                     value: Value::Object(m),
                 });

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
+use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
-use super::verdict::{Refusal, Review, refuse};
+use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,

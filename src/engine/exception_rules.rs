@@ -7,8 +7,8 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::refusal::{Refusal, refuse};
 use super::request::UserInfo;
-use super::verdict::{Refusal, refuse};
 use crate::engine::index::Index;
 use crate::model::{CLUSTER_WIDE, Exception, Identity, Policy, is_dns_label};
 

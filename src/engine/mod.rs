@@ -9,6 +9,7 @@ mod exception_rules;
 mod explain;
 mod holdings;
 pub mod index;
+mod refusal;
 mod request;
 mod verdict;
 mod violations;
@@ -18,6 +19,7 @@ pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use holdings::{Held, Holdings, Via, holdings};
+pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;
 pub use violations::{

@@ -22,7 +22,7 @@ pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, Us
 pub use verdict::Review;
 pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,
-    evaluate_subjects, subject_violations,
+    evaluate_subjects, subject_violations, subjects,
 };
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ pub use holdings::{Held, Holdings, Via, holdings};
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;
 pub use violations::{
-    DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,
-    evaluate_subjects, subject_violations, subjects,
+    DutyPaths, Evaluation, Excused, Path, SubjectList, Violation, affected_subjects, evaluate,
+    evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
 };
 
 #[cfg(test)]

@@ -349,6 +349,30 @@ pub fn subjects(index: &Index) -> Vec<Identity> {
     out
 }
 
+/// [`subjects`] in a form quicker to list on a large state: the namespaces
+/// whose ServiceAccounts ([`Index::service_accounts_in`]) are judged, and the
+/// other subjects.
+#[derive(Debug, Default)]
+pub struct SubjectList {
+    pub namespaces: Vec<Name>,
+    pub others: Vec<Identity>,
+}
+
+pub fn subject_list(index: &Index) -> SubjectList {
+    let policies: Vec<&Policy> = index.policies().map(|(_, p)| &**p).collect();
+    let mut list = SubjectList::default();
+    if policies.iter().any(|p| p.subjects.service_accounts) {
+        list.namespaces = index.service_account_namespaces().cloned().collect();
+    }
+    if policies
+        .iter()
+        .any(|p| p.subjects.users || p.subjects.groups)
+    {
+        list.others = index.named_users_and_groups().cloned().collect();
+    }
+    list
+}
+
 impl Evaluation {
     /// Joins the evaluations of disjoint sets of subjects, in the order
     /// [`evaluate`] gives.

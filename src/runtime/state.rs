@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use crate::engine::index::Index;
 use crate::engine::{self, Assumption, Evaluation, Request, Review};
-use crate::model::{Object, ObjectKey};
+use crate::model::{Identity, Object, ObjectKey};
 use crate::runtime::metrics::Metrics;
 
 /// How the server learns about the cluster.
@@ -156,6 +156,8 @@ impl Engine {
 /// (beyond one subject's evaluation): a decision that arrives meanwhile waits
 /// no longer than this.
 pub const EVALUATION_SLICE: Duration = Duration::from_micros(500);
+
+const GIVE_WAY_PAUSE: Duration = Duration::from_micros(20);
 
 /// How long whole-state work waits between its slices for waiting decisions
 /// at most: under a stream of decisions that never ends it still progresses,
@@ -355,8 +357,8 @@ impl AppState {
     /// Every violation of the state that [`with_index`](Self::with_index)
     /// shows, judged a few subjects at a time so that no decision waits for
     /// the whole evaluation: the lock is held for at most about
-    /// [`EVALUATION_SLICE`] (or one subject) at once, and between slices
-    /// every decision or watch event that waits for it goes first. On a
+    /// [`EVALUATION_SLICE`] at once, and only for one subject once a
+    /// decision or watch event waits for it; those go first between slices. On a
     /// state that does not change meanwhile the result is
     /// [`engine::evaluate`]'s; otherwise each subject is judged on the state
     /// of its slice, and subjects that appear during the walk are left to
@@ -366,29 +368,49 @@ impl AppState {
     }
 
     fn evaluate_in_slices_of(&self, now: Timestamp, slice: Duration) -> Evaluation {
-        let subjects = {
+        // Namespaces rather than their ServiceAccounts: a list of every
+        // subject would take one long hold of the lock on a large state.
+        let engine::SubjectList { namespaces, others } = {
+            self.give_way();
             let e = self.lock_unannounced();
-            engine::subjects(&e.confirmed)
+            engine::subject_list(&e.confirmed)
         };
+        let mut namespaces = namespaces.into_iter();
+        let mut others = others.into_iter();
+        let mut at_hand: std::collections::VecDeque<Identity> = Default::default();
         let mut parts = Vec::new();
-        let mut rest = subjects.as_slice();
-        while !rest.is_empty() {
+        loop {
             self.give_way();
             let e = self.lock_unannounced();
             let start = Instant::now();
-            let mut taken = 0;
             let mut part = Evaluation::default();
-            while taken < rest.len() && (taken == 0 || start.elapsed() < slice) {
-                let one = engine::evaluate_subjects(&e.confirmed, [&rest[taken]], now);
+            let mut first = true;
+            // A slice ends early, after the subject at hand, as soon as
+            // someone waits: the wait is then one subject's evaluation.
+            while first || (start.elapsed() < slice && self.waiting.load(Ordering::SeqCst) == 0) {
+                first = false;
+                while at_hand.is_empty() {
+                    // A namespace may have no ServiceAccount left.
+                    if let Some(ns) = namespaces.next() {
+                        at_hand.extend(e.confirmed.service_accounts_in(&ns));
+                    } else if let Some(o) = others.next() {
+                        at_hand.push_back(o);
+                    } else {
+                        break;
+                    }
+                }
+                let Some(subject) = at_hand.pop_front() else {
+                    drop(e);
+                    parts.push(part);
+                    return Evaluation::join(parts);
+                };
+                let one = engine::evaluate_subjects(&e.confirmed, [&subject], now);
                 part.violations.extend(one.violations);
                 part.excused.extend(one.excused);
-                taken += 1;
             }
             drop(e);
             parts.push(part);
-            rest = &rest[taken..];
         }
-        Evaluation::join(parts)
     }
 
     /// Waits (a bounded time) while decisions or watch events wait for the
@@ -397,7 +419,9 @@ impl AppState {
     fn give_way(&self) {
         let start = Instant::now();
         while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed() < MAX_GIVE_WAY {
-            std::thread::yield_now();
+            // Off the CPU, not spinning: on a busy machine the woken waiter
+            // may need this very core.
+            std::thread::sleep(GIVE_WAY_PAUSE);
         }
     }
 
@@ -491,7 +515,20 @@ mod tests {
             objs.push(binding(ns, "w-other", "writer", subject.clone()));
             objs.push(binding(ns, "r-other", "reader", subject));
         }
-        Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()))
+        // A ServiceAccount that exists only because it is named, in an
+        // unwatched namespace (R7.10), and namespaces without any.
+        let late = json!({"kind": "ServiceAccount", "name": "late", "namespace": "ops"});
+        objs.push(binding("n1", "w-late", "writer", late.clone()));
+        objs.push(binding("n1", "r-late", "reader", late));
+        objs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "gone", "namespace": "n5"}}));
+        let mut index = Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()));
+        let _ = index.remove(&ObjectKey::ServiceAccount {
+            namespace: "n5".into(),
+            name: "gone".into(),
+        });
+        index.set_unwatched_namespaces(["ops", "quiet"]);
+        index
     }
 
     #[test]
@@ -502,7 +539,7 @@ mod tests {
         // groups, and an excused violation.
         assert!(whole.violations.len() >= 20, "{}", whole.violations.len());
         assert_eq!(whole.excused.len(), 1);
-        for kind in ["User", "Group"] {
+        for kind in ["User", "Group", "ops:late"] {
             assert!(
                 whole
                     .violations

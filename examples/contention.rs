@@ -104,6 +104,23 @@ fn main() {
         })
         .take(400)
         .collect();
+    if std::env::var_os("CONTENTION_SUBJECTS").is_some() {
+        // The costliest single subjects: a slice cannot be shorter.
+        let now = jiff::Timestamp::now();
+        let mut costs: Vec<(Duration, String)> = engine::subjects(&index)
+            .iter()
+            .map(|s| {
+                let t = Instant::now();
+                let _ = engine::evaluate_subjects(&index, [s], now);
+                (t.elapsed(), s.to_string())
+            })
+            .collect();
+        costs.sort_by(|a, b| b.cmp(a));
+        for (d, s) in costs.iter().take(8) {
+            println!("{} {s}", ms(*d));
+        }
+        return;
+    }
     let state = AppState::new(Mode::Static, index, Duration::ZERO, Metrics::new());
     if a.heavy {
         heavy(&state);
@@ -130,6 +147,7 @@ fn main() {
     eprintln!("load average at the start: {}", loadavg());
 
     let stop = Arc::new(AtomicBool::new(false));
+    let origin = Instant::now();
     let gauge = {
         let state = state.clone();
         let stop = stop.clone();
@@ -149,7 +167,7 @@ fn main() {
                         continue;
                     }
                 };
-                took.push((t.elapsed(), ev.violations.len()));
+                took.push((t.elapsed(), ev.violations.len(), t - origin));
                 next += interval;
                 if let Some(d) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(d);
@@ -165,6 +183,7 @@ fn main() {
     let mut due = Vec::new();
     let (mut allowed, mut denied) = (0u64, 0u64);
     let mut when = Instant::now();
+    let mut worst: Vec<(Duration, Duration)> = Vec::new();
     let mut n = 0usize;
     while when < end {
         if let Some(d) = when.checked_duration_since(Instant::now()) {
@@ -175,6 +194,11 @@ fn main() {
         let done = Instant::now();
         call.push(done - t);
         due.push(done - when);
+        worst.push((done - when, when - origin));
+        if worst.len() > 64 {
+            worst.sort_by(|a, b| b.cmp(a));
+            worst.truncate(5);
+        }
         if review.allowed {
             allowed += 1;
         } else {
@@ -198,7 +222,19 @@ fn main() {
     );
     println!("decision, from the call: {}", dist(&mut call));
     println!("decision, from when due: {}", dist(&mut due));
-    let mut evals: Vec<Duration> = took.iter().map(|(d, _)| *d).collect();
+    worst.sort_by(|a, b| b.cmp(a));
+    let worst: Vec<String> = worst
+        .iter()
+        .take(5)
+        .map(|(d, at)| format!("{} at {:.3} s", ms(*d), at.as_secs_f64()))
+        .collect();
+    println!("slowest from when due: {}", worst.join(", "));
+    let runs: Vec<String> = took
+        .iter()
+        .map(|(d, _, at)| format!("{:.3} s +{}", at.as_secs_f64(), ms(*d)))
+        .collect();
+    println!("gauge runs (start +wall): {}", runs.join(", "));
+    let mut evals: Vec<Duration> = took.iter().map(|(d, _, _)| *d).collect();
     println!(
         "gauge: {} evaluations ({} violations each), wall time {}",
         evals.len(),

@@ -2,20 +2,28 @@
 # Load test of `sodguard serve --state` over TLS with keep-alive, on the
 # synthetic cluster, with wrk (Debian package `wrk`) on the same machine.
 #   benches/webhook_load.sh [STATE_DIR] [CONNECTIONS] [SECONDS]
-# Prints wrk's latency distribution and the server's resident memory.
+# Prints wrk's latency distribution (with p99.99 and max) and the server's
+# resident memory. Environment:
+#   VIOLATIONS_INTERVAL  the server's --violations-interval (default 0s: off);
+#                        e.g. 5s to measure decisions beside the gauge's
+#                        whole-state evaluation
+#   SODGUARD_BIN         a sodguard binary to run instead of building this tree
+#                        (to compare with an older build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${1:-/tmp/synth-full}
 conns=${2:-4}
 secs=${3:-30}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
-cargo build --release --locked --quiet
+interval=${VIOLATIONS_INTERVAL:-0s}
+bin=${SODGUARD_BIN:-./target/release/sodguard}
+[ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
 [ -d "$state" ] || cargo run --release --locked --quiet --example synth -- --out "$state"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-NO_COLOR=1 ./target/release/sodguard serve --self-signed --state "$state" \
-  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --violations-interval 0s \
+NO_COLOR=1 "$bin" serve --self-signed --state "$state" \
+  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --violations-interval "$interval" \
   >"$work/ca.pem" 2>"$work/serve.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -41,8 +49,16 @@ request = function()
     '"metadata":{"name":"bench-' .. n .. '","namespace":"' .. ns .. '"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io",' .. role .. '},' ..
     '"subjects":[{"kind":"ServiceAccount","name":"api","namespace":"' .. ns .. '"}]}}}'
   return wrk.format("POST", "/validate", {["Content-Type"] = "application/json"}, body)
+end
+-- wrk --latency stops at p99: the tail is where a stalled decision shows.
+done = function(summary, latency, requests)
+  io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\\n",
+    latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
+    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
 end''')
 PY
+echo "violations interval: $interval"
 uptime
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/validate"
 grep -E "VmRSS|VmHWM" /proc/$pid/status

@@ -258,7 +258,11 @@ fn rbac_change(
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
-    collect_affected(index, &object, &mut subjects);
+    if confirmed.is_none() && grants_no_duty(index, &object) {
+        newly_named(index, &object, &mut subjects);
+    } else {
+        collect_affected(index, &object, &mut subjects);
+    }
     let joins = joins_aggregates(index, &object);
     let (before, undo) = match confirmed {
         Some(confirmed) => {
@@ -300,6 +304,38 @@ fn rbac_change(
         },
         Some(undo),
     )
+}
+
+/// A binding whose old and new role grant no permission of any policy. What
+/// a subject holds comes only from the grants of the roles of the bindings
+/// that reach it (`holdings`), and the grants are a role's effective rules,
+/// aggregated ones included, matched against every policy: such a binding
+/// changes nobody's holdings, whoever its subjects reach (a group of every
+/// ServiceAccount). A missing role grants nothing (R2.3) and cannot appear
+/// meanwhile, since only the binding changes; when it is created later, the
+/// role's own review judges the bindings to it.
+///
+/// Only on one state: in live mode with changes pending, the state before is
+/// the confirmed one, on which the subjects may hold less than on the assumed
+/// one, and that difference is judged as the slow path always did.
+fn grants_no_duty(index: &Index, object: &Object) -> bool {
+    let Object::Binding(b) = object else {
+        return false;
+    };
+    let grants_none = |role: &RoleKey| index.role(role).is_none_or(|e| e.grants.is_empty());
+    grants_none(&b.role)
+        && index
+            .binding(&b.key)
+            .is_none_or(|old| grants_none(&old.role))
+}
+
+/// The subjects a binding names that do not exist before it (R1.5: a User or
+/// Group exists once a binding names it): holding what their implicit groups
+/// hold, they may violate as soon as they exist, whatever the binding grants.
+fn newly_named(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
+    if let Object::Binding(b) = object {
+        out.extend(b.subjects.iter().filter(|s| !index.exists(s)).cloned());
+    }
 }
 
 fn violations_of(index: &Index, subjects: &BTreeSet<Identity>) -> Vec<Violation> {

@@ -23,8 +23,8 @@ pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;
 pub use violations::{
-    DutyPaths, Evaluation, Excused, Path, Violation, affected_subjects, evaluate, evaluate_policy,
-    evaluate_subjects, subject_violations,
+    DutyPaths, Evaluation, Excused, Path, SubjectList, Violation, affected_subjects, evaluate,
+    evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
 };
 
 #[cfg(test)]

@@ -361,3 +361,165 @@ fn objects_must_be_of_the_requests_kind() {
     let r = review(&mut index, &ok, now());
     assert!(!r.allowed && r.refusal.is_none() && r.violations.len() == 1);
 }
+
+fn crb(name: &str, role: &str, subject: Value) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+           "subjects": [subject]})
+}
+
+fn all_serviceaccounts() -> Value {
+    json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts"})
+}
+
+fn cluster_role(name: &str, resource: &str, verb: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+           "rules": [{"apiGroups": [""], "resources": [resource], "verbs": [verb]}]})
+}
+
+fn apply(index: &mut Index, object: Value) {
+    let _ = index.apply(convert(&object).unwrap().unwrap());
+}
+
+/// Bindings whose roles grant no duty skip re-checking the subjects they
+/// reach; these are the cases where the role does grant one and the binding
+/// must still be denied.
+#[test]
+fn a_binding_for_every_serviceaccount_is_judged_when_its_role_grants_a_duty() {
+    let mut index = state();
+    apply(&mut index, cluster_role("configmaps", "configmaps", "get"));
+    // `agg` has no rules of its own: what it grants (get secrets) comes from
+    // the ClusterRole it aggregates.
+    let r = review(
+        &mut index,
+        &create(crb("all", "agg", all_serviceaccounts()), "alice"),
+        now(),
+    );
+    assert!(!r.allowed);
+    assert_eq!(r.violations.len(), 1);
+    assert_eq!(
+        r.violations[0].subject.to_string(),
+        "ServiceAccount:pay:api"
+    );
+
+    // A role that grants nothing the policies name: admitted.
+    let r = review(
+        &mut index,
+        &create(crb("all", "configmaps", all_serviceaccounts()), "alice"),
+        now(),
+    );
+    assert!(r.allowed && r.violations.is_empty(), "{:?}", r.violations);
+    // Also when its subjects already violate: nothing new.
+    apply(&mut index, rb("r", "ClusterRole", "agg"));
+    assert_eq!(evaluate(&index, now()).violations.len(), 1);
+    let r = review(
+        &mut index,
+        &create(crb("all", "configmaps", all_serviceaccounts()), "alice"),
+        now(),
+    );
+    assert!(r.allowed && r.violations.is_empty(), "{:?}", r.violations);
+}
+
+#[test]
+fn a_binding_update_is_judged_when_its_new_role_grants_a_duty() {
+    let mut index = state();
+    apply(&mut index, cluster_role("configmaps", "configmaps", "get"));
+    apply(&mut index, crb("all", "configmaps", all_serviceaccounts()));
+    let mut update = create(crb("all", "agg", all_serviceaccounts()), "alice");
+    update.operation = Operation::Update;
+    update.old_object = Some(crb("all", "configmaps", all_serviceaccounts()));
+    let r = review(&mut index, &update, now());
+    assert!(!r.allowed);
+    assert_eq!(
+        r.violations[0].subject.to_string(),
+        "ServiceAccount:pay:api"
+    );
+}
+
+#[test]
+fn a_duty_joining_a_role_through_aggregation_is_judged() {
+    let mut index = state();
+    // Bound while it grants nothing: admitted, and kept.
+    apply(
+        &mut index,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "team"},
+           "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"to-team": "true"}}]}}),
+    );
+    let (r, undo) = review_and_apply(
+        &mut index,
+        &create(crb("all", "team", all_serviceaccounts()), "alice"),
+        now(),
+    );
+    assert!(r.allowed && undo.is_some());
+    // A ClusterRole that joins it with a duty: denied.
+    let mut member = cluster_role("reads-secrets", "secrets", "get");
+    member["metadata"]["labels"] = json!({"to-team": "true"});
+    let r = review(&mut index, &create(member, "alice"), now());
+    assert!(!r.allowed);
+    assert_eq!(
+        r.violations[0].subject.to_string(),
+        "ServiceAccount:pay:api"
+    );
+}
+
+#[test]
+fn a_binding_to_a_missing_role_is_judged_when_the_role_comes() {
+    let mut index = state();
+    let (r, undo) = review_and_apply(
+        &mut index,
+        &create(crb("all", "later", all_serviceaccounts()), "alice"),
+        now(),
+    );
+    assert!(r.allowed && undo.is_some());
+    let r = review(
+        &mut index,
+        &create(cluster_role("later", "secrets", "get"), "alice"),
+        now(),
+    );
+    assert!(!r.allowed);
+    assert_eq!(
+        r.violations[0].subject.to_string(),
+        "ServiceAccount:pay:api"
+    );
+}
+
+/// A User or Group exists once a binding names it (R1.5), and a
+/// ServiceAccount of an unwatched namespace too (R7.10): what their implicit
+/// groups hold counts from then on, whatever the binding's role grants.
+#[test]
+fn a_harmless_binding_that_makes_a_subject_exist_is_judged() {
+    let mut objs = vec![
+        policy(json!({"duties": duties(), "subjects": {"kinds": ["ServiceAccount", "User"]}})),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "both"},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]}),
+        cluster_role("configmaps", "configmaps", "get"),
+        crb(
+            "everyone",
+            "both",
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}),
+        ),
+    ];
+    objs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pay"}}));
+    let mut index = Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()));
+    index.set_unwatched_namespaces(["ops"]);
+    assert!(evaluate(&index, now()).violations.is_empty());
+    for (subject, who) in [
+        (
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "newbie"}),
+            "User:newbie",
+        ),
+        (
+            json!({"kind": "ServiceAccount", "name": "late", "namespace": "ops"}),
+            "ServiceAccount:ops:late",
+        ),
+    ] {
+        let r = review(
+            &mut index,
+            &create(crb("harmless", "configmaps", subject), "alice"),
+            now(),
+        );
+        assert!(!r.allowed, "{who}");
+        assert_eq!(r.violations.len(), 1);
+        assert_eq!(r.violations[0].subject.to_string(), who);
+    }
+}

@@ -309,28 +309,86 @@ pub fn evaluate_policy(index: &Index, policy: &str, now: Timestamp) -> Evaluatio
 }
 
 fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evaluation {
+    let mut raw = Vec::new();
+    for_each_subject(index, only, |id| {
+        raw.extend(subject_violations(index, id, only));
+    });
+    sort(&mut raw);
+    excuse(index, raw, now)
+}
+
+/// Calls `f` with every subject that a policy (or only `only`) may govern.
+fn for_each_subject(index: &Index, only: Option<u32>, mut f: impl FnMut(&Identity)) {
     let policies: Vec<&Policy> = index
         .policies()
         .filter(|(s, _)| only.is_none_or(|o| o == *s))
         .map(|(_, p)| &**p)
         .collect();
-    let mut raw = Vec::new();
     if policies.iter().any(|p| p.subjects.service_accounts) {
         for sa in index.service_accounts() {
-            raw.extend(subject_violations(index, &sa, only));
+            f(&sa);
         }
     }
     if policies
         .iter()
         .any(|p| p.subjects.users || p.subjects.groups)
     {
-        let others: Vec<&Identity> = index.named_users_and_groups().collect();
-        for id in others {
-            raw.extend(subject_violations(index, id, only));
+        for id in index.named_users_and_groups() {
+            f(id);
         }
     }
-    sort(&mut raw);
-    excuse(index, raw, now)
+}
+
+/// The subjects [`evaluate`] judges. Judging them in any grouping with
+/// [`evaluate_subjects`] and joining the parts with [`Evaluation::join`]
+/// gives what [`evaluate`] gives on the same state: a caller that must not
+/// hold the state for a whole evaluation can judge it a slice at a time.
+pub fn subjects(index: &Index) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for_each_subject(index, None, |id| out.push(id.clone()));
+    out
+}
+
+/// [`subjects`] in a form quicker to list on a large state: the namespaces
+/// whose ServiceAccounts ([`Index::service_accounts_in`]) are judged, and the
+/// other subjects.
+#[derive(Debug, Default)]
+pub struct SubjectList {
+    pub namespaces: Vec<Name>,
+    pub others: Vec<Identity>,
+}
+
+pub fn subject_list(index: &Index) -> SubjectList {
+    let policies: Vec<&Policy> = index.policies().map(|(_, p)| &**p).collect();
+    let mut list = SubjectList::default();
+    if policies.iter().any(|p| p.subjects.service_accounts) {
+        list.namespaces = index.service_account_namespaces().cloned().collect();
+    }
+    if policies
+        .iter()
+        .any(|p| p.subjects.users || p.subjects.groups)
+    {
+        list.others = index.named_users_and_groups().cloned().collect();
+    }
+    list
+}
+
+impl Evaluation {
+    /// Joins the evaluations of disjoint sets of subjects, in the order
+    /// [`evaluate`] gives.
+    pub fn join(parts: impl IntoIterator<Item = Evaluation>) -> Evaluation {
+        let mut all = Evaluation::default();
+        for p in parts {
+            all.violations.extend(p.violations);
+            all.excused.extend(p.excused);
+        }
+        // (policy, subject, namespace, duties) is unique within one subject's
+        // violations, so the order does not depend on how the parts were cut.
+        sort(&mut all.violations);
+        all.excused
+            .sort_by(|a, b| a.violation.tuple().cmp(&b.violation.tuple()));
+        all
+    }
 }
 
 /// Violations of the given subjects only.

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use crate::engine::index::Index;
-use crate::engine::{self, Assumption, Request, Review};
-use crate::model::{Object, ObjectKey};
+use crate::engine::{self, Assumption, Evaluation, Request, Review};
+use crate::model::{Identity, Object, ObjectKey};
 use crate::runtime::metrics::Metrics;
 
 /// How the server learns about the cluster.
@@ -152,6 +152,18 @@ impl Engine {
     }
 }
 
+/// How long whole-state work holds the decision lock at once, at most
+/// (beyond one subject's evaluation): a decision that arrives meanwhile waits
+/// no longer than this.
+pub const EVALUATION_SLICE: Duration = Duration::from_micros(500);
+
+const GIVE_WAY_PAUSE: Duration = Duration::from_micros(20);
+
+/// How long whole-state work waits between its slices for waiting decisions
+/// at most: under a stream of decisions that never ends it still progresses,
+/// with a small share of the lock.
+const MAX_GIVE_WAY: Duration = Duration::from_millis(10);
+
 /// Copies of one object the overlay keeps beside it at most (see `assume`).
 const MAX_SHADOWS: usize = 16;
 
@@ -174,6 +186,9 @@ pub struct AppState {
     /// one replica are decided one after the other, each on the state that
     /// includes the other if it was admitted.
     engine: std::sync::Mutex<Engine>,
+    /// Callers of `lock` that wait for it or are about to: whole-state work
+    /// done in slices lets them in between its slices.
+    waiting: AtomicUsize,
     ready: AtomicBool,
     overlay_ttl: Duration,
     /// A fixed clock, for static states judged at a given time.
@@ -193,6 +208,7 @@ impl AppState {
                 confirmed: index,
                 overlay: HashMap::new(),
             }),
+            waiting: AtomicUsize::new(0),
             ready: AtomicBool::new(mode == Mode::Static),
             overlay_ttl,
             clock: None,
@@ -228,6 +244,15 @@ impl AppState {
     /// confirmed state (which only watch events change, one whole step at a
     /// time) and the overlay before anyone decides on it again.
     fn lock(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = self.lock_unannounced();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// [`lock`](Self::lock) for whole-state work, which gives way to those
+    /// that announce themselves there.
+    fn lock_unannounced(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| {
             let mut e = p.into_inner();
             if self.mode == Mode::Live {
@@ -329,6 +354,77 @@ impl AppState {
         f(&self.lock().confirmed)
     }
 
+    /// Every violation of the state that [`with_index`](Self::with_index)
+    /// shows, judged a few subjects at a time so that no decision waits for
+    /// the whole evaluation: the lock is held for at most about
+    /// [`EVALUATION_SLICE`] at once, and only for one subject once a
+    /// decision or watch event waits for it; those go first between slices. On a
+    /// state that does not change meanwhile the result is
+    /// [`engine::evaluate`]'s; otherwise each subject is judged on the state
+    /// of its slice, and subjects that appear during the walk are left to
+    /// the next evaluation.
+    pub fn evaluate_in_slices(&self, now: Timestamp) -> Evaluation {
+        self.evaluate_in_slices_of(now, EVALUATION_SLICE)
+    }
+
+    fn evaluate_in_slices_of(&self, now: Timestamp, slice: Duration) -> Evaluation {
+        // Namespaces rather than their ServiceAccounts: a list of every
+        // subject would take one long hold of the lock on a large state.
+        let engine::SubjectList { namespaces, others } = {
+            self.give_way();
+            let e = self.lock_unannounced();
+            engine::subject_list(&e.confirmed)
+        };
+        let mut namespaces = namespaces.into_iter();
+        let mut others = others.into_iter();
+        let mut at_hand: std::collections::VecDeque<Identity> = Default::default();
+        let mut parts = Vec::new();
+        loop {
+            self.give_way();
+            let e = self.lock_unannounced();
+            let start = Instant::now();
+            let mut part = Evaluation::default();
+            let mut first = true;
+            // A slice ends early, after the subject at hand, as soon as
+            // someone waits: the wait is then one subject's evaluation.
+            while first || (start.elapsed() < slice && self.waiting.load(Ordering::SeqCst) == 0) {
+                first = false;
+                while at_hand.is_empty() {
+                    // A namespace may have no ServiceAccount left.
+                    if let Some(ns) = namespaces.next() {
+                        at_hand.extend(e.confirmed.service_accounts_in(&ns));
+                    } else if let Some(o) = others.next() {
+                        at_hand.push_back(o);
+                    } else {
+                        break;
+                    }
+                }
+                let Some(subject) = at_hand.pop_front() else {
+                    drop(e);
+                    parts.push(part);
+                    return Evaluation::join(parts);
+                };
+                let one = engine::evaluate_subjects(&e.confirmed, [&subject], now);
+                part.violations.extend(one.violations);
+                part.excused.extend(one.excused);
+            }
+            drop(e);
+            parts.push(part);
+        }
+    }
+
+    /// Waits (a bounded time) while decisions or watch events wait for the
+    /// lock: `std::sync::Mutex` is not fair, and the thread that has just
+    /// released it would otherwise often take it again first.
+    fn give_way(&self) {
+        let start = Instant::now();
+        while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed() < MAX_GIVE_WAY {
+            // Off the CPU, not spinning: on a busy machine the woken waiter
+            // may need this very core.
+            std::thread::sleep(GIVE_WAY_PAUSE);
+        }
+    }
+
     /// Runs `f` with the state later requests are judged on: in live mode the
     /// confirmed state plus what admitted, unconfirmed changes add.
     pub fn with_assumed<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
@@ -342,5 +438,124 @@ impl AppState {
     pub fn refresh_object_metrics(&self) {
         let counts = self.with_index(Index::counts);
         self.metrics.set_index_counts(&counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::decode::convert;
+
+    fn now() -> Timestamp {
+        "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+
+    fn policy(name: &str, scope: &str, kinds: Value) -> Value {
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy", "metadata": {"name": name},
+               "spec": {"scope": scope, "subjects": {"kinds": kinds},
+                        "exceptions": {"breakGlass": {"allowed": true, "maxDuration": "4h"}},
+                        "duties": [
+            {"name": "secret-admin", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]},
+            {"name": "secret-use", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}]}})
+    }
+
+    fn binding(ns: &str, name: &str, role: &str, subject: Value) -> Value {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+               "subjects": [subject]})
+    }
+
+    /// Violators of both policies in every namespace, through
+    /// ServiceAccounts, a User and a Group, one of them excused.
+    fn state() -> Index {
+        let mut objs = vec![
+            policy(
+                "in-namespace",
+                "Namespace",
+                json!(["ServiceAccount", "User", "Group"]),
+            ),
+            policy("cluster-wide", "Cluster", json!(["ServiceAccount"])),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "writer"},
+                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "reader"},
+                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+            json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDException",
+                   "metadata": {"name": "x", "creationTimestamp": "2026-11-28T11:00:00Z"},
+                   "spec": {"policy": "in-namespace", "subject": {"kind": "ServiceAccount", "namespace": "n0", "name": "a0"},
+                            "justification": "key rotation", "requestedBy": "alice",
+                            "expiresAt": "2026-11-28T14:00:00Z", "approvals": [], "breakGlass": true}}),
+        ];
+        for n in 0..5 {
+            let ns = format!("n{n}");
+            objs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            for i in 0..10 {
+                let sa =
+                    json!({"kind": "ServiceAccount", "name": format!("a{i}"), "namespace": ns});
+                objs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                 "metadata": {"name": format!("a{i}"), "namespace": ns}}));
+                if i % 2 == 0 {
+                    objs.push(binding(&ns, &format!("w{i}"), "writer", sa.clone()));
+                }
+                if i % 3 == 0 {
+                    objs.push(binding(&ns, &format!("r{i}"), "reader", sa));
+                }
+            }
+        }
+        // Both duties, in different namespaces: only the cluster-wide policy.
+        let a1 = json!({"kind": "ServiceAccount", "name": "a1", "namespace": "n0"});
+        objs.push(binding("n1", "w-a1", "writer", a1.clone()));
+        objs.push(binding("n2", "r-a1", "reader", a1));
+        for (ns, subject) in [
+            ("n3", json!({"kind": "User", "name": "u"})),
+            ("n4", json!({"kind": "Group", "name": "g"})),
+        ] {
+            objs.push(binding(ns, "w-other", "writer", subject.clone()));
+            objs.push(binding(ns, "r-other", "reader", subject));
+        }
+        // A ServiceAccount that exists only because it is named, in an
+        // unwatched namespace (R7.10), and namespaces without any.
+        let late = json!({"kind": "ServiceAccount", "name": "late", "namespace": "ops"});
+        objs.push(binding("n1", "w-late", "writer", late.clone()));
+        objs.push(binding("n1", "r-late", "reader", late));
+        objs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "gone", "namespace": "n5"}}));
+        let mut index = Index::from_objects(objs.iter().map(|o| convert(o).unwrap().unwrap()));
+        let _ = index.remove(&ObjectKey::ServiceAccount {
+            namespace: "n5".into(),
+            name: "gone".into(),
+        });
+        index.set_unwatched_namespaces(["ops", "quiet"]);
+        index
+    }
+
+    #[test]
+    fn evaluation_in_slices_equals_evaluate() {
+        let index = state();
+        let whole = engine::evaluate(&index, now());
+        // Not a vacuous comparison: many subjects, both policies, users,
+        // groups, and an excused violation.
+        assert!(whole.violations.len() >= 20, "{}", whole.violations.len());
+        assert_eq!(whole.excused.len(), 1);
+        for kind in ["User", "Group", "ops:late"] {
+            assert!(
+                whole
+                    .violations
+                    .iter()
+                    .any(|v| v.subject.to_string().contains(kind)),
+                "{kind}"
+            );
+        }
+        let state = AppState::new(Mode::Static, index, Duration::ZERO, Metrics::new());
+        // One subject per slice, then the server's slices.
+        for slice in [Duration::ZERO, EVALUATION_SLICE, Duration::from_secs(60)] {
+            assert_eq!(
+                state.evaluate_in_slices_of(now(), slice),
+                whole,
+                "{slice:?}"
+            );
+        }
     }
 }

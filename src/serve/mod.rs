@@ -338,17 +338,18 @@ fn spawn_housekeeping(state: Arc<AppState>, violations_every: Duration) {
             }
             let s = state.clone();
             let counts = tokio::task::spawn_blocking(move || {
-                s.with_index(|index| {
-                    let ev = crate::engine::evaluate(index, jiff::Timestamp::now());
-                    let mut by: std::collections::BTreeMap<String, usize> = index
+                // In slices: admissions do not wait for the whole evaluation.
+                let ev = s.evaluate_in_slices(jiff::Timestamp::now());
+                let mut by: std::collections::BTreeMap<String, usize> = s.with_index(|index| {
+                    index
                         .policies()
                         .map(|(_, p)| (p.name.to_string(), 0))
-                        .collect();
-                    for v in &ev.violations {
-                        *by.entry(v.policy.to_string()).or_default() += 1;
-                    }
-                    by.into_iter().collect::<Vec<_>>()
-                })
+                        .collect()
+                });
+                for v in &ev.violations {
+                    *by.entry(v.policy.to_string()).or_default() += 1;
+                }
+                by.into_iter().collect::<Vec<_>>()
             })
             .await;
             if let Ok(c) = counts {

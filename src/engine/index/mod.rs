@@ -446,6 +446,16 @@ impl Index {
             .chain(self.latent_unwatched(None).cloned())
     }
 
+    /// The namespaces whose [`service_accounts_in`](Self::service_accounts_in)
+    /// together give [`service_accounts`](Self::service_accounts), each once.
+    pub fn service_account_namespaces(&self) -> impl Iterator<Item = &Name> {
+        self.service_accounts.keys().chain(
+            self.unwatched
+                .iter()
+                .filter(|ns| !self.service_accounts.contains_key(*ns)),
+        )
+    }
+
     /// [`service_accounts`](Self::service_accounts) of one namespace.
     pub fn service_accounts_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = Identity> + 'a {
         let latent = self

@@ -115,16 +115,10 @@ impl ConvertError {
 pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
     let tm = TypeMeta::of(v);
     let object = ObjectRef::of(v);
-    let malformed = |message: String| ConvertError::Malformed {
-        object: object.clone(),
-        message,
-    };
+    let malformed = |message: String| object.malformed(message);
     let obj = match (tm.group(), tm.kind.as_str()) {
         // Only the name matters, so nothing else of a Namespace is read.
-        ("", "Namespace") => match &object.name {
-            Some(n) => Object::Namespace(Name::from(n.as_str())),
-            None => return Err(malformed("metadata.name is missing".into())),
-        },
+        ("", "Namespace") => Object::Namespace(Name::from(object.required_name()?.as_str())),
         ("", "ServiceAccount") => parse::<ServiceAccount>(v, &object)?.decode()?,
         ("", "Secret") => {
             if token_secret_owner(v).is_none() {
@@ -163,53 +157,41 @@ pub trait Decode {
     fn decode(&self) -> Result<Object, ConvertError>;
 }
 
-/// Names a typed object in messages, as [`ObjectRef::of`] names its JSON.
-fn object_ref(kind: &str, meta: &ObjectMeta) -> ObjectRef {
-    let s = |x: &Option<String>| x.clone().filter(|s| !s.is_empty());
-    ObjectRef {
-        kind: kind.to_string(),
-        namespace: s(&meta.namespace),
-        name: s(&meta.name),
-    }
-}
-
-/// The parts of a typed object's metadata a conversion needs, with the same
-/// messages whatever the source.
-struct Meta {
-    object: ObjectRef,
-}
-
-impl Meta {
-    fn of(kind: &str, meta: &ObjectMeta) -> Self {
-        Meta {
-            object: object_ref(kind, meta),
+/// The metadata checks every conversion shares, with the same messages
+/// whatever the source (JSON or a typed object).
+impl ObjectRef {
+    /// Names a typed object in messages, as [`ObjectRef::of`] names its JSON.
+    fn of_meta(kind: &str, meta: &ObjectMeta) -> Self {
+        let s = |x: &Option<String>| x.clone().filter(|s| !s.is_empty());
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: s(&meta.namespace),
+            name: s(&meta.name),
         }
     }
 
     fn malformed(&self, message: String) -> ConvertError {
         ConvertError::Malformed {
-            object: self.object.clone(),
+            object: self.clone(),
             message,
         }
     }
 
     fn invalid(&self, error: FieldError) -> ConvertError {
         ConvertError::Invalid {
-            object: self.object.clone(),
+            object: self.clone(),
             error,
         }
     }
 
-    fn name(&self) -> Result<String, ConvertError> {
-        self.object
-            .name
+    fn required_name(&self) -> Result<String, ConvertError> {
+        self.name
             .clone()
             .ok_or_else(|| self.malformed("metadata.name is missing".into()))
     }
 
-    fn namespace(&self) -> Result<String, ConvertError> {
-        self.object
-            .namespace
+    fn required_namespace(&self) -> Result<String, ConvertError> {
+        self.namespace
             .clone()
             .ok_or_else(|| self.malformed("metadata.namespace is missing".into()))
     }
@@ -217,27 +199,27 @@ impl Meta {
 
 impl Decode for Namespace {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("Namespace", &self.metadata);
-        Ok(Object::Namespace(Name::from(m.name()?.as_str())))
+        let m = ObjectRef::of_meta("Namespace", &self.metadata);
+        Ok(Object::Namespace(Name::from(m.required_name()?.as_str())))
     }
 }
 
 impl Decode for ServiceAccount {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("ServiceAccount", &self.metadata);
+        let m = ObjectRef::of_meta("ServiceAccount", &self.metadata);
         Ok(Object::ServiceAccount {
-            namespace: Name::from(m.namespace()?.as_str()),
-            name: Name::from(m.name()?.as_str()),
+            namespace: Name::from(m.required_namespace()?.as_str()),
+            name: Name::from(m.required_name()?.as_str()),
         })
     }
 }
 
 impl Decode for rbac::Role {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("Role", &self.metadata);
+        let m = ObjectRef::of_meta("Role", &self.metadata);
         let key = RoleKey {
-            namespace: Some(m.namespace()?.into()),
-            name: m.name()?.into(),
+            namespace: Some(m.required_namespace()?.into()),
+            name: m.required_name()?.into(),
         };
         Ok(Object::Role(role(key, self.rules.as_deref(), None, None)))
     }
@@ -245,10 +227,10 @@ impl Decode for rbac::Role {
 
 impl Decode for rbac::ClusterRole {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("ClusterRole", &self.metadata);
+        let m = ObjectRef::of_meta("ClusterRole", &self.metadata);
         let key = RoleKey {
             namespace: None,
-            name: m.name()?.into(),
+            name: m.required_name()?.into(),
         };
         let aggregation = self
             .aggregation_rule
@@ -273,8 +255,8 @@ impl Decode for rbac::ClusterRole {
 
 impl Decode for rbac::RoleBinding {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("RoleBinding", &self.metadata);
-        let ns = m.namespace()?;
+        let m = ObjectRef::of_meta("RoleBinding", &self.metadata);
+        let ns = m.required_namespace()?;
         let role = match self.role_ref.kind.as_str() {
             "Role" => RoleKey {
                 namespace: Some(ns.as_str().into()),
@@ -290,7 +272,7 @@ impl Decode for rbac::RoleBinding {
         binding(
             BindingKey {
                 namespace: Some(ns.as_str().into()),
-                name: m.name()?.into(),
+                name: m.required_name()?.into(),
             },
             role,
             &self.role_ref,
@@ -302,7 +284,7 @@ impl Decode for rbac::RoleBinding {
 
 impl Decode for rbac::ClusterRoleBinding {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("ClusterRoleBinding", &self.metadata);
+        let m = ObjectRef::of_meta("ClusterRoleBinding", &self.metadata);
         if self.role_ref.kind != "ClusterRole" {
             return Err(m.malformed(format!(
                 "roleRef.kind of a ClusterRoleBinding must be ClusterRole, not {:?}",
@@ -312,7 +294,7 @@ impl Decode for rbac::ClusterRoleBinding {
         binding(
             BindingKey {
                 namespace: None,
-                name: m.name()?.into(),
+                name: m.required_name()?.into(),
             },
             RoleKey::cluster(&self.role_ref.name),
             &self.role_ref,
@@ -324,17 +306,18 @@ impl Decode for rbac::ClusterRoleBinding {
 
 impl Decode for SoDPolicy {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("SoDPolicy", &self.metadata);
-        let policy = crd::compile_policy(&m.name()?, &self.spec).map_err(|e| m.invalid(e))?;
+        let m = ObjectRef::of_meta("SoDPolicy", &self.metadata);
+        let policy =
+            crd::compile_policy(&m.required_name()?, &self.spec).map_err(|e| m.invalid(e))?;
         Ok(Object::Policy(Arc::new(policy)))
     }
 }
 
 impl Decode for SoDException {
     fn decode(&self) -> Result<Object, ConvertError> {
-        let m = Meta::of("SoDException", &self.metadata);
+        let m = ObjectRef::of_meta("SoDException", &self.metadata);
         let mut exception =
-            crd::compile_exception(&m.name()?, &self.spec).map_err(|e| m.invalid(e))?;
+            crd::compile_exception(&m.required_name()?, &self.spec).map_err(|e| m.invalid(e))?;
         exception.created = self.metadata.creation_timestamp.as_ref().map(|t| t.0);
         Ok(Object::Exception(Arc::new(exception)))
     }
@@ -344,7 +327,7 @@ impl Decode for SoDException {
 /// (the caller has checked the type): `None` without the ServiceAccount
 /// annotation. The watch reads only metadata, so this is all there is.
 pub fn token_secret(meta: &ObjectMeta) -> Result<Option<TokenSecret>, ConvertError> {
-    let m = Meta::of("Secret", meta);
+    let m = ObjectRef::of_meta("Secret", meta);
     let Some(sa) = meta
         .annotations
         .as_ref()
@@ -354,8 +337,8 @@ pub fn token_secret(meta: &ObjectMeta) -> Result<Option<TokenSecret>, ConvertErr
         return Ok(None);
     };
     Ok(Some(TokenSecret {
-        namespace: Name::from(m.namespace()?.as_str()),
-        name: Name::from(m.name()?.as_str()),
+        namespace: Name::from(m.required_namespace()?.as_str()),
+        name: Name::from(m.required_name()?.as_str()),
         service_account: Name::from(sa.as_str()),
         created: meta.creation_timestamp.as_ref().map(|t| t.0),
     }))

@@ -317,22 +317,29 @@ fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evalua
     excuse(index, raw, now)
 }
 
-/// Calls `f` with every subject that a policy (or only `only`) may govern.
-fn for_each_subject(index: &Index, only: Option<u32>, mut f: impl FnMut(&Identity)) {
-    let policies: Vec<&Policy> = index
+/// Whether the policies (or only `only`) govern ServiceAccounts, and
+/// whether they govern Users or Groups: which subjects an evaluation visits.
+fn governed(index: &Index, only: Option<u32>) -> (bool, bool) {
+    index
         .policies()
         .filter(|(s, _)| only.is_none_or(|o| o == *s))
-        .map(|(_, p)| &**p)
-        .collect();
-    if policies.iter().any(|p| p.subjects.service_accounts) {
+        .fold((false, false), |(sas, others), (_, p)| {
+            (
+                sas || p.subjects.service_accounts,
+                others || p.subjects.users || p.subjects.groups,
+            )
+        })
+}
+
+/// Calls `f` with every subject that a policy (or only `only`) may govern.
+fn for_each_subject(index: &Index, only: Option<u32>, mut f: impl FnMut(&Identity)) {
+    let (sas, others) = governed(index, only);
+    if sas {
         for sa in index.service_accounts() {
             f(&sa);
         }
     }
-    if policies
-        .iter()
-        .any(|p| p.subjects.users || p.subjects.groups)
-    {
+    if others {
         for id in index.named_users_and_groups() {
             f(id);
         }
@@ -359,15 +366,12 @@ pub struct SubjectList {
 }
 
 pub fn subject_list(index: &Index) -> SubjectList {
-    let policies: Vec<&Policy> = index.policies().map(|(_, p)| &**p).collect();
+    let (sas, others) = governed(index, None);
     let mut list = SubjectList::default();
-    if policies.iter().any(|p| p.subjects.service_accounts) {
+    if sas {
         list.namespaces = index.service_account_namespaces().cloned().collect();
     }
-    if policies
-        .iter()
-        .any(|p| p.subjects.users || p.subjects.groups)
-    {
+    if others {
         list.others = index.named_users_and_groups().cloned().collect();
     }
     list

@@ -10,6 +10,7 @@
 //!   validation into domain policies.
 //! * [`decode`]  — Kubernetes objects (JSON) into domain types.
 //! * [`engine`]  — the incremental index and every decision on it; pure.
+//! * [`audit`]   — the review-time audit (R11) and its reports; pure.
 //! * [`load`]    — reading manifests from files into objects and a state.
 //! * [`testcase`] — the `SoDTestCase` format and its runner.
 //! * [`runtime`] — the state a server decides on, behind its lock, and metrics.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod controllers;

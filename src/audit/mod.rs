@@ -92,6 +92,10 @@ pub struct Audit {
     /// Results by report: `None` is the cluster report, else a namespace.
     pub results: BTreeMap<Option<Name>, Vec<ReportResult>>,
     pub events: Vec<AuditEvent>,
+    /// The next time the audit's findings change with no change to the
+    /// state (an exception opens, nears its end or ends, a token turns
+    /// stale, a review falls due): the controller audits again then.
+    pub next_change: Option<Timestamp>,
 }
 
 /// The audit of `index` at `now`, given its evaluation (`engine::evaluate`
@@ -102,7 +106,14 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
         ..Audit::default()
     };
     for (_, p) in index.policies() {
-        a.policies.insert(p.name.clone(), PolicyAudit::default());
+        let by_action = p.actions.names().into_iter().map(|n| (n, 0)).collect();
+        a.policies.insert(
+            p.name.clone(),
+            PolicyAudit {
+                by_action,
+                ..PolicyAudit::default()
+            },
+        );
     }
     for v in &ev.violations {
         if let Some(p) = a.policies.get_mut(&v.policy) {
@@ -142,6 +153,23 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
             s.reasons.join("; ")
         };
         exception_events(e, &s, now, &mut a.events);
+        let end = s.until.min(e.expires_at);
+        let review_due = index
+            .policy(&e.policy)
+            .filter(|_| e.break_glass && e.review.is_none())
+            .and_then(|p| end.checked_add(p.exceptions.break_glass_review_within).ok());
+        for t in [
+            e.not_before,
+            Some(end),
+            end.checked_sub(EXPIRY_NOTICE).ok(),
+            end.checked_add(EXPIRY_NOTICE).ok(),
+            review_due,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            a.wake_at(t);
+        }
         if let Some(r) = unreviewed_break_glass(index, e, &s, now) {
             a.add(Name::from(CLUSTER_WIDE), r);
         }
@@ -159,6 +187,16 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
         for r in token_findings(index, t, now) {
             a.add(t.namespace.clone(), r);
         }
+        for (_, p) in index.policies() {
+            if let (Some(max), Some(created)) = (p.credentials.max_age, t.created)
+                // Stale from just after created + maxAge (strictly older).
+                && let Ok(stale) = created
+                    .checked_add(max)
+                    .and_then(|t| t.checked_add(SignedDuration::from_secs(1)))
+            {
+                a.wake_at(stale);
+            }
+        }
     }
     for rs in a.results.values_mut() {
         rs.sort_by(|x, y| x.order().cmp(&y.order()));
@@ -168,6 +206,12 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
 }
 
 impl Audit {
+    fn wake_at(&mut self, t: Timestamp) {
+        if t > self.at && self.next_change.is_none_or(|n| t < n) {
+            self.next_change = Some(t);
+        }
+    }
+
     fn add(&mut self, namespace: Name, r: ReportResult) {
         let key = (&*namespace != CLUSTER_WIDE).then_some(namespace);
         self.results.entry(key).or_default().push(r);

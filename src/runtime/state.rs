@@ -194,6 +194,8 @@ pub struct AppState {
     /// A fixed clock, for static states judged at a given time.
     clock: Option<Timestamp>,
     pub metrics: Metrics,
+    /// Watch events applied so far: the audit runs again once it moves.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -213,6 +215,7 @@ impl AppState {
             overlay_ttl,
             clock: None,
             metrics,
+            changes: std::sync::atomic::AtomicU64::new(0),
         });
         state.refresh_object_metrics();
         state
@@ -316,6 +319,7 @@ impl AppState {
         if self.mode == Mode::Live {
             e.reconcile(&key);
         }
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     pub fn watch_remove(&self, key: &ObjectKey) {
@@ -324,6 +328,13 @@ impl AppState {
         if self.mode == Mode::Live {
             e.reconcile(key);
         }
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many watch events the confirmed state has taken: a different
+    /// number means the state may have changed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Forgets what admitted changes the watch never confirmed added (the
@@ -352,6 +363,12 @@ impl AppState {
     /// files in static mode): for status reports and metrics.
     pub fn with_index<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         f(&self.lock().confirmed)
+    }
+
+    /// A copy of the confirmed index, for work that must not hold the
+    /// decision lock (the audit, R11.3).
+    pub fn snapshot(&self) -> Index {
+        self.with_index(Index::clone)
     }
 
     /// Every violation of the state that [`with_index`](Self::with_index)

@@ -15,7 +15,7 @@
 //! * [`testcase`] — the `SoDTestCase` format and its runner.
 //! * [`runtime`] — the state a server decides on, behind its lock, and metrics.
 //! * [`cluster`] — the Kubernetes API: client, snapshot, watchers.
-//! * [`controllers`] — leader election (and, later, the audit and grants).
+//! * [`controllers`] — leader election and the audit (and, later, grants).
 //! * [`admission`] — the HTTP edge: AdmissionReview, TLS, forwarding.
 //! * [`serve`]   — `sodguard serve`: configuration and start-up.
 //! * [`cli`]     — the command line.

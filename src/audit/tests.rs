@@ -370,3 +370,16 @@ fn an_exception_status_is_kept_while_nothing_changes() {
     assert_eq!(e.phase.as_deref(), Some("Expired"));
     assert_eq!(e.conditions[0].status, "False");
 }
+
+#[test]
+fn the_next_change_with_time_is_when_an_exception_ends_or_a_token_turns_stale() {
+    let mut objs = vec![policy("p", json!({"credentials": {"maxAge": "2h"}}))];
+    objs.extend(both_duties("pay", "api"));
+    objs.push(exception("x", json!({}), "2026-11-28T09:00:00Z"));
+    let a = run(&objs, now());
+    // The exception ends at 18:00 (its expiry notice is already due).
+    assert_eq!(a.next_change, Some("2026-11-28T18:00:00Z".parse().unwrap()));
+    objs.push(token("pay", "t", "api", "2026-11-28T11:00:00Z"));
+    let b = run(&objs, now());
+    assert_eq!(b.next_change, Some("2026-11-28T13:00:01Z".parse().unwrap()));
+}

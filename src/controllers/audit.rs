@@ -448,3 +448,62 @@ fn as_report(o: DynamicObject, ar: &ApiResource) -> Option<Report> {
         .retain(|k, _| k.as_str() == MANAGED_BY_LABEL);
     Some(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_report() -> Report {
+        let objs = [
+            json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy", "metadata": {"name": "p"},
+                   "spec": {"duties": [
+                       {"name": "a", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]},
+                       {"name": "b", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}]}}),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "api", "namespace": "pay"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r", "namespace": "pay"},
+                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "pay"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "api"}]}),
+        ];
+        let index = crate::engine::index::Index::from_objects(
+            objs.iter()
+                .map(|o| crate::decode::convert(o).unwrap().unwrap()),
+        );
+        let now = Timestamp::now();
+        let found = audit::audit(&index, &engine::evaluate(&index, now), now);
+        let mut reports = audit::reports(&found, ReportFormat::Openreports);
+        reports.pop().unwrap()
+    }
+
+    /// What the API server gives back: server-set metadata, labels of other
+    /// tools, list items without their type. None of it is a change.
+    #[test]
+    fn a_stored_report_equals_the_written_one_despite_server_metadata() {
+        let r = a_report();
+        assert_eq!(r.metadata.namespace.as_deref(), Some("pay"));
+        let mut v = serde_json::to_value(&r).unwrap();
+        let m = v["metadata"].as_object_mut().unwrap();
+        m.insert("resourceVersion".into(), json!("42"));
+        m.insert("uid".into(), json!("u"));
+        m.insert("managedFields".into(), json!([{"manager": "sodguard"}]));
+        m.insert("creationTimestamp".into(), json!("2026-11-28T12:00:00Z"));
+        v["metadata"]["labels"]["team"] = json!("x");
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("apiVersion");
+        obj.remove("kind");
+        let stored: DynamicObject = serde_json::from_value(v).unwrap();
+        let ar = api_resource(ReportFormat::Openreports, false);
+        assert_eq!(as_report(stored, &ar), Some(r.clone()));
+    }
+
+    #[test]
+    fn a_changed_stored_report_differs() {
+        let r = a_report();
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["results"][0]["result"] = json!("pass");
+        let stored: DynamicObject = serde_json::from_value(v).unwrap();
+        let ar = api_resource(ReportFormat::Openreports, false);
+        assert_ne!(as_report(stored, &ar), Some(r));
+    }
+}

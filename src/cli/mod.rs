@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod hygiene;
 mod output;
 mod test;
 
@@ -130,6 +131,8 @@ pub enum CliError {
     Subject(#[from] crate::model::IdentityParseError),
     #[error("cannot read the cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("{}: no SoDTestCase found: a test run that runs nothing proves nothing", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoCases(Vec<PathBuf>),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -211,7 +214,13 @@ fn init_tracing(filter: &str, format: LogFormat) {
 /// The state of `source`: its files, or else the current context's cluster.
 pub fn load_source(source: &Source) -> Result<(crate::engine::index::Index, LoadReport), CliError> {
     if !source.files.is_empty() {
-        return Ok(load_state(&source.files)?);
+        let (index, report) = load_state(&source.files)?;
+        // Nothing read is not "no violation" (R12): a wrong path or an
+        // empty render would otherwise pass as a clean cluster.
+        if report.documents == 0 {
+            return Err(crate::load::LoadError::Empty(source.files.clone()).into());
+        }
+        return Ok((index, report));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

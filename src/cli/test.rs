@@ -10,6 +10,9 @@ pub fn run(args: &TestArgs) -> Result<u8, CliError> {
         None => Pending::default(),
     };
     let cases = load_cases(&args.paths)?;
+    if cases.is_empty() {
+        return Err(CliError::NoCases(args.paths.clone()));
+    }
     let mut out = anstream::stdout();
     let (mut passed, mut failed, mut still_pending) = (0, 0, 0);
     for c in &cases {

@@ -1,0 +1,246 @@
+//! Issue 13 / R12: no false greens. Every everyday mistake that used to
+//! pass silently (exit 0, "0 violation(s)") is an error or a warning that
+//! names where it is.
+
+use std::ffi::OsStr;
+
+mod common;
+
+use common::objects::{
+    exception, fixture, namespace, role, role_binding, sa, secret_policy, secrets_rule,
+    service_account, write, yaml_stream,
+};
+use common::run::{check, check_with, sodguard};
+use serde_json::{Value, json};
+
+/// payments/api writes and reads Secrets: one violation under Deny.
+fn violating_state() -> Vec<Value> {
+    vec![
+        secret_policy("secret-admin-vs-use", &["Deny"]),
+        namespace("payments"),
+        service_account("payments", "api"),
+        role(
+            "payments",
+            "writer",
+            json!([secrets_rule(&["create", "update"])]),
+        ),
+        role(
+            "payments",
+            "reader",
+            json!([secrets_rule(&["get", "list"])]),
+        ),
+        role_binding("payments", "w", "Role", "writer", &[sa("payments", "api")]),
+        role_binding("payments", "r", "Role", "reader", &[sa("payments", "api")]),
+    ]
+}
+
+#[test]
+fn empty_input_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    check(&[&empty])
+        .expect(2)
+        .stderr_has(empty.to_str().unwrap())
+        .stderr_has("nothing to check");
+    let blank = write(dir.path(), "blank.yaml", "# nothing\n---\n");
+    check(&[&blank])
+        .expect(2)
+        .stderr_has(blank.to_str().unwrap());
+    sodguard([OsStr::new("test"), empty.as_os_str()])
+        .expect(2)
+        .stderr_has(empty.to_str().unwrap())
+        .stderr_has("no SoDTestCase");
+}
+
+#[test]
+fn an_input_without_a_policy_is_a_warning() {
+    let docs: Vec<Value> = violating_state().into_iter().skip(1).collect();
+    let (_d, f) = fixture(&docs);
+    check(&[&f])
+        .expect(0)
+        .stderr_has("warning: no SoDPolicy in the input");
+    let r = check_with(&[&f], &["-o", "json"]);
+    r.expect(0);
+    assert!(
+        r.json()["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no SoDPolicy"),
+        "{}",
+        r.context()
+    );
+    let (_d, f) = fixture(&violating_state());
+    let r = check(&[&f]);
+    r.expect(1);
+    assert!(!r.stderr.contains("warning"), "{}", r.context());
+}
+
+#[test]
+fn unknown_fields_of_sodguard_kinds_are_refused_offline() {
+    let mut docs = violating_state();
+    docs[0]["spec"]["subjects"] =
+        json!({"excludes": [{"kind": "ServiceAccount", "namespace": "payments", "name": "api"}]});
+    let (_d, f) = fixture(&docs);
+    check(&[&f])
+        .expect(2)
+        .stderr_has("state.yaml, document 1")
+        .stderr_has("SoDPolicy secret-admin-vs-use")
+        .stderr_has("spec.subjects.excludes")
+        .stderr_has("--validate=strict");
+    let mut docs = violating_state();
+    docs.push(exception(
+        "e",
+        "secret-admin-vs-use",
+        sa("payments", "api"),
+        "2026-12-01T00:00:00Z",
+        json!([]),
+    ));
+    docs[7]["spec"]["expiresAT"] = json!("x");
+    let (_d, f) = fixture(&docs);
+    check(&[&f]).expect(2).stderr_has("spec.expiresAT");
+    // Other kinds keep their fields: a Role's unknown field is not ours.
+    let mut docs = violating_state();
+    docs[3]["extra"] = json!(1);
+    let (_d, f) = fixture(&docs);
+    check(&[&f]).expect(1);
+}
+
+#[test]
+fn impossible_permissions_are_warnings_naming_the_field() {
+    let mut docs = violating_state();
+    let p = &mut docs[0]["spec"]["duties"];
+    p[0]["permissions"][0]["resources"] = json!(["secret"]);
+    p[1]["permissions"][0]["apiGroups"] = json!(["core"]);
+    p[1]["permissions"].as_array_mut().unwrap().push(json!(
+        {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["lsit"]}
+    ));
+    let (_d, f) = fixture(&docs);
+    let r = check(&[&f]);
+    // The violation is gone: the policy no longer matches what it meant to.
+    r.expect(0)
+        .stderr_has("spec.duties[0].permissions[0].resources[0]: no group listed in apiGroups serves \"secret\"")
+        .stderr_has("did you mean \"secrets\"?")
+        .stderr_has("spec.duties[1].permissions[0].apiGroups[0]: \"core\"")
+        .stderr_has("spec.duties[1].permissions[1].apiGroups[0]: \"example.com\"")
+        .stderr_has("spec.duties[1].permissions[1].verbs[0]: \"lsit\" is not a Kubernetes verb");
+    // A CustomResourceDefinition in the input serves its group.
+    docs.push(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "names": {"plural": "widgets", "kind": "Widget"}, "scope": "Namespaced", "versions": []}}));
+    let (_d, f) = fixture(&docs);
+    let r = check(&[&f]);
+    r.expect(0);
+    assert!(!r.stderr.contains("\"example.com\""), "{}", r.context());
+    let r = check_with(&[&f], &["-o", "json"]);
+    let w = r.json()["warnings"].as_array().unwrap().len();
+    assert_eq!(w, 3, "{}", r.context());
+}
+
+#[test]
+fn misspelled_kinds_and_unknown_versions_of_sodguard_are_errors() {
+    for (api_version, kind, says) in [
+        (
+            "sodguard.io/v1alpha1",
+            "SodPolicy",
+            "did you mean SoDPolicy?",
+        ),
+        (
+            "sodguard.io/v1alpha1",
+            "SODException",
+            "did you mean SoDException?",
+        ),
+        ("sodguard.io/v1", "SoDPolicy", "\"sodguard.io/v1\""),
+        (
+            "sodguard.io/v1beta7",
+            "SoDPolicy",
+            "\"sodguard.io/v1beta7\"",
+        ),
+    ] {
+        let mut docs = violating_state();
+        docs[0]["apiVersion"] = json!(api_version);
+        docs[0]["kind"] = json!(kind);
+        let (_d, f) = fixture(&docs);
+        check(&[&f])
+            .expect(2)
+            .stderr_has("state.yaml, document 1")
+            .stderr_has(says);
+    }
+}
+
+#[test]
+fn duplicates_are_errors_naming_both_places_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.yaml", yaml_stream(&violating_state()));
+    let mut audit = secret_policy("secret-admin-vs-use", &["Audit"]);
+    audit["spec"]["description"] = json!("the same name, another meaning");
+    let b = write(dir.path(), "b.yaml", yaml_stream(&[audit]));
+    for files in [[&a, &b], [&b, &a]] {
+        check(&files)
+            .expect(2)
+            .stderr_has("SoDPolicy secret-admin-vs-use is also defined at")
+            .stderr_has("a.yaml, document 1")
+            .stderr_has("b.yaml, document 1");
+    }
+    // The same file named twice is one file, not a duplicate.
+    check(&[&a, &a]).expect(1);
+    check(&[a.as_path(), dir.path()]).expect(2);
+    // Same name, other namespace or kind: not a duplicate.
+    let mut docs = violating_state();
+    docs.push(role("other", "writer", json!([])));
+    docs.push(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "writer"}, "rules": []}),
+    );
+    let (_d, f) = fixture(&docs);
+    check(&[&f]).expect(1);
+}
+
+#[test]
+fn check_and_explain_say_why_an_exception_does_not_apply() {
+    let mut docs = violating_state();
+    let approved = json!([{"user": "bob", "at": "2026-11-28T08:00:00Z"}]);
+    docs.push(exception(
+        "wrong-policy",
+        "secret-admin-vs-usage",
+        sa("payments", "api"),
+        "2026-11-29T00:00:00Z",
+        approved.clone(),
+    ));
+    docs.push(exception(
+        "self-approved",
+        "secret-admin-vs-use",
+        sa("payments", "api"),
+        "2026-11-29T00:00:00Z",
+        json!([{"user": "alice", "at": "2026-11-28T08:00:00Z"}]),
+    ));
+    docs.push(exception(
+        "expired",
+        "secret-admin-vs-use",
+        sa("payments", "api"),
+        "2026-11-28T10:00:00Z",
+        approved,
+    ));
+    let (_d, f) = fixture(&docs);
+    let now = ["--now", "2026-11-28T12:00:00Z"];
+    check_with(&[&f], &now)
+        .expect(1)
+        .stdout_has("SoDException wrong-policy does not apply: spec.policy names \"secret-admin-vs-usage\", not \"secret-admin-vs-use\"")
+        .stdout_has("SoDException self-approved does not apply: it is Pending")
+        .stdout_has("other than the requester")
+        .stdout_has("SoDException expired does not apply: it is Expired");
+    let r = check_with(&[&f], &["--now", "2026-11-28T12:00:00Z", "-o", "json"]);
+    r.expect(1);
+    let list = &r.json()["violations"][0]["exceptionsNotApplying"];
+    assert_eq!(list.as_array().map(Vec::len), Some(3), "{}", r.context());
+    sodguard([
+        OsStr::new("explain"),
+        "ServiceAccount:payments:api".as_ref(),
+        "-f".as_ref(),
+        f.as_os_str(),
+        "--now".as_ref(),
+        "2026-11-28T12:00:00Z".as_ref(),
+    ])
+    .expect(0)
+    .stdout_has("SoDException wrong-policy does not apply");
+}

@@ -234,6 +234,8 @@ async fn validate(
             "this sodguard replica is no longer the leader; the failurePolicy applies",
         );
     };
+    let mut decided = decided;
+    decided.warnings.extend(hygiene_warnings(&incoming));
     let decision = if decided.allowed { "allowed" } else { "denied" };
     let kind = crate::decode::kinds::metric_kind(&incoming.kind.kind);
     state.metrics.observe_request(
@@ -243,6 +245,25 @@ async fn validate(
         start.elapsed().as_secs_f64(),
     );
     axum::Json(review::respond(&incoming.uid, &decided)).into_response()
+}
+
+/// R12.1/R12.2 at admission: the API server has already pruned or refused
+/// what the schema does not know when it validates, but a warning tells the
+/// author why their field has no effect (`kubectl apply` shows it).
+fn hygiene_warnings(incoming: &Incoming) -> Vec<String> {
+    use crate::decode::strict;
+    let Some(object) = &incoming.request.object else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = strict::unknown_fields(object)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}: it has no effect"))
+        .collect();
+    out.extend(strict::impossible_permissions(
+        object,
+        &strict::Served::without_crds(),
+    ));
+    out
 }
 
 #[tracing::instrument(skip_all, fields(uid = %incoming.uid, kind = %incoming.kind.kind, operation = incoming.operation(), dry_run = incoming.request.dry_run, decision))]

@@ -244,3 +244,142 @@ fn check_and_explain_say_why_an_exception_does_not_apply() {
     .expect(0)
     .stdout_has("SoDException wrong-policy does not apply");
 }
+
+// ---------------------------------------------------------------------------
+// Conventions of kubectl users
+// ---------------------------------------------------------------------------
+
+/// `sodguard ARGS` with `input` on standard input.
+fn with_stdin(args: &[&OsStr], input: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::run::BIN)
+        .args(args)
+        .env_remove("SODGUARD_NOW")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dash_f_dash_reads_standard_input() {
+    let docs = violating_state();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "policy.yaml", yaml_stream(&docs[..1]));
+    let (code, out, err) = with_stdin(
+        &[
+            "check".as_ref(),
+            "-f".as_ref(),
+            "-".as_ref(),
+            "-f".as_ref(),
+            policy.as_os_str(),
+        ],
+        &yaml_stream(&docs[1..]),
+    );
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("DENY secret-admin-vs-use"), "{out}");
+    let (code, _, err) = with_stdin(&["check".as_ref(), "-f".as_ref(), "-".as_ref()], "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("-: no YAML or JSON manifests"), "{err}");
+}
+
+#[test]
+fn output_yaml_and_namespace_filter() {
+    let mut docs = violating_state();
+    // The same conflict in a second namespace.
+    docs.push(namespace("shop"));
+    docs.push(service_account("shop", "api"));
+    docs.push(role(
+        "shop",
+        "all",
+        json!([secrets_rule(&["get", "create"])]),
+    ));
+    docs.push(role_binding(
+        "shop",
+        "a",
+        "Role",
+        "all",
+        &[sa("shop", "api")],
+    ));
+    let (_d, f) = fixture(&docs);
+    let r = check_with(&[&f], &["-o", "yaml"]);
+    r.expect(1)
+        .stdout_has("violations:")
+        .stdout_has("policy: secret-admin-vs-use");
+    let v: Value = serde_saphyr::from_str(&r.stdout).expect("YAML");
+    assert_eq!(
+        v["violations"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.context()
+    );
+    let r = check_with(&[&f], &["-n", "shop", "-o", "json"]);
+    r.expect(1);
+    let v = r.json();
+    assert_eq!(v["violations"].as_array().unwrap().len(), 1);
+    assert_eq!(v["violations"][0]["namespace"], json!("shop"));
+    check_with(&[&f], &["--namespace", "elsewhere"])
+        .expect(0)
+        .stdout_has("0 violation(s)");
+}
+
+#[test]
+fn explain_takes_the_serviceaccount_user_name() {
+    let (_d, f) = fixture(&violating_state());
+    sodguard([
+        OsStr::new("explain"),
+        "system:serviceaccount:payments:api".as_ref(),
+        "-f".as_ref(),
+        f.as_os_str(),
+        "-o".as_ref(),
+        "yaml".as_ref(),
+    ])
+    .expect(0)
+    .stdout_has("subject: ServiceAccount:payments:api")
+    .stdout_has("secret-admin-vs-use");
+}
+
+#[test]
+fn help_has_examples_and_the_plugin_reads_kubectl_sod() {
+    sodguard(["check", "--help"])
+        .expect(0)
+        .stdout_has("Examples:")
+        .stdout_has("-f -")
+        .stdout_has("--namespace");
+    sodguard(["test", "--help"])
+        .expect(0)
+        .stdout_has("Examples:");
+    sodguard(["explain", "--help"])
+        .expect(0)
+        .stdout_has("system:serviceaccount:");
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-sod");
+    std::os::unix::fs::symlink(common::run::BIN, &plugin).unwrap();
+    let out = std::process::Command::new(&plugin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Usage: kubectl sod"), "{text}");
+    let out = std::process::Command::new(&plugin)
+        .args(["check", "--no-such-flag"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Usage: kubectl sod check"), "{text}");
+    assert_eq!(out.status.code(), Some(2));
+}

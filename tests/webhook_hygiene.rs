@@ -42,7 +42,8 @@ async fn unknown_fields_and_impossible_permissions_are_warnings() {
     assert!(!has("example.com"), "{w:#?}");
     let w = warnings_for(secret_policy("clean", &["Audit"])).await;
     assert!(
-        !w.iter().any(|x| x.contains("spec.") || x.contains("unknown field")),
+        !w.iter()
+            .any(|x| x.contains("spec.") || x.contains("unknown field")),
         "{w:#?}"
     );
 }

@@ -12,7 +12,11 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
     let (mut index, report) = load_source(&args.source)?;
     index.set_unwatched_namespaces(&args.excluded_namespaces);
     let now = args.now.unwrap_or_else(Timestamp::now);
-    let ev = engine::evaluate(&index, now);
+    let mut ev = engine::evaluate(&index, now);
+    if let Some(ns) = &args.namespace {
+        ev.violations.retain(|v| *v.namespace == **ns);
+        ev.excused.retain(|e| *e.violation.namespace == **ns);
+    }
     let warnings = hygiene::warnings(&index, &report);
     hygiene::print_warnings(&warnings);
     let unexcused: Vec<Vec<NotApplying>> = ev
@@ -22,11 +26,10 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
         .collect();
     let mut out = anstream::stdout();
     match args.output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let mut report_json = to_json(&ev, &report, &unexcused);
             report_json["warnings"] = json!(warnings);
-            serde_json::to_writer_pretty(&mut out, &report_json).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+            super::output::write_data(&mut out, args.output, &report_json)?;
         }
         OutputFormat::Text => print_text(&mut out, &ev, &report, &unexcused)?,
     }

@@ -27,6 +27,12 @@ pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
             None => String::new(),
         },
     };
+    // The authorizer's user name of a ServiceAccount, as audit logs and
+    // `kubectl auth can-i --as` write it.
+    let subject = match subject.strip_prefix("system:serviceaccount:") {
+        Some(rest) => format!("ServiceAccount:{rest}"),
+        None => subject,
+    };
     let subject: Identity = subject.parse()?;
     let (index, report) = load_source(&source)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
@@ -40,7 +46,7 @@ pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
         .collect();
     let mut out = anstream::stdout();
     match args.output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let mut j = to_json(&e);
             for (v, n) in j["violations"]
                 .as_array_mut()
@@ -52,8 +58,7 @@ pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
                     v["exceptionsNotApplying"] = super::hygiene::not_applying_json(n);
                 }
             }
-            serde_json::to_writer_pretty(&mut out, &j).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+            super::output::write_data(&mut out, args.output, &j)?;
         }
         OutputFormat::Text => print_text(&mut out, &e, &unexcused)?,
     }

@@ -48,15 +48,19 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report every violation in a set of manifests.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Show what one subject holds, per policy and namespace, and why.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Run SoDTestCase files.
+    #[command(after_help = TEST_EXAMPLES)]
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
     Crd,
@@ -64,12 +68,37 @@ pub enum Command {
     Serve(Box<crate::serve::ServeArgs>),
 }
 
+const CHECK_EXAMPLES: &str = "Examples:
+  # every violation in a folder of manifests (exit 1 if one is under Deny)
+  sodguard check -f cluster/ -f policies/
+
+  # a rendered chart or kustomization, from standard input
+  helm template my-app ./chart | sodguard check -f - -f policies/
+
+  # one namespace, as YAML, with exceptions judged at a given time
+  sodguard check -f cluster/ -n payments -o yaml --now 2026-11-28T12:00:00Z
+
+  # the live cluster of the current kubeconfig context (as `kubectl sod check`)
+  sodguard check";
+
+const EXPLAIN_EXAMPLES: &str = "Examples:
+  sodguard explain ServiceAccount:payments:api -f cluster/ -f policies/
+  # the user name the API server gives a ServiceAccount works too
+  sodguard explain system:serviceaccount:payments:api -f cluster/
+  sodguard explain Group:ops -f cluster/ -o json";
+
+const TEST_EXAMPLES: &str = "Examples:
+  sodguard test policies/tests/
+  # only the cases whose name contains `break-glass`, with a JUnit report for CI
+  sodguard test policies/tests/ --run break-glass --junit report.xml";
+
 /// Where the state comes from: files, or else the cluster of the current
 /// kubeconfig context (as `kubectl sod`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Source {
-    /// Files or folders of YAML/JSON manifests (repeatable); without them the
-    /// current kubeconfig context's cluster is read.
+    /// Files or folders of YAML/JSON manifests (repeatable; `-` reads
+    /// standard input); without them the current kubeconfig context's
+    /// cluster is read.
     #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Kubeconfig file, when reading a cluster.
@@ -89,6 +118,9 @@ pub struct CheckArgs {
     pub now: Option<Timestamp>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Only the violations in this namespace (and the exit code of those).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
     /// Namespaces the webhook configuration excludes, as given to `serve`:
     /// their ServiceAccounts count as soon as a binding names them (R7.10).
     #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',')]
@@ -137,8 +169,28 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// The name usage lines show: `kubectl sod` when run as the kubectl
+/// plugin (kubectl runs `kubectl-sod` from PATH), else `sodguard`.
+fn command_name() -> Option<&'static str> {
+    let argv0 = std::env::args_os().next()?;
+    let file = std::path::Path::new(&argv0)
+        .file_stem()?
+        .to_str()?
+        .to_string();
+    (file == "kubectl-sod").then_some("kubectl sod")
+}
+
+fn parse_args() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    if let Some(name) = command_name() {
+        cmd = cmd.name(name).bin_name(name);
+    }
+    Cli::from_arg_matches(&cmd.try_get_matches()?)
+}
+
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -383,3 +383,135 @@ fn help_has_examples_and_the_plugin_reads_kubectl_sod() {
     assert!(text.contains("Usage: kubectl sod check"), "{text}");
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------
+// SoDTestCase
+// ---------------------------------------------------------------------------
+
+const CASE_HEAD: &str = "apiVersion: sodguard.io/v1alpha1\nkind: SoDTestCase\n";
+
+/// A folder with the real policy (`policies/policy.yaml`) and `tests/cases.yaml`.
+fn case_folder(cases: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policies/policy.yaml",
+        yaml_stream(&violating_state()[..1]),
+    );
+    let state = yaml_stream(&violating_state()[1..6]);
+    write(dir.path(), "tests/state.yaml", state);
+    write(dir.path(), "tests/cases.yaml", cases);
+    let tests = dir.path().join("tests");
+    (dir, tests)
+}
+
+const REQUEST: &str = "request:
+  operation: CREATE
+  userInfo: {username: alice}
+  object:
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: RoleBinding
+    metadata: {name: both, namespace: payments}
+    roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+    subjects: [{kind: ServiceAccount, name: api, namespace: payments}]
+";
+
+fn cases_text() -> String {
+    let from = "objectsFrom: [../policies/policy.yaml, state.yaml]\n";
+    format!(
+        "{CASE_HEAD}name: denied-with-message\n{from}{REQUEST}expect:
+  allowed: false
+  violations: [{{policy: secret-admin-vs-use, subject: \"ServiceAccount:payments:api\", namespace: payments, duties: [secret-admin, secret-use]}}]
+  message: \"secret-use: RoleBinding payments/both\"
+---
+{CASE_HEAD}name: typo-warns
+objects:
+- apiVersion: sodguard.io/v1alpha1
+  kind: SoDPolicy
+  metadata: {{name: typo}}
+  spec:
+    duties:
+    - {{name: a, permissions: [{{apiGroups: [\"\"], resources: [secret], verbs: [get]}}]}}
+    - {{name: b, permissions: [{{apiGroups: [\"\"], resources: [pods], verbs: [get]}}]}}
+expect:
+  violations: []
+  warnings: [\"resources[0]: no group listed in apiGroups serves \\\"secret\\\"\"]
+"
+    )
+}
+
+#[test]
+fn cases_read_objects_from_files_and_expect_messages_and_warnings() {
+    let (_d, tests) = case_folder(&cases_text());
+    sodguard([OsStr::new("test"), tests.as_os_str()])
+        .expect(0)
+        .stdout_has("PASS  denied-with-message")
+        .stdout_has("PASS  typo-warns")
+        .stdout_has("2 passed, 0 failed")
+        // state.yaml is not a case: a note, not an error.
+        .stderr_has("note:")
+        .stderr_has(
+            "state.yaml: skipped 5 document(s) that are not SoDTestCases (Namespace payments",
+        );
+    // A message or warning that is not there fails the case.
+    let wrong = cases_text()
+        .replace("RoleBinding payments/both", "RoleBinding payments/other")
+        .replace("\\\"secret\\\"", "\\\"pods\\\"");
+    let (_d, tests) = case_folder(&wrong);
+    sodguard([OsStr::new("test"), tests.as_os_str()])
+        .expect(1)
+        .stdout_has("FAIL  denied-with-message")
+        .stdout_has("the denial message lacks")
+        .stdout_has("FAIL  typo-warns")
+        .stdout_has("missing warning");
+    // A misspelled expectation is refused, not ignored.
+    let typo = cases_text().replace("  message:", "  mesage:");
+    let (_d, tests) = case_folder(&typo);
+    sodguard([OsStr::new("test"), tests.as_os_str()])
+        .expect(2)
+        .stderr_has("expect.mesage");
+}
+
+#[test]
+fn run_selects_cases_and_junit_reports_them() {
+    let (d, tests) = case_folder(&cases_text().replace("\\\"secret\\\"", "\\\"pods\\\""));
+    let report = d.path().join("junit.xml");
+    sodguard([
+        OsStr::new("test"),
+        tests.as_os_str(),
+        "--junit".as_ref(),
+        report.as_os_str(),
+    ])
+    .expect(1);
+    let xml = std::fs::read_to_string(&report).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(
+        xml.contains("<testsuites name=\"sodguard\" tests=\"2\" failures=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase name=\"denied-with-message\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"missing warning containing \\&quot;")
+            || xml.contains("<failure message=\"missing warning containing &quot;"),
+        "{xml}"
+    );
+    sodguard([
+        OsStr::new("test"),
+        tests.as_os_str(),
+        "--run".as_ref(),
+        "denied".as_ref(),
+    ])
+    .expect(0)
+    .stdout_has("1 passed, 0 failed");
+    sodguard([
+        OsStr::new("test"),
+        tests.as_os_str(),
+        "--run".as_ref(),
+        "nothing-matches".as_ref(),
+    ])
+    .expect(2)
+    .stderr_has("no SoDTestCase");
+}

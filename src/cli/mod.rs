@@ -150,6 +150,12 @@ pub struct TestArgs {
     /// passed or failed.
     #[arg(long, env = "SODGUARD_PENDING")]
     pub pending: Option<PathBuf>,
+    /// Also write the results as a JUnit XML report (read by CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only the cases whose name contains PATTERN.
+    #[arg(long, value_name = "PATTERN")]
+    pub run: Option<String>,
 }
 
 /// Errors that stop a command (exit code 2). Violations are not errors.

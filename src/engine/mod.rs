@@ -13,6 +13,7 @@ mod refusal;
 mod request;
 mod verdict;
 mod violations;
+pub mod wording;
 
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};

@@ -515,3 +515,36 @@ fn run_selects_cases_and_junit_reports_them() {
     .expect(2)
     .stderr_has("no SoDTestCase");
 }
+
+#[test]
+fn durations_in_messages_read_like_people_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = yaml_stream(&violating_state()[..1]);
+    write(dir.path(), "policy.yaml", policy);
+    let case = format!(
+        "{CASE_HEAD}name: too-long
+now: \"2026-11-28T12:00:00Z\"
+objectsFrom: [policy.yaml]
+request:
+  operation: CREATE
+  userInfo: {{username: alice}}
+  object:
+    apiVersion: sodguard.io/v1alpha1
+    kind: SoDException
+    metadata: {{name: long}}
+    spec:
+      policy: secret-admin-vs-use
+      subject: {{kind: ServiceAccount, name: api, namespace: payments}}
+      justification: j
+      requestedBy: alice
+      expiresAt: \"2026-12-29T16:03:58.879Z\"
+expect:
+  allowed: false
+  message: \"would last 31d 4h from 2026-11-28T12:00:00Z, more than the policy's spec.exceptions.maxDuration of 1d\"
+"
+    );
+    let f = write(dir.path(), "case.yaml", case);
+    sodguard([OsStr::new("test"), f.as_os_str()])
+        .expect(0)
+        .stdout_has("1 passed");
+}

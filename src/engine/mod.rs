@@ -8,6 +8,7 @@ pub mod credentials;
 mod exception_rules;
 mod explain;
 mod holdings;
+pub mod human;
 pub mod index;
 mod refusal;
 mod request;

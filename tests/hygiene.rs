@@ -548,3 +548,10 @@ expect:
         .expect(0)
         .stdout_has("1 passed");
 }
+
+#[test]
+fn a_usage_error_of_serve_is_printed_once() {
+    let r = sodguard(["serve", "--tls-cert", "/no/cert.pem"]);
+    r.expect(2);
+    assert_eq!(r.stderr.matches("--tls-key").count(), 1, "{}", r.context());
+}

@@ -183,12 +183,28 @@ async fn drain(mut stream: axum::body::BodyDataStream, budget: usize) {
     .await;
 }
 
-async fn validate(
-    State(Webhook {
+async fn validate(State(webhook): State<Webhook>, headers: HeaderMap, body: Body) -> Response {
+    let metrics = webhook.state.metrics.clone();
+    let response = answer(webhook, headers, body).await;
+    // Refused requests (a bad body, too large, not ready, not the leader)
+    // are counted too: otherwise a misconfigured API server looks idle.
+    if response.status() != StatusCode::OK {
+        metrics
+            .refused
+            .get_or_create(&crate::runtime::metrics::CodeLabel {
+                code: response.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    response
+}
+
+async fn answer(
+    Webhook {
         state,
         max_body,
         gate,
-    }): State<Webhook>,
+    }: Webhook,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -284,9 +300,39 @@ fn decide(
     };
     let decision = if review.allowed { "allowed" } else { "denied" };
     tracing::Span::current().record("decision", decision);
+    // Who asked for what, and which policy it touched: names only, never
+    // an object's content (a Secret's data never reaches a log).
+    let req = &incoming.request;
+    let object = req.object.as_ref().or(req.old_object.as_ref());
+    let meta = |k: &str| {
+        object
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get(k))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .or_else(|| match k {
+                "name" => req.name.clone(),
+                _ => req.namespace.clone(),
+            })
+            .unwrap_or_default()
+    };
+    let list = |f: &dyn Fn(&crate::engine::Violation) -> String| {
+        let mut xs: Vec<String> = review.violations.iter().map(f).collect();
+        xs.extend(review.excused.iter().map(|e| f(&e.violation)));
+        xs.sort();
+        xs.dedup();
+        xs.join(",")
+    };
     tracing::info!(
+        user = %req.user_info.username,
+        name = %meta("name"),
+        namespace = %meta("namespace"),
         violations = review.violations.len(),
         excused = review.excused.len(),
+        policies = %list(&|v| v.policy.to_string()),
+        subjects = %list(&|v| v.subject.to_string()),
+        violation_namespaces = %list(&|v| v.namespace.to_string()),
+        refusal = review.refusal.as_deref().unwrap_or_default(),
         "admission decided"
     );
     Some(review)

@@ -242,7 +242,11 @@ fn serve(args: crate::serve::ServeArgs) -> Result<u8, CliError> {
     match runtime.block_on(crate::serve::run(args)) {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
-            tracing::error!(error = %e, "sodguard serve stopped");
+            // A usage error is the user's to read once, on stderr; a failure
+            // while serving also goes to the log the operator collects.
+            if !e.is_usage() {
+                tracing::error!(error = %e, "sodguard serve stopped");
+            }
             output::print_error(&e);
             Ok(if e.is_usage() {
                 EXIT_BAD_INPUT

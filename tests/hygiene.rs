@@ -555,3 +555,23 @@ fn a_usage_error_of_serve_is_printed_once() {
     r.expect(2);
     assert_eq!(r.stderr.matches("--tls-key").count(), 1, "{}", r.context());
 }
+
+/// The shipped binary carries no debug info (140 MB with it); benchmarks
+/// and profiling keep theirs in their own profiles.
+#[test]
+fn the_release_profile_is_lean_and_profiling_keeps_debug_info() {
+    let toml = std::fs::read_to_string(common::manifest_dir().join("Cargo.toml")).unwrap();
+    let section = |name: &str| -> String {
+        let start = toml
+            .find(&format!("[profile.{name}]"))
+            .unwrap_or_else(|| panic!("no [profile.{name}] in Cargo.toml"));
+        let rest = &toml[start + 1..];
+        rest[..rest.find("\n[").unwrap_or(rest.len())].to_string()
+    };
+    let release = section("release");
+    assert!(release.contains("debug = false"), "{release}");
+    assert!(release.contains("strip = \"debuginfo\""), "{release}");
+    for name in ["bench", "profiling"] {
+        assert!(section(name).contains("debug = 1"), "{name}");
+    }
+}

@@ -36,8 +36,11 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), LoadError> {
     let mut index = Index::new();
     let mut judge = super::hygiene::Judge::default();
     index.begin_bulk();
+    let mut next = files.iter();
     in_file_order(&files, read_objects, |file| {
-        judge.take(file.seen);
+        if let Some(path) = next.next() {
+            judge.take(path, file.seen);
+        }
         report.files += 1;
         report.documents += file.documents;
         for kind in file.skipped {

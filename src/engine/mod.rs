@@ -8,11 +8,13 @@ pub mod credentials;
 mod exception_rules;
 mod explain;
 mod holdings;
+pub mod human;
 pub mod index;
 mod refusal;
 mod request;
 mod verdict;
 mod violations;
+pub mod wording;
 
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};

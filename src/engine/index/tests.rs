@@ -249,6 +249,43 @@ proptest! {
         prop_assert_eq!(eval(&index), before);
         prop_assert_eq!(index.counts(), counts);
     }
+
+    /// A clone is a snapshot: whatever is applied to or removed from the
+    /// index afterwards, it keeps the state it was taken of, and what is
+    /// done to it does not reach the index.
+    #[test]
+    fn a_clone_is_a_snapshot(
+        before in proptest::collection::vec(arb_op(), 1..30),
+        after in proptest::collection::vec(arb_op(), 1..20),
+        on_clone in proptest::collection::vec(arb_op(), 0..10),
+    ) {
+        let run = |index: &mut Index, op: &Op| {
+            let _ = match op {
+                Op::Apply(o) => index.apply(o.clone()),
+                Op::Remove(k) => index.remove(k),
+            };
+        };
+        let mut index = Index::new();
+        let mut model = BTreeMap::new();
+        for op in &before {
+            run(&mut index, op);
+            apply_to_model(&mut model, op);
+        }
+        let mut snapshot = index.clone();
+        let taken = Index::from_objects(model.values().cloned());
+        for op in &after {
+            run(&mut index, op);
+            apply_to_model(&mut model, op);
+        }
+        prop_assert_eq!(eval(&snapshot), eval(&taken));
+        prop_assert_eq!(snapshot.counts(), taken.counts());
+        for op in &on_clone {
+            run(&mut snapshot, op);
+        }
+        let current = Index::from_objects(model.values().cloned());
+        prop_assert_eq!(eval(&index), eval(&current));
+        prop_assert_eq!(index.counts(), current.counts());
+    }
 }
 
 #[test]

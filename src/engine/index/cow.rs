@@ -303,6 +303,16 @@ impl Names {
         }
     }
 
+    /// Forgets `name` if nothing but the interner and `name` itself hold it:
+    /// a name is kept only while something in the index uses it.
+    pub fn release(&mut self, name: Name) {
+        let unused = self.0.get(&*name).is_some_and(|n| Arc::ptr_eq(n, &name))
+            && Arc::strong_count(&name) == 2;
+        if unused {
+            self.0.take(&*name);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -214,10 +214,59 @@ impl Index {
     /// Puts back what an [`apply`](Self::apply) or [`remove`](Self::remove)
     /// replaced. Undos must be undone in reverse order.
     pub fn undo(&mut self, undo: Undo) {
-        let _ = match undo.previous {
+        let Undo { key, previous } = undo;
+        let redone = match previous {
             Some(previous) => self.apply(previous),
-            None => self.remove(&undo.key),
+            None => self.remove(&key),
         };
+        // Every decision applies the request's object and most undo it: the
+        // names only that object brought must not stay interned, or a stream
+        // of requests with fresh names grows the interner without end. The
+        // keys go first: they hold the object's names too.
+        let Undo {
+            key: redone_key,
+            previous: gone,
+        } = redone;
+        drop((key, redone_key));
+        if let Some(gone) = gone {
+            self.release_names(gone);
+        }
+    }
+
+    fn release_names(&mut self, object: Object) {
+        let mut names: Vec<Name> = Vec::new();
+        match object {
+            Object::Namespace(n) => names.push(n),
+            Object::ServiceAccount { namespace, name } => names.extend([namespace, name]),
+            Object::Binding(b) => {
+                names.extend(b.key.namespace);
+                names.push(b.key.name);
+                names.extend(b.role.namespace);
+                names.push(b.role.name);
+                for s in b.subjects {
+                    match s {
+                        Identity::ServiceAccount { namespace, name } => {
+                            names.extend([namespace, name])
+                        }
+                        Identity::User(n) | Identity::Group(n) => names.push(n),
+                    }
+                }
+            }
+            Object::Role(mut r) => {
+                names.extend(r.key.namespace.take());
+                names.push(r.key.name.clone());
+                for rule in &mut r.rules {
+                    names.extend(rule.names_mut().map(|n| n.clone()));
+                }
+            }
+            Object::TokenSecret(t) => names.extend([t.namespace, t.name, t.service_account]),
+            // Their names are the objects' own, interned once each.
+            Object::Policy(_) | Object::Exception(_) => {}
+        }
+        // One at a time: a name the object holds twice goes with its last copy.
+        for n in names {
+            self.names.release(n);
+        }
     }
 
     // ---- bindings -------------------------------------------------------

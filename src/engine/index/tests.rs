@@ -313,3 +313,52 @@ fn names_are_interned() {
     let b = keys[2].namespace.as_ref().unwrap();
     assert!(Arc::ptr_eq(a, b));
 }
+
+/// Decisions apply the request's object and undo it: a stream of requests
+/// with fresh names must not grow the interner (it did, by every name of
+/// every request ever judged).
+#[test]
+fn an_undone_change_leaves_no_names_behind() {
+    let binding = |name: &str, role: &str, user: &str| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("payments")),
+                name: n(name),
+            },
+            role: RoleKey {
+                namespace: Some(n("payments")),
+                name: n(role),
+            },
+            subjects: vec![
+                Identity::service_account("payments", "api"),
+                Identity::User(n(user)),
+                Identity::User(n(user)),
+            ],
+        })
+    };
+    let mut index = Index::from_objects([binding("kept", "r", "alice")]);
+    let before = index.names.len();
+    for i in 0..50 {
+        let u = index.apply(binding(
+            &format!("new-{i}"),
+            &format!("r-{i}"),
+            &format!("u-{i}"),
+        ));
+        index.undo(u);
+        // Replacing the kept binding, then putting it back.
+        let u = index.apply(binding("kept", &format!("r2-{i}"), &format!("u2-{i}")));
+        index.undo(u);
+    }
+    assert_eq!(index.names.len(), before);
+    // What the index still uses stays interned.
+    let b = index
+        .binding(&BindingKey {
+            namespace: Some(n("payments")),
+            name: n("kept"),
+        })
+        .unwrap()
+        .clone();
+    let mut again = n("alice");
+    index.names.canon(&mut again);
+    assert!(Arc::ptr_eq(&again, b.subjects[1].name()));
+}

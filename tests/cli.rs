@@ -1249,3 +1249,121 @@ fn check_governs_missing_serviceaccounts_of_excluded_namespaces() {
         .expect(1)
         .stdout_has("ServiceAccount:ops:bot");
 }
+
+// ---------------------------------------------------------------------------
+// report
+// ---------------------------------------------------------------------------
+
+const NOW: &str = "2026-11-28T12:00:00Z";
+
+fn report(docs: &[Value], extra: &[&str]) -> Run {
+    let (_dir, f) = fixture(docs);
+    let mut args = vec!["report".to_string(), "-f".into(), f.display().to_string()];
+    args.extend(["--now".into(), NOW.into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    sodguard(&args)
+}
+
+fn items(run: &Run) -> Vec<Value> {
+    let list = run.json();
+    assert_eq!(list["kind"], "List", "{list:#}");
+    list["items"].as_array().expect("items").clone()
+}
+
+#[test]
+fn report_puts_a_denied_violation_in_its_namespace_report_and_exits_1() {
+    let run = report(&violating_state(&["Deny"]), &["-o", "json"]);
+    run.expect(1);
+    let items = items(&run);
+    let kinds: Vec<(&str, Option<&str>)> = items
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["metadata"]["namespace"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("ClusterReport", None), ("Report", Some("payments"))]
+    );
+    let r = &items[1];
+    assert_eq!(r["apiVersion"], "openreports.io/v1alpha1");
+    assert_eq!(
+        r["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sodguard"
+    );
+    assert_eq!(r["summary"]["fail"], 1);
+    let result = &r["results"][0];
+    assert_eq!(result["result"], "fail");
+    assert_eq!(result["policy"], "secret-admin-vs-use");
+    assert_eq!(
+        result["resources"][0],
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "namespace": "payments", "name": "api"})
+    );
+    let msg = result["message"].as_str().unwrap();
+    assert!(
+        msg.contains("RoleBinding payments/api-reads-secrets → Role payments/secret-reader"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("RoleBinding payments/api-writes-secrets"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn report_yaml_is_the_same_reports_as_json() {
+    let state = violating_state(&["Warn"]);
+    let json_items = items(report(&state, &["-o", "json"]).expect(0));
+    let yaml = report(&state, &[]);
+    yaml.expect(0);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml.stdout).expect("a YAML stream");
+    assert_eq!(docs, json_items);
+    assert_eq!(docs[1]["results"][0]["result"], "warn");
+}
+
+#[test]
+fn report_on_a_clean_state_has_only_an_empty_cluster_report() {
+    let run = report(&clean_state(&["Deny"]), &["-o", "json"]);
+    run.expect(0);
+    let items = items(&run);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["kind"], "ClusterReport");
+    assert_eq!(items[0]["results"], json!([]));
+}
+
+#[test]
+fn report_skips_an_excused_violation_naming_the_exception_and_its_expiry() {
+    let mut state = violating_state(&["Deny"]);
+    state.push(api_exception("2026-11-28T18:00:00Z", None));
+    let run = report(&state, &["-o", "json"]);
+    run.expect(0);
+    let r = &items(&run)[1]["results"][0];
+    assert_eq!(r["result"], "skip");
+    assert_eq!(r["properties"]["exception"], "api-rotation");
+    assert_eq!(r["properties"]["expiresAt"], "2026-11-28T18:00:00Z");
+}
+
+#[test]
+fn report_in_the_policyreport_format() {
+    let run = report(
+        &violating_state(&["Deny"]),
+        &["-o", "json", "--format", "policyreport"],
+    );
+    run.expect(1);
+    let items = items(&run);
+    assert_eq!(items[0]["kind"], "ClusterPolicyReport");
+    assert_eq!(items[1]["kind"], "PolicyReport");
+    assert_eq!(items[1]["apiVersion"], "wgpolicyk8s.io/v1alpha2");
+}
+
+#[test]
+fn report_of_a_bad_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "bad.yaml", "kind: [");
+    sodguard(["report".as_ref(), "-f".as_ref(), f.as_os_str()])
+        .expect(2)
+        .stderr_has("error:");
+}

@@ -13,13 +13,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("crd", &["model", "rbac"]),
     ("decode", &["model", "rbac", "crd"]),
     ("engine", &["model", "rbac", "decode"]),
+    ("audit", &["model", "rbac", "crd", "decode", "engine"]),
     ("load", &["model", "decode", "engine"]),
     ("testcase", &["model", "decode", "engine", "load"]),
     ("runtime", &["model", "engine"]),
     ("cluster", &["model", "crd", "decode", "engine", "runtime"]),
     (
         "controllers",
-        &["model", "crd", "decode", "engine", "runtime", "cluster"],
+        &[
+            "model", "crd", "decode", "engine", "audit", "runtime", "cluster",
+        ],
     ),
     (
         "admission",
@@ -31,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "model",
             "decode",
             "engine",
+            "audit",
             "load",
             "runtime",
             "cluster",
@@ -41,8 +45,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "model", "rbac", "crd", "decode", "engine", "load", "testcase", "runtime", "cluster",
-            "serve",
+            "model", "rbac", "crd", "decode", "engine", "audit", "load", "testcase", "runtime",
+            "cluster", "serve",
         ],
     ),
 ];

@@ -4,6 +4,7 @@
 mod check;
 mod explain;
 mod output;
+mod report;
 mod test;
 
 use std::io::Write;
@@ -55,6 +56,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what one subject holds, per policy and namespace, and why.
     Explain(ExplainArgs),
+    /// Print the reports the review-time audit would write (OpenReports).
+    Report(ReportArgs),
     /// Run SoDTestCase files.
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
@@ -90,6 +93,32 @@ pub struct CheckArgs {
     pub output: OutputFormat,
     /// Namespaces the webhook configuration excludes, as given to `serve`:
     /// their ServiceAccounts count as soon as a binding names them (R7.10).
+    #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',')]
+    pub excluded_namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportOutput {
+    Yaml,
+    Json,
+}
+
+/// Exit code 1 when a report has a `fail` result (a violation under a
+/// `Deny` policy, a stale token, an unreviewed break-glass window).
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// The time exceptions and token ages are judged at (RFC 3339); default: now.
+    #[arg(long, env = "SODGUARD_NOW")]
+    pub now: Option<Timestamp>,
+    /// YAML (a stream of reports) or JSON (a `List`).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportOutput::Yaml)]
+    pub output: ReportOutput,
+    /// The report API: OpenReports, or the older wgpolicyk8s.io PolicyReport.
+    #[arg(long, env = "SODGUARD_REPORT_FORMAT", value_enum, default_value_t = crate::audit::ReportFormat::Openreports)]
+    pub format: crate::audit::ReportFormat,
+    /// Namespaces the webhook configuration excludes, as given to `serve`.
     #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',')]
     pub excluded_namespaces: Vec<String>,
 }
@@ -164,6 +193,7 @@ pub fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Check(a) => check::run(&a),
         Command::Explain(a) => explain::run(&a),
+        Command::Report(a) => report::run(&a),
         Command::Test(a) => test::run(&a),
         Command::Serve(a) => serve(*a),
         Command::Crd => {

@@ -18,6 +18,7 @@ use crate::model::{Approval, Exception, ExceptionReview, Identity, Name, ReviewO
     printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.policy"}"#,
     printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.subject.kind"}"#,
     printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.name"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -89,14 +90,25 @@ pub struct ApprovalSpec {
     pub at: String,
 }
 
-/// Reserved for the review-time audit: this version of sodguard does not
-/// write it (`sodguard explain` shows whether an exception is active).
+/// Written by the review-time audit (R11.1) with server-side apply, only when
+/// its content changes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SoDExceptionStatus {
-    /// Pending, Active or Expired.
+    /// Pending, Active, Expired or Inactive (it breaks a rule and excuses
+    /// nothing until replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Why it excuses nothing, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it stops excusing: `expiresAt`, or earlier where the policy's
+    /// current limits cut the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<String>,
+    /// Violations it excuses now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excused: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

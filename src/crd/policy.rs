@@ -21,6 +21,8 @@ use crate::model::{Actions, Duty, Name, Policy, PolicyScope, SubjectSelector, To
     status = "SoDPolicyStatus",
     printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
     printcolumn = r#"{"name":"Actions","type":"string","jsonPath":".spec.validationActions"}"#,
+    printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.violations"}"#,
+    printcolumn = r#"{"name":"Excused","type":"integer","jsonPath":".status.excused"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -245,20 +247,28 @@ pub struct CredentialsSpec {
     pub max_age: Option<String>,
 }
 
-/// Reserved for the review-time audit: this version of sodguard does not
-/// write it (violations are reported by `sodguard check` and the
-/// `sodguard_violations` metric).
+/// Written by the review-time audit (R11.1) with server-side apply; rewritten
+/// only when its content changes, so `lastAudit` is the audit that found it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SoDPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready` (audited) and `Invalid` (the spec cannot be enforced).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Violations that no exception excuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub violations: Option<i64>,
+    /// The same violations counted under each of the policy's actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_evaluated: Option<String>,
+    pub violations_by_action: Option<std::collections::BTreeMap<String, i64>>,
+    /// Violations an active exception excuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excused: Option<i64>,
+    /// When the audit found what this status says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_audit: Option<String>,
 }
 
 fn names(xs: &[String]) -> Vec<Name> {

@@ -42,6 +42,17 @@ pub struct PolicyLabel {
     pub policy: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyActionLabel {
+    pub policy: String,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    pub what: String,
+}
+
 /// Cheap to clone; all handles share the registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,6 +76,14 @@ pub struct Metrics {
     pub forward_failures: Family<ReasonLabel, Counter>,
     /// 1 while this replica is the leader (with leader election).
     pub leader: Gauge,
+    /// Violations by policy and action, as the last audit found them.
+    pub audit_violations: Family<PolicyActionLabel, Gauge>,
+    /// Time of one audit: snapshot, evaluation and the writes.
+    pub audit_duration: Histogram,
+    /// API writes of the audit, by what was written.
+    pub audit_writes: Family<WriteLabel, Counter>,
+    audit_age: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_audit: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -143,7 +162,37 @@ impl Metrics {
             "1 while this replica is the elected leader",
             leader.clone(),
         );
+        let audit_violations = Family::<PolicyActionLabel, Gauge>::default();
+        registry.register(
+            "audit_violations",
+            "Violations no exception excuses, by policy and action, as the last audit found them",
+            audit_violations.clone(),
+        );
+        // 1 ms .. ~130 s
+        let audit_duration = Histogram::new(exponential_buckets(0.001, 2.0, 18));
+        registry.register(
+            "audit_duration_seconds",
+            "Time of one review-time audit",
+            audit_duration.clone(),
+        );
+        let audit_writes = Family::<WriteLabel, Counter>::default();
+        registry.register(
+            "audit_writes",
+            "API writes of the audit (status, report, report deletion, event)",
+            audit_writes.clone(),
+        );
+        let audit_age = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "audit_last_success_age_seconds",
+            "Seconds since the last successful audit (-1: none yet)",
+            audit_age.clone(),
+        );
         Metrics {
+            audit_violations,
+            audit_duration,
+            audit_writes,
+            audit_age,
+            last_audit: Arc::default(),
             registry: Arc::new(registry),
             forwarded,
             forward_latency,
@@ -219,8 +268,37 @@ impl Metrics {
         }
     }
 
+    /// The audit's violation counts: `(policy, action, count)`.
+    pub fn set_audit_violations(&self, counts: &[(String, String, i64)]) {
+        self.audit_violations.clear();
+        for (policy, action, n) in counts {
+            self.audit_violations
+                .get_or_create(&PolicyActionLabel {
+                    policy: policy.clone(),
+                    action: action.clone(),
+                })
+                .set(*n);
+        }
+    }
+
+    pub fn audit_succeeded(&self) {
+        if let Ok(mut t) = self.last_audit.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    pub fn audit_wrote(&self, what: &str) {
+        self.audit_writes
+            .get_or_create(&WriteLabel { what: what.into() })
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(t) = self.last_audit.lock() {
+            self.audit_age
+                .set(t.map_or(-1.0, |at| at.elapsed().as_secs_f64()));
+        }
         if let Ok(m) = self.last_events.lock() {
             for (r, at) in m.iter() {
                 self.watch_last_event_age

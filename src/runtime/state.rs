@@ -202,6 +202,8 @@ pub struct AppState {
     /// A fixed clock, for static states judged at a given time.
     clock: Option<Timestamp>,
     pub metrics: Metrics,
+    /// Watch events applied so far: the audit runs again once it moves.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -220,6 +222,7 @@ impl AppState {
             overlay_ttl,
             clock: None,
             metrics,
+            changes: std::sync::atomic::AtomicU64::new(0),
         });
         state.refresh_object_metrics();
         state
@@ -314,6 +317,7 @@ impl AppState {
         if self.mode == Mode::Live {
             e.reconcile(&key);
         }
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     pub fn watch_remove(&self, key: &ObjectKey) {
@@ -322,6 +326,13 @@ impl AppState {
         if self.mode == Mode::Live {
             e.reconcile(key);
         }
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many watch events the confirmed state has taken: a different
+    /// number means the state may have changed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Forgets what admitted changes the watch never confirmed added (the

@@ -67,6 +67,18 @@ pub struct ServeArgs {
     /// How often the violations gauge is recomputed (0s: never).
     #[arg(long, env = "SODGUARD_VIOLATIONS_INTERVAL", default_value = "60s", value_parser = duration)]
     pub violations_interval: Duration,
+    /// The review-time audit (live mode, leader only) runs at least this
+    /// often, and a few seconds after each change (0s: no audit).
+    #[arg(long, env = "SODGUARD_AUDIT_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub audit_interval: Duration,
+    /// How long the state must stay unchanged before the audit runs after a
+    /// change (it runs at the latest 5 times this after the first change).
+    #[arg(long, env = "SODGUARD_AUDIT_DEBOUNCE", default_value = "2s", value_parser = duration)]
+    pub audit_debounce: Duration,
+    /// The reports the audit writes: OpenReports, or wgpolicyk8s.io
+    /// PolicyReports for tools that still read those.
+    #[arg(long, env = "SODGUARD_REPORT_FORMAT", value_enum, default_value_t = crate::audit::ReportFormat::Openreports)]
+    pub report_format: crate::audit::ReportFormat,
     /// Time given to in-flight requests after SIGTERM.
     #[arg(long, env = "SODGUARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,

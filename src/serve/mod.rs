@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::admission::{forward, http, tls};
 use crate::cluster::watch;
+use crate::controllers::audit;
 use crate::controllers::lease as leader;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{AppState, Mode};
@@ -95,6 +96,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         AppState::new(Mode::Static, index, args.overlay_ttl, metrics).with_clock(args.now)
     };
     spawn_housekeeping(state.clone(), args.violations_interval);
+    let audit_client = live_client.clone();
     let mut targets = vec![tls::ReloadTarget {
         config: rustls_config.clone(),
         callers: args
@@ -114,6 +116,27 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         // validate() refuses election without a live cluster or cert files.
         _ => None,
     };
+    if let Some(client) = audit_client
+        && !args.audit_interval.is_zero()
+    {
+        let leading = cluster.as_ref().map(|c| c.elector.leadership.subscribe());
+        let instance = cluster
+            .as_ref()
+            .map(|c| c.elector.leadership.identity().to_string())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "sodguard".into());
+        audit::spawn(
+            client,
+            state.clone(),
+            leading,
+            audit::Settings {
+                interval: args.audit_interval,
+                debounce: args.audit_debounce,
+                format: args.report_format,
+                instance,
+            },
+        );
+    }
     if let Some((cert, key)) = names {
         tokio::spawn(tls::reload_loop(
             targets,

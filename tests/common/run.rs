@@ -20,6 +20,7 @@ pub const MEMORY_CAP_KB: u64 = 4 << 20;
 /// The settings that would make a run depend on the caller's environment.
 const ENV_TO_CLEAR: &[&str] = &[
     "SODGUARD_NOW",
+    "SODGUARD_REPORT_FORMAT",
     "SODGUARD_LOG",
     "SODGUARD_LOG_FORMAT",
     "CLICOLOR_FORCE",

@@ -21,7 +21,8 @@
 # Env: SODGUARD_E2E_SCENARIOS  folder of SoDTestCase files (default ../shared/scenarios,
 #                              by tests/lib/shared-scenarios.sh: skipped if missing outside CI)
 #      SODGUARD_E2E_KEEP=1     keep the temp dir after a clean run too
-#      SODGUARD_E2E_ONLY       run only these scenarios, e.g. "1 2 7"
+#      SODGUARD_E2E_ONLY       run only these scenarios, e.g. "1 2 7" (16: the audit, last:
+#                              it unregisters the webhook and stops the shared sodguard)
 #      SODGUARD_E2E_TMP        parent of the temp dir (default ${TMPDIR:-/tmp})
 #      SODGUARD_E2E_S13_ROUNDS  conflict rounds of scenario 13 (default 50)
 #
@@ -36,7 +37,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../lib/shared-scenarios.sh
 source "$ROOT/tests/lib/shared-scenarios.sh"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 16} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -1091,6 +1092,68 @@ if want 13; then
         "$(tail -n 5 "$LOGS/sodguard-s13-1.log") / $(tail -n 5 "$LOGS/sodguard-s13-2.log")"
     fi
     s13_stop
+  fi
+fi
+
+# ---- 16. the review-time audit (issue 11): reports, status, events, leader --
+if want 16; then
+  progress "scenario 16: the review-time audit on two replicas, webhook unregistered"
+  # The drift below is what the webhook never sees: no webhook, and the
+  # shared sodguard stops (it audits too, without an election).
+  kc delete validatingwebhookconfiguration sodguard --ignore-not-found
+  stop_sodguard
+  if ! kc apply -f "$ROOT/charts/sodguard/files/openreports-crds.yaml" ||
+     ! kc wait --for condition=established --timeout=60s crd/reports.openreports.io crd/clusterreports.openreports.io; then
+    fail "16 setup: OpenReports CRDs" "$(kerr)"
+  else
+    ok "16 setup: the chart's OpenReports CRDs are accepted and established"
+    [[ -f "$CL/pki/peer.crt" ]] || SODGUARD_E2E_CERT_EKU=serverAuth,clientAuth "$HERE/cluster.sh" cert "$CL" peer IP:127.0.0.1 DNS:localhost \
+      >/dev/null 2>>"$LOGS/cluster.log"
+    S16_LEASE=8
+    declare -a S16_PR S16_P S16_PID
+    s16_args=()
+    for n in 1 2; do
+      S16_PR[n]="$(free_port)"; S16_P[n]="$(free_port)"
+      echo "=== start $(date -u +%FT%TZ)" >>"$LOGS/sodguard-s16-$n.log"
+      NO_COLOR=1 SODGUARD_LOG=info,sodguard::controllers::audit=debug setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL/kubeconfig" \
+        --tls-cert "$CL/pki/peer.crt" --tls-key "$CL/pki/peer.key" \
+        --listen "127.0.0.1:$(free_port)" --probe-listen "127.0.0.1:${S16_PR[n]}" \
+        --violations-interval 0s --shutdown-grace 2s --audit-interval 30s --audit-debounce 1s \
+        --leader-election --lease-namespace default --lease-name e2e-s16 --identity "s16-$n" \
+        --peer-listen "127.0.0.1:${S16_P[n]}" --peer-address "127.0.0.1:${S16_P[n]}" \
+        --peer-server-name localhost --peer-ca "$CL/pki/ca.crt" --lease-duration "${S16_LEASE}s" --lease-grace 4s \
+        </dev/null >>"$LOGS/sodguard-s16-$n.log" 2>&1 &
+      S16_PID[n]=$!
+      EXTRA_PIDS+=" ${S16_PID[n]}"
+      s16_args+=(--replica "s16-$n,http://127.0.0.1:${S16_PR[n]},${S16_PID[n]}")
+    done
+    s16_ok=1
+    for n in 1 2; do
+      t0=$SECONDS
+      until [[ "$(http_code "http://127.0.0.1:${S16_PR[n]}/readyz")" == 200 ]]; do
+        if ((SECONDS - t0 > 60)) || ! kill -0 "${S16_PID[n]}" 2>/dev/null; then s16_ok=0; break; fi
+        sleep 0.2
+      done
+    done
+    # One of them leads (sodguard_leader 1) before the checks start.
+    t0=$SECONDS
+    until curl -s "http://127.0.0.1:${S16_PR[1]}/metrics" "http://127.0.0.1:${S16_PR[2]}/metrics" | grep -q '^sodguard_leader 1'; do
+      ((SECONDS - t0 > 30)) && { s16_ok=0; break; }
+      sleep 0.2
+    done
+    if ((s16_ok == 1)); then
+      timeout 300 python3 "$HERE/audit.py" --cluster-dir "$CL" --lease-seconds "$S16_LEASE" "${s16_args[@]}" \
+        >"$WORK/s16.out" 2>>"$LOGS/audit.err"
+      py_rc=$?
+      cat "$WORK/s16.out"
+      n_ok=$(grep -c '^ok  ' "$WORK/s16.out"); n_fail=$(grep -c '^FAIL ' "$WORK/s16.out")
+      PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_fail))
+      ((py_rc != 0 && n_fail == 0)) && fail "16 audit.py" "exited with $py_rc: $(tail -n 20 "$LOGS/audit.err")"
+    else
+      fail "16 two replicas with the audit ready, one leading" \
+        "$(tail -n 5 "$LOGS/sodguard-s16-1.log") / $(tail -n 5 "$LOGS/sodguard-s16-2.log")"
+    fi
+    for n in 1 2; do stop_pid "${S16_PID[n]:-}" "replica $n" 5; done
   fi
 fi
 

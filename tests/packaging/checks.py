@@ -160,14 +160,23 @@ def cmd_chart(variant, render, ns):
     check("/tls" in mounts and "subPath" not in mounts["/tls"],
           f"{pre} TLS Secret mounted whole at /tls (rotation without restart)", mounts)
 
-    # RBAC: least privilege.
+    # RBAC: least privilege. The audit writes status, its reports and events
+    # (R11), nothing else.
+    audit_writes = {
+        ("openreports.io", "reports"), ("openreports.io", "clusterreports"),
+        ("wgpolicyk8s.io", "policyreports"), ("wgpolicyk8s.io", "clusterpolicyreports"),
+    }
     bad = []
     for r in rules_of(role):
         verbs, res_ = set(r.get("verbs", [])), r.get("resources", [])
         if "*" in verbs or "*" in res_ or "*" in r.get("apiGroups", []):
             bad.append(("wildcard", r))
         writes = verbs - {"get", "list", "watch"}
-        if writes and not (writes <= {"update", "patch"} and all(x.endswith("/status") for x in res_)):
+        groups = r.get("apiGroups", [])
+        status = writes <= {"update", "patch"} and all(x.endswith("/status") for x in res_)
+        reports = writes <= {"create", "patch", "delete"} and all((g, x) in audit_writes for g in groups for x in res_)
+        events = writes <= {"create", "patch"} and groups == ["events.k8s.io"] and res_ == ["events"]
+        if writes and not (status or reports or events):
             bad.append(("write", r))
         if verbs & {"bind", "escalate", "impersonate"}:
             bad.append(("escalation", r))

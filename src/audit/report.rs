@@ -1,0 +1,380 @@
+//! Reports (R11.2): OpenReports `Report` / `ClusterReport`
+//! (`openreports.io/v1alpha1`), or the older `wgpolicyk8s.io/v1alpha2`
+//! `PolicyReport` / `ClusterPolicyReport`, which have the same fields.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::Audit;
+use crate::engine::{Excused, Violation};
+use crate::model::{CLUSTER_WIDE, Exception, Identity, Name, Policy, TokenSecret};
+
+/// Results per report at most: larger reports are split, so that no object
+/// nears etcd's size limit and no reader loads a huge one.
+pub const MAX_RESULTS: usize = 1000;
+/// The label that marks sodguard's reports: only those are updated or deleted.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "sodguard";
+const SOURCE: &str = "sodguard";
+const CATEGORY: &str = "Segregation of duties";
+/// The name of the first report of a namespace (and of the cluster report);
+/// the next parts are `sodguard-2`, `sodguard-3`, …
+const NAME: &str = "sodguard";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// `openreports.io/v1alpha1` Report / ClusterReport.
+    #[default]
+    Openreports,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport / ClusterPolicyReport.
+    Policyreport,
+}
+
+impl ReportFormat {
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            ReportFormat::Openreports => "openreports.io/v1alpha1",
+            ReportFormat::Policyreport => "wgpolicyk8s.io/v1alpha2",
+        }
+    }
+
+    pub fn group(&self) -> &'static str {
+        match self {
+            ReportFormat::Openreports => "openreports.io",
+            ReportFormat::Policyreport => "wgpolicyk8s.io",
+        }
+    }
+
+    pub fn version(&self) -> &'static str {
+        match self {
+            ReportFormat::Openreports => "v1alpha1",
+            ReportFormat::Policyreport => "v1alpha2",
+        }
+    }
+
+    /// (kind, plural) of the namespaced report (`cluster: false`) or of the
+    /// cluster report.
+    pub fn kind(&self, cluster: bool) -> (&'static str, &'static str) {
+        match (self, cluster) {
+            (ReportFormat::Openreports, false) => ("Report", "reports"),
+            (ReportFormat::Openreports, true) => ("ClusterReport", "clusterreports"),
+            (ReportFormat::Policyreport, false) => ("PolicyReport", "policyreports"),
+            (ReportFormat::Policyreport, true) => ("ClusterPolicyReport", "clusterpolicyreports"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportResult {
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `fail`, `warn` or `skip`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ObjectReference>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ReportResult {
+    /// The order of results in a report: by policy, subject, namespace,
+    /// then what it says (stable across audits).
+    pub(crate) fn order(&self) -> impl Ord + '_ {
+        (
+            &self.policy,
+            &self.resources,
+            self.properties.get("namespace"),
+            &self.rule,
+            &self.result,
+            &self.message,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(default)]
+    pub pass: i64,
+    #[serde(default)]
+    pub fail: i64,
+    #[serde(default)]
+    pub warn: i64,
+    #[serde(default)]
+    pub error: i64,
+    #[serde(default)]
+    pub skip: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportMeta {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One report as written: what is compared with the stored copy is all of
+/// it but `metadata` beyond name, namespace and labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ReportMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub summary: Summary,
+    #[serde(default)]
+    pub results: Vec<ReportResult>,
+}
+
+impl Report {
+    pub fn is_cluster(&self) -> bool {
+        self.metadata.namespace.is_none()
+    }
+}
+
+/// The reports of an audit: one per namespace with results, one cluster
+/// report (always, so that "nothing found" is visible), each split in parts
+/// of at most [`MAX_RESULTS`]. Ordered: cluster first, then by namespace.
+pub fn reports(audit: &Audit, format: ReportFormat) -> Vec<Report> {
+    let mut out = Vec::new();
+    let empty = Vec::new();
+    let cluster = audit.results.get(&None).unwrap_or(&empty);
+    split(None, cluster, format, &mut out);
+    for (ns, results) in &audit.results {
+        if let Some(ns) = ns {
+            split(Some(ns), results, format, &mut out);
+        }
+    }
+    out
+}
+
+fn split(ns: Option<&Name>, results: &[ReportResult], format: ReportFormat, out: &mut Vec<Report>) {
+    let (kind, _) = format.kind(ns.is_none());
+    let chunks: Vec<&[ReportResult]> = if results.is_empty() {
+        vec![&[]]
+    } else {
+        results.chunks(MAX_RESULTS).collect()
+    };
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut summary = Summary::default();
+        for r in chunk {
+            match r.result.as_str() {
+                "fail" => summary.fail += 1,
+                "warn" => summary.warn += 1,
+                "skip" => summary.skip += 1,
+                "pass" => summary.pass += 1,
+                _ => summary.error += 1,
+            }
+        }
+        out.push(Report {
+            api_version: format.api_version().into(),
+            kind: kind.into(),
+            metadata: ReportMeta {
+                name: if i == 0 {
+                    NAME.into()
+                } else {
+                    format!("{NAME}-{}", i + 1)
+                },
+                namespace: ns.map(|n| n.to_string()),
+                labels: BTreeMap::from([(MANAGED_BY_LABEL.into(), MANAGED_BY.into())]),
+            },
+            source: Some(SOURCE.into()),
+            summary,
+            results: chunk.to_vec(),
+        });
+    }
+}
+
+pub(crate) fn subject_ref(id: &Identity) -> ObjectReference {
+    match id {
+        Identity::ServiceAccount { namespace, name } => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: "ServiceAccount".into(),
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        },
+        Identity::User(n) | Identity::Group(n) => ObjectReference {
+            api_version: Some("rbac.authorization.k8s.io/v1".into()),
+            kind: id.kind().into(),
+            namespace: None,
+            name: n.to_string(),
+        },
+    }
+}
+
+fn base(policy: &str, rule: &str, result: &str, severity: &str) -> ReportResult {
+    ReportResult {
+        policy: policy.into(),
+        rule: Some(rule.into()),
+        result: result.into(),
+        category: Some(CATEGORY.into()),
+        severity: Some(severity.into()),
+        source: Some(SOURCE.into()),
+        message: String::new(),
+        resources: Vec::new(),
+        properties: BTreeMap::new(),
+    }
+}
+
+fn where_held(ns: &str) -> String {
+    if ns == CLUSTER_WIDE {
+        "cluster-wide".into()
+    } else {
+        format!("in namespace {ns}")
+    }
+}
+
+/// The violation and, for each duty, the paths that grant it (R5.4).
+pub(crate) fn violation_message(v: &Violation) -> String {
+    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
+    let mut m = format!(
+        "{} holds {} duties of SoDPolicy {} {} ({}):",
+        v.subject,
+        v.duties.len(),
+        v.policy,
+        where_held(&v.namespace),
+        duties.join(", ")
+    );
+    for d in &v.explanation {
+        let paths: Vec<String> = d.paths.iter().map(|p| p.to_string()).collect();
+        m.push_str(&format!(" {}: {};", d.duty, paths.join(" | ")));
+    }
+    if m.ends_with(';') {
+        m.pop();
+    }
+    m
+}
+
+fn violation_props(v: &Violation) -> BTreeMap<String, String> {
+    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
+    BTreeMap::from([
+        ("namespace".into(), v.namespace.to_string()),
+        ("duties".into(), duties.join(",")),
+        ("actions".into(), v.actions.names().join(",")),
+    ])
+}
+
+pub(crate) fn violation_result(v: &Violation) -> ReportResult {
+    let result = if v.actions.deny { "fail" } else { "warn" };
+    ReportResult {
+        message: violation_message(v),
+        resources: vec![subject_ref(&v.subject)],
+        properties: violation_props(v),
+        ..base(&v.policy, "duties", result, "high")
+    }
+}
+
+pub(crate) fn excused_result(x: &Excused) -> ReportResult {
+    let mut properties = violation_props(&x.violation);
+    properties.insert("exception".into(), x.exception.to_string());
+    properties.insert("expiresAt".into(), x.expires_at.to_string());
+    ReportResult {
+        message: format!(
+            "excused by SoDException {} until {}: {}",
+            x.exception,
+            x.expires_at,
+            violation_message(&x.violation)
+        ),
+        resources: vec![subject_ref(&x.violation.subject)],
+        properties,
+        ..base(&x.violation.policy, "duties", "skip", "info")
+    }
+}
+
+pub(crate) fn break_glass_result(e: &Exception, end: Timestamp, due: Timestamp) -> ReportResult {
+    ReportResult {
+        message: format!(
+            "break-glass SoDException {} for {} ended at {end} and has no review (spec.review was due by {due})",
+            e.name, e.subject
+        ),
+        resources: vec![
+            ObjectReference {
+                api_version: Some(crate::crd::API_VERSION.into()),
+                kind: "SoDException".into(),
+                namespace: None,
+                name: e.name.to_string(),
+            },
+            subject_ref(&e.subject),
+        ],
+        properties: BTreeMap::from([
+            ("exception".into(), e.name.to_string()),
+            ("endedAt".into(), end.to_string()),
+            ("reviewDue".into(), due.to_string()),
+        ]),
+        ..base(&e.policy, "break-glass-review", "fail", "high")
+    }
+}
+
+pub(crate) fn token_result(
+    policy: &Policy,
+    t: &TokenSecret,
+    sa: &Identity,
+    stale: Option<SignedDuration>,
+) -> ReportResult {
+    let secret = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: "Secret".into(),
+        namespace: Some(t.namespace.to_string()),
+        name: t.name.to_string(),
+    };
+    let mut properties = BTreeMap::from([("namespace".into(), t.namespace.to_string())]);
+    if let Some(c) = t.created {
+        properties.insert("createdAt".into(), c.to_string());
+    }
+    let (rule, result, message) = match stale {
+        Some(max) => {
+            // Not its age: a finding's text must not change from one audit
+            // to the next while the Secret only ages (no report churn).
+            properties.insert("maxAge".into(), format!("{max:#}"));
+            (
+                "stale-token",
+                "fail",
+                format!(
+                    "Secret {}/{} is a long-lived token for {sa}, which holds duties of SoDPolicy {}, and is older than spec.credentials.maxAge ({max:#}): rotate it, or use short-lived tokens (TokenRequest)",
+                    t.namespace, t.name, policy.name
+                ),
+            )
+        }
+        None => (
+            "long-lived-token",
+            "warn",
+            format!(
+                "Secret {}/{} is a long-lived token for {sa}, which holds duties of SoDPolicy {}: it never expires — use short-lived tokens (TokenRequest)",
+                t.namespace, t.name, policy.name
+            ),
+        ),
+    };
+    ReportResult {
+        message,
+        resources: vec![secret, subject_ref(sa)],
+        properties,
+        ..base(&policy.name, rule, result, "medium")
+    }
+}

@@ -83,12 +83,12 @@ impl Judge {
     pub fn take(&mut self, file: &std::path::Path, seen: Seen) {
         let f = self.files.len() as u32;
         self.files.push(file.to_path_buf());
-        let source =
-            |files: &[std::path::PathBuf], (f, document, item): (u32, u32, Option<u32>)| Source {
-                file: files[f as usize].clone(),
-                document: document as usize,
-                item: item.map(|i| i as usize),
-            };
+        let source = |files: &[std::path::PathBuf],
+                      (f, document, item): (u32, u32, Option<u32>)| Source {
+            file: files[f as usize].clone(),
+            document: document as usize,
+            item: item.map(|i| i as usize),
+        };
         for (key, document, item) in seen.keys {
             match self.first.get(&key) {
                 Some(&first) if self.duplicate.is_none() => {

@@ -5,6 +5,7 @@
 mod admission;
 mod assume;
 pub mod credentials;
+mod derive;
 mod exception_rules;
 mod explain;
 mod holdings;
@@ -16,15 +17,16 @@ mod violations;
 
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
+pub use derive::{Hop, Reach};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
-pub use holdings::{Held, Holdings, Via, holdings};
+pub use holdings::{End, Held, Holdings, Via, holdings};
 pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;
 pub use violations::{
-    DutyPaths, Evaluation, Excused, Path, SubjectList, Violation, affected_subjects, evaluate,
-    evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
+    DutyPaths, Evaluation, Excused, Path, Step, SubjectList, Violation, affected_subjects,
+    evaluate, evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
 };
 
 #[cfg(test)]

@@ -43,8 +43,10 @@ impl Index {
 
     pub(super) fn recompute_grants(&mut self, key: &RoleKey) {
         let grants = self.compute_grants(key, None);
+        let derives = self.compute_derives(key);
         if let Some(e) = self.roles.get_mut(key) {
             e.grants = grants;
+            e.derives = derives;
         }
     }
 

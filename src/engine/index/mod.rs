@@ -6,11 +6,13 @@
 //! permissions its effective rules grant. No decision ever rebuilds any of it.
 
 mod aggregation;
+mod derive;
 mod grants;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+pub use derive::{Derive, Power, Targets, mount_rule, mounts_grant};
 pub use grants::Grant;
 
 use crate::model::{
@@ -23,6 +25,8 @@ use crate::model::{
 pub struct RoleEntry {
     pub role: Role,
     pub grants: Vec<Grant>,
+    /// The escalation paths its effective rules open (R9.1).
+    pub derives: Vec<Derive>,
 }
 
 /// What [`Index::apply`] or [`Index::remove`] replaced, to put it back.
@@ -275,6 +279,7 @@ impl Index {
                 RoleEntry {
                     role,
                     grants: Vec::new(),
+                    derives: Vec::new(),
                 },
             )
             .map(|e| e.role);

@@ -1,607 +1,115 @@
-//! The holdings walk with derived edges (R9.1).
-//!
-//! From the subject, every identity it acts as is visited once (breadth
-//! first, so the path kept is a shortest one; cycles are cut). Per identity,
-//! the roles of the bindings that reach it give its holdings (the roles'
-//! grants) and its powers (the roles' precomputed [`Derive`]s). Powers that
-//! need a partner — `bind` with `create rolebindings`, `escalate` with writing
-//! roles — are paired per identity, since one request is made by one identity;
-//! a role the identity can bind to itself is visited like a bound one.
+//! Who acts as whom, the other way round (R9.4): the subjects whose holdings a
+//! change can alter include everyone who acts as an affected subject, or can
+//! bind a changed role, transitively.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt;
-use std::rc::Rc;
+use std::collections::BTreeSet;
 
-use super::holdings::{End, Held, Holdings, Via, principals};
-use crate::engine::index::{Derive, Index, Power, RoleEntry, Targets, mounts_grant};
+use super::violations::affected_subjects;
+use crate::engine::index::{Derive, Index, Power, Targets};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
-const MASTERS: &str = "system:masters";
-
-/// What a derived step reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// Runs as, mints a token of, or impersonates the identity.
-    ActsAs(Identity),
-    /// A Pod's volumes: `get` Secrets and ConfigMaps in the namespace (`None`:
-    /// in every namespace).
-    Mounts(Option<Name>),
-    /// Binds the role in the namespace (`None`: cluster-wide).
-    Binds(RoleKey, Option<Name>),
-    /// Every duty in the namespace (`None`: everywhere): escalating roles, or
-    /// impersonating any group or `system:masters`.
-    Everything(Option<Name>),
+/// The escalation paths some policy considers.
+pub(super) fn considered(index: &Index) -> DerivedSet {
+    index
+        .policies()
+        .fold(DerivedSet::NONE, |acc, (_, p)| acc.union(p.derived))
 }
 
-/// One derived step: the rule that opens it, and what it reaches.
-#[derive(Debug)]
-pub struct Hop<'a> {
-    pub prev: Option<Rc<Hop<'a>>>,
-    /// Number of hops up to and including this one.
-    pub depth: u32,
-    pub via: Via,
-    /// `None` when the rule's role is itself one the subject can bind.
-    pub binding: Option<&'a BindingKey>,
-    pub role: &'a RoleKey,
-    pub derive: &'a Derive,
-    pub reach: Reach,
-}
-
-impl Hop<'_> {
-    /// The hops from the subject to this one, first first.
-    pub fn chain(&self) -> Vec<&Self> {
-        let mut out = vec![self];
-        let mut cur = self.prev.as_deref();
-        while let Some(h) = cur {
-            out.push(h);
-            cur = h.prev.as_deref();
+/// Whether power `d`, held through a binding of the right scope, reaches `t`.
+fn reaches(d: &Derive, scope: Option<&Name>, t: &Identity) -> bool {
+    let has = |targets: &Targets, n: &Name| match targets {
+        Targets::All => true,
+        Targets::Named(names) => names.contains(n),
+    };
+    match (&d.power, t) {
+        (Power::Workloads | Power::Exec, Identity::ServiceAccount { .. }) => true,
+        (
+            Power::Tokens(tg) | Power::ImpersonateServiceAccounts(tg),
+            Identity::ServiceAccount { name, .. },
+        ) => has(tg, name),
+        (Power::ImpersonateUsers(tg), Identity::User(n)) => scope.is_none() && has(tg, n),
+        (Power::ImpersonateGroups(Targets::Named(names)), Identity::Group(n)) => {
+            scope.is_none() && names.contains(n)
         }
-        out.reverse();
-        out
+        _ => false,
     }
 }
 
-/// The words of a derived step, after `⇒`.
-pub struct ReachText<'h>(pub DerivedKind, pub &'h Reach);
-
-impl fmt::Display for ReachText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scope = |ns: &Option<Name>| match ns {
-            Some(ns) => format!("in {ns}"),
-            None => "cluster-wide".to_string(),
-        };
-        let who = |id: &Identity| match id {
-            Identity::ServiceAccount { namespace, name } => {
-                format!("ServiceAccount {namespace}/{name}")
-            }
-            Identity::User(n) => format!("User {n}"),
-            Identity::Group(n) => format!("Group {n}"),
-        };
-        match (self.0, self.1) {
-            (DerivedKind::WorkloadCreation | DerivedKind::PodExec, Reach::ActsAs(id)) => {
-                write!(f, "runs as {}", who(id))
-            }
-            (DerivedKind::TokenRequest, Reach::ActsAs(id)) => {
-                write!(f, "mints a token of {}", who(id))
-            }
-            (_, Reach::ActsAs(id)) => write!(f, "impersonates {}", who(id)),
-            (_, Reach::Mounts(ns)) => write!(
-                f,
-                "mounts Secrets and ConfigMaps {}",
-                match ns {
-                    Some(ns) => format!("of {ns}"),
-                    None => "of every namespace".into(),
-                }
-            ),
-            (_, Reach::Binds(role, ns)) => write!(f, "binds {role} {}", scope(ns)),
-            (DerivedKind::Impersonation, Reach::Everything(_)) => {
-                write!(f, "impersonates any group (system:masters): every duty")
-            }
-            (_, Reach::Everything(ns)) => {
-                write!(f, "escalates roles: every duty {}", scope(ns))
-            }
+/// Whether power `d` of a binding in `scope` can bind `role`.
+fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
+    let Power::Bind {
+        cluster_roles,
+        targets,
+    } = &d.power
+    else {
+        return false;
+    };
+    let kind_ok = match &role.namespace {
+        None => *cluster_roles,
+        Some(ns) => !*cluster_roles && scope.is_none_or(|s| s == ns),
+    };
+    kind_ok
+        && match targets {
+            Targets::All => true,
+            Targets::Named(names) => names.contains(&role.name),
         }
-    }
 }
 
-/// A role reached by the identity being visited, in a scope.
-#[derive(Clone)]
-struct Item<'a> {
-    via: Via,
-    binding: Option<&'a BindingKey>,
-    role: &'a RoleKey,
-    entry: &'a RoleEntry,
-    scope: Option<&'a Name>,
-    chain: Option<Rc<Hop<'a>>>,
-}
-
-/// A paired power's half, kept until its partner is known.
-struct Half<'a> {
-    item: Item<'a>,
-    derive: &'a Derive,
-}
-
-/// The halves of RoleGrant one identity holds.
-#[derive(Default)]
-struct Caps<'a> {
-    bind: Vec<Half<'a>>,
-    escalate: Vec<Half<'a>>,
-    create_rb: Vec<Option<&'a Name>>,
-    create_crb: bool,
-    write_roles: Vec<Option<&'a Name>>,
-    write_cluster_roles: bool,
-}
-
-impl Caps<'_> {
-    /// Whether `create` on rolebindings is held in `ns`.
-    fn rb_in(&self, ns: Option<&Name>) -> bool {
-        self.create_rb.iter().any(|s| s.is_none() || *s == ns)
+/// R9.4: adds to `out` everyone who acts as one of its identities, or can
+/// bind one of `roles` to themselves, transitively. Only the bindings whose
+/// roles open an escalation path are looked at ([`Index::derivers_in`]), in
+/// the target's namespace and cluster-wide.
+pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>) {
+    let set = considered(index);
+    if set.is_empty() {
+        return;
     }
-
-    fn roles_in(&self, ns: Option<&Name>) -> bool {
-        self.write_roles.iter().any(|s| s.is_none() || *s == ns)
-    }
-}
-
-pub(super) struct Walk<'a, 'h> {
-    index: &'a Index,
-    set: DerivedSet,
-    slots: Option<&'h [u32]>,
-    out: &'h mut Holdings<'a>,
-    seen: HashSet<Identity>,
-    queue: VecDeque<(Identity, Option<Rc<Hop<'a>>>)>,
-    /// (slot, permission) that a Pod's volumes give, computed when first needed.
-    mounts: Option<Vec<(u32, u32)>>,
-}
-
-impl<'a, 'h> Walk<'a, 'h> {
-    pub(super) fn new(
-        index: &'a Index,
-        set: DerivedSet,
-        slots: Option<&'h [u32]>,
-        out: &'h mut Holdings<'a>,
-    ) -> Self {
-        Walk {
-            index,
-            set,
-            slots,
-            out,
-            seen: HashSet::new(),
-            queue: VecDeque::new(),
-            mounts: None,
-        }
-    }
-
-    fn wanted(&self, slot: u32) -> bool {
-        self.slots.is_none_or(|s| s.contains(&slot))
-    }
-
-    pub(super) fn run(mut self, subject: &Identity) {
-        if self.set.is_empty() {
-            self.visit(subject, None);
-            return;
-        }
-        self.seen.insert(subject.clone());
-        self.queue.push_back((subject.clone(), None));
-        while let Some((id, chain)) = self.queue.pop_front() {
-            self.visit(&id, chain);
-        }
-    }
-
-    fn visit(&mut self, id: &Identity, chain: Option<Rc<Hop<'a>>>) {
-        let index = self.index;
-        let mut work: Vec<Item<'a>> = Vec::new();
-        for (principal, via) in principals(id) {
-            for bkey in index.bindings_naming(&principal) {
-                let Some(binding) = index.binding(bkey) else {
-                    continue;
-                };
-                // R2.3: a binding to a missing role grants nothing.
-                let Some(entry) = index.role(&binding.role) else {
-                    continue;
-                };
-                work.push(Item {
-                    via: via.clone(),
-                    binding: Some(&binding.key),
-                    role: &binding.role,
-                    entry,
-                    scope: binding.key.namespace.as_ref(),
-                    chain: chain.clone(),
-                });
+    let mut queue: Vec<Identity> = out.iter().cloned().collect();
+    let mut fresh = BTreeSet::new();
+    let take = |b: &BindingKey, fresh: &mut BTreeSet<Identity>| {
+        if let Some(binding) = index.binding(b) {
+            for s in &binding.subjects {
+                affected_subjects(index, s, fresh);
             }
         }
-        let mut caps = Caps::default();
-        let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
-        let mut everything: HashSet<Option<Name>> = HashSet::new();
-        loop {
-            while let Some(item) = work.pop() {
-                self.role(&item, &mut caps);
-            }
-            if !self.set.contains(DerivedKind::RoleGrant) {
-                break;
-            }
-            self.pair(&caps, &mut bound, &mut everything, &mut work);
-            if work.is_empty() {
-                break;
-            }
-        }
-    }
-
-    /// The holdings and powers one role gives in one scope.
-    fn role(&mut self, item: &Item<'a>, caps: &mut Caps<'a>) {
-        for grant in &item.entry.grants {
-            if !self.wanted(grant.policy) {
-                continue;
-            }
-            if grant.non_resource && item.scope.is_some() {
-                continue;
-            }
-            self.out
-                .by_policy
-                .entry(grant.policy)
-                .or_default()
-                .push(Held {
-                    permission: grant.permission,
-                    namespace: item.scope,
-                    via: item.via.clone(),
-                    hops: item.chain.clone(),
-                    end: End::Rule {
-                        binding: item.binding,
-                        role: item.role,
-                        grant,
-                    },
-                });
-        }
-        if self.set.is_empty() {
-            return;
-        }
-        let index = self.index;
-        for d in &item.entry.derives {
-            if !self.set.contains(d.kind) {
-                continue;
-            }
-            match &d.power {
-                Power::Workloads => {
-                    self.mount(item, d);
-                    self.every_service_account(item, d);
-                }
-                Power::Exec => self.every_service_account(item, d),
-                Power::Tokens(Targets::All) => self.every_service_account(item, d),
-                Power::Tokens(Targets::Named(names)) => {
-                    // A token is minted only for a ServiceAccount that exists.
-                    for name in names {
-                        match item.scope {
-                            Some(ns) => {
-                                if index.service_account_exists(ns, name) {
-                                    self.acts_as(item, d, sa(ns, name));
-                                }
-                            }
-                            None => {
-                                let nss: Vec<Name> =
-                                    index.service_account_namespaces().cloned().collect();
-                                for ns in nss {
-                                    if index.service_account_exists(&ns, name) {
-                                        self.acts_as(item, d, sa(&ns, name));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                Power::ImpersonateServiceAccounts(Targets::All) => {
-                    self.every_service_account(item, d)
-                }
-                Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
-                    for name in names {
-                        match item.scope {
-                            // Impersonation does not ask whether the
-                            // ServiceAccount exists: its bindings apply anyway.
-                            Some(ns) => self.acts_as(item, d, sa(ns, name)),
-                            None => {
-                                let nss: Vec<Name> =
-                                    index.service_account_namespaces().cloned().collect();
-                                for ns in nss {
-                                    if index.service_account_exists(&ns, name) {
-                                        self.acts_as(item, d, sa(&ns, name));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                // Users and Groups are cluster-scoped: only a cluster-wide
-                // grant impersonates them.
-                Power::ImpersonateUsers(_) | Power::ImpersonateGroups(_)
-                    if item.scope.is_some() => {}
-                Power::ImpersonateUsers(Targets::All) => {
-                    let users: Vec<Identity> = index
-                        .named_users_and_groups()
-                        .filter(|i| matches!(i, Identity::User(_)))
-                        .cloned()
-                        .collect();
-                    for u in users {
-                        self.acts_as(item, d, u);
-                    }
-                }
-                Power::ImpersonateUsers(Targets::Named(names)) => {
-                    for name in names {
-                        self.acts_as(item, d, Identity::User(name.clone()));
-                    }
-                }
-                Power::ImpersonateGroups(Targets::All) => {
-                    self.everything(item, d, None, &mut HashSet::new())
-                }
-                Power::ImpersonateGroups(Targets::Named(names)) => {
-                    for name in names {
-                        if &**name == MASTERS {
-                            self.everything(item, d, None, &mut HashSet::new());
-                        } else {
-                            self.acts_as(item, d, Identity::Group(name.clone()));
-                        }
-                    }
-                }
-                Power::Bind { .. } => caps.bind.push(Half {
-                    item: item.clone(),
-                    derive: d,
-                }),
-                Power::Escalate { .. } => caps.escalate.push(Half {
-                    item: item.clone(),
-                    derive: d,
-                }),
-                Power::CreateRoleBindings => caps.create_rb.push(item.scope),
-                Power::CreateClusterRoleBindings => {
-                    caps.create_crb |= item.scope.is_none();
-                }
-                Power::WriteRoles {
-                    cluster_roles: false,
-                } => caps.write_roles.push(item.scope),
-                Power::WriteRoles {
-                    cluster_roles: true,
-                } => caps.write_cluster_roles |= item.scope.is_none(),
-            }
-        }
-    }
-
-    fn hop(&self, item: &Item<'a>, d: &'a Derive, reach: Reach) -> Rc<Hop<'a>> {
-        Rc::new(Hop {
-            depth: item.chain.as_ref().map_or(0, |h| h.depth) + 1,
-            prev: item.chain.clone(),
-            via: item.via.clone(),
-            binding: item.binding,
-            role: item.role,
-            derive: d,
-            reach,
-        })
-    }
-
-    fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
-        if self.seen.contains(&id) {
-            return;
-        }
-        self.seen.insert(id.clone());
-        let hop = self.hop(item, d, Reach::ActsAs(id.clone()));
-        self.queue.push_back((id, Some(hop)));
-    }
-
-    /// Workload creation, exec, and tokens or impersonation of all: every
-    /// ServiceAccount of the scope (of every namespace when cluster-wide).
-    fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
-        let index = self.index;
-        let sas: Vec<Identity> = match item.scope {
-            Some(ns) => index.service_accounts_in(ns).collect(),
-            None => index.service_accounts().collect(),
-        };
-        for s in sas {
-            self.acts_as(item, d, s);
-        }
-    }
-
-    fn mount(&mut self, item: &Item<'a>, d: &'a Derive) {
-        if self.mounts.is_none() {
-            let mut m = Vec::new();
-            for (slot, p) in self.index.policies() {
-                if !self.wanted(slot) {
-                    continue;
-                }
-                for (pi, perm) in p.permissions.iter().enumerate() {
-                    if mounts_grant(perm) {
-                        m.push((slot, pi as u32));
-                    }
-                }
-            }
-            self.mounts = Some(m);
-        }
-        let m = self.mounts.clone().unwrap_or_default();
-        if m.is_empty() {
-            return;
-        }
-        let hop = self.hop(item, d, Reach::Mounts(item.scope.cloned()));
-        for (slot, pi) in m {
-            self.derived(slot, pi, item.scope, &hop);
-        }
-    }
-
-    fn derived(&mut self, slot: u32, permission: u32, ns: Option<&'a Name>, hop: &Rc<Hop<'a>>) {
-        self.out.by_policy.entry(slot).or_default().push(Held {
-            permission,
-            namespace: ns,
-            via: Via::Direct,
-            hops: Some(hop.clone()),
-            end: End::Derived,
-        });
-    }
-
-    /// Every permission of every policy of interest, in `ns`.
-    fn everything(
-        &mut self,
-        item: &Item<'a>,
-        d: &'a Derive,
-        ns: Option<&'a Name>,
-        done: &mut HashSet<Option<Name>>,
-    ) {
-        if !done.insert(ns.cloned()) {
-            return;
-        }
-        let hop = self.hop(item, d, Reach::Everything(ns.cloned()));
-        let all: Vec<(u32, u32)> = self
-            .index
-            .policies()
-            .filter(|(slot, _)| self.wanted(*slot))
-            .flat_map(|(slot, p)| (0..p.permissions.len() as u32).map(move |pi| (slot, pi)))
-            .collect();
-        for (slot, pi) in all {
-            self.derived(slot, pi, ns, &hop);
-        }
-    }
-
-    /// RoleGrant: pairs `bind` with `create rolebindings` (roles to bind to
-    /// oneself) and `escalate` with writing roles (every duty), per scope.
-    fn pair(
-        &mut self,
-        caps: &Caps<'a>,
-        bound: &mut HashSet<(RoleKey, Option<Name>)>,
-        everything: &mut HashSet<Option<Name>>,
-        work: &mut Vec<Item<'a>>,
-    ) {
-        let index = self.index;
-        for half in &caps.escalate {
-            let Power::Escalate { cluster_roles } = half.derive.power else {
+    };
+    if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
+        for bkey in index.derivers() {
+            let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
                 continue;
             };
-            let scope = half.item.scope;
-            if cluster_roles {
-                // ClusterRoles are cluster-scoped: both halves cluster-wide.
-                if scope.is_none() && caps.write_cluster_roles {
-                    self.everything(&half.item, half.derive, None, everything);
-                }
-                continue;
-            }
-            match scope {
-                Some(ns) => {
-                    if caps.roles_in(Some(ns)) {
-                        self.everything(&half.item, half.derive, Some(ns), everything);
-                    }
-                }
-                None => {
-                    if caps.write_roles.contains(&None) {
-                        self.everything(&half.item, half.derive, None, everything);
-                    } else {
-                        for ns in caps.write_roles.iter().flatten() {
-                            self.everything(&half.item, half.derive, Some(ns), everything);
-                        }
-                    }
-                }
-            }
-        }
-        for half in &caps.bind {
-            let Power::Bind {
-                cluster_roles,
-                targets,
-            } = &half.derive.power
-            else {
-                continue;
-            };
-            // (the namespace the role is bound in, which roles: `Some(ns)`
-            // for the Roles of ns, `None` for ClusterRoles)
-            let mut grants: Vec<(Option<&'a Name>, Option<Option<&'a Name>>)> = Vec::new();
-            match (half.item.scope, cluster_roles) {
-                (Some(ns), false) => {
-                    if caps.rb_in(Some(ns)) {
-                        grants.push((Some(ns), Some(Some(ns))));
-                    }
-                }
-                (Some(ns), true) => {
-                    if caps.rb_in(Some(ns)) {
-                        grants.push((Some(ns), None));
-                    }
-                }
-                (None, true) => {
-                    if caps.create_crb || caps.create_rb.contains(&None) {
-                        grants.push((None, None));
-                    } else {
-                        for ns in caps.create_rb.iter().flatten() {
-                            grants.push((Some(ns), None));
-                        }
-                    }
-                }
-                (None, false) => {
-                    if caps.create_rb.contains(&None) {
-                        // Every Role, each in its own namespace.
-                        grants.push((None, Some(None)));
-                    } else {
-                        for ns in caps.create_rb.iter().flatten() {
-                            grants.push((Some(ns), Some(Some(ns))));
-                        }
-                    }
-                }
-            }
-            for (scope, which) in grants {
-                let roles: Vec<&'a RoleEntry> = match (which, targets) {
-                    (None, Targets::Named(names)) => names
-                        .iter()
-                        .filter_map(|n| index.role(&RoleKey::cluster(n)))
-                        .collect(),
-                    (Some(Some(ns)), Targets::Named(names)) => names
-                        .iter()
-                        .filter_map(|n| {
-                            index.role(&RoleKey {
-                                namespace: Some(ns.clone()),
-                                name: n.clone(),
-                            })
-                        })
-                        .collect(),
-                    (None, Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_none())
-                        .collect(),
-                    (Some(Some(ns)), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
-                        .collect(),
-                    (Some(None), Targets::Named(names)) => index
-                        .roles()
-                        .filter(|e| {
-                            e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
-                        })
-                        .collect(),
-                    (Some(None), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_some())
-                        .collect(),
-                };
-                for entry in roles {
-                    let key = &entry.role.key;
-                    // A Role is bound in its own namespace.
-                    let scope = if key.namespace.is_some() {
-                        key.namespace.as_ref()
-                    } else {
-                        scope
-                    };
-                    if !bound.insert((key.clone(), scope.cloned())) {
-                        continue;
-                    }
-                    let hop = self.hop(
-                        &half.item,
-                        half.derive,
-                        Reach::Binds(key.clone(), scope.cloned()),
-                    );
-                    work.push(Item {
-                        via: Via::Direct,
-                        binding: None,
-                        role: key,
-                        entry,
-                        scope,
-                        chain: Some(hop),
-                    });
-                }
+            let scope = bkey.namespace.as_ref();
+            if entry
+                .derives
+                .iter()
+                .any(|d| set.contains(d.kind) && roles.iter().any(|r| binds(d, scope, r)))
+            {
+                take(bkey, &mut fresh);
             }
         }
     }
-}
-
-fn sa(ns: &Name, name: &Name) -> Identity {
-    Identity::ServiceAccount {
-        namespace: ns.clone(),
-        name: name.clone(),
+    loop {
+        for x in std::mem::take(&mut fresh) {
+            if out.insert(x.clone()) {
+                queue.push(x);
+            }
+        }
+        let Some(t) = queue.pop() else { break };
+        let scopes: [Option<&Name>; 2] = [t.namespace(), None];
+        let n = if t.namespace().is_some() { 2 } else { 1 };
+        for scope in &scopes[2 - n..] {
+            for bkey in index.derivers_in(*scope) {
+                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                    continue;
+                };
+                if entry
+                    .derives
+                    .iter()
+                    .any(|d| set.contains(d.kind) && reaches(d, *scope, &t))
+                {
+                    take(bkey, &mut fresh);
+                }
+            }
+        }
     }
 }

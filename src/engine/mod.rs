@@ -17,10 +17,9 @@ mod violations;
 
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
-pub use derive::{Hop, Reach};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
-pub use holdings::{End, Held, Holdings, Via, holdings};
+pub use holdings::{End, Held, Holdings, Hop, Reach, Via, holdings};
 pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;

@@ -6,9 +6,8 @@ use std::fmt;
 use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
-use super::derive::ReachText;
 use super::exception_rules;
-use super::holdings::{End, Held, Via, holdings};
+use super::holdings::{End, Held, ReachText, Via, holdings};
 use crate::engine::index::Index;
 use crate::model::{
     Actions, BindingKey, CLUSTER_WIDE, DerivedKind, Identity, Name, Policy, PolicyScope, RoleKey,

@@ -3,10 +3,11 @@
 //! so a holdings walk finds its derived edges without matching rules again.
 //! They do not depend on policies: which kinds count is the walk's business.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use super::Index;
-use crate::model::{DerivedKind, Name, Permission, RoleKey, Rule};
+use crate::model::{BindingKey, DerivedKind, Name, Permission, RoleKey, Rule};
 use crate::rbac;
 
 /// Which objects a rule names: all of them, or its `resourceNames`.
@@ -226,5 +227,65 @@ impl Index {
             }
         }
         out
+    }
+}
+
+/// The reverse of the derived edges, kept up to date one object at a time:
+/// per scope (a namespace, or `None` for ClusterRoleBindings), the bindings
+/// whose role opens at least one escalation path. Who acts as an identity
+/// (R9.4) is found among these, never by walking the whole cluster.
+#[derive(Debug, Default, Clone)]
+pub struct Derivers {
+    by_scope: HashMap<Option<Name>, BTreeSet<BindingKey>>,
+}
+
+impl Index {
+    /// The bindings in `scope` (a namespace, or `None` for cluster-wide) whose
+    /// role opens an escalation path.
+    pub fn derivers_in(&self, scope: Option<&Name>) -> impl Iterator<Item = &BindingKey> {
+        self.derivers
+            .by_scope
+            .get(&scope.cloned())
+            .into_iter()
+            .flatten()
+    }
+
+    /// Every binding whose role opens an escalation path.
+    pub fn derivers(&self) -> impl Iterator<Item = &BindingKey> {
+        self.derivers.by_scope.values().flatten()
+    }
+
+    /// Whether `role` opens an escalation path (of any kind).
+    pub fn role_derives(&self, role: &RoleKey) -> bool {
+        self.roles.get(role).is_some_and(|e| !e.derives.is_empty())
+    }
+
+    pub(super) fn note_binding(&mut self, key: &BindingKey, role: &RoleKey) {
+        if self.role_derives(role) {
+            self.derivers
+                .by_scope
+                .entry(key.namespace.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    pub(super) fn forget_binding(&mut self, key: &BindingKey) {
+        if let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) {
+            set.remove(key);
+            if set.is_empty() {
+                self.derivers.by_scope.remove(&key.namespace);
+            }
+        }
+    }
+
+    /// After the derivations of `role` were recomputed: its bindings join or
+    /// leave the derivers.
+    pub(super) fn note_role_derives(&mut self, role: &RoleKey) {
+        let keys: Vec<BindingKey> = self.bindings_of_role(role).to_vec();
+        for k in keys {
+            self.forget_binding(&k);
+            self.note_binding(&k, role);
+        }
     }
 }

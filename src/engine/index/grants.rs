@@ -48,6 +48,7 @@ impl Index {
             e.grants = grants;
             e.derives = derives;
         }
+        self.note_role_derives(key);
     }
 
     pub(super) fn recompute_policy_grants(&mut self, slot: u32) {

@@ -12,7 +12,7 @@ mod grants;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-pub use derive::{Derive, Power, Targets, mount_rule, mounts_grant};
+pub use derive::{Derive, Derivers, Power, Targets, mount_rule, mounts_grant};
 pub use grants::Grant;
 
 use crate::model::{
@@ -87,6 +87,8 @@ pub struct Index {
     unwatched: HashSet<Name>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
+    /// Bindings whose roles open escalation paths (R9.4).
+    derivers: Derivers,
 }
 
 impl Index {
@@ -230,6 +232,7 @@ impl Index {
             .entry(b.role.clone())
             .or_default()
             .push(b.key.clone());
+        self.note_binding(&b.key, &b.role);
         self.bindings.insert(b.key.clone(), b);
         previous
     }
@@ -240,6 +243,7 @@ impl Index {
             unlink(&mut self.by_subject, s, key);
         }
         unlink(&mut self.by_role, &b.role, key);
+        self.forget_binding(key);
         Some(b)
     }
 
@@ -305,6 +309,8 @@ impl Index {
         }
         if self.roles.contains_key(key) {
             self.recompute_grants(key);
+        } else {
+            self.note_role_derives(key);
         }
         for agg in stale {
             let k = RoleKey {

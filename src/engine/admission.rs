@@ -259,18 +259,14 @@ fn rbac_change(
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
-    if confirmed.is_none() && grants_nothing_relevant(index, &object) {
-        newly_named(index, &object, &mut subjects);
-    } else {
-        collect_affected(index, &object, &mut subjects);
-    }
-    let joins = joins_aggregates(index, &object);
     let (before, undo) = match confirmed {
         Some(confirmed) => {
+            collect_affected(index, &object, &mut subjects);
+            let joins = joins_aggregates(index, &object);
             collect_affected(confirmed, &object, &mut subjects);
             add_actors(confirmed, &changed_roles(confirmed, &object), &mut subjects);
+            let mut roles = changed_roles(index, &object);
             let undo = index.apply(object);
-            let mut roles = Vec::new();
             if let Some(k) = &joins {
                 collect_role_subjects(index, k, &mut subjects);
                 roles.push(k.clone());
@@ -289,26 +285,7 @@ fn rbac_change(
             (violations_of(confirmed, &subjects), undo)
         }
         None => {
-            let mut roles = changed_roles(index, &object);
-            if let Some(k) = &joins {
-                // The aggregators the role reaches once changed are known only
-                // in the changed state; their subjects are judged before it too.
-                let probe = index.apply(object.clone());
-                collect_role_subjects(index, k, &mut subjects);
-                roles.extend(
-                    index
-                        .aggregators_reaching(k)
-                        .into_iter()
-                        .map(|name| RoleKey {
-                            namespace: None,
-                            name,
-                        }),
-                );
-                index.undo(probe);
-            }
-            // R9.4: whoever acts as an affected subject, or can bind a
-            // changed role, is affected too.
-            add_actors(index, &roles, &mut subjects);
+            subjects = affected_by(index, &object);
             let before = violations_of(index, &subjects);
             (before, index.apply(object))
         }
@@ -332,6 +309,40 @@ fn rbac_change(
         },
         Some(undo),
     )
+}
+
+/// The subjects whose holdings `object` can change on a single state (R7.7,
+/// R9.4): those it names or whose roles it changes, the members of the groups
+/// among them, the subjects of aggregators the role joins, and whoever acts as
+/// any of them or can bind a changed role. `index` is left as it was.
+pub(crate) fn affected_by(index: &mut Index, object: &Object) -> BTreeSet<Identity> {
+    let mut subjects = BTreeSet::new();
+    if grants_nothing_relevant(index, object) {
+        newly_named(index, object, &mut subjects);
+    } else {
+        collect_affected(index, object, &mut subjects);
+    }
+    let mut roles = changed_roles(index, object);
+    if let Some(k) = joins_aggregates(index, object) {
+        // The aggregators the role reaches once changed are known only in the
+        // changed state; their subjects are judged before it too.
+        let probe = index.apply(object.clone());
+        collect_role_subjects(index, &k, &mut subjects);
+        roles.extend(
+            index
+                .aggregators_reaching(&k)
+                .into_iter()
+                .map(|name| RoleKey {
+                    namespace: None,
+                    name,
+                }),
+        );
+        index.undo(probe);
+    }
+    // Whoever acts as an affected subject, or can bind a changed role, is
+    // affected too.
+    add_actors(index, &roles, &mut subjects);
+    subjects
 }
 
 /// A binding whose old and new role grant no permission of any policy and

@@ -14,7 +14,7 @@
 //! identity can bind to itself is visited like a bound one. Who acts as whom,
 //! the other way round, is [`derive`](super::derive).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -74,15 +74,23 @@ impl Held<'_> {
     /// Which path an explanation prefers: the shortest, then direct before
     /// group, own rules before aggregated ones, then by binding and rule.
     pub fn rank(&self) -> (u32, bool, bool, Option<&BindingKey>, u32) {
-        match &self.end {
-            End::Rule { binding, grant, .. } => (
+        match (&self.end, &self.hops) {
+            (End::Rule { binding, grant, .. }, _) => (
                 self.depth(),
                 self.via != Via::Direct,
                 grant.source.is_some(),
                 *binding,
                 grant.rule,
             ),
-            End::Derived => (self.depth(), false, false, None, 0),
+            // Granted by the last step itself: rank by the rule that opens it.
+            (End::Derived, Some(hop)) => (
+                self.depth(),
+                hop.via != Via::Direct,
+                hop.derive.source.is_some(),
+                hop.binding,
+                hop.derive.rule,
+            ),
+            (End::Derived, None) => (0, false, false, None, 0),
         }
     }
 }
@@ -260,7 +268,8 @@ struct Walk<'a, 'h> {
     slots: Option<&'h [u32]>,
     out: &'h mut Holdings<'a>,
     seen: HashSet<Identity>,
-    queue: VecDeque<(Identity, Option<Rc<Hop<'a>>>)>,
+    /// The identities reached by the level being visited, for the next.
+    next: Vec<(Identity, Option<Rc<Hop<'a>>>)>,
     /// (slot, permission) that a Pod's volumes give, computed when first needed.
     mounts: Option<Vec<(u32, u32)>>,
 }
@@ -278,7 +287,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             slots,
             out,
             seen: HashSet::new(),
-            queue: VecDeque::new(),
+            next: Vec::new(),
             mounts: None,
         }
     }
@@ -293,9 +302,15 @@ impl<'a, 'h> Walk<'a, 'h> {
             return;
         }
         self.seen.insert(subject.clone());
-        self.queue.push_back((subject.clone(), None));
-        while let Some((id, chain)) = self.queue.pop_front() {
-            self.visit(&id, chain);
+        let mut level = vec![(subject.clone(), None)];
+        // Level by level, each in identity order: the path kept for an
+        // identity does not depend on the order the index keeps things in.
+        while !level.is_empty() {
+            for (id, chain) in level {
+                self.visit(&id, chain);
+            }
+            level = std::mem::take(&mut self.next);
+            level.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
 
@@ -321,6 +336,8 @@ impl<'a, 'h> Walk<'a, 'h> {
                 });
             }
         }
+        // Popped from the end: the first binding in key order goes first.
+        work.sort_by(|a, b| b.binding.cmp(&a.binding));
         let mut caps = Caps::default();
         let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
         let mut everything: HashSet<Option<Name>> = HashSet::new();
@@ -491,7 +508,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         }
         self.seen.insert(id.clone());
         let hop = self.hop(item, d, Reach::ActsAs(id.clone()));
-        self.queue.push_back((id, Some(hop)));
+        self.next.push((id, Some(hop)));
     }
 
     /// Workload creation, exec, and tokens or impersonation of all: every
@@ -680,6 +697,8 @@ impl<'a, 'h> Walk<'a, 'h> {
                         .filter(|e| e.role.key.namespace.is_some())
                         .collect(),
                 };
+                let mut roles = roles;
+                roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
                 for entry in roles {
                     let key = &entry.role.key;
                     // A Role is bound in its own namespace.

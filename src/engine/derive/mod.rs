@@ -113,3 +113,6 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

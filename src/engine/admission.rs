@@ -8,12 +8,13 @@ use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
 use super::derive::{add_actors, considered};
+use super::holdings::Shared;
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
-    subject_violations,
+    subject_violations_shared,
 };
 use super::{credentials, exception_rules};
 use crate::decode::{TypeMeta, convert};
@@ -402,9 +403,10 @@ fn newly_named(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
 }
 
 fn violations_of(index: &Index, subjects: &BTreeSet<Identity>) -> Vec<Violation> {
+    let shared = Shared::new();
     subjects
         .iter()
-        .flat_map(|s| subject_violations(index, s, None))
+        .flat_map(|s| subject_violations_shared(index, s, None, &shared))
         .collect()
 }
 

@@ -14,7 +14,8 @@
 //! identity can bind to itself is visited like a bound one. Who acts as whom,
 //! the other way round, is [`derive`](super::derive).
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -63,12 +64,17 @@ pub struct Held<'a> {
     /// subject holds itself.
     pub hops: Option<Rc<Hop<'a>>>,
     pub end: End<'a>,
+    /// For a holding taken from a [`Shared`] summary: the subject's own hop
+    /// that acts as every ServiceAccount, which runs as `root` before `hops`.
+    pub graft: Option<Rc<Hop<'a>>>,
+    /// The ServiceAccount a summary's path starts from.
+    pub root: Option<Rc<Identity>>,
 }
 
 impl Held<'_> {
     /// How many derived steps the path takes.
     pub fn depth(&self) -> u32 {
-        self.hops.as_ref().map_or(0, |h| h.depth)
+        self.hops.as_ref().map_or(0, |h| h.depth) + self.graft.as_ref().map_or(0, |g| g.depth)
     }
 
     /// Which path an explanation prefers: the shortest, then direct before
@@ -115,6 +121,81 @@ pub(super) fn principals(id: &Identity) -> Vec<(Identity, Via)> {
 /// Collects what `subject` holds of every policy (or only of `only`). Policies
 /// that consider the same escalation paths (R9.2) share one walk.
 pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> Holdings<'a> {
+    walk_all(index, subject, only, None)
+}
+
+/// What every ServiceAccount of the cluster holds, computed once per
+/// evaluation or decision and shared by every subject that acts as all of
+/// them (a cluster-wide Pod creator, exec, token or impersonation grant):
+/// without it each such subject walks the whole cluster. Kept per walk kind
+/// (escalation paths, policies of interest), one best holding per (policy,
+/// permission, namespace), its path relative to the ServiceAccount it
+/// starts from.
+#[derive(Default)]
+pub struct Shared<'a> {
+    #[allow(clippy::type_complexity)]
+    summaries: RefCell<Vec<((DerivedSet, Option<Vec<u32>>), Rc<Vec<(u32, Held<'a>)>>)>>,
+}
+
+impl<'a> Shared<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn summary(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&[u32]>,
+    ) -> Rc<Vec<(u32, Held<'a>)>> {
+        let key = (set, slots.map(<[u32]>::to_vec));
+        if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| *k == key) {
+            return s.clone();
+        }
+        let mut h = Holdings::default();
+        Walk::new(index, set, slots, &mut h, None).run_all_service_accounts();
+        // The first best per (policy, permission, namespace), in the order
+        // the walk found them: ties break as a subject's own walk breaks them.
+        let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
+        let mut out: Vec<(u32, Held<'a>)> = Vec::new();
+        for (slot, held) in h.by_policy {
+            for x in held {
+                match best.entry((slot, x.permission, x.namespace)) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let cur = &mut out[*e.get()].1;
+                        if x.rank() < cur.rank() {
+                            *cur = x;
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(out.len());
+                        out.push((slot, x));
+                    }
+                }
+            }
+        }
+        let s = Rc::new(out);
+        self.summaries.borrow_mut().push((key, s.clone()));
+        s
+    }
+}
+
+/// [`holdings`], sharing what every ServiceAccount holds through `shared`.
+pub fn holdings_shared<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: &Shared<'a>,
+) -> Holdings<'a> {
+    walk_all(index, subject, only, Some(shared))
+}
+
+fn walk_all<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: Option<&Shared<'a>>,
+) -> Holdings<'a> {
     let mut groups: Vec<(DerivedSet, Vec<u32>)> = Vec::new();
     for (slot, p) in index.policies() {
         if only.is_some_and(|o| o != slot) {
@@ -130,7 +211,7 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
     for (set, slots) in &groups {
         // With one group every policy of interest is in it: skip the filter.
         let filter = (!single || only.is_some()).then_some(slots.as_slice());
-        Walk::new(index, *set, filter, &mut h).run(subject);
+        Walk::new(index, *set, filter, &mut h, shared).run(subject);
     }
     h
 }
@@ -262,14 +343,25 @@ impl Caps<'_> {
     }
 }
 
+/// An identity reached, its path, and the ServiceAccount a summary's path
+/// starts from.
+type Reached<'a> = (Identity, Option<Rc<Hop<'a>>>, Option<Rc<Identity>>);
+
 struct Walk<'a, 'h> {
     index: &'a Index,
     set: DerivedSet,
     slots: Option<&'h [u32]>,
     out: &'h mut Holdings<'a>,
     seen: HashSet<Identity>,
-    /// The identities reached by the level being visited, for the next.
-    next: Vec<(Identity, Option<Rc<Hop<'a>>>)>,
+    /// The identities reached by the level being visited, for the next,
+    /// with the ServiceAccount their path starts from in a summary.
+    next: Vec<Reached<'a>>,
+    shared: Option<&'h Shared<'a>>,
+    /// Every ServiceAccount is reached already (through `shared`): like
+    /// `seen` for all of them, without listing them.
+    all_sas: bool,
+    /// The root of the identity being visited (summaries only).
+    root: Option<Rc<Identity>>,
     /// (slot, permission) that a Pod's volumes give, computed when first needed.
     mounts: Option<Vec<(u32, u32)>>,
 }
@@ -280,6 +372,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         set: DerivedSet,
         slots: Option<&'h [u32]>,
         out: &'h mut Holdings<'a>,
+        shared: Option<&'h Shared<'a>>,
     ) -> Self {
         Walk {
             index,
@@ -289,6 +382,40 @@ impl<'a, 'h> Walk<'a, 'h> {
             seen: HashSet::new(),
             next: Vec::new(),
             mounts: None,
+            shared,
+            all_sas: false,
+            root: None,
+        }
+    }
+
+    /// The walk of a [`Shared`] summary: from every ServiceAccount at once,
+    /// each the root of the paths through it.
+    fn run_all_service_accounts(mut self) {
+        let mut level: Vec<_> = self
+            .index
+            .service_accounts()
+            .map(|s| {
+                let r = Rc::new(s.clone());
+                (s, None, Some(r))
+            })
+            .collect();
+        level.sort_by(|a, b| a.0.cmp(&b.0));
+        for (s, _, _) in &level {
+            self.seen.insert(s.clone());
+        }
+        self.levels(level);
+    }
+
+    fn levels(&mut self, mut level: Vec<Reached<'a>>) {
+        // Level by level, each in identity order: the path kept for an
+        // identity does not depend on the order the index keeps things in.
+        while !level.is_empty() {
+            for (id, chain, root) in level {
+                self.root = root;
+                self.visit(&id, chain);
+            }
+            level = std::mem::take(&mut self.next);
+            level.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
 
@@ -302,16 +429,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             return;
         }
         self.seen.insert(subject.clone());
-        let mut level = vec![(subject.clone(), None)];
-        // Level by level, each in identity order: the path kept for an
-        // identity does not depend on the order the index keeps things in.
-        while !level.is_empty() {
-            for (id, chain) in level {
-                self.visit(&id, chain);
-            }
-            level = std::mem::take(&mut self.next);
-            level.sort_by(|a, b| a.0.cmp(&b.0));
-        }
+        self.levels(vec![(subject.clone(), None, None)]);
     }
 
     fn visit(&mut self, id: &Identity, chain: Option<Rc<Hop<'a>>>) {
@@ -378,6 +496,8 @@ impl<'a, 'h> Walk<'a, 'h> {
                         role: item.role,
                         grant,
                     },
+                    graft: None,
+                    root: self.root.clone(),
                 });
         }
         if self.set.is_empty() {
@@ -503,18 +623,38 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
+        if self.all_sas && matches!(id, Identity::ServiceAccount { .. }) {
+            return;
+        }
         if self.seen.contains(&id) {
             return;
         }
         self.seen.insert(id.clone());
         let hop = self.hop(item, d, Reach::ActsAs(id.clone()));
-        self.next.push((id, Some(hop)));
+        self.next.push((id, Some(hop), self.root.clone()));
     }
 
     /// Workload creation, exec, and tokens or impersonation of all: every
     /// ServiceAccount of the scope (of every namespace when cluster-wide).
     fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
         let index = self.index;
+        if let (None, Some(shared)) = (item.scope, self.shared) {
+            // The first such step is the shortest (breadth first); later ones
+            // reach nobody new, as with `seen`.
+            if self.all_sas {
+                return;
+            }
+            self.all_sas = true;
+            let summary = shared.summary(index, self.set, self.slots);
+            // Its reach is the summary's root, filled in when a path is shown.
+            let hop = self.hop(item, d, Reach::Everything(None));
+            for (slot, x) in summary.iter() {
+                let mut x = x.clone();
+                x.graft = Some(hop.clone());
+                self.out.by_policy.entry(*slot).or_default().push(x);
+            }
+            return;
+        }
         let sas: Vec<Identity> = match item.scope {
             Some(ns) => index.service_accounts_in(ns).collect(),
             None => index.service_accounts().collect(),
@@ -556,6 +696,8 @@ impl<'a, 'h> Walk<'a, 'h> {
             via: Via::Direct,
             hops: Some(hop.clone()),
             end: End::Derived,
+            graft: None,
+            root: self.root.clone(),
         });
     }
 

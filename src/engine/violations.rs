@@ -7,7 +7,7 @@ use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
 use super::exception_rules;
-use super::holdings::{End, Held, ReachText, Via, holdings};
+use super::holdings::{End, Held, Hop, Reach, ReachText, Shared, Via, holdings, holdings_shared};
 use crate::engine::index::Index;
 use crate::model::{
     Actions, BindingKey, CLUSTER_WIDE, DerivedKind, Identity, Name, Policy, PolicyScope, RoleKey,
@@ -142,6 +142,33 @@ pub struct Evaluation {
 /// Raw violations of one subject (exceptions not applied), for every policy
 /// that governs it (or only `only`).
 pub fn subject_violations(index: &Index, subject: &Identity, only: Option<u32>) -> Vec<Violation> {
+    subject_violations_shared(index, subject, only, &Shared::new())
+}
+
+/// [`subject_violations`], sharing what every ServiceAccount holds with the
+/// other subjects judged with the same `shared` on the same state.
+pub fn subject_violations_shared<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: &Shared<'a>,
+) -> Vec<Violation> {
+    judge(index, subject, only, Some(shared))
+}
+
+/// A subject's violations from its own walk, nothing shared: what
+/// [`Shared`] must not change.
+#[cfg(test)]
+pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> Vec<Violation> {
+    judge(index, subject, None, None)
+}
+
+fn judge<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: Option<&Shared<'a>>,
+) -> Vec<Violation> {
     if !index.exists(subject) {
         return Vec::new();
     }
@@ -153,7 +180,10 @@ pub fn subject_violations(index: &Index, subject: &Identity, only: Option<u32>) 
     if governed.is_empty() {
         return Vec::new();
     }
-    let h = holdings(index, subject, only);
+    let h = match shared {
+        Some(shared) => holdings_shared(index, subject, only, shared),
+        None => holdings(index, subject, only),
+    };
     let mut out = Vec::new();
     for (slot, policy) in governed {
         if let Some(held) = h.by_policy.get(&slot) {
@@ -282,8 +312,22 @@ fn violation(
 
 pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
     let mut steps = Vec::new();
+    // A summary's path: the subject's hop to every ServiceAccount runs as the
+    // one the path starts from.
+    let mut chain: Vec<(&Hop<'_>, Option<Reach>)> = Vec::new();
+    if let Some(g) = &h.graft {
+        let root = h.root.as_deref().map(|r| Reach::ActsAs(r.clone()));
+        let mut gs = g.chain();
+        let last = gs.pop();
+        chain.extend(gs.into_iter().map(|x| (x, None)));
+        chain.extend(last.map(|x| (x, root)));
+    }
     if let Some(last) = &h.hops {
-        for hop in last.chain() {
+        chain.extend(last.chain().into_iter().map(|x| (x, None)));
+    }
+    {
+        for (hop, reach) in chain {
+            let reach = reach.as_ref().unwrap_or(&hop.reach);
             let d = hop.derive;
             steps.push(rule_step(
                 index,
@@ -296,7 +340,7 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
             ));
             steps.push(Step::Derived {
                 kind: d.kind,
-                text: ReachText(d.kind, &hop.reach).to_string(),
+                text: ReachText(d.kind, reach).to_string(),
             });
         }
     }
@@ -399,8 +443,9 @@ pub fn evaluate_policy(index: &Index, policy: &str, now: Timestamp) -> Evaluatio
 
 fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evaluation {
     let mut raw = Vec::new();
+    let shared = Shared::new();
     for_each_subject(index, only, |id| {
-        raw.extend(subject_violations(index, id, only));
+        raw.extend(subject_violations_shared(index, id, only, &shared));
     });
     sort(&mut raw);
     excuse(index, raw, now)
@@ -490,9 +535,10 @@ pub fn evaluate_subjects<'a>(
     subjects: impl IntoIterator<Item = &'a Identity>,
     now: Timestamp,
 ) -> Evaluation {
+    let shared = Shared::new();
     let mut raw: Vec<Violation> = subjects
         .into_iter()
-        .flat_map(|s| subject_violations(index, s, None))
+        .flat_map(|s| subject_violations_shared(index, s, None, &shared))
         .collect();
     sort(&mut raw);
     excuse(index, raw, now)

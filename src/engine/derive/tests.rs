@@ -266,4 +266,30 @@ proptest! {
             );
         }
     }
+
+    /// Sharing what every ServiceAccount holds (engine::Shared) changes no
+    /// violation and no explanation path: each subject judged on its own,
+    /// walking the whole cluster itself, gives the same evaluation.
+    #[test]
+    fn shared_summaries_equal_walks_of_each_subject(
+        ops in proptest::collection::vec(arb_op(), 1..40),
+    ) {
+        let mut index = Index::new();
+        let mut model = BTreeMap::new();
+        for op in &ops {
+            apply(&mut index, &mut model, op);
+        }
+        let mut alone = Vec::new();
+        for s in engine::subjects(&index) {
+            alone.extend(unshared_violations(&index, &s));
+        }
+        engine::violations::sort(&mut alone);
+        let alone = engine::violations::excuse(&index, alone, now());
+        prop_assert_eq!(eval(&index), alone);
+    }
+}
+
+/// A subject's violations from its own walk, nothing shared.
+fn unshared_violations(index: &Index, subject: &Identity) -> Vec<engine::Violation> {
+    engine::violations::unshared_subject_violations(index, subject)
 }

@@ -6,10 +6,20 @@ use std::path::PathBuf;
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/crds");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let update = std::env::var_os("SODGUARD_UPDATE_CRDS").is_some();
     let mut drift = Vec::new();
-    for (name, yaml) in sodguard::crd::crd_files() {
+    // The chart installs the same CRDs from its own crds/ folder.
+    let files = sodguard::crd::crd_files();
+    for (dir, (name, yaml)) in ["manifests/crds", "charts/sodguard/crds"]
+        .into_iter()
+        .flat_map(|d| {
+            files
+                .iter()
+                .map(|f| (root.join(d), f.clone()))
+                .collect::<Vec<_>>()
+        })
+    {
         let path = dir.join(&name);
         if update {
             std::fs::create_dir_all(&dir).unwrap();

@@ -101,7 +101,10 @@ fn expectations() -> Vec<Expect> {
             ..e("sodpolicy-invalid-denied", false)
         },
         Expect {
-            warnings: &["SoDPolicy secret-admin-vs-use: 1 subject(s) already violate it"],
+            // payments/legacy by its rules; payments/deployer by R9.1: it
+            // updates Deployments, so runs as payments/api (secret-writer)
+            // and mounts the namespace's Secrets.
+            warnings: &["SoDPolicy secret-admin-vs-use: 2 subject(s) already violate it"],
             ..e("sodpolicy-existing-violators-warned", true)
         },
         Expect {

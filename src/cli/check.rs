@@ -40,6 +40,60 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
     })
 }
 
+/// A path as data (R9.3): its steps in order, each a `rule` (binding → role
+/// → rule) or a `derived` step, so a tool can tell them apart.
+pub(super) fn steps_json(p: &engine::Path) -> Value {
+    p.steps
+        .iter()
+        .map(|s| match s {
+            engine::Step::Rule {
+                via,
+                binding,
+                role,
+                source,
+                rule_index,
+                rule,
+            } => {
+                let mut o = json!({
+                    "kind": "rule",
+                    "role": role.to_string(),
+                    "ruleIndex": rule_index,
+                    "rule": rule,
+                });
+                if let Some(b) = binding {
+                    o["binding"] = json!(b.to_string());
+                }
+                if let Some(src) = source {
+                    o["aggregatedFrom"] = json!(format!("ClusterRole {src}"));
+                }
+                if let engine::Via::Group(g) = via {
+                    o["viaGroup"] = json!(&**g);
+                }
+                o
+            }
+            engine::Step::Derived { kind, text } => json!({
+                "kind": "derived",
+                "path": kind.as_str(),
+                "text": text,
+            }),
+        })
+        .collect()
+}
+
+/// Per duty, each path as [`steps_json`].
+fn duty_steps_json(duties: &[engine::DutyPaths]) -> Value {
+    duties
+        .iter()
+        .map(|d| {
+            (
+                d.duty.to_string(),
+                d.paths.iter().map(steps_json).collect::<Value>(),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
 pub(super) fn violation_json(v: &Violation) -> Value {
     let paths: serde_json::Map<String, Value> = v
         .explanation
@@ -61,6 +115,7 @@ pub(super) fn violation_json(v: &Violation) -> Value {
         "duties": v.duties.iter().map(|d| &**d).collect::<Vec<_>>(),
         "actions": v.actions.names(),
         "paths": paths,
+        "steps": duty_steps_json(&v.explanation),
     })
 }
 

@@ -3,7 +3,7 @@ use std::io::Write;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::check::{excused_json, print_excused, print_violation, violation_json};
+use super::check::{excused_json, print_excused, print_violation, steps_json, violation_json};
 use super::output::{BOLD, DIM, paint, print_duty_paths};
 use super::{CliError, EXIT_OK, ExplainArgs, OutputFormat, load_source};
 use crate::engine::{self, Explanation};
@@ -77,6 +77,7 @@ fn to_json(e: &Explanation) -> Value {
                 "duties": s.duties.iter().map(|d| json!({
                     "duty": &*d.duty,
                     "paths": d.paths.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "steps": d.paths.iter().map(steps_json).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::{FieldError, glob, parse_duration};
 use crate::model::Permission;
 use crate::model::policy::{Credentials, ExceptionRules, Exclude};
-use crate::model::{Actions, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction};
+use crate::model::{
+    Actions, DerivedKind, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction,
+};
 
 /// Duties that one identity must not combine.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -47,6 +49,51 @@ pub struct SoDPolicySpec {
     pub exceptions: ExceptionsSpec,
     #[serde(default)]
     pub credentials: CredentialsSpec,
+    /// The escalation paths (R9) whose holdings count for this policy: what a
+    /// subject can obtain by running Pods as a ServiceAccount, exec into Pods,
+    /// minting tokens, impersonating, or binding and escalating roles. All
+    /// five when unset; `[]` turns derivation off.
+    #[serde(default = "all_derived")]
+    pub derived: Vec<DerivedPath>,
+}
+
+/// An escalation path (R9.1).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DerivedPath {
+    /// `create` pods or a workload controller: runs as every ServiceAccount of
+    /// the namespace and reads its Secrets and ConfigMaps.
+    WorkloadCreation,
+    /// `create` pods/exec or pods/attach, or `update`/`patch`
+    /// pods/ephemeralcontainers: runs as every ServiceAccount of the namespace.
+    PodExec,
+    /// `create` serviceaccounts/token: acts as those ServiceAccounts.
+    TokenRequest,
+    /// `impersonate` users, groups or serviceaccounts: acts as them.
+    Impersonation,
+    /// `bind` with `create` rolebindings, or `escalate` with writing roles.
+    RoleGrant,
+}
+
+fn all_derived() -> Vec<DerivedPath> {
+    vec![
+        DerivedPath::WorkloadCreation,
+        DerivedPath::PodExec,
+        DerivedPath::TokenRequest,
+        DerivedPath::Impersonation,
+        DerivedPath::RoleGrant,
+    ]
+}
+
+impl DerivedPath {
+    fn kind(self) -> DerivedKind {
+        match self {
+            DerivedPath::WorkloadCreation => DerivedKind::WorkloadCreation,
+            DerivedPath::PodExec => DerivedKind::PodExec,
+            DerivedPath::TokenRequest => DerivedKind::TokenRequest,
+            DerivedPath::Impersonation => DerivedKind::Impersonation,
+            DerivedPath::RoleGrant => DerivedKind::RoleGrant,
+        }
+    }
 }
 
 fn one() -> i64 {
@@ -427,6 +474,7 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
                 .map(|s| parse_duration("spec.credentials.maxAge", s))
                 .transpose()?,
         },
+        derived: spec.derived.iter().map(|d| d.kind()).collect(),
     })
 }
 

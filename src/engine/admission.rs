@@ -7,12 +7,14 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
+use super::derive::{add_actors, considered};
+use super::holdings::Shared;
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
-    subject_violations,
+    subject_violations_shared,
 };
 use super::{credentials, exception_rules};
 use crate::decode::{TypeMeta, convert};
@@ -258,29 +260,33 @@ fn rbac_change(
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
-    if confirmed.is_none() && grants_no_duty(index, &object) {
-        newly_named(index, &object, &mut subjects);
-    } else {
-        collect_affected(index, &object, &mut subjects);
-    }
-    let joins = joins_aggregates(index, &object);
     let (before, undo) = match confirmed {
         Some(confirmed) => {
+            collect_affected(index, &object, &mut subjects);
+            let joins = joins_aggregates(index, &object);
             collect_affected(confirmed, &object, &mut subjects);
+            add_actors(confirmed, &changed_roles(confirmed, &object), &mut subjects);
+            let mut roles = changed_roles(index, &object);
             let undo = index.apply(object);
             if let Some(k) = &joins {
                 collect_role_subjects(index, k, &mut subjects);
+                roles.push(k.clone());
+                roles.extend(
+                    index
+                        .aggregators_reaching(k)
+                        .into_iter()
+                        .map(|name| RoleKey {
+                            namespace: None,
+                            name,
+                        }),
+                );
             }
+            // The pending changes may open edges the confirmed state lacks.
+            add_actors(index, &roles, &mut subjects);
             (violations_of(confirmed, &subjects), undo)
         }
         None => {
-            if let Some(k) = &joins {
-                // The aggregators the role reaches once changed are known only
-                // in the changed state; their subjects are judged before it too.
-                let probe = index.apply(object.clone());
-                collect_role_subjects(index, k, &mut subjects);
-                index.undo(probe);
-            }
+            subjects = affected_by(index, &object);
             let before = violations_of(index, &subjects);
             (before, index.apply(object))
         }
@@ -306,27 +312,85 @@ fn rbac_change(
     )
 }
 
-/// A binding whose old and new role grant no permission of any policy. What
-/// a subject holds comes only from the grants of the roles of the bindings
-/// that reach it (`holdings`), and the grants are a role's effective rules,
-/// aggregated ones included, matched against every policy: such a binding
-/// changes nobody's holdings, whoever its subjects reach (a group of every
-/// ServiceAccount). A missing role grants nothing (R2.3) and cannot appear
-/// meanwhile, since only the binding changes; when it is created later, the
-/// role's own review judges the bindings to it.
+/// The subjects whose holdings `object` can change on a single state (R7.7,
+/// R9.4): those it names or whose roles it changes, the members of the groups
+/// among them, the subjects of aggregators the role joins, and whoever acts as
+/// any of them or can bind a changed role. `index` is left as it was.
+pub(crate) fn affected_by(index: &mut Index, object: &Object) -> BTreeSet<Identity> {
+    let mut subjects = BTreeSet::new();
+    if grants_nothing_relevant(index, object) {
+        newly_named(index, object, &mut subjects);
+    } else {
+        collect_affected(index, object, &mut subjects);
+    }
+    let mut roles = changed_roles(index, object);
+    if let Some(k) = joins_aggregates(index, object) {
+        // The aggregators the role reaches once changed are known only in the
+        // changed state; their subjects are judged before it too.
+        let probe = index.apply(object.clone());
+        collect_role_subjects(index, &k, &mut subjects);
+        roles.extend(
+            index
+                .aggregators_reaching(&k)
+                .into_iter()
+                .map(|name| RoleKey {
+                    namespace: None,
+                    name,
+                }),
+        );
+        index.undo(probe);
+    }
+    // Whoever acts as an affected subject, or can bind a changed role, is
+    // affected too.
+    add_actors(index, &roles, &mut subjects);
+    subjects
+}
+
+/// A binding whose old and new role grant no permission of any policy and
+/// open no escalation path that a policy considers (R9). What a subject holds
+/// comes only from the grants of the roles of the bindings that reach it and
+/// from what those roles' derivations reach (`holdings`); the grants and
+/// derivations are a role's effective rules, aggregated ones included: such a
+/// binding changes nobody's holdings, whoever its subjects reach (a group of
+/// every ServiceAccount). A role granting only `create pods` grants no duty
+/// but runs Pods as every ServiceAccount of the namespace: it is relevant. A
+/// missing role grants nothing (R2.3) and cannot appear meanwhile, since only
+/// the binding changes; when it is created later, the role's own review
+/// judges the bindings to it.
 ///
 /// Only on one state: in live mode with changes pending, the state before is
 /// the confirmed one, on which the subjects may hold less than on the assumed
 /// one, and that difference is judged as the slow path always did.
-fn grants_no_duty(index: &Index, object: &Object) -> bool {
+fn grants_nothing_relevant(index: &Index, object: &Object) -> bool {
     let Object::Binding(b) = object else {
         return false;
     };
-    let grants_none = |role: &RoleKey| index.role(role).is_none_or(|e| e.grants.is_empty());
-    grants_none(&b.role)
-        && index
-            .binding(&b.key)
-            .is_none_or(|old| grants_none(&old.role))
+    let considered = considered(index);
+    let none = |role: &RoleKey| {
+        index.role(role).is_none_or(|e| {
+            e.grants.is_empty() && !e.derives.iter().any(|d| considered.contains(d.kind))
+        })
+    };
+    none(&b.role) && index.binding(&b.key).is_none_or(|old| none(&old.role))
+}
+
+/// The roles whose holders' holdings `object` changes: a changed role and the
+/// aggregated ClusterRoles that include it, for who can bind them (R9.1).
+fn changed_roles(index: &Index, object: &Object) -> Vec<RoleKey> {
+    let Object::Role(r) = object else {
+        return Vec::new();
+    };
+    let mut out = vec![r.key.clone()];
+    out.extend(
+        index
+            .aggregators_reaching(&r.key)
+            .into_iter()
+            .map(|name| RoleKey {
+                namespace: None,
+                name,
+            }),
+    );
+    out
 }
 
 /// The subjects a binding names that do not exist before it (R1.5: a User or
@@ -339,9 +403,10 @@ fn newly_named(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
 }
 
 fn violations_of(index: &Index, subjects: &BTreeSet<Identity>) -> Vec<Violation> {
+    let shared = Shared::new();
     subjects
         .iter()
-        .flat_map(|s| subject_violations(index, s, None))
+        .flat_map(|s| subject_violations_shared(index, s, None, &shared))
         .collect()
 }
 

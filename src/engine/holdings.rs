@@ -1,16 +1,26 @@
 //! What an identity holds, and through which path.
 //!
 //! Holdings are collected by walking a graph from the identity: it acts as
-//! itself and as each principal it can become. Today the edges are the group
-//! memberships the cluster assigns (R1.4); derived powers — impersonation,
-//! running Pods as a ServiceAccount, minting its tokens, binding or escalating
-//! roles — become further [`Via`] edges of the same walk.
+//! itself, as each group the cluster puts it in (R1.4), and, through the
+//! escalation paths of R9.1 that a policy considers, as every identity it can
+//! obtain the credentials or rights of — transitively, each identity visited
+//! once (cycles are cut).
+//!
+//! Breadth first, so the path kept is a shortest one. Per identity, the roles
+//! of the bindings that reach it give its holdings (the roles' grants) and its
+//! powers (the roles' precomputed [`Derive`]s). Powers that need a partner —
+//! `bind` with `create rolebindings`, `escalate` with writing roles — are
+//! paired per identity, since one request is made by one identity; a role the
+//! identity can bind to itself is visited like a bound one. Who acts as whom,
+//! the other way round, is [`derive`](super::derive).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 
-use crate::engine::index::{Grant, Index};
-use crate::model::{BindingKey, Identity, Name, RoleKey};
+use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
+use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,16 +40,65 @@ impl fmt::Display for Via {
     }
 }
 
-/// One permission of one policy, held through one binding.
+/// Where a holding ends: a rule of a role, or the last derived step itself
+/// (a Pod mounting Secrets, escalating roles: no rule names the permission).
+#[derive(Debug, Clone)]
+pub enum End<'a> {
+    Rule {
+        /// `None` for a role the subject can bind to itself (RoleGrant).
+        binding: Option<&'a BindingKey>,
+        role: &'a RoleKey,
+        grant: &'a Grant,
+    },
+    Derived,
+}
+
+/// One permission of one policy, held through one path.
 #[derive(Debug, Clone)]
 pub struct Held<'a> {
     pub permission: u32,
-    /// `None` for holdings through ClusterRoleBindings (cluster-wide).
+    /// `None` for cluster-wide holdings.
     pub namespace: Option<&'a Name>,
     pub via: Via,
-    pub binding: &'a BindingKey,
-    pub role: &'a RoleKey,
-    pub grant: &'a Grant,
+    /// The derived steps before `end`, last first; `None` for a rule the
+    /// subject holds itself.
+    pub hops: Option<Rc<Hop<'a>>>,
+    pub end: End<'a>,
+    /// For a holding taken from a [`Shared`] summary: the subject's own hop
+    /// that acts as every ServiceAccount, which runs as `root` before `hops`.
+    pub graft: Option<Rc<Hop<'a>>>,
+    /// The ServiceAccount a summary's path starts from.
+    pub root: Option<Rc<Identity>>,
+}
+
+impl Held<'_> {
+    /// How many derived steps the path takes.
+    pub fn depth(&self) -> u32 {
+        self.hops.as_ref().map_or(0, |h| h.depth) + self.graft.as_ref().map_or(0, |g| g.depth)
+    }
+
+    /// Which path an explanation prefers: the shortest, then direct before
+    /// group, own rules before aggregated ones, then by binding and rule.
+    pub fn rank(&self) -> (u32, bool, bool, Option<&BindingKey>, u32) {
+        match (&self.end, &self.hops) {
+            (End::Rule { binding, grant, .. }, _) => (
+                self.depth(),
+                self.via != Via::Direct,
+                grant.source.is_some(),
+                *binding,
+                grant.rule,
+            ),
+            // Granted by the last step itself: rank by the rule that opens it.
+            (End::Derived, Some(hop)) => (
+                self.depth(),
+                hop.via != Via::Direct,
+                hop.derive.source.is_some(),
+                hop.binding,
+                hop.derive.rule,
+            ),
+            (End::Derived, None) => (0, false, false, None, 0),
+        }
+    }
 }
 
 /// Everything a subject holds, per policy slot.
@@ -48,8 +107,9 @@ pub struct Holdings<'a> {
     pub by_policy: BTreeMap<u32, Vec<Held<'a>>>,
 }
 
-/// The principals an identity acts as, with how it reaches each.
-fn principals(id: &Identity) -> Vec<(Identity, Via)> {
+/// The principals an identity acts as without any derivation, with how it
+/// reaches each.
+pub(super) fn principals(id: &Identity) -> Vec<(Identity, Via)> {
     let mut out = vec![(id.clone(), Via::Direct)];
     for g in id.implicit_groups() {
         let name = g.name().clone();
@@ -58,35 +118,762 @@ fn principals(id: &Identity) -> Vec<(Identity, Via)> {
     out
 }
 
-/// Collects what `subject` holds of every policy (or only of `only`).
+/// Collects what `subject` holds of every policy (or only of `only`). Policies
+/// that consider the same escalation paths (R9.2) share one walk.
 pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> Holdings<'a> {
+    walk_all(index, subject, only, None)
+}
+
+/// What every ServiceAccount of the cluster holds, computed once per
+/// evaluation or decision and shared by every subject that acts as all of
+/// them (a cluster-wide Pod creator, exec, token or impersonation grant):
+/// without it each such subject walks the whole cluster. Kept per walk kind
+/// (escalation paths, policies of interest), one best holding per (policy,
+/// permission, namespace), its path relative to the ServiceAccount it
+/// starts from.
+#[derive(Default)]
+pub struct Shared<'a> {
+    #[allow(clippy::type_complexity)]
+    summaries: RefCell<Vec<((DerivedSet, Option<Vec<u32>>), Rc<Vec<(u32, Held<'a>)>>)>>,
+}
+
+impl<'a> Shared<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn summary(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&[u32]>,
+    ) -> Rc<Vec<(u32, Held<'a>)>> {
+        let key = (set, slots.map(<[u32]>::to_vec));
+        if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| *k == key) {
+            return s.clone();
+        }
+        let mut h = Holdings::default();
+        Walk::new(index, set, slots, &mut h, None).run_all_service_accounts();
+        // The first best per (policy, permission, namespace), in the order
+        // the walk found them: ties break as a subject's own walk breaks them.
+        let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
+        let mut out: Vec<(u32, Held<'a>)> = Vec::new();
+        for (slot, held) in h.by_policy {
+            for x in held {
+                match best.entry((slot, x.permission, x.namespace)) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let cur = &mut out[*e.get()].1;
+                        if x.rank() < cur.rank() {
+                            *cur = x;
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(out.len());
+                        out.push((slot, x));
+                    }
+                }
+            }
+        }
+        let s = Rc::new(out);
+        self.summaries.borrow_mut().push((key, s.clone()));
+        s
+    }
+}
+
+/// [`holdings`], sharing what every ServiceAccount holds through `shared`.
+pub fn holdings_shared<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: &Shared<'a>,
+) -> Holdings<'a> {
+    walk_all(index, subject, only, Some(shared))
+}
+
+fn walk_all<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: Option<&Shared<'a>>,
+) -> Holdings<'a> {
+    let mut groups: Vec<(DerivedSet, Vec<u32>)> = Vec::new();
+    for (slot, p) in index.policies() {
+        if only.is_some_and(|o| o != slot) {
+            continue;
+        }
+        match groups.iter_mut().find(|(set, _)| *set == p.derived) {
+            Some((_, slots)) => slots.push(slot),
+            None => groups.push((p.derived, vec![slot])),
+        }
+    }
     let mut h = Holdings::default();
-    for (principal, via) in principals(subject) {
-        for bkey in index.bindings_naming(&principal) {
-            let Some(binding) = index.binding(bkey) else {
-                continue;
-            };
-            // R2.3: a binding to a missing role grants nothing.
-            let Some(role) = index.role(&binding.role) else {
-                continue;
-            };
-            for grant in &role.grants {
-                if only.is_some_and(|o| o != grant.policy) {
-                    continue;
+    let single = groups.len() == 1;
+    for (set, slots) in &groups {
+        // With one group every policy of interest is in it: skip the filter.
+        let filter = (!single || only.is_some()).then_some(slots.as_slice());
+        Walk::new(index, *set, filter, &mut h, shared).run(subject);
+    }
+    h
+}
+
+const MASTERS: &str = "system:masters";
+
+/// What a derived step reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Runs as, mints a token of, or impersonates the identity.
+    ActsAs(Identity),
+    /// A Pod's volumes: `get` Secrets and ConfigMaps in the namespace (`None`:
+    /// in every namespace).
+    Mounts(Option<Name>),
+    /// Binds the role in the namespace (`None`: cluster-wide).
+    Binds(RoleKey, Option<Name>),
+    /// Every duty in the namespace (`None`: everywhere): escalating roles, or
+    /// impersonating any group or `system:masters`.
+    Everything(Option<Name>),
+}
+
+/// One derived step: the rule that opens it, and what it reaches.
+#[derive(Debug)]
+pub struct Hop<'a> {
+    pub prev: Option<Rc<Hop<'a>>>,
+    /// Number of hops up to and including this one.
+    pub depth: u32,
+    pub via: Via,
+    /// `None` when the rule's role is itself one the subject can bind.
+    pub binding: Option<&'a BindingKey>,
+    pub role: &'a RoleKey,
+    pub derive: &'a Derive,
+    pub reach: Reach,
+}
+
+impl Hop<'_> {
+    /// The hops from the subject to this one, first first.
+    pub fn chain(&self) -> Vec<&Self> {
+        let mut out = vec![self];
+        let mut cur = self.prev.as_deref();
+        while let Some(h) = cur {
+            out.push(h);
+            cur = h.prev.as_deref();
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// The words of a derived step, after `⇒`.
+pub struct ReachText<'h>(pub DerivedKind, pub &'h Reach);
+
+impl fmt::Display for ReachText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scope = |ns: &Option<Name>| match ns {
+            Some(ns) => format!("in {ns}"),
+            None => "cluster-wide".to_string(),
+        };
+        let who = |id: &Identity| match id {
+            Identity::ServiceAccount { namespace, name } => {
+                format!("ServiceAccount {namespace}/{name}")
+            }
+            Identity::User(n) => format!("User {n}"),
+            Identity::Group(n) => format!("Group {n}"),
+        };
+        match (self.0, self.1) {
+            (DerivedKind::WorkloadCreation | DerivedKind::PodExec, Reach::ActsAs(id)) => {
+                write!(f, "runs as {}", who(id))
+            }
+            (DerivedKind::TokenRequest, Reach::ActsAs(id)) => {
+                write!(f, "mints a token of {}", who(id))
+            }
+            (_, Reach::ActsAs(id)) => write!(f, "impersonates {}", who(id)),
+            (_, Reach::Mounts(ns)) => write!(
+                f,
+                "mounts Secrets and ConfigMaps {}",
+                match ns {
+                    Some(ns) => format!("of {ns}"),
+                    None => "of every namespace".into(),
                 }
-                if grant.non_resource && binding.key.namespace.is_some() {
-                    continue;
-                }
-                h.by_policy.entry(grant.policy).or_default().push(Held {
-                    permission: grant.permission,
-                    namespace: binding.key.namespace.as_ref(),
-                    via: via.clone(),
-                    binding: &binding.key,
-                    role: &binding.role,
-                    grant,
-                });
+            ),
+            (_, Reach::Binds(role, ns)) => write!(f, "binds {role} {}", scope(ns)),
+            (DerivedKind::Impersonation, Reach::Everything(_)) => {
+                write!(f, "impersonates any group (system:masters): every duty")
+            }
+            (_, Reach::Everything(ns)) => {
+                write!(f, "escalates roles: every duty {}", scope(ns))
             }
         }
     }
-    h
+}
+
+/// A role reached by the identity being visited, in a scope.
+#[derive(Clone)]
+struct Item<'a> {
+    via: Via,
+    binding: Option<&'a BindingKey>,
+    role: &'a RoleKey,
+    entry: &'a RoleEntry,
+    scope: Option<&'a Name>,
+    chain: Option<Rc<Hop<'a>>>,
+}
+
+/// A paired power's half, kept until its partner is known.
+struct Half<'a> {
+    item: Item<'a>,
+    derive: &'a Derive,
+}
+
+/// The halves of RoleGrant one identity holds.
+#[derive(Default)]
+struct Caps<'a> {
+    bind: Vec<Half<'a>>,
+    escalate: Vec<Half<'a>>,
+    create_rb: Vec<Option<&'a Name>>,
+    create_crb: bool,
+    write_roles: Vec<Option<&'a Name>>,
+    write_cluster_roles: bool,
+}
+
+impl Caps<'_> {
+    /// Whether `create` on rolebindings is held in `ns`.
+    fn rb_in(&self, ns: Option<&Name>) -> bool {
+        self.create_rb.iter().any(|s| s.is_none() || *s == ns)
+    }
+
+    fn roles_in(&self, ns: Option<&Name>) -> bool {
+        self.write_roles.iter().any(|s| s.is_none() || *s == ns)
+    }
+}
+
+/// An identity reached, its path, and the ServiceAccount a summary's path
+/// starts from.
+type Reached<'a> = (Identity, Option<Rc<Hop<'a>>>, Option<Rc<Identity>>);
+
+struct Walk<'a, 'h> {
+    index: &'a Index,
+    set: DerivedSet,
+    slots: Option<&'h [u32]>,
+    out: &'h mut Holdings<'a>,
+    seen: HashSet<Identity>,
+    /// The identities reached by the level being visited, for the next,
+    /// with the ServiceAccount their path starts from in a summary.
+    next: Vec<Reached<'a>>,
+    shared: Option<&'h Shared<'a>>,
+    /// Every ServiceAccount is reached already (through `shared`): like
+    /// `seen` for all of them, without listing them.
+    all_sas: bool,
+    /// The root of the identity being visited (summaries only).
+    root: Option<Rc<Identity>>,
+    /// (slot, permission) that a Pod's volumes give, computed when first needed.
+    mounts: Option<Vec<(u32, u32)>>,
+}
+
+impl<'a, 'h> Walk<'a, 'h> {
+    fn new(
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&'h [u32]>,
+        out: &'h mut Holdings<'a>,
+        shared: Option<&'h Shared<'a>>,
+    ) -> Self {
+        Walk {
+            index,
+            set,
+            slots,
+            out,
+            seen: HashSet::new(),
+            next: Vec::new(),
+            mounts: None,
+            shared,
+            all_sas: false,
+            root: None,
+        }
+    }
+
+    /// The walk of a [`Shared`] summary: from every ServiceAccount at once,
+    /// each the root of the paths through it.
+    fn run_all_service_accounts(mut self) {
+        let mut level: Vec<_> = self
+            .index
+            .service_accounts()
+            .map(|s| {
+                let r = Rc::new(s.clone());
+                (s, None, Some(r))
+            })
+            .collect();
+        level.sort_by(|a, b| a.0.cmp(&b.0));
+        for (s, _, _) in &level {
+            self.seen.insert(s.clone());
+        }
+        self.levels(level);
+    }
+
+    fn levels(&mut self, mut level: Vec<Reached<'a>>) {
+        // Level by level, each in identity order: the path kept for an
+        // identity does not depend on the order the index keeps things in.
+        while !level.is_empty() {
+            for (id, chain, root) in level {
+                self.root = root;
+                self.visit(&id, chain);
+            }
+            level = std::mem::take(&mut self.next);
+            level.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+
+    fn wanted(&self, slot: u32) -> bool {
+        self.slots.is_none_or(|s| s.contains(&slot))
+    }
+
+    fn run(mut self, subject: &Identity) {
+        if self.set.is_empty() {
+            self.visit(subject, None);
+            return;
+        }
+        self.seen.insert(subject.clone());
+        self.levels(vec![(subject.clone(), None, None)]);
+    }
+
+    fn visit(&mut self, id: &Identity, chain: Option<Rc<Hop<'a>>>) {
+        let index = self.index;
+        let mut work: Vec<Item<'a>> = Vec::new();
+        for (principal, via) in principals(id) {
+            for bkey in index.bindings_naming(&principal) {
+                let Some(binding) = index.binding(bkey) else {
+                    continue;
+                };
+                // R2.3: a binding to a missing role grants nothing.
+                let Some(entry) = index.role(&binding.role) else {
+                    continue;
+                };
+                work.push(Item {
+                    via: via.clone(),
+                    binding: Some(&binding.key),
+                    role: &binding.role,
+                    entry,
+                    scope: binding.key.namespace.as_ref(),
+                    chain: chain.clone(),
+                });
+            }
+        }
+        // Popped from the end: the first binding in key order goes first.
+        work.sort_by(|a, b| b.binding.cmp(&a.binding));
+        let mut caps = Caps::default();
+        let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
+        let mut everything: HashSet<Option<Name>> = HashSet::new();
+        loop {
+            while let Some(item) = work.pop() {
+                self.role(&item, &mut caps);
+            }
+            if !self.set.contains(DerivedKind::RoleGrant) {
+                break;
+            }
+            self.pair(&caps, &mut bound, &mut everything, &mut work);
+            if work.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// The holdings and powers one role gives in one scope.
+    fn role(&mut self, item: &Item<'a>, caps: &mut Caps<'a>) {
+        for grant in &item.entry.grants {
+            if !self.wanted(grant.policy) {
+                continue;
+            }
+            if grant.non_resource && item.scope.is_some() {
+                continue;
+            }
+            self.out
+                .by_policy
+                .entry(grant.policy)
+                .or_default()
+                .push(Held {
+                    permission: grant.permission,
+                    namespace: item.scope,
+                    via: item.via.clone(),
+                    hops: item.chain.clone(),
+                    end: End::Rule {
+                        binding: item.binding,
+                        role: item.role,
+                        grant,
+                    },
+                    graft: None,
+                    root: self.root.clone(),
+                });
+        }
+        if self.set.is_empty() {
+            return;
+        }
+        let index = self.index;
+        for d in &item.entry.derives {
+            if !self.set.contains(d.kind) {
+                continue;
+            }
+            match &d.power {
+                Power::Workloads => {
+                    self.mount(item, d);
+                    self.every_service_account(item, d);
+                }
+                Power::Exec => self.every_service_account(item, d),
+                Power::Tokens(Targets::All) => self.every_service_account(item, d),
+                Power::Tokens(Targets::Named(names)) => {
+                    // A token is minted only for a ServiceAccount that exists.
+                    for name in names {
+                        match item.scope {
+                            Some(ns) => {
+                                if index.service_account_exists(ns, name) {
+                                    self.acts_as(item, d, sa(ns, name));
+                                }
+                            }
+                            None => {
+                                let nss: Vec<Name> =
+                                    index.service_account_namespaces().cloned().collect();
+                                for ns in nss {
+                                    if index.service_account_exists(&ns, name) {
+                                        self.acts_as(item, d, sa(&ns, name));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Power::ImpersonateServiceAccounts(Targets::All) => {
+                    self.every_service_account(item, d)
+                }
+                Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
+                    for name in names {
+                        match item.scope {
+                            // Impersonation does not ask whether the
+                            // ServiceAccount exists: its bindings apply anyway.
+                            Some(ns) => self.acts_as(item, d, sa(ns, name)),
+                            None => {
+                                let nss: Vec<Name> =
+                                    index.service_account_namespaces().cloned().collect();
+                                for ns in nss {
+                                    if index.service_account_exists(&ns, name) {
+                                        self.acts_as(item, d, sa(&ns, name));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                // Users and Groups are cluster-scoped: only a cluster-wide
+                // grant impersonates them.
+                Power::ImpersonateUsers(_) | Power::ImpersonateGroups(_)
+                    if item.scope.is_some() => {}
+                Power::ImpersonateUsers(Targets::All) => {
+                    let users: Vec<Identity> = index
+                        .named_users_and_groups()
+                        .filter(|i| matches!(i, Identity::User(_)))
+                        .cloned()
+                        .collect();
+                    for u in users {
+                        self.acts_as(item, d, u);
+                    }
+                }
+                Power::ImpersonateUsers(Targets::Named(names)) => {
+                    for name in names {
+                        self.acts_as(item, d, Identity::User(name.clone()));
+                    }
+                }
+                Power::ImpersonateGroups(Targets::All) => {
+                    self.everything(item, d, None, &mut HashSet::new())
+                }
+                Power::ImpersonateGroups(Targets::Named(names)) => {
+                    for name in names {
+                        if &**name == MASTERS {
+                            self.everything(item, d, None, &mut HashSet::new());
+                        } else {
+                            self.acts_as(item, d, Identity::Group(name.clone()));
+                        }
+                    }
+                }
+                Power::Bind { .. } => caps.bind.push(Half {
+                    item: item.clone(),
+                    derive: d,
+                }),
+                Power::Escalate { .. } => caps.escalate.push(Half {
+                    item: item.clone(),
+                    derive: d,
+                }),
+                Power::CreateRoleBindings => caps.create_rb.push(item.scope),
+                Power::CreateClusterRoleBindings => {
+                    caps.create_crb |= item.scope.is_none();
+                }
+                Power::WriteRoles {
+                    cluster_roles: false,
+                } => caps.write_roles.push(item.scope),
+                Power::WriteRoles {
+                    cluster_roles: true,
+                } => caps.write_cluster_roles |= item.scope.is_none(),
+            }
+        }
+    }
+
+    fn hop(&self, item: &Item<'a>, d: &'a Derive, reach: Reach) -> Rc<Hop<'a>> {
+        Rc::new(Hop {
+            depth: item.chain.as_ref().map_or(0, |h| h.depth) + 1,
+            prev: item.chain.clone(),
+            via: item.via.clone(),
+            binding: item.binding,
+            role: item.role,
+            derive: d,
+            reach,
+        })
+    }
+
+    fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
+        if self.all_sas && matches!(id, Identity::ServiceAccount { .. }) {
+            return;
+        }
+        if self.seen.contains(&id) {
+            return;
+        }
+        self.seen.insert(id.clone());
+        let hop = self.hop(item, d, Reach::ActsAs(id.clone()));
+        self.next.push((id, Some(hop), self.root.clone()));
+    }
+
+    /// Workload creation, exec, and tokens or impersonation of all: every
+    /// ServiceAccount of the scope (of every namespace when cluster-wide).
+    fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
+        let index = self.index;
+        if let (None, Some(shared)) = (item.scope, self.shared) {
+            // The first such step is the shortest (breadth first); later ones
+            // reach nobody new, as with `seen`.
+            if self.all_sas {
+                return;
+            }
+            self.all_sas = true;
+            let summary = shared.summary(index, self.set, self.slots);
+            // Its reach is the summary's root, filled in when a path is shown.
+            let hop = self.hop(item, d, Reach::Everything(None));
+            for (slot, x) in summary.iter() {
+                let mut x = x.clone();
+                x.graft = Some(hop.clone());
+                self.out.by_policy.entry(*slot).or_default().push(x);
+            }
+            return;
+        }
+        let sas: Vec<Identity> = match item.scope {
+            Some(ns) => index.service_accounts_in(ns).collect(),
+            None => index.service_accounts().collect(),
+        };
+        for s in sas {
+            self.acts_as(item, d, s);
+        }
+    }
+
+    fn mount(&mut self, item: &Item<'a>, d: &'a Derive) {
+        if self.mounts.is_none() {
+            let mut m = Vec::new();
+            for (slot, p) in self.index.policies() {
+                if !self.wanted(slot) {
+                    continue;
+                }
+                for (pi, perm) in p.permissions.iter().enumerate() {
+                    if mounts_grant(perm) {
+                        m.push((slot, pi as u32));
+                    }
+                }
+            }
+            self.mounts = Some(m);
+        }
+        let m = self.mounts.clone().unwrap_or_default();
+        if m.is_empty() {
+            return;
+        }
+        let hop = self.hop(item, d, Reach::Mounts(item.scope.cloned()));
+        for (slot, pi) in m {
+            self.derived(slot, pi, item.scope, &hop);
+        }
+    }
+
+    fn derived(&mut self, slot: u32, permission: u32, ns: Option<&'a Name>, hop: &Rc<Hop<'a>>) {
+        self.out.by_policy.entry(slot).or_default().push(Held {
+            permission,
+            namespace: ns,
+            via: Via::Direct,
+            hops: Some(hop.clone()),
+            end: End::Derived,
+            graft: None,
+            root: self.root.clone(),
+        });
+    }
+
+    /// Every permission of every policy of interest, in `ns`.
+    fn everything(
+        &mut self,
+        item: &Item<'a>,
+        d: &'a Derive,
+        ns: Option<&'a Name>,
+        done: &mut HashSet<Option<Name>>,
+    ) {
+        if !done.insert(ns.cloned()) {
+            return;
+        }
+        let hop = self.hop(item, d, Reach::Everything(ns.cloned()));
+        let all: Vec<(u32, u32)> = self
+            .index
+            .policies()
+            .filter(|(slot, _)| self.wanted(*slot))
+            .flat_map(|(slot, p)| (0..p.permissions.len() as u32).map(move |pi| (slot, pi)))
+            .collect();
+        for (slot, pi) in all {
+            self.derived(slot, pi, ns, &hop);
+        }
+    }
+
+    /// RoleGrant: pairs `bind` with `create rolebindings` (roles to bind to
+    /// oneself) and `escalate` with writing roles (every duty), per scope.
+    fn pair(
+        &mut self,
+        caps: &Caps<'a>,
+        bound: &mut HashSet<(RoleKey, Option<Name>)>,
+        everything: &mut HashSet<Option<Name>>,
+        work: &mut Vec<Item<'a>>,
+    ) {
+        let index = self.index;
+        for half in &caps.escalate {
+            let Power::Escalate { cluster_roles } = half.derive.power else {
+                continue;
+            };
+            let scope = half.item.scope;
+            if cluster_roles {
+                // ClusterRoles are cluster-scoped: both halves cluster-wide.
+                if scope.is_none() && caps.write_cluster_roles {
+                    self.everything(&half.item, half.derive, None, everything);
+                }
+                continue;
+            }
+            match scope {
+                Some(ns) => {
+                    if caps.roles_in(Some(ns)) {
+                        self.everything(&half.item, half.derive, Some(ns), everything);
+                    }
+                }
+                None => {
+                    if caps.write_roles.contains(&None) {
+                        self.everything(&half.item, half.derive, None, everything);
+                    } else {
+                        for ns in caps.write_roles.iter().flatten() {
+                            self.everything(&half.item, half.derive, Some(ns), everything);
+                        }
+                    }
+                }
+            }
+        }
+        for half in &caps.bind {
+            let Power::Bind {
+                cluster_roles,
+                targets,
+            } = &half.derive.power
+            else {
+                continue;
+            };
+            // (the namespace the role is bound in, which roles: `Some(ns)`
+            // for the Roles of ns, `None` for ClusterRoles)
+            let mut grants: Vec<(Option<&'a Name>, Option<Option<&'a Name>>)> = Vec::new();
+            match (half.item.scope, cluster_roles) {
+                (Some(ns), false) => {
+                    if caps.rb_in(Some(ns)) {
+                        grants.push((Some(ns), Some(Some(ns))));
+                    }
+                }
+                (Some(ns), true) => {
+                    if caps.rb_in(Some(ns)) {
+                        grants.push((Some(ns), None));
+                    }
+                }
+                (None, true) => {
+                    if caps.create_crb || caps.create_rb.contains(&None) {
+                        grants.push((None, None));
+                    } else {
+                        for ns in caps.create_rb.iter().flatten() {
+                            grants.push((Some(ns), None));
+                        }
+                    }
+                }
+                (None, false) => {
+                    if caps.create_rb.contains(&None) {
+                        // Every Role, each in its own namespace.
+                        grants.push((None, Some(None)));
+                    } else {
+                        for ns in caps.create_rb.iter().flatten() {
+                            grants.push((Some(ns), Some(Some(ns))));
+                        }
+                    }
+                }
+            }
+            for (scope, which) in grants {
+                let roles: Vec<&'a RoleEntry> = match (which, targets) {
+                    (None, Targets::Named(names)) => names
+                        .iter()
+                        .filter_map(|n| index.role(&RoleKey::cluster(n)))
+                        .collect(),
+                    (Some(Some(ns)), Targets::Named(names)) => names
+                        .iter()
+                        .filter_map(|n| {
+                            index.role(&RoleKey {
+                                namespace: Some(ns.clone()),
+                                name: n.clone(),
+                            })
+                        })
+                        .collect(),
+                    (None, Targets::All) => index
+                        .roles()
+                        .filter(|e| e.role.key.namespace.is_none())
+                        .collect(),
+                    (Some(Some(ns)), Targets::All) => index
+                        .roles()
+                        .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
+                        .collect(),
+                    (Some(None), Targets::Named(names)) => index
+                        .roles()
+                        .filter(|e| {
+                            e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
+                        })
+                        .collect(),
+                    (Some(None), Targets::All) => index
+                        .roles()
+                        .filter(|e| e.role.key.namespace.is_some())
+                        .collect(),
+                };
+                let mut roles = roles;
+                roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+                for entry in roles {
+                    let key = &entry.role.key;
+                    // A Role is bound in its own namespace.
+                    let scope = if key.namespace.is_some() {
+                        key.namespace.as_ref()
+                    } else {
+                        scope
+                    };
+                    if !bound.insert((key.clone(), scope.cloned())) {
+                        continue;
+                    }
+                    let hop = self.hop(
+                        &half.item,
+                        half.derive,
+                        Reach::Binds(key.clone(), scope.cloned()),
+                    );
+                    work.push(Item {
+                        via: Via::Direct,
+                        binding: None,
+                        role: key,
+                        entry,
+                        scope,
+                        chain: Some(hop),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn sa(ns: &Name, name: &Name) -> Identity {
+    Identity::ServiceAccount {
+        namespace: ns.clone(),
+        name: name.clone(),
+    }
 }

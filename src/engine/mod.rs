@@ -5,6 +5,7 @@
 mod admission;
 mod assume;
 pub mod credentials;
+mod derive;
 mod exception_rules;
 mod explain;
 mod holdings;
@@ -13,20 +14,21 @@ pub mod index;
 mod refusal;
 mod request;
 mod verdict;
-mod violations;
+pub(crate) mod violations;
 pub mod wording;
 
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
-pub use holdings::{Held, Holdings, Via, holdings};
+pub use holdings::{End, Held, Holdings, Hop, Reach, Shared, Via, holdings, holdings_shared};
 pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use verdict::Review;
 pub use violations::{
-    DutyPaths, Evaluation, Excused, Path, SubjectList, Violation, affected_subjects, evaluate,
-    evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
+    DutyPaths, Evaluation, Excused, Path, Step, SubjectList, Violation, affected_subjects,
+    evaluate, evaluate_policy, evaluate_subjects, subject_list, subject_violations,
+    subject_violations_shared, subjects,
 };
 
 #[cfg(test)]

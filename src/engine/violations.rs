@@ -7,35 +7,83 @@ use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
 use super::exception_rules;
-use super::holdings::{Held, Via, holdings};
+use super::holdings::{End, Held, Hop, Reach, ReachText, Shared, Via, holdings, holdings_shared};
 use crate::engine::index::Index;
 use crate::model::{
-    Actions, BindingKey, CLUSTER_WIDE, Identity, Name, Policy, PolicyScope, RoleKey,
+    Actions, BindingKey, CLUSTER_WIDE, DerivedKind, Identity, Name, Policy, PolicyScope, RoleKey,
 };
 
-/// One explanation path (R5.4): binding → role (→ aggregated source) → rule.
+/// One step of an explanation path: a rule that grants, or a derived step
+/// (R9.3) that turns what the rule before it grants into more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// binding → role (→ aggregated source) → rule.
+    Rule {
+        via: Via,
+        /// `None` for a role the subject can bind to itself (RoleGrant).
+        binding: Option<BindingKey>,
+        role: RoleKey,
+        /// The ClusterRole the rule is aggregated from, if it is.
+        source: Option<Name>,
+        rule_index: u32,
+        /// The rule, written for people.
+        rule: String,
+    },
+    /// `⇒ runs as ServiceAccount a/backup`, and the like.
+    Derived { kind: DerivedKind, text: String },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Rule {
+                via,
+                binding,
+                role,
+                source,
+                rule_index,
+                rule,
+            } => {
+                if *via != Via::Direct {
+                    write!(f, "({via}) ")?;
+                }
+                if let Some(b) = binding {
+                    write!(f, "{b} → ")?;
+                }
+                write!(f, "{role}")?;
+                if let Some(src) = source {
+                    write!(f, " → ClusterRole {src}")?;
+                }
+                write!(f, " → rules[{rule_index}]: {rule}")
+            }
+            Step::Derived { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+/// One explanation path (R5.4): binding → role (→ aggregated source) → rule,
+/// preceded by the derived steps that reach that binding (R9.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
-    pub via: Via,
-    pub binding: BindingKey,
-    pub role: RoleKey,
-    /// The ClusterRole the rule is aggregated from, if it is.
-    pub source: Option<Name>,
-    pub rule_index: u32,
-    /// The rule, written for people.
-    pub rule: String,
+    pub steps: Vec<Step>,
+}
+
+impl Path {
+    /// Whether the path takes a derived step.
+    pub fn derived(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Derived { .. }))
+    }
 }
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.via != Via::Direct {
-            write!(f, "({}) ", self.via)?;
+        for (i, s) in self.steps.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ⇒ ")?;
+            }
+            write!(f, "{s}")?;
         }
-        write!(f, "{} → {}", self.binding, self.role)?;
-        if let Some(src) = &self.source {
-            write!(f, " → ClusterRole {src}")?;
-        }
-        write!(f, " → rules[{}]: {}", self.rule_index, self.rule)
+        Ok(())
     }
 }
 
@@ -94,6 +142,33 @@ pub struct Evaluation {
 /// Raw violations of one subject (exceptions not applied), for every policy
 /// that governs it (or only `only`).
 pub fn subject_violations(index: &Index, subject: &Identity, only: Option<u32>) -> Vec<Violation> {
+    subject_violations_shared(index, subject, only, &Shared::new())
+}
+
+/// [`subject_violations`], sharing what every ServiceAccount holds with the
+/// other subjects judged with the same `shared` on the same state.
+pub fn subject_violations_shared<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: &Shared<'a>,
+) -> Vec<Violation> {
+    judge(index, subject, only, Some(shared))
+}
+
+/// A subject's violations from its own walk, nothing shared: what
+/// [`Shared`] must not change.
+#[cfg(test)]
+pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> Vec<Violation> {
+    judge(index, subject, None, None)
+}
+
+fn judge<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: Option<&Shared<'a>>,
+) -> Vec<Violation> {
     if !index.exists(subject) {
         return Vec::new();
     }
@@ -105,7 +180,10 @@ pub fn subject_violations(index: &Index, subject: &Identity, only: Option<u32>) 
     if governed.is_empty() {
         return Vec::new();
     }
-    let h = holdings(index, subject, only);
+    let h = match shared {
+        Some(shared) => holdings_shared(index, subject, only, shared),
+        None => holdings(index, subject, only),
+    };
     let mut out = Vec::new();
     for (slot, policy) in governed {
         if let Some(held) = h.by_policy.get(&slot) {
@@ -204,14 +282,7 @@ fn violation(
                 let perms: BTreeSet<usize> = perms.collect();
                 held.iter()
                     .filter(|h| perms.contains(&(h.permission as usize)) && in_scope(h))
-                    .min_by_key(|h| {
-                        (
-                            h.via != Via::Direct,
-                            h.grant.source.is_some(),
-                            h.binding,
-                            h.grant.rule,
-                        )
-                    })
+                    .min_by_key(|h| h.rank())
                     .map(|h| path(index, h))
             };
             let paths = if duty.match_all {
@@ -240,19 +311,81 @@ fn violation(
 }
 
 pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
-    let rule_owner = match &h.grant.source {
+    let mut steps = Vec::new();
+    // A summary's path: the subject's hop to every ServiceAccount runs as the
+    // one the path starts from.
+    let mut chain: Vec<(&Hop<'_>, Option<Reach>)> = Vec::new();
+    if let Some(g) = &h.graft {
+        let root = h.root.as_deref().map(|r| Reach::ActsAs(r.clone()));
+        let mut gs = g.chain();
+        let last = gs.pop();
+        chain.extend(gs.into_iter().map(|x| (x, None)));
+        chain.extend(last.map(|x| (x, root)));
+    }
+    if let Some(last) = &h.hops {
+        chain.extend(last.chain().into_iter().map(|x| (x, None)));
+    }
+    {
+        for (hop, reach) in chain {
+            let reach = reach.as_ref().unwrap_or(&hop.reach);
+            let d = hop.derive;
+            steps.push(rule_step(
+                index,
+                hop.via.clone(),
+                hop.binding,
+                hop.role,
+                d.source.as_ref(),
+                d.rule,
+                None,
+            ));
+            steps.push(Step::Derived {
+                kind: d.kind,
+                text: ReachText(d.kind, reach).to_string(),
+            });
+        }
+    }
+    if let End::Rule {
+        binding,
+        role,
+        grant,
+    } = &h.end
+    {
+        let perm = index
+            .policy_slot(grant.policy)
+            .and_then(|p| p.permissions.get(h.permission as usize));
+        steps.push(rule_step(
+            index,
+            h.via.clone(),
+            *binding,
+            role,
+            grant.source.as_ref(),
+            grant.rule,
+            perm,
+        ));
+    }
+    Path { steps }
+}
+
+/// binding → role (→ source) → rule, the rule focused on `perm` when given.
+fn rule_step(
+    index: &Index,
+    via: Via,
+    binding: Option<&BindingKey>,
+    role: &RoleKey,
+    source: Option<&Name>,
+    rule_index: u32,
+    perm: Option<&crate::model::Permission>,
+) -> Step {
+    let rule_owner = match source {
         Some(src) => RoleKey {
             namespace: None,
             name: src.clone(),
         },
-        None => h.role.clone(),
+        None => role.clone(),
     };
-    let perm = index
-        .policy_slot(h.grant.policy)
-        .and_then(|p| p.permissions.get(h.permission as usize));
     let rule = index
         .role(&rule_owner)
-        .and_then(|e| e.role.rules.get(h.grant.rule as usize))
+        .and_then(|e| e.role.rules.get(rule_index as usize))
         .map(|r| match perm {
             Some(perm) => match crate::rbac::focus(r, perm) {
                 (f, true) => format!("{f} (…)"),
@@ -261,12 +394,12 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
             None => r.to_string(),
         })
         .unwrap_or_default();
-    Path {
-        via: h.via.clone(),
-        binding: h.binding.clone(),
-        role: h.role.clone(),
-        source: h.grant.source.clone(),
-        rule_index: h.grant.rule,
+    Step::Rule {
+        via,
+        binding: binding.cloned(),
+        role: role.clone(),
+        source: source.cloned(),
+        rule_index,
         rule,
     }
 }
@@ -310,8 +443,9 @@ pub fn evaluate_policy(index: &Index, policy: &str, now: Timestamp) -> Evaluatio
 
 fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evaluation {
     let mut raw = Vec::new();
+    let shared = Shared::new();
     for_each_subject(index, only, |id| {
-        raw.extend(subject_violations(index, id, only));
+        raw.extend(subject_violations_shared(index, id, only, &shared));
     });
     sort(&mut raw);
     excuse(index, raw, now)
@@ -401,9 +535,10 @@ pub fn evaluate_subjects<'a>(
     subjects: impl IntoIterator<Item = &'a Identity>,
     now: Timestamp,
 ) -> Evaluation {
+    let shared = Shared::new();
     let mut raw: Vec<Violation> = subjects
         .into_iter()
-        .flat_map(|s| subject_violations(index, s, None))
+        .flat_map(|s| subject_violations_shared(index, s, None, &shared))
         .collect();
     sort(&mut raw);
     excuse(index, raw, now)

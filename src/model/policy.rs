@@ -6,7 +6,7 @@ use std::ops::Range;
 use globset::GlobMatcher;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Identity, Name};
+use super::{DerivedSet, Identity, Name};
 use crate::model::Permission;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,8 @@ pub struct Policy {
     pub actions: Actions,
     pub exceptions: ExceptionRules,
     pub credentials: Credentials,
+    /// The escalation paths whose holdings count (R9.2).
+    pub derived: DerivedSet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

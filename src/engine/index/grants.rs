@@ -45,9 +45,13 @@ impl Index {
 
     pub(super) fn recompute_grants(&mut self, key: &RoleKey) {
         let grants = self.compute_grants(key, None);
+        let derives = self.compute_derives(key);
         if let Some(e) = self.roles.get_mut(key) {
-            Arc::make_mut(e).grants = grants;
+            let e = Arc::make_mut(e);
+            e.grants = grants;
+            e.derives = derives;
         }
+        self.note_role_derives(key);
     }
 
     pub(super) fn recompute_policy_grants(&mut self, slot: u32) {

@@ -7,6 +7,7 @@
 
 mod aggregation;
 mod cow;
+mod derive;
 mod grants;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -14,6 +15,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
+pub use derive::{Derive, Derivers, Power, Targets, mount_rule, mounts_grant};
 pub use grants::Grant;
 
 use crate::model::{
@@ -26,6 +28,8 @@ use crate::model::{
 pub struct RoleEntry {
     pub role: Role,
     pub grants: Vec<Grant>,
+    /// The escalation paths its effective rules open (R9.1).
+    pub derives: Vec<Derive>,
 }
 
 /// What [`Index::apply`] or [`Index::remove`] replaced, to put it back.
@@ -90,6 +94,8 @@ pub struct Index {
     unwatched: HashSet<Name>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
+    /// Bindings whose roles open escalation paths (R9.4).
+    derivers: Derivers,
 }
 
 impl Index {
@@ -284,6 +290,7 @@ impl Index {
                 .get_or_insert_with(b.role.clone(), Default::default),
         )
         .push(b.key.clone());
+        self.note_binding(&b.key, &b.role);
         self.bindings.insert(b.key.clone(), Arc::new(b));
         previous
     }
@@ -294,6 +301,7 @@ impl Index {
             unlink(&mut self.by_subject, s, key);
         }
         unlink(&mut self.by_role, &b.role, key);
+        self.forget_binding(key);
         Some(Arc::unwrap_or_clone(b))
     }
 
@@ -333,6 +341,7 @@ impl Index {
                 Arc::new(RoleEntry {
                     role,
                     grants: Vec::new(),
+                    derives: Vec::new(),
                 }),
             )
             .map(|e| Arc::unwrap_or_clone(e).role);
@@ -358,6 +367,8 @@ impl Index {
         }
         if self.roles.contains_key(key) {
             self.recompute_grants(key);
+        } else {
+            self.note_role_derives(key);
         }
         for agg in stale {
             let k = RoleKey {

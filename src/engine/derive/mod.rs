@@ -1,0 +1,118 @@
+//! Who acts as whom, the other way round (R9.4): the subjects whose holdings a
+//! change can alter include everyone who acts as an affected subject, or can
+//! bind a changed role, transitively.
+
+use std::collections::BTreeSet;
+
+use super::violations::affected_subjects;
+use crate::engine::index::{Derive, Index, Power, Targets};
+use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
+
+/// The escalation paths some policy considers.
+pub(super) fn considered(index: &Index) -> DerivedSet {
+    index
+        .policies()
+        .fold(DerivedSet::NONE, |acc, (_, p)| acc.union(p.derived))
+}
+
+/// Whether power `d`, held through a binding of the right scope, reaches `t`.
+fn reaches(d: &Derive, scope: Option<&Name>, t: &Identity) -> bool {
+    let has = |targets: &Targets, n: &Name| match targets {
+        Targets::All => true,
+        Targets::Named(names) => names.contains(n),
+    };
+    match (&d.power, t) {
+        (Power::Workloads | Power::Exec, Identity::ServiceAccount { .. }) => true,
+        (
+            Power::Tokens(tg) | Power::ImpersonateServiceAccounts(tg),
+            Identity::ServiceAccount { name, .. },
+        ) => has(tg, name),
+        (Power::ImpersonateUsers(tg), Identity::User(n)) => scope.is_none() && has(tg, n),
+        (Power::ImpersonateGroups(Targets::Named(names)), Identity::Group(n)) => {
+            scope.is_none() && names.contains(n)
+        }
+        _ => false,
+    }
+}
+
+/// Whether power `d` of a binding in `scope` can bind `role`.
+fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
+    let Power::Bind {
+        cluster_roles,
+        targets,
+    } = &d.power
+    else {
+        return false;
+    };
+    let kind_ok = match &role.namespace {
+        None => *cluster_roles,
+        Some(ns) => !*cluster_roles && scope.is_none_or(|s| s == ns),
+    };
+    kind_ok
+        && match targets {
+            Targets::All => true,
+            Targets::Named(names) => names.contains(&role.name),
+        }
+}
+
+/// R9.4: adds to `out` everyone who acts as one of its identities, or can
+/// bind one of `roles` to themselves, transitively. Only the bindings whose
+/// roles open an escalation path are looked at ([`Index::derivers_in`]), in
+/// the target's namespace and cluster-wide.
+pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>) {
+    let set = considered(index);
+    if set.is_empty() {
+        return;
+    }
+    let mut queue: Vec<Identity> = out.iter().cloned().collect();
+    let mut fresh = BTreeSet::new();
+    let take = |b: &BindingKey, fresh: &mut BTreeSet<Identity>| {
+        if let Some(binding) = index.binding(b) {
+            for s in &binding.subjects {
+                affected_subjects(index, s, fresh);
+            }
+        }
+    };
+    if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
+        for bkey in index.derivers() {
+            let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                continue;
+            };
+            let scope = bkey.namespace.as_ref();
+            if entry
+                .derives
+                .iter()
+                .any(|d| set.contains(d.kind) && roles.iter().any(|r| binds(d, scope, r)))
+            {
+                take(bkey, &mut fresh);
+            }
+        }
+    }
+    loop {
+        for x in std::mem::take(&mut fresh) {
+            if out.insert(x.clone()) {
+                queue.push(x);
+            }
+        }
+        let Some(t) = queue.pop() else { break };
+        let scopes: [Option<&Name>; 2] = [t.namespace(), None];
+        let n = if t.namespace().is_some() { 2 } else { 1 };
+        for scope in &scopes[2 - n..] {
+            for bkey in index.derivers_in(*scope) {
+                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                    continue;
+                };
+                if entry
+                    .derives
+                    .iter()
+                    .any(|d| set.contains(d.kind) && reaches(d, *scope, &t))
+                {
+                    take(bkey, &mut fresh);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! Per role, which escalation paths (R9.1) its effective rules open. Like the
+//! grants, they are computed when the role (or an aggregated member) changes,
+//! so a holdings walk finds its derived edges without matching rules again.
+//! They do not depend on policies: which kinds count is the walk's business.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use super::Index;
+use crate::model::{BindingKey, DerivedKind, Name, Permission, RoleKey, Rule};
+use crate::rbac;
+
+/// Which objects a rule names: all of them, or its `resourceNames`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    All,
+    Named(Vec<Name>),
+}
+
+impl Targets {
+    fn of(rule: &Rule) -> Self {
+        if rule.resource_names.is_empty() {
+            Targets::All
+        } else {
+            Targets::Named(rule.resource_names.clone())
+        }
+    }
+}
+
+/// What one rule lets its holder obtain, in the scope of the binding that
+/// grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Power {
+    /// Create Pods or workload controllers: run as every ServiceAccount of the
+    /// namespace, and mount its Secrets and ConfigMaps.
+    Workloads,
+    /// Exec into, attach to or add ephemeral containers to Pods: act as every
+    /// ServiceAccount whose Pods run in the namespace.
+    Exec,
+    /// Mint tokens of these ServiceAccounts of the namespace.
+    Tokens(Targets),
+    ImpersonateUsers(Targets),
+    ImpersonateGroups(Targets),
+    ImpersonateServiceAccounts(Targets),
+    /// `bind` on roles (or clusterroles): half of a RoleGrant.
+    Bind {
+        cluster_roles: bool,
+        targets: Targets,
+    },
+    CreateRoleBindings,
+    CreateClusterRoleBindings,
+    /// `escalate` on roles (or clusterroles): half of a RoleGrant.
+    Escalate {
+        cluster_roles: bool,
+    },
+    /// `create`, `update` or `patch` on roles (or clusterroles).
+    WriteRoles {
+        cluster_roles: bool,
+    },
+}
+
+/// A power opened by rule `rule` of the role, or of its aggregated source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derive {
+    pub kind: DerivedKind,
+    pub power: Power,
+    pub source: Option<Name>,
+    pub rule: u32,
+}
+
+fn perm(verbs: &[&str], group: &str, resources: &[&str]) -> Permission {
+    let names = |xs: &[&str]| xs.iter().map(|x| Name::from(*x)).collect();
+    Permission {
+        verbs: names(verbs),
+        api_groups: vec![Name::from(group)],
+        resources: names(resources),
+        ..Permission::default()
+    }
+}
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+const WRITE: &[&str] = &["create", "update", "patch"];
+
+struct Probes {
+    workloads: [Permission; 4],
+    exec: [Permission; 2],
+    tokens: Permission,
+    impersonate: [Permission; 3],
+    bind: [Permission; 2],
+    create_rb: Permission,
+    create_crb: Permission,
+    escalate: [Permission; 2],
+    write: [Permission; 2],
+    /// What a Pod's volumes can read (R9.1 WorkloadCreation).
+    pub mounts: Permission,
+}
+
+static PROBES: LazyLock<Probes> = LazyLock::new(|| Probes {
+    workloads: [
+        perm(&["create"], "", &["pods"]),
+        perm(
+            WRITE,
+            "apps",
+            &["deployments", "replicasets", "statefulsets", "daemonsets"],
+        ),
+        perm(WRITE, "batch", &["jobs", "cronjobs"]),
+        perm(WRITE, "", &["replicationcontrollers"]),
+    ],
+    exec: [
+        perm(&["create"], "", &["pods/exec", "pods/attach"]),
+        perm(&["update", "patch"], "", &["pods/ephemeralcontainers"]),
+    ],
+    tokens: perm(&["create"], "", &["serviceaccounts/token"]),
+    impersonate: [
+        perm(&["impersonate"], "", &["users"]),
+        perm(&["impersonate"], "", &["groups"]),
+        perm(&["impersonate"], "", &["serviceaccounts"]),
+    ],
+    bind: [
+        perm(&["bind"], RBAC, &["roles"]),
+        perm(&["bind"], RBAC, &["clusterroles"]),
+    ],
+    create_rb: perm(&["create"], RBAC, &["rolebindings"]),
+    create_crb: perm(&["create"], RBAC, &["clusterrolebindings"]),
+    escalate: [
+        perm(&["escalate"], RBAC, &["roles"]),
+        perm(&["escalate"], RBAC, &["clusterroles"]),
+    ],
+    write: [
+        perm(WRITE, RBAC, &["roles"]),
+        perm(WRITE, RBAC, &["clusterroles"]),
+    ],
+    mounts: perm(&["get"], "", &["secrets", "configmaps"]),
+});
+
+/// The rule a Pod's volumes amount to: `get` Secrets and ConfigMaps.
+pub fn mount_rule() -> Rule {
+    let p = &PROBES.mounts;
+    Rule {
+        verbs: p.verbs.clone(),
+        api_groups: p.api_groups.clone(),
+        resources: p.resources.clone(),
+        ..Rule::default()
+    }
+}
+
+/// The powers one rule opens, in a fixed order.
+pub fn powers(rule: &Rule) -> Vec<(DerivedKind, Power)> {
+    let p = &*PROBES;
+    let g = |x: &Permission| rbac::grants(rule, x);
+    let mut out = Vec::new();
+    if p.workloads.iter().any(g) {
+        out.push((DerivedKind::WorkloadCreation, Power::Workloads));
+    }
+    if p.exec.iter().any(g) {
+        out.push((DerivedKind::PodExec, Power::Exec));
+    }
+    if g(&p.tokens) {
+        out.push((DerivedKind::TokenRequest, Power::Tokens(Targets::of(rule))));
+    }
+    let [users, groups, sas] = &p.impersonate;
+    if g(users) {
+        out.push((
+            DerivedKind::Impersonation,
+            Power::ImpersonateUsers(Targets::of(rule)),
+        ));
+    }
+    if g(groups) {
+        out.push((
+            DerivedKind::Impersonation,
+            Power::ImpersonateGroups(Targets::of(rule)),
+        ));
+    }
+    if g(sas) {
+        out.push((
+            DerivedKind::Impersonation,
+            Power::ImpersonateServiceAccounts(Targets::of(rule)),
+        ));
+    }
+    for (i, cluster_roles) in [(0, false), (1, true)] {
+        if g(&p.bind[i]) {
+            out.push((
+                DerivedKind::RoleGrant,
+                Power::Bind {
+                    cluster_roles,
+                    targets: Targets::of(rule),
+                },
+            ));
+        }
+    }
+    // Bindings are created under a name not known beforehand: a rule limited
+    // to resourceNames cannot create one, but R3.3 counts it all the same
+    // (never think a subject holds less).
+    if g(&p.create_rb) {
+        out.push((DerivedKind::RoleGrant, Power::CreateRoleBindings));
+    }
+    if g(&p.create_crb) {
+        out.push((DerivedKind::RoleGrant, Power::CreateClusterRoleBindings));
+    }
+    for (i, cluster_roles) in [(0, false), (1, true)] {
+        if g(&p.escalate[i]) {
+            out.push((DerivedKind::RoleGrant, Power::Escalate { cluster_roles }));
+        }
+        if g(&p.write[i]) {
+            out.push((DerivedKind::RoleGrant, Power::WriteRoles { cluster_roles }));
+        }
+    }
+    out
+}
+
+/// Whether a permission is one a Pod's volumes give (R9.1).
+pub fn mounts_grant(permission: &Permission) -> bool {
+    rbac::grants(&mount_rule(), permission)
+}
+
+impl Index {
+    pub(super) fn compute_derives(&self, key: &RoleKey) -> Vec<Derive> {
+        let mut out = Vec::new();
+        for r in self.effective_rules(key) {
+            for (kind, power) in powers(r.rule) {
+                out.push(Derive {
+                    kind,
+                    power,
+                    source: r.source.cloned(),
+                    rule: r.index,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The reverse of the derived edges, kept up to date one object at a time:
+/// per scope (a namespace, or `None` for ClusterRoleBindings), the bindings
+/// whose role opens at least one escalation path. Who acts as an identity
+/// (R9.4) is found among these, never by walking the whole cluster.
+#[derive(Debug, Default, Clone)]
+pub struct Derivers {
+    by_scope: HashMap<Option<Name>, BTreeSet<BindingKey>>,
+}
+
+impl Index {
+    /// The bindings in `scope` (a namespace, or `None` for cluster-wide) whose
+    /// role opens an escalation path.
+    pub fn derivers_in(&self, scope: Option<&Name>) -> impl Iterator<Item = &BindingKey> {
+        self.derivers
+            .by_scope
+            .get(&scope.cloned())
+            .into_iter()
+            .flatten()
+    }
+
+    /// Every binding whose role opens an escalation path.
+    pub fn derivers(&self) -> impl Iterator<Item = &BindingKey> {
+        self.derivers.by_scope.values().flatten()
+    }
+
+    /// Whether `role` opens an escalation path (of any kind).
+    pub fn role_derives(&self, role: &RoleKey) -> bool {
+        self.roles.get(role).is_some_and(|e| !e.derives.is_empty())
+    }
+
+    pub(super) fn note_binding(&mut self, key: &BindingKey, role: &RoleKey) {
+        if self.role_derives(role) {
+            self.derivers
+                .by_scope
+                .entry(key.namespace.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    pub(super) fn forget_binding(&mut self, key: &BindingKey) {
+        if let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) {
+            set.remove(key);
+            if set.is_empty() {
+                self.derivers.by_scope.remove(&key.namespace);
+            }
+        }
+    }
+
+    /// After the derivations of `role` were recomputed: its bindings join or
+    /// leave the derivers.
+    pub(super) fn note_role_derives(&mut self, role: &RoleKey) {
+        let keys: Vec<BindingKey> = self.bindings_of_role(role).to_vec();
+        for k in keys {
+            self.forget_binding(&k);
+            self.note_binding(&k, role);
+        }
+    }
+}

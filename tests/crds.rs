@@ -6,20 +6,26 @@ use std::path::PathBuf;
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/crds");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let update = std::env::var_os("SODGUARD_UPDATE_CRDS").is_some();
     let mut drift = Vec::new();
-    for (name, yaml) in sodguard::crd::crd_files() {
-        let path = dir.join(&name);
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &yaml).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(committed) if committed == yaml => {}
-            Ok(_) => drift.push(format!("{} differs from the generated CRD", path.display())),
-            Err(e) => drift.push(format!("{}: {e}", path.display())),
+    // The chart installs the same files as the plain manifests.
+    for dir in [
+        root.join("manifests/crds"),
+        root.join("charts/sodguard/crds"),
+    ] {
+        for (name, yaml) in sodguard::crd::crd_files() {
+            let path = dir.join(&name);
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &yaml).unwrap();
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(committed) if committed == yaml => {}
+                Ok(_) => drift.push(format!("{} differs from the generated CRD", path.display())),
+                Err(e) => drift.push(format!("{}: {e}", path.display())),
+            }
         }
     }
     assert!(
@@ -37,4 +43,7 @@ fn crd_command_prints_both() {
     }
     assert!(all.contains("name: sodpolicies.sodguard.io"));
     assert!(all.contains("name: sodexceptions.sodguard.io"));
+    assert!(all.contains("name: accessgrants.sodguard.io"));
+    assert!(all.contains("name: clusteraccessgrants.sodguard.io"));
+    assert!(all.contains("name: accessgrantpolicies.sodguard.io"));
 }

@@ -14,10 +14,10 @@ use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations,
 };
-use super::{credentials, exception_rules};
+use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{Index, Undo};
-use crate::model::{Identity, Object, RoleKey};
+use crate::model::{Binding, Identity, JitGrant, Object, RoleKey};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -111,6 +111,20 @@ fn decide(
             if TypeMeta::of(raw).is_core("Secret") {
                 return (credentials::review_secret(index, raw), None);
             }
+            if is_token_request(req, raw) {
+                let t = match credentials::TokenRequest::parse(
+                    raw,
+                    req.name.as_deref(),
+                    req.namespace.as_deref(),
+                ) {
+                    Ok(t) => t,
+                    Err(reason) => return (Review::refuse(reason), None),
+                };
+                return (
+                    credentials::review_token_request(index, &t, &req.user_info),
+                    None,
+                );
+            }
             let object = match convert(raw) {
                 Ok(Some(o)) => o,
                 // R7.4: kinds sodguard does not check are allowed untouched.
@@ -163,9 +177,100 @@ fn decide(
                         Err(reason) => (Review::refuse(reason), None),
                     }
                 }
+                Object::Grant(g) => grant_change(index, confirmed, req, g, now),
                 object => rbac_change(index, confirmed, object, now),
             }
         }
+    }
+}
+
+/// A `create` on `serviceaccounts/token` (R8.4): by the resource the API
+/// server names, or, in test cases without one, by the object's kind.
+fn is_token_request(req: &Request, raw: &serde_json::Value) -> bool {
+    match &req.resource {
+        Some(r) => {
+            r.group.is_empty()
+                && r.resource == "serviceaccounts"
+                && req.sub_resource.as_deref() == Some("token")
+        }
+        None => {
+            let tm = TypeMeta::of(raw);
+            tm.kind == "TokenRequest" && tm.group() == "authentication.k8s.io"
+        }
+    }
+}
+
+/// A grant (R10): its own rules first, then, while its request can still
+/// change (created, or changed before any approval), the binding it would
+/// create is judged exactly as that RoleBinding would be (R10.3), so the
+/// denial explains the same binding → role → rule paths.
+fn grant_change(
+    index: &mut Index,
+    confirmed: Option<&Index>,
+    req: &Request,
+    g: Arc<JitGrant>,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
+    let old = match req.operation {
+        // R6.4: who may change what depends on the old object; without it,
+        // fail closed.
+        Operation::Update => match old_grant(req) {
+            Ok(old) => Some(old),
+            Err(reason) => return (Review::refuse(reason), None),
+        },
+        _ => None,
+    };
+    let mut g = Arc::unwrap_or_clone(g);
+    g.created = match &old {
+        Some(o) => o.created,
+        None => Some(now),
+    };
+    if let Err(reason) = grant_rules::check(index, &g, old.as_deref(), &req.user_info, now) {
+        return (Review::refuse(reason), None);
+    }
+    let mut review = Review::allow();
+    if old.as_ref().is_none_or(|o| !o.same_request(&g)) {
+        let binding = Binding {
+            key: g.binding_key(),
+            role: g.role.clone(),
+            subjects: vec![g.subject.clone()],
+        };
+        let (judged, undo) = rbac_change(index, confirmed, Object::Binding(binding), now);
+        if let Some(u) = undo {
+            index.undo(u);
+        }
+        if !judged.allowed {
+            return (judged, None);
+        }
+        review = judged;
+    }
+    (review, Some(index.apply(Object::Grant(Arc::new(g)))))
+}
+
+/// R10.3 at activation: the verdict on the binding `g` would create, judged
+/// as that binding's own admission would be; the index is left as it was.
+pub fn judge_grant_binding(index: &mut Index, g: &JitGrant, now: Timestamp) -> Review {
+    let binding = Binding {
+        key: g.binding_key(),
+        role: g.role.clone(),
+        subjects: vec![g.subject.clone()],
+    };
+    let (review, undo) = rbac_change(index, None, Object::Binding(binding), now);
+    if let Some(u) = undo {
+        index.undo(u);
+    }
+    review
+}
+
+/// The old grant of an UPDATE, which must be there and readable.
+fn old_grant(req: &Request) -> Result<Arc<JitGrant>, Refusal> {
+    let Some(raw) = &req.old_object else {
+        return refuse("an UPDATE of a grant must carry its old object (oldObject is missing)");
+    };
+    match convert(raw) {
+        Ok(Some(Object::Grant(old))) => Ok(old),
+        Ok(_) => refuse("the oldObject of a grant UPDATE is not a grant"),
+        Err(e) => refuse(format!("the oldObject cannot be read: {e}")),
     }
 }
 
@@ -405,7 +510,9 @@ fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>
         Object::Namespace(_)
         | Object::Policy(_)
         | Object::Exception(_)
-        | Object::TokenSecret(_) => {}
+        | Object::TokenSecret(_)
+        | Object::Grant(_)
+        | Object::GrantPolicy(_) => {}
     }
 }
 

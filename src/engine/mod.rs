@@ -7,6 +7,7 @@ mod assume;
 pub mod credentials;
 mod exception_rules;
 mod explain;
+mod grant_rules;
 mod holdings;
 pub mod index;
 mod refusal;
@@ -14,10 +15,15 @@ mod request;
 mod verdict;
 mod violations;
 
+pub use admission::judge_grant_binding;
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
+pub use grant_rules::{
+    GrantPhase, GrantStanding, allowing as grant_policies_allowing, approvers as grant_approvers,
+    grant_standing,
+};
 pub use holdings::{Held, Holdings, Via, holdings};
 pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
@@ -27,5 +33,7 @@ pub use violations::{
     evaluate_policy, evaluate_subjects, subject_list, subject_violations, subjects,
 };
 
+#[cfg(test)]
+mod grant_tests;
 #[cfg(test)]
 mod tests;

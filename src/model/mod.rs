@@ -1,5 +1,6 @@
 //! Domain types: what the engine keeps of Kubernetes objects, and nothing more.
 
+mod grant;
 mod identity;
 mod name;
 mod object;
@@ -8,6 +9,7 @@ pub mod policy;
 mod rule;
 mod selector;
 
+pub use grant::{GRANT_LABEL, GrantKey, GrantPolicy, JitGrant};
 pub use identity::{Identity, IdentityParseError};
 
 /// The groups the cluster itself assigns (R1.4).

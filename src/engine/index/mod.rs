@@ -14,8 +14,8 @@ use std::sync::Arc;
 pub use grants::Grant;
 
 use crate::model::{
-    Binding, BindingKey, Exception, Identity, Interner, Name, Object, ObjectKey, Policy, Role,
-    RoleKey, TokenSecret,
+    Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, Interner, JitGrant, Name,
+    Object, ObjectKey, Policy, Role, RoleKey, TokenSecret,
 };
 
 /// A role and the policy permissions its effective rules grant.
@@ -78,6 +78,10 @@ pub struct Index {
     exceptions: BTreeMap<Name, Arc<Exception>>,
     exceptions_by_subject: HashMap<Identity, BTreeSet<Name>>,
     token_secrets: HashMap<(Name, Name), TokenSecret>,
+    /// Just-in-time grants and the policies that allow them (R10); no
+    /// decision on RBAC reads them, only grant admission and the controller.
+    grants: BTreeMap<GrantKey, Arc<JitGrant>>,
+    grant_policies: BTreeMap<Name, Arc<GrantPolicy>>,
     /// Namespaces whose changes the webhook never sees (its configuration
     /// excludes them): configuration, not cluster state.
     unwatched: HashSet<Name>,
@@ -162,6 +166,11 @@ impl Index {
                     .insert((t.namespace.clone(), t.name.clone()), t)
                     .map(Object::TokenSecret)
             }
+            Object::Grant(g) => self.grants.insert(g.key(), g).map(Object::Grant),
+            Object::GrantPolicy(p) => self
+                .grant_policies
+                .insert(p.name.clone(), p)
+                .map(Object::GrantPolicy),
         };
         Undo { key, previous }
     }
@@ -195,6 +204,8 @@ impl Index {
                 .token_secrets
                 .remove(&(namespace.clone(), name.clone()))
                 .map(Object::TokenSecret),
+            ObjectKey::Grant(k) => self.grants.remove(k).map(Object::Grant),
+            ObjectKey::GrantPolicy(n) => self.grant_policies.remove(n).map(Object::GrantPolicy),
         };
         Undo {
             key: key.clone(),
@@ -393,6 +404,10 @@ impl Index {
                 .get(&(namespace.clone(), name.clone()))
                 .cloned()
                 .map(Object::TokenSecret),
+            ObjectKey::Grant(k) => self.grants.get(k).cloned().map(Object::Grant),
+            ObjectKey::GrantPolicy(n) => {
+                self.grant_policies.get(n).cloned().map(Object::GrantPolicy)
+            }
         }
     }
 
@@ -553,6 +568,19 @@ impl Index {
     /// Long-lived token Secrets, for review time (R8.3).
     pub fn token_secrets(&self) -> impl Iterator<Item = &TokenSecret> {
         self.token_secrets.values()
+    }
+
+    /// AccessGrants and ClusterAccessGrants (R10).
+    pub fn grants(&self) -> impl Iterator<Item = &Arc<JitGrant>> {
+        self.grants.values()
+    }
+
+    pub fn grant(&self, key: &GrantKey) -> Option<&Arc<JitGrant>> {
+        self.grants.get(key)
+    }
+
+    pub fn grant_policies(&self) -> impl Iterator<Item = &Arc<GrantPolicy>> {
+        self.grant_policies.values()
     }
 
     pub fn counts(&self) -> Counts {

@@ -17,7 +17,7 @@ use super::violations::{
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{Index, Undo};
-use crate::model::{Binding, Identity, JitGrant, Object, RoleKey};
+use crate::model::{Binding, GRANT_LABEL, Identity, JitGrant, Object, RoleKey};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -91,6 +91,9 @@ fn decide(
     // R7.9: the object must be what the API server says it is admitting, or
     // a RoleBinding could pass as a ConfigMap.
     if let Err(reason) = check_kind(req) {
+        return (Review::refuse(reason), None);
+    }
+    if let Err(reason) = guard_grant_binding(index, req) {
         return (Review::refuse(reason), None);
     }
     match req.operation {
@@ -181,6 +184,45 @@ fn decide(
                 object => rbac_change(index, confirmed, object, now),
             }
         }
+    }
+}
+
+/// The users kube-controller-manager's garbage collector deletes as (with
+/// and without per-controller credentials).
+const GARBAGE_COLLECTORS: [&str; 2] = [
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:kube-controller-manager",
+];
+
+/// R10.4: a binding labelled `sodguard.io/grant` is the grant controller's
+/// alone: anyone else creating, changing or deleting one could lengthen or
+/// forge a grant. This is the one DELETE that is judged.
+fn guard_grant_binding(index: &Index, req: &Request) -> Result<(), Refusal> {
+    let labelled = |v: &Option<serde_json::Value>| {
+        v.as_ref().is_some_and(|v| {
+            let tm = TypeMeta::of(v);
+            tm.group() == "rbac.authorization.k8s.io"
+                && matches!(tm.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+                && v.pointer("/metadata/labels")
+                    .and_then(|l| l.get(GRANT_LABEL))
+                    .is_some()
+        })
+    };
+    if !labelled(&req.object) && !labelled(&req.old_object) {
+        return Ok(());
+    }
+    // The garbage collector deletes a binding whose grant is gone (its
+    // owner reference): that only ever ends a grant.
+    if req.operation == Operation::Delete
+        && GARBAGE_COLLECTORS.contains(&req.user_info.username.as_str())
+    {
+        return Ok(());
+    }
+    match index.grant_controller() {
+        Some(u) if u == req.user_info.username => Ok(()),
+        _ => refuse(format!(
+            "a binding labelled {GRANT_LABEL} belongs to a just-in-time grant: only sodguard's grant controller may create, change or delete it (request or revoke the grant instead)"
+        )),
     }
 }
 

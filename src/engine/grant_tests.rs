@@ -356,3 +356,63 @@ fn token_request_action_warn_warns() {
         "{r:?}"
     );
 }
+
+#[test]
+fn only_the_grant_controller_touches_a_grant_binding() {
+    let mut s = state(&[oncall()]);
+    s.set_grant_controller(Some(
+        "system:serviceaccount:sodguard-system:sodguard".into(),
+    ));
+    let b = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "sodguard-grant-g", "namespace": "pay", "labels": {"sodguard.io/grant": "g"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "pay"}]});
+    let msg = refusal(&mut s, &create(b.clone(), user("alice", &["leads"])));
+    assert!(msg.contains("only sodguard's grant controller"), "{msg}");
+    let controller = user("system:serviceaccount:sodguard-system:sodguard", &[]);
+    assert!(review(&mut s, &create(b.clone(), controller.clone()), now()).allowed);
+    // Deleting one (to end a grant early, or to hide it) is refused too:
+    // the grant is revoked by deleting the grant.
+    let del = Request {
+        old_object: Some(b.clone()),
+        ..Request::new(Operation::Delete, user("alice", &[]))
+    };
+    assert!(refusal(&mut s, &del).contains("only sodguard's grant controller"));
+    let del = Request {
+        old_object: Some(b.clone()),
+        ..Request::new(Operation::Delete, controller)
+    };
+    assert!(review(&mut s, &del, now()).allowed);
+    let gc = Request {
+        old_object: Some(b.clone()),
+        ..Request::new(
+            Operation::Delete,
+            user(
+                "system:serviceaccount:kube-system:generic-garbage-collector",
+                &[],
+            ),
+        )
+    };
+    assert!(review(&mut s, &gc, now()).allowed);
+    // Removing the label is a change of a labelled binding.
+    let mut unlabelled = b.clone();
+    unlabelled["metadata"]["labels"] = json!({});
+    let msg = refusal(&mut s, &update(b, unlabelled, user("alice", &[])));
+    assert!(msg.contains("only sodguard's grant controller"), "{msg}");
+    // Without a configured controller, nobody may.
+    s.set_grant_controller(None);
+    let b2 = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "x", "labels": {"sodguard.io/grant": "g"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}});
+    assert!(
+        !review(
+            &mut s,
+            &create(
+                b2,
+                user("system:serviceaccount:sodguard-system:sodguard", &[])
+            ),
+            now()
+        )
+        .allowed
+    );
+}

@@ -85,6 +85,9 @@ pub struct Index {
     /// Namespaces whose changes the webhook never sees (its configuration
     /// excludes them): configuration, not cluster state.
     unwatched: HashSet<Name>,
+    /// The user sodguard acts as: the only one that may touch a binding
+    /// labelled `sodguard.io/grant`. Configuration, not cluster state.
+    grant_controller: Option<String>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
 }
@@ -134,6 +137,15 @@ impl Index {
             .into_iter()
             .map(|ns| self.names.intern(ns.as_ref()))
             .collect();
+    }
+
+    /// Declares the user sodguard's grant controller acts as (R10.4).
+    pub fn set_grant_controller(&mut self, user: Option<String>) {
+        self.grant_controller = user.filter(|u| !u.is_empty());
+    }
+
+    pub fn grant_controller(&self) -> Option<&str> {
+        self.grant_controller.as_deref()
     }
 
     /// Adds or replaces one object.

@@ -2,8 +2,8 @@
 //! for while the whole state is evaluated.
 //!
 //! ```text
-//! cargo run --release --example contention -- [--mode sliced|locked|none]
-//!     [--state DIR] [--seconds 75] [--rate 2000] [--interval-ms 1000]
+//! cargo run --release --example contention -- [--mode snapshot|locked|none]
+//!     [--live] [--state DIR] [--seconds 75] [--rate 2000] [--interval-ms 1000]
 //! cargo run --release --example contention -- --heavy [--state DIR]
 //! ```
 //!
@@ -12,13 +12,19 @@
 //! /tmp/synth-full`) into one `AppState`. One thread evaluates every
 //! violation every `--interval-ms` as the server's gauge does: `locked` holds
 //! the decision lock for the whole evaluation (the server before issue 9),
-//! `sliced` is `AppState::evaluate_in_slices`, `none` runs no gauge (what
-//! the machine itself adds to the tail). Another thread decides
+//! `snapshot` is the server's gauge (`AppState::violation_counts`: an
+//! evaluation of `AppState::snapshot` without the lock), `none` runs no gauge
+//! (what the machine itself adds to the tail). Another thread decides
 //! RoleBinding creates (the requests of `benches/webhook_load.sh`) at a steady
 //! `--rate` per second through `AppState::decide`, lock wait included, and
 //! prints the latency distribution: from the call (`call`) and from the
 //! moment the decision was due (`due`, which also counts the decisions that
 //! started late because an earlier one waited).
+//!
+//! `--live` runs the state in live mode, as `sodguard serve` against a
+//! cluster does: admitted changes are assumed (an overlay with a 30 s TTL,
+//! expired every second), and a third thread plays the watch, confirming 100
+//! of the admitted RoleBindings a second into the state the gauge snapshots.
 //!
 //! `--heavy` instead times single heavy decisions (ClusterRoleBindings for
 //! the group `system:serviceaccounts`) on the same state.
@@ -37,7 +43,8 @@ use sodguard::runtime::state::{AppState, Mode};
 struct Args {
     state: PathBuf,
     /// None: no gauge at all (the floor the machine gives).
-    sliced: Option<bool>,
+    snapshot: Option<bool>,
+    live: bool,
     seconds: u64,
     rate: u64,
     interval: Duration,
@@ -47,7 +54,8 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         state: PathBuf::from("/tmp/synth-full"),
-        sliced: Some(true),
+        snapshot: Some(true),
+        live: false,
         seconds: 75,
         rate: 2000,
         interval: Duration::from_secs(1),
@@ -60,8 +68,8 @@ fn args() -> Args {
         match flag.as_str() {
             "--state" => a.state = PathBuf::from(value()),
             "--mode" => {
-                a.sliced = match value().as_str() {
-                    "sliced" => Some(true),
+                a.snapshot = match value().as_str() {
+                    "snapshot" => Some(true),
                     "locked" => Some(false),
                     "none" => None,
                     _ => usage(),
@@ -71,6 +79,7 @@ fn args() -> Args {
             "--rate" => a.rate = number(value()).max(1),
             "--interval-ms" => a.interval = Duration::from_millis(number(value())),
             "--heavy" => a.heavy = true,
+            "--live" => a.live = true,
             _ => usage(),
         }
     }
@@ -79,7 +88,7 @@ fn args() -> Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: contention [--mode sliced|locked|none] [--state DIR] [--seconds N] [--rate N] [--interval-ms N] | --heavy [--state DIR]"
+        "usage: contention [--mode snapshot|locked|none] [--live] [--state DIR] [--seconds N] [--rate N] [--interval-ms N] | --heavy [--state DIR]"
     );
     std::process::exit(2)
 }
@@ -121,7 +130,8 @@ fn main() {
         }
         return;
     }
-    let state = AppState::new(Mode::Static, index, Duration::ZERO, Metrics::new());
+    let mode = if a.live { Mode::Live } else { Mode::Static };
+    let state = AppState::new(mode, index, Duration::from_secs(30), Metrics::new());
     if a.heavy {
         heavy(&state);
         return;
@@ -136,13 +146,15 @@ fn main() {
     let t = Instant::now();
     let n_subjects = state.with_index(|i| engine::subjects(i).len());
     eprintln!("listing the {n_subjects} subjects: {}", ms(t.elapsed()));
-    let t = Instant::now();
-    let list = state.with_index(engine::subject_list);
+    let mut clones = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        drop(state.snapshot());
+        clones.push(t.elapsed());
+    }
     eprintln!(
-        "listing their {} namespaces and {} other subjects (what evaluate_in_slices holds the lock for first): {}",
-        list.namespaces.len(),
-        list.others.len(),
-        ms(t.elapsed())
+        "AppState::snapshot (what the gauge holds the lock for), 20 times: {}",
+        dist(&mut clones)
     );
     eprintln!("load average at the start: {}", loadavg());
 
@@ -151,23 +163,26 @@ fn main() {
     let gauge = {
         let state = state.clone();
         let stop = stop.clone();
-        let (sliced, interval) = (a.sliced, a.interval);
+        let (snapshot, interval) = (a.snapshot, a.interval);
         std::thread::spawn(move || {
             let mut took = Vec::new();
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ev = match sliced {
-                    Some(true) => state.evaluate_in_slices(jiff::Timestamp::now()),
-                    Some(false) => {
-                        state.with_index(|i| engine::evaluate(i, jiff::Timestamp::now()))
-                    }
+                let violations: usize = match snapshot {
+                    Some(true) => state
+                        .violation_counts(jiff::Timestamp::now())
+                        .values()
+                        .sum(),
+                    Some(false) => state.with_index(|i| {
+                        engine::evaluate(i, jiff::Timestamp::now()).violations.len()
+                    }),
                     None => {
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
                 };
-                took.push((t.elapsed(), ev.violations.len(), t - origin));
+                took.push((t.elapsed(), violations, t - origin));
                 next += interval;
                 if let Some(d) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(d);
@@ -176,6 +191,31 @@ fn main() {
             took
         })
     };
+
+    let watch = a.live.then(|| {
+        let state = state.clone();
+        let stop = stop.clone();
+        let objects: Vec<_> = requests
+            .iter()
+            .filter_map(|r| sodguard::decode::convert(r.object.as_ref()?).ok().flatten())
+            .collect();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            let mut expired = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                // Denied requests are confirmed too: the watch shows what
+                // others created, and the gauge's state changes either way.
+                state.watch_apply(objects[n % objects.len()].clone());
+                n += 1;
+                if expired.elapsed() >= Duration::from_secs(1) {
+                    state.expire_overlay();
+                    expired = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    });
 
     let period = Duration::from_secs_f64(1.0 / a.rate as f64);
     let end = Instant::now() + Duration::from_secs(a.seconds);
@@ -209,15 +249,20 @@ fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     let took = gauge.join().expect("the gauge thread");
+    let confirmed = watch.map(|w| w.join().expect("the watch thread"));
     eprintln!("load average at the end: {}", loadavg());
 
-    let mode = match a.sliced {
-        Some(true) => "sliced",
+    let mode = match a.snapshot {
+        Some(true) => "snapshot",
         Some(false) => "locked",
         None => "none",
     };
+    let state_mode = match confirmed {
+        Some(c) => format!("live, {c} watch events"),
+        None => "static".to_string(),
+    };
     println!(
-        "mode {mode}: {n} decisions ({allowed} allowed, {denied} denied) at {}/s for {} s, gauge every {:?}",
+        "mode {mode} ({state_mode}): {n} decisions ({allowed} allowed, {denied} denied) at {}/s for {} s, gauge every {:?}",
         a.rate, a.seconds, a.interval
     );
     println!("decision, from the call: {}", dist(&mut call));

@@ -17,9 +17,15 @@ use crate::model::{Identity, Object};
 
 pub const KIND: &str = "SoDTestCase";
 
+// Unknown fields are refused: a misspelled `expect` key would otherwise
+// be a check that silently never runs (R12).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestCase {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
     pub name: String,
     #[serde(default)]
     pub rules: Vec<String>,
@@ -27,18 +33,28 @@ pub struct TestCase {
     pub now: Option<Timestamp>,
     #[serde(default)]
     pub objects: Vec<Value>,
+    /// Manifest files or folders, relative to the case file, whose objects
+    /// join `objects` (the real policy files rather than copies).
+    #[serde(default)]
+    pub objects_from: Vec<PathBuf>,
     #[serde(default)]
     pub request: Option<Request>,
     pub expect: Expect,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {
     #[serde(default)]
     pub allowed: Option<bool>,
     #[serde(default)]
     pub violations: Vec<ExpectedViolation>,
+    /// Each must appear in one of the warnings.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Must appear in the denial message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A violation as test cases and `check -o json` write it.
@@ -107,6 +123,8 @@ pub struct LoadedCase {
     pub case: TestCase,
     /// The case's objects, converted (after validation).
     pub objects: Vec<Object>,
+    /// What makes the case fail whatever the engine answers.
+    pub problems: Vec<String>,
 }
 
 /// Case files known not to pass yet (`sodguard test --pending FILE`): one
@@ -174,13 +192,46 @@ impl Pending {
 
 /// Reads every case in `paths` (files or folders).
 pub fn load_cases(paths: &[PathBuf]) -> Result<Vec<LoadedCase>, CaseError> {
+    Ok(load_cases_noting(paths)?.0)
+}
+
+/// [`load_cases`], with a note for each document that is not a case: the
+/// manifests a test folder also holds (the policies its cases read through
+/// `objectsFrom`) are skipped, not fatal.
+pub fn load_cases_noting(paths: &[PathBuf]) -> Result<(Vec<LoadedCase>, Vec<String>), CaseError> {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for file in load::files(paths)? {
+        let mut skipped = Vec::new();
         for doc in load::read_file(&file)? {
+            let tm = crate::decode::TypeMeta::of(&doc.value);
+            let ours = tm.group() == crate::decode::strict::GROUP;
+            let other_kind = tm.kind != KIND
+                && !tm.kind.eq_ignore_ascii_case(KIND)
+                && !tm.kind.is_empty()
+                && (!ours || crate::decode::strict::KINDS.contains(&tm.kind.as_str()));
+            if other_kind {
+                skipped.push(crate::decode::ObjectRef::of(&doc.value).to_string());
+                continue;
+            }
             out.push(parse_case(&file, doc.source.document, &doc.value)?);
         }
+        if !skipped.is_empty() {
+            let first = skipped
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if skipped.len() > 3 { ", …" } else { "" };
+            notes.push(format!(
+                "{}: skipped {} document(s) that are not {KIND}s ({first}{more})",
+                file.display(),
+                skipped.len()
+            ));
+        }
     }
-    Ok(out)
+    Ok((out, notes))
 }
 
 pub fn parse_case(file: &Path, document: usize, v: &Value) -> Result<LoadedCase, CaseError> {
@@ -197,10 +248,20 @@ pub fn parse_case(file: &Path, document: usize, v: &Value) -> Result<LoadedCase,
             format!("expected {KIND}, found {kind:?}"),
         ));
     }
-    let case: TestCase = serde_path_to_error::deserialize(v).map_err(|e| {
+    let mut case: TestCase = serde_path_to_error::deserialize(v).map_err(|e| {
         let field = e.path().to_string();
         malformed(&field, e.into_inner().to_string())
     })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    for (i, from) in case.objects_from.clone().iter().enumerate() {
+        let field = format!("objectsFrom[{i}]");
+        let files =
+            load::files(&[base.join(from)]).map_err(|e| malformed(&field, e.to_string()))?;
+        for f in files {
+            let docs = load::read_file(&f).map_err(|e| malformed(&field, e.to_string()))?;
+            case.objects.extend(docs.into_iter().map(|d| d.value));
+        }
+    }
     if case.request.is_some() && case.expect.allowed.is_none() {
         return Err(malformed(
             "expect.allowed",
@@ -213,7 +274,16 @@ pub fn parse_case(file: &Path, document: usize, v: &Value) -> Result<LoadedCase,
             .map_err(|e| malformed(&format!("expect.violations[{i}].subject"), e.to_string()))?;
     }
     let mut objects = Vec::new();
+    let mut problems = Vec::new();
     for (i, o) in case.objects.iter().enumerate() {
+        // A failure of the case rather than of the run: the others still
+        // run, and a case pending on the feature that adds the field stays
+        // pending.
+        for f in crate::decode::strict::unknown_fields(o) {
+            problems.push(format!(
+                "objects[{i}].{f}: unknown field (refused as `kubectl apply --validate=strict` would)"
+            ));
+        }
         match convert(o) {
             Ok(Some(obj)) => objects.push(obj),
             Ok(None) => {}
@@ -225,6 +295,7 @@ pub fn parse_case(file: &Path, document: usize, v: &Value) -> Result<LoadedCase,
         document,
         case,
         objects,
+        problems,
     })
 }
 
@@ -235,6 +306,11 @@ pub struct Outcome {
     pub violations: BTreeSet<ExpectedViolation>,
     /// Why a request was refused other than for violations.
     pub refusal: Option<String>,
+    /// The denial message, as the webhook words it.
+    pub message: Option<String>,
+    /// The warnings: the webhook's for a request, the input's (R12.2) for
+    /// a state.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,7 +333,13 @@ pub fn run_engine(c: &LoadedCase) -> Outcome {
     match &c.case.request {
         Some(req) => {
             let review = engine::review(&mut index, req, now);
+            let mut warnings = engine::wording::warnings(&review);
+            if let Some(o) = &req.object {
+                warnings.extend(hygiene_warnings(&c.case.objects, o));
+            }
             Outcome {
+                message: (!review.allowed).then(|| engine::wording::denial_message(&review)),
+                warnings,
                 allowed: Some(review.allowed),
                 violations: review
                     .violations
@@ -268,6 +350,13 @@ pub fn run_engine(c: &LoadedCase) -> Outcome {
             }
         }
         None => Outcome {
+            message: None,
+            warnings: c
+                .case
+                .objects
+                .iter()
+                .flat_map(|o| hygiene_warnings(&c.case.objects, o))
+                .collect(),
             allowed: None,
             violations: engine::evaluate(&index, now)
                 .violations
@@ -279,9 +368,19 @@ pub fn run_engine(c: &LoadedCase) -> Outcome {
     }
 }
 
+/// R12.2 for `object`, with the CRDs among `objects` served.
+fn hygiene_warnings(objects: &[Value], object: &Value) -> Vec<String> {
+    use crate::decode::strict;
+    let served = strict::Served {
+        extra: objects.iter().flat_map(strict::crd_serves).collect(),
+        any_other_group: false,
+    };
+    strict::impossible_permissions(object, &served)
+}
+
 /// Compares an outcome with the case's expectation.
 pub fn judge(c: &LoadedCase, got: &Outcome) -> CaseResult {
-    let mut failures = Vec::new();
+    let mut failures = c.problems.clone();
     if let (Some(want), Some(have)) = (c.case.expect.allowed, got.allowed)
         && want != have
     {
@@ -305,6 +404,23 @@ pub fn judge(c: &LoadedCase, got: &Outcome) -> CaseResult {
             v
         })
         .collect();
+    for w in &c.case.expect.warnings {
+        if !got.warnings.iter().any(|g| g.contains(w.as_str())) {
+            failures.push(format!(
+                "missing warning containing {w:?} (warnings: {:?})",
+                got.warnings
+            ));
+        }
+    }
+    if let Some(m) = &c.case.expect.message {
+        match &got.message {
+            Some(have) if have.contains(m.as_str()) => {}
+            Some(have) => failures.push(format!("the denial message lacks {m:?}: {have:?}")),
+            None => failures.push(format!(
+                "expected a denial message containing {m:?}, but the request was allowed"
+            )),
+        }
+    }
     for missing in want.difference(&got.violations) {
         failures.push(format!("missing violation: {missing}"));
     }

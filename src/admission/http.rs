@@ -183,12 +183,28 @@ async fn drain(mut stream: axum::body::BodyDataStream, budget: usize) {
     .await;
 }
 
-async fn validate(
-    State(Webhook {
+async fn validate(State(webhook): State<Webhook>, headers: HeaderMap, body: Body) -> Response {
+    let metrics = webhook.state.metrics.clone();
+    let response = answer(webhook, headers, body).await;
+    // Refused requests (a bad body, too large, not ready, not the leader)
+    // are counted too: otherwise a misconfigured API server looks idle.
+    if response.status() != StatusCode::OK {
+        metrics
+            .refused
+            .get_or_create(&crate::runtime::metrics::CodeLabel {
+                code: response.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    response
+}
+
+async fn answer(
+    Webhook {
         state,
         max_body,
         gate,
-    }): State<Webhook>,
+    }: Webhook,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -234,6 +250,8 @@ async fn validate(
             "this sodguard replica is no longer the leader; the failurePolicy applies",
         );
     };
+    let mut decided = decided;
+    decided.warnings.extend(hygiene_warnings(&incoming));
     let decision = if decided.allowed { "allowed" } else { "denied" };
     let kind = crate::decode::kinds::metric_kind(&incoming.kind.kind);
     state.metrics.observe_request(
@@ -243,6 +261,25 @@ async fn validate(
         start.elapsed().as_secs_f64(),
     );
     axum::Json(review::respond(&incoming.uid, &decided)).into_response()
+}
+
+/// R12.1/R12.2 at admission: the API server has already pruned or refused
+/// what the schema does not know when it validates, but a warning tells the
+/// author why their field has no effect (`kubectl apply` shows it).
+fn hygiene_warnings(incoming: &Incoming) -> Vec<String> {
+    use crate::decode::strict;
+    let Some(object) = &incoming.request.object else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = strict::unknown_fields(object)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}: it has no effect"))
+        .collect();
+    out.extend(strict::impossible_permissions(
+        object,
+        &strict::Served::without_crds(),
+    ));
+    out
 }
 
 #[tracing::instrument(skip_all, fields(uid = %incoming.uid, kind = %incoming.kind.kind, operation = incoming.operation(), dry_run = incoming.request.dry_run, decision))]
@@ -263,9 +300,39 @@ fn decide(
     };
     let decision = if review.allowed { "allowed" } else { "denied" };
     tracing::Span::current().record("decision", decision);
+    // Who asked for what, and which policy it touched: names only, never
+    // an object's content (a Secret's data never reaches a log).
+    let req = &incoming.request;
+    let object = req.object.as_ref().or(req.old_object.as_ref());
+    let meta = |k: &str| {
+        object
+            .and_then(|o| o.get("metadata"))
+            .and_then(|m| m.get(k))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .or_else(|| match k {
+                "name" => req.name.clone(),
+                _ => req.namespace.clone(),
+            })
+            .unwrap_or_default()
+    };
+    let list = |f: &dyn Fn(&crate::engine::Violation) -> String| {
+        let mut xs: Vec<String> = review.violations.iter().map(f).collect();
+        xs.extend(review.excused.iter().map(|e| f(&e.violation)));
+        xs.sort();
+        xs.dedup();
+        xs.join(",")
+    };
     tracing::info!(
+        user = %req.user_info.username,
+        name = %meta("name"),
+        namespace = %meta("namespace"),
         violations = review.violations.len(),
         excused = review.excused.len(),
+        policies = %list(&|v| v.policy.to_string()),
+        subjects = %list(&|v| v.subject.to_string()),
+        violation_namespaces = %list(&|v| v.namespace.to_string()),
+        refusal = review.refusal.as_deref().unwrap_or_default(),
         "admission decided"
     );
     Some(review)

@@ -1,12 +1,10 @@
 //! The AdmissionReview wire format (`admission.k8s.io/v1`) around the engine's
 //! verdict. Pure: JSON in, JSON out.
 
-use std::fmt::Write as _;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::{GroupVersionResource, Operation, Request, Review, UserInfo, Violation};
+use crate::engine::{GroupVersionResource, Operation, Request, Review, UserInfo};
 
 /// `request.kind`; the engine checks the object against it (R7.9).
 pub use crate::engine::GroupVersionKind as Gvk;
@@ -128,20 +126,10 @@ pub fn parse(body: &[u8]) -> Result<Incoming, BadReview> {
 
 /// The decision as the API server and kubectl show it.
 pub fn respond(uid: &str, review: &Review) -> Value {
-    let mut warnings: Vec<String> = review.warnings.iter().map(|w| clip(w)).collect();
-    warnings.extend(
-        review
-            .warning()
-            .map(|v| clip(&format!("{} (Warn)", summary(v)))),
-    );
-    warnings.extend(review.excused.iter().map(|e| {
-        clip(&format!(
-            "{} — excused by SoDException {} until {}",
-            summary(&e.violation),
-            e.exception,
-            e.expires_at
-        ))
-    }));
+    let warnings: Vec<String> = crate::engine::wording::warnings(review)
+        .iter()
+        .map(|w| clip(w))
+        .collect();
     let mut response = json!({ "uid": uid, "allowed": review.allowed });
     if !review.allowed {
         response["status"] = json!({
@@ -163,42 +151,7 @@ pub fn respond(uid: &str, review: &Review) -> Value {
     json!({ "apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response })
 }
 
-/// One line per violation, for warnings.
-pub fn summary(v: &Violation) -> String {
-    let place = if &*v.namespace == "*" {
-        "cluster-wide".to_string()
-    } else {
-        format!("in namespace {}", v.namespace)
-    };
-    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
-    format!(
-        "SoDPolicy {}: {} would hold {} {place}",
-        v.policy,
-        v.subject,
-        duties.join(" + ")
-    )
-}
-
-/// For a person reading kubectl's output: each denying violation with the
-/// shortest path of each duty.
-pub fn denial_message(review: &Review) -> String {
-    if let Some(r) = &review.refusal {
-        return format!("sodguard: {r}");
-    }
-    let mut m = String::from("sodguard: segregation of duties");
-    for v in review.denying() {
-        let _ = write!(m, "\n{}", summary(v));
-        for d in &v.explanation {
-            if let Some(p) = d.paths.first() {
-                let _ = write!(m, "\n  {}: {p}", d.duty);
-            }
-        }
-    }
-    m.push_str(
-        "\nremove one of the duties, or request an SoDException (kubectl explain sodexception)",
-    );
-    m
-}
+pub use crate::engine::wording::{denial_message, summary};
 
 /// Kubernetes shows warnings of at most 256 characters well; cut on a char
 /// boundary.

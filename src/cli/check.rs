@@ -3,6 +3,7 @@ use std::io::Write;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use super::hygiene::{self, NotApplying};
 use super::output::{BOLD, DENY, DIM, OK, WARN, paint, print_duty_paths};
 use super::{CheckArgs, CliError, EXIT_OK, EXIT_VIOLATIONS, LoadReport, OutputFormat, load_source};
 use crate::engine::{self, Evaluation, Excused, Violation};
@@ -11,15 +12,26 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
     let (mut index, report) = load_source(&args.source)?;
     index.set_unwatched_namespaces(&args.excluded_namespaces);
     let now = args.now.unwrap_or_else(Timestamp::now);
-    let ev = engine::evaluate(&index, now);
+    let mut ev = engine::evaluate(&index, now);
+    if let Some(ns) = &args.namespace {
+        ev.violations.retain(|v| *v.namespace == **ns);
+        ev.excused.retain(|e| *e.violation.namespace == **ns);
+    }
+    let warnings = hygiene::warnings(&index, &report);
+    hygiene::print_warnings(&warnings);
+    let unexcused: Vec<Vec<NotApplying>> = ev
+        .violations
+        .iter()
+        .map(|v| hygiene::not_applying(&index, v, now))
+        .collect();
     let mut out = anstream::stdout();
     match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &to_json(&ev, &report))
-                .map_err(std::io::Error::from)?;
-            writeln!(out)?;
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let mut report_json = to_json(&ev, &report, &unexcused);
+            report_json["warnings"] = json!(warnings);
+            super::output::write_data(&mut out, args.output, &report_json)?;
         }
-        OutputFormat::Text => print_text(&mut out, &ev, &report)?,
+        OutputFormat::Text => print_text(&mut out, &ev, &report, &unexcused)?,
     }
     Ok(if ev.violations.iter().any(|v| v.actions.deny) {
         EXIT_VIOLATIONS
@@ -59,9 +71,15 @@ pub(super) fn excused_json(e: &Excused) -> Value {
     v
 }
 
-fn to_json(ev: &Evaluation, report: &LoadReport) -> Value {
+fn to_json(ev: &Evaluation, report: &LoadReport, unexcused: &[Vec<NotApplying>]) -> Value {
     json!({
-        "violations": ev.violations.iter().map(violation_json).collect::<Vec<_>>(),
+        "violations": ev.violations.iter().zip(unexcused).map(|(v, n)| {
+            let mut j = violation_json(v);
+            if !n.is_empty() {
+                j["exceptionsNotApplying"] = hygiene::not_applying_json(n);
+            }
+            j
+        }).collect::<Vec<_>>(),
         "excused": ev.excused.iter().map(excused_json).collect::<Vec<_>>(),
         "documents": report.documents,
         "skipped": report.skipped,
@@ -100,8 +118,13 @@ pub(super) fn print_excused(out: &mut impl Write, e: &Excused) -> std::io::Resul
     writeln!(out, "    {}", paint(DIM, why))
 }
 
-fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std::io::Result<()> {
-    for v in &ev.violations {
+fn print_text(
+    out: &mut impl Write,
+    ev: &Evaluation,
+    report: &LoadReport,
+    unexcused: &[Vec<NotApplying>],
+) -> std::io::Result<()> {
+    for (v, not_applying) in ev.violations.iter().zip(unexcused) {
         let marker = if v.actions.deny {
             "DENY"
         } else if v.actions.warn {
@@ -110,6 +133,7 @@ fn print_text(out: &mut impl Write, ev: &Evaluation, report: &LoadReport) -> std
             "AUDIT"
         };
         print_violation(out, v, marker)?;
+        hygiene::print_not_applying(out, not_applying)?;
         writeln!(out)?;
     }
     for e in &ev.excused {

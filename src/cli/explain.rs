@@ -27,17 +27,40 @@ pub fn run(args: &ExplainArgs) -> Result<u8, CliError> {
             None => String::new(),
         },
     };
+    // The authorizer's user name of a ServiceAccount, as audit logs and
+    // `kubectl auth can-i --as` write it.
+    let subject = match subject.strip_prefix("system:serviceaccount:") {
+        Some(rest) => format!("ServiceAccount:{rest}"),
+        None => subject,
+    };
     let subject: Identity = subject.parse()?;
-    let (index, _) = load_source(&source)?;
+    let (index, report) = load_source(&source)?;
     let now = args.now.unwrap_or_else(Timestamp::now);
+    super::hygiene::print_warnings(&super::hygiene::warnings(&index, &report));
     let e = engine::explain(&index, &subject, now);
+    let unexcused: Vec<_> = e
+        .evaluation
+        .violations
+        .iter()
+        .map(|v| super::hygiene::not_applying(&index, v, now))
+        .collect();
     let mut out = anstream::stdout();
     match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &to_json(&e)).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let mut j = to_json(&e);
+            for (v, n) in j["violations"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .zip(&unexcused)
+            {
+                if !n.is_empty() {
+                    v["exceptionsNotApplying"] = super::hygiene::not_applying_json(n);
+                }
+            }
+            super::output::write_data(&mut out, args.output, &j)?;
         }
-        OutputFormat::Text => print_text(&mut out, &e)?,
+        OutputFormat::Text => print_text(&mut out, &e, &unexcused)?,
     }
     Ok(EXIT_OK)
 }
@@ -69,7 +92,11 @@ fn to_json(e: &Explanation) -> Value {
     })
 }
 
-fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
+fn print_text(
+    out: &mut impl Write,
+    e: &Explanation,
+    unexcused: &[Vec<super::hygiene::NotApplying>],
+) -> std::io::Result<()> {
     let state = match (&e.subject, e.exists) {
         (Identity::ServiceAccount { .. }, false) => {
             " (no such ServiceAccount: its bindings are latent)"
@@ -108,8 +135,9 @@ fn print_text(out: &mut impl Write, e: &Explanation) -> std::io::Result<()> {
     if e.evaluation.violations.is_empty() && e.evaluation.excused.is_empty() {
         writeln!(out, "violates no policy")?;
     }
-    for v in &e.evaluation.violations {
+    for (v, n) in e.evaluation.violations.iter().zip(unexcused) {
         print_violation(out, v, "VIOLATES")?;
+        super::hygiene::print_not_applying(out, n)?;
     }
     for x in &e.evaluation.excused {
         print_excused(out, x)?;

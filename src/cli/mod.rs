@@ -4,6 +4,7 @@
 mod check;
 mod explain;
 mod grant;
+mod hygiene;
 mod output;
 mod report;
 mod test;
@@ -49,17 +50,21 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report every violation in a set of manifests.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Show what one subject holds, per policy and namespace, and why.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Print the reports the review-time audit would write (OpenReports).
     Report(ReportArgs),
     /// Run SoDTestCase files.
+    #[command(after_help = TEST_EXAMPLES)]
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
     Crd,
@@ -73,12 +78,37 @@ pub enum Command {
     Serve(Box<crate::serve::ServeArgs>),
 }
 
+const CHECK_EXAMPLES: &str = "Examples:
+  # every violation in a folder of manifests (exit 1 if one is under Deny)
+  sodguard check -f cluster/ -f policies/
+
+  # a rendered chart or kustomization, from standard input
+  helm template my-app ./chart | sodguard check -f - -f policies/
+
+  # one namespace, as YAML, with exceptions judged at a given time
+  sodguard check -f cluster/ -n payments -o yaml --now 2026-11-28T12:00:00Z
+
+  # the live cluster of the current kubeconfig context (as `kubectl sod check`)
+  sodguard check";
+
+const EXPLAIN_EXAMPLES: &str = "Examples:
+  sodguard explain ServiceAccount:payments:api -f cluster/ -f policies/
+  # the user name the API server gives a ServiceAccount works too
+  sodguard explain system:serviceaccount:payments:api -f cluster/
+  sodguard explain Group:ops -f cluster/ -o json";
+
+const TEST_EXAMPLES: &str = "Examples:
+  sodguard test policies/tests/
+  # only the cases whose name contains `break-glass`, with a JUnit report for CI
+  sodguard test policies/tests/ --run break-glass --junit report.xml";
+
 /// Where the state comes from: files, or else the cluster of the current
 /// kubeconfig context (as `kubectl sod`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Source {
-    /// Files or folders of YAML/JSON manifests (repeatable); without them the
-    /// current kubeconfig context's cluster is read.
+    /// Files or folders of YAML/JSON manifests (repeatable; `-` reads
+    /// standard input); without them the current kubeconfig context's
+    /// cluster is read.
     #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Kubeconfig file, when reading a cluster.
@@ -98,6 +128,9 @@ pub struct CheckArgs {
     pub now: Option<Timestamp>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Only the violations in this namespace (and the exit code of those).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
     /// Namespaces the webhook configuration excludes, as given to `serve`:
     /// their ServiceAccounts count as soon as a binding names them (R7.10).
     #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',')]
@@ -153,6 +186,12 @@ pub struct TestArgs {
     /// passed or failed.
     #[arg(long, env = "SODGUARD_PENDING")]
     pub pending: Option<PathBuf>,
+    /// Also write the results as a JUnit XML report (read by CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only the cases whose name contains PATTERN.
+    #[arg(long, value_name = "PATTERN")]
+    pub run: Option<String>,
 }
 
 /// Errors that stop a command (exit code 2). Violations are not errors.
@@ -166,6 +205,8 @@ pub enum CliError {
     Subject(#[from] crate::model::IdentityParseError),
     #[error("cannot read the cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("{}: no SoDTestCase found: a test run that runs nothing proves nothing", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoCases(Vec<PathBuf>),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     /// A request to the cluster that failed (grant and exception commands).
@@ -173,8 +214,28 @@ pub enum CliError {
     Request(String),
 }
 
+/// The name usage lines show: `kubectl sod` when run as the kubectl
+/// plugin (kubectl runs `kubectl-sod` from PATH), else `sodguard`.
+fn command_name() -> Option<&'static str> {
+    let argv0 = std::env::args_os().next()?;
+    let file = std::path::Path::new(&argv0)
+        .file_stem()?
+        .to_str()?
+        .to_string();
+    (file == "kubectl-sod").then_some("kubectl sod")
+}
+
+fn parse_args() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    if let Some(name) = command_name() {
+        cmd = cmd.name(name).bin_name(name);
+    }
+    Cli::from_arg_matches(&cmd.try_get_matches()?)
+}
+
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -223,7 +284,11 @@ fn serve(args: crate::serve::ServeArgs) -> Result<u8, CliError> {
     match runtime.block_on(crate::serve::run(args)) {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
-            tracing::error!(error = %e, "sodguard serve stopped");
+            // A usage error is the user's to read once, on stderr; a failure
+            // while serving also goes to the log the operator collects.
+            if !e.is_usage() {
+                tracing::error!(error = %e, "sodguard serve stopped");
+            }
             output::print_error(&e);
             Ok(if e.is_usage() {
                 EXIT_BAD_INPUT
@@ -253,7 +318,13 @@ fn init_tracing(filter: &str, format: LogFormat) {
 /// The state of `source`: its files, or else the current context's cluster.
 pub fn load_source(source: &Source) -> Result<(crate::engine::index::Index, LoadReport), CliError> {
     if !source.files.is_empty() {
-        return Ok(load_state(&source.files)?);
+        let (index, report) = load_state(&source.files)?;
+        // Nothing read is not "no violation" (R12): a wrong path or an
+        // empty render would otherwise pass as a clean cluster.
+        if report.documents == 0 {
+            return Err(crate::load::LoadError::Empty(source.files.clone()).into());
+        }
+        return Ok((index, report));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

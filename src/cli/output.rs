@@ -54,3 +54,21 @@ pub fn print_duty_paths(
     }
     Ok(())
 }
+
+/// `value` in the machine format asked for (`-o json`, `-o yaml`).
+pub fn write_data(
+    out: &mut impl std::io::Write,
+    format: super::OutputFormat,
+    value: &serde_json::Value,
+) -> std::io::Result<()> {
+    match format {
+        super::OutputFormat::Yaml => {
+            let text = serde_saphyr::to_string(value).map_err(std::io::Error::other)?;
+            out.write_all(text.as_bytes())
+        }
+        _ => {
+            serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+            writeln!(out)
+        }
+    }
+}

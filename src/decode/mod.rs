@@ -19,6 +19,7 @@ use crate::model::{
 };
 
 pub mod kinds;
+pub mod strict;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -118,6 +119,9 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
     let tm = TypeMeta::of(v);
     let object = ObjectRef::of(v);
     let malformed = |message: String| object.malformed(message);
+    if let Some(m) = strict::group_mismatch(&tm.api_version, &tm.kind) {
+        return Err(malformed(m));
+    }
     let obj = match (tm.group(), tm.kind.as_str()) {
         // Only the name matters, so nothing else of a Namespace is read.
         ("", "Namespace") => Object::Namespace(Name::from(object.required_name()?.as_str())),

@@ -7,6 +7,7 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::human::human;
 use super::refusal::{Refusal, refuse};
 use super::request::UserInfo;
 use crate::engine::index::Index;
@@ -143,8 +144,9 @@ pub fn standing(index: &Index, e: &Exception, now: Timestamp) -> Standing {
             (policy.exceptions.max_duration, "maxDuration")
         };
         return done(vec![format!(
-            "ended at {until}: SoDPolicy {} caps a window at {max:#} (spec.exceptions.{field})",
-            policy.name
+            "ended at {until}: SoDPolicy {} caps a window at {} (spec.exceptions.{field})",
+            policy.name,
+            human(max)
         )]);
     }
     Standing {
@@ -275,7 +277,9 @@ pub fn check(
         let length = e.expires_at.duration_since(start);
         if length > max {
             return refuse(format!(
-                "spec.expiresAt: the exception would last {length:#} from {start}, more than the policy's spec.exceptions.{field} of {max:#}"
+                "spec.expiresAt: the exception would last {} from {start}, more than the policy's spec.exceptions.{field} of {}",
+                human(length),
+                human(max)
             ));
         }
         if e.break_glass
@@ -474,8 +478,8 @@ fn break_glass_problems(
             ));
         } else if second_start < shifted(first_end, rules.break_glass_cooldown) {
             out.push(format!(
-                "spec.breakGlass: break-glass windows of one subject are {:#} apart at least (spec.exceptions.breakGlass.cooldown); with SoDException {} the earlier one ends at {first_end} and the next may open at {}",
-                rules.break_glass_cooldown,
+                "spec.breakGlass: break-glass windows of one subject are {} apart at least (spec.exceptions.breakGlass.cooldown); with SoDException {} the earlier one ends at {first_end} and the next may open at {}",
+                human(rules.break_glass_cooldown),
                 o.name,
                 shifted(first_end, rules.break_glass_cooldown),
             ));

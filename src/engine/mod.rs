@@ -9,11 +9,13 @@ mod exception_rules;
 mod explain;
 mod grant_rules;
 mod holdings;
+pub mod human;
 pub mod index;
 mod refusal;
 mod request;
 mod verdict;
 mod violations;
+pub mod wording;
 
 pub use admission::judge_grant_binding;
 pub use admission::{review, review_against, review_and_apply};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod hygiene;
 mod state;
 pub use state::{LoadReport, load_state};
 
@@ -73,6 +74,24 @@ pub enum LoadError {
     },
     #[error("{at}: expected an object with apiVersion and kind, found {found}")]
     NotAnObject { at: Source, found: &'static str },
+    #[error("{}: no YAML or JSON manifests: nothing to check", paths_list(.0))]
+    Empty(Vec<PathBuf>),
+    #[error(
+        "{second}: {object} is also defined at {first}: which one counts would depend on the order of the files"
+    )]
+    Duplicate {
+        object: String,
+        first: Box<Source>,
+        second: Box<Source>,
+    },
+    #[error(
+        "{at}: {object}: unknown field(s) {fields} (refused as `kubectl apply --validate=strict` would)"
+    )]
+    UnknownFields {
+        at: Box<Source>,
+        object: String,
+        fields: String,
+    },
     #[error("{at}: {error}")]
     Object {
         at: Box<Source>,
@@ -80,11 +99,27 @@ pub enum LoadError {
     },
 }
 
+fn paths_list(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if names.is_empty() {
+        "(no path)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The path that stands for standard input (`-f -`, as kubectl).
+pub const STDIN: &str = "-";
+
 /// The files under `paths`: files as given, folders walked for `.yaml`,
 /// `.yml` and `.json` files (hidden entries skipped), in a stable order.
 pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
+        if p.as_os_str() == STDIN {
+            out.push(p.clone());
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LoadError::NotFound(p.clone()),
             _ => LoadError::Io {
@@ -98,6 +133,10 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
             out.push(p.clone());
         }
     }
+    // The same file named twice (`-f a.yaml -f .`) is read once: it does
+    // not define its objects twice.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
     Ok(out)
 }
 
@@ -152,10 +191,17 @@ pub fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
 /// is still the one [`read_file`] reports: `each` may have seen documents
 /// before it.
 pub fn read_file_each(path: &Path, each: impl FnMut(Document)) -> Result<(), LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
+    let io = |e| LoadError::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
+    };
+    let bytes = if path.as_os_str() == STDIN {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(io)?;
+        b
+    } else {
+        std::fs::read(path).map_err(io)?
+    };
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();

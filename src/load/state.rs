@@ -15,6 +15,9 @@ pub struct LoadReport {
     pub documents: usize,
     /// Documents of kinds sodguard has no use for, by kind.
     pub skipped: BTreeMap<String, usize>,
+    /// What may make the answer wrong without making it unreadable (R12.2),
+    /// each message naming its file, object and field.
+    pub warnings: Vec<String>,
 }
 
 impl LoadReport {
@@ -31,8 +34,13 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), LoadError> {
     let files = super::files(paths)?;
     let mut report = LoadReport::default();
     let mut index = Index::new();
+    let mut judge = super::hygiene::Judge::default();
     index.begin_bulk();
+    let mut next = files.iter();
     in_file_order(&files, read_objects, |file| {
+        if let Some(path) = next.next() {
+            judge.take(path, file.seen);
+        }
         report.files += 1;
         report.documents += file.documents;
         for kind in file.skipped {
@@ -43,6 +51,7 @@ pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), LoadError> {
         }
     })?;
     index.finish_bulk();
+    report.warnings = judge.finish()?;
     Ok((index, report))
 }
 
@@ -52,6 +61,7 @@ struct FileObjects {
     objects: Vec<Object>,
     /// The kind of each document sodguard has no use for.
     skipped: Vec<String>,
+    seen: super::hygiene::Seen,
 }
 
 /// Converts each document as it is parsed: only the domain objects of a
@@ -63,11 +73,16 @@ fn read_objects(file: &Path) -> Result<FileObjects, LoadError> {
         documents: 0,
         objects: Vec::new(),
         skipped: Vec::new(),
+        seen: Default::default(),
     };
     let mut failed = None;
     super::read_file_each(file, |doc| {
         out.documents += 1;
         if failed.is_some() {
+            return;
+        }
+        if let Err(e) = out.seen.document(&doc.source, &doc.value) {
+            failed = Some(e);
             return;
         }
         match convert(&doc.value) {

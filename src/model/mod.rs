@@ -16,7 +16,7 @@ pub use identity::{Identity, IdentityParseError};
 pub mod identity_groups {
     pub use super::identity::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 }
-pub use name::{Interner, Name, is_dns_label};
+pub use name::{Name, is_dns_label};
 pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSecret};
 pub use permission::Permission;
 pub use policy::{

@@ -1,6 +1,8 @@
 //! Rule matching, as the Kubernetes RBAC authorizer does it (R3), and the
 //! label selectors of aggregated ClusterRoles (R2.4).
 
+pub mod builtin;
+
 pub use crate::model::{LabelSelector, Permission, Requirement, Rule};
 
 /// Whether `rule` grants at least one request of `perm` (R4.1): the set of

@@ -38,6 +38,16 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabel {
     pub policy: String,
 }
@@ -84,6 +94,9 @@ pub struct Metrics {
     pub audit_writes: Family<WriteLabel, Counter>,
     audit_age: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     last_audit: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Answers to `/validate` other than an AdmissionReview (4xx, 5xx), by
+    /// HTTP status: the API server applies the failurePolicy to them.
+    pub refused: Family<CodeLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +169,23 @@ impl Metrics {
             "Requests a follower answered 503 for, by reason",
             forward_failures.clone(),
         );
+        let refused = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "admission_refused_requests",
+            "Requests to /validate answered without an AdmissionReview, by HTTP status",
+            refused.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version of this sodguard as a label",
+            build_info,
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -198,6 +228,7 @@ impl Metrics {
             forward_latency,
             forward_failures,
             leader,
+            refused,
             requests,
             latency,
             violations,

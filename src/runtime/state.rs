@@ -2,17 +2,17 @@
 //! admitted changes the watch has not shown yet add to it (R7.8), and
 //! readiness.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use crate::engine::index::Index;
-use crate::engine::{self, Assumption, Evaluation, Request, Review};
-use crate::model::{Identity, Object, ObjectKey};
+use crate::engine::{self, Assumption, Request, Review};
+use crate::model::{Name, Object, ObjectKey};
 use crate::runtime::metrics::Metrics;
 
 /// How the server learns about the cluster.
@@ -152,20 +152,31 @@ impl Engine {
     }
 }
 
-/// How long whole-state work holds the decision lock at once, at most
-/// (beyond one subject's evaluation): a decision that arrives meanwhile waits
-/// no longer than this.
-pub const EVALUATION_SLICE: Duration = Duration::from_micros(500);
-
-const GIVE_WAY_PAUSE: Duration = Duration::from_micros(20);
-
-/// How long whole-state work waits between its slices for waiting decisions
-/// at most: under a stream of decisions that never ends it still progresses,
-/// with a small share of the lock.
-const MAX_GIVE_WAY: Duration = Duration::from_millis(10);
-
 /// Copies of one object the overlay keeps beside it at most (see `assume`).
 const MAX_SHADOWS: usize = 16;
+
+/// Per policy, the violations of `index` that no exception excuses: what
+/// [`engine::evaluate`] finds, counted one namespace's ServiceAccounts (or
+/// one other subject) at a time, so that no more than those violations and
+/// their explanations are held at once, not all of them.
+pub fn violation_counts(index: &Index, now: Timestamp) -> BTreeMap<Name, usize> {
+    let mut by: BTreeMap<Name, usize> =
+        index.policies().map(|(_, p)| (p.name.clone(), 0)).collect();
+    let mut count = |ev: engine::Evaluation| {
+        for v in ev.violations {
+            *by.entry(v.policy).or_default() += 1;
+        }
+    };
+    let engine::SubjectList { namespaces, others } = engine::subject_list(index);
+    for ns in &namespaces {
+        let sas: Vec<_> = index.service_accounts_in(ns).collect();
+        count(engine::evaluate_subjects(index, &sas, now));
+    }
+    for o in &others {
+        count(engine::evaluate_subjects(index, [o], now));
+    }
+    by
+}
 
 /// The confirmed object already holds everything `assumed` does.
 fn same(confirmed: &Object, assumed: &Object) -> bool {
@@ -186,9 +197,6 @@ pub struct AppState {
     /// one replica are decided one after the other, each on the state that
     /// includes the other if it was admitted.
     engine: std::sync::Mutex<Engine>,
-    /// Callers of `lock` that wait for it or are about to: whole-state work
-    /// done in slices lets them in between its slices.
-    waiting: AtomicUsize,
     ready: AtomicBool,
     overlay_ttl: Duration,
     /// A fixed clock, for static states judged at a given time.
@@ -210,7 +218,6 @@ impl AppState {
                 confirmed: index,
                 overlay: HashMap::new(),
             }),
-            waiting: AtomicUsize::new(0),
             ready: AtomicBool::new(mode == Mode::Static),
             overlay_ttl,
             clock: None,
@@ -247,15 +254,6 @@ impl AppState {
     /// confirmed state (which only watch events change, one whole step at a
     /// time) and the overlay before anyone decides on it again.
     fn lock(&self) -> std::sync::MutexGuard<'_, Engine> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let guard = self.lock_unannounced();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        guard
-    }
-
-    /// [`lock`](Self::lock) for whole-state work, which gives way to those
-    /// that announce themselves there.
-    fn lock_unannounced(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| {
             let mut e = p.into_inner();
             if self.mode == Mode::Live {
@@ -365,81 +363,20 @@ impl AppState {
         f(&self.lock().confirmed)
     }
 
-    /// A copy of the confirmed index, for work that must not hold the
-    /// decision lock (the audit, R11.3).
+    /// What the watches have shown (the files in static mode), to read
+    /// without the decision lock: whole-state work (the violations gauge,
+    /// the review-time audit) runs on this, so no decision waits for it. The
+    /// clone takes microseconds under the lock (the index's maps are
+    /// copy-on-write); later changes copy the parts they write, leaving the
+    /// snapshot as it was.
     pub fn snapshot(&self) -> Index {
-        self.with_index(Index::clone)
+        self.lock().confirmed.clone()
     }
 
-    /// Every violation of the state that [`with_index`](Self::with_index)
-    /// shows, judged a few subjects at a time so that no decision waits for
-    /// the whole evaluation: the lock is held for at most about
-    /// [`EVALUATION_SLICE`] at once, and only for one subject once a
-    /// decision or watch event waits for it; those go first between slices. On a
-    /// state that does not change meanwhile the result is
-    /// [`engine::evaluate`]'s; otherwise each subject is judged on the state
-    /// of its slice, and subjects that appear during the walk are left to
-    /// the next evaluation.
-    pub fn evaluate_in_slices(&self, now: Timestamp) -> Evaluation {
-        self.evaluate_in_slices_of(now, EVALUATION_SLICE)
-    }
-
-    fn evaluate_in_slices_of(&self, now: Timestamp, slice: Duration) -> Evaluation {
-        // Namespaces rather than their ServiceAccounts: a list of every
-        // subject would take one long hold of the lock on a large state.
-        let engine::SubjectList { namespaces, others } = {
-            self.give_way();
-            let e = self.lock_unannounced();
-            engine::subject_list(&e.confirmed)
-        };
-        let mut namespaces = namespaces.into_iter();
-        let mut others = others.into_iter();
-        let mut at_hand: std::collections::VecDeque<Identity> = Default::default();
-        let mut parts = Vec::new();
-        loop {
-            self.give_way();
-            let e = self.lock_unannounced();
-            let start = Instant::now();
-            let mut part = Evaluation::default();
-            let mut first = true;
-            // A slice ends early, after the subject at hand, as soon as
-            // someone waits: the wait is then one subject's evaluation.
-            while first || (start.elapsed() < slice && self.waiting.load(Ordering::SeqCst) == 0) {
-                first = false;
-                while at_hand.is_empty() {
-                    // A namespace may have no ServiceAccount left.
-                    if let Some(ns) = namespaces.next() {
-                        at_hand.extend(e.confirmed.service_accounts_in(&ns));
-                    } else if let Some(o) = others.next() {
-                        at_hand.push_back(o);
-                    } else {
-                        break;
-                    }
-                }
-                let Some(subject) = at_hand.pop_front() else {
-                    drop(e);
-                    parts.push(part);
-                    return Evaluation::join(parts);
-                };
-                let one = engine::evaluate_subjects(&e.confirmed, [&subject], now);
-                part.violations.extend(one.violations);
-                part.excused.extend(one.excused);
-            }
-            drop(e);
-            parts.push(part);
-        }
-    }
-
-    /// Waits (a bounded time) while decisions or watch events wait for the
-    /// lock: `std::sync::Mutex` is not fair, and the thread that has just
-    /// released it would otherwise often take it again first.
-    fn give_way(&self) {
-        let start = Instant::now();
-        while self.waiting.load(Ordering::SeqCst) > 0 && start.elapsed() < MAX_GIVE_WAY {
-            // Off the CPU, not spinning: on a busy machine the woken waiter
-            // may need this very core.
-            std::thread::sleep(GIVE_WAY_PAUSE);
-        }
+    /// Per policy, how many violations a [`snapshot`](Self::snapshot) holds
+    /// that no exception excuses: the violations gauge.
+    pub fn violation_counts(&self, now: Timestamp) -> BTreeMap<Name, usize> {
+        violation_counts(&self.snapshot(), now)
     }
 
     /// Runs `f` with the state later requests are judged on: in live mode the
@@ -464,6 +401,7 @@ mod tests {
 
     use super::*;
     use crate::decode::convert;
+    use crate::model::Identity;
 
     fn now() -> Timestamp {
         "2026-11-28T12:00:00Z".parse().unwrap()
@@ -549,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn evaluation_in_slices_equals_evaluate() {
+    fn violation_counts_equal_evaluate() {
         let index = state();
         let whole = engine::evaluate(&index, now());
         // Not a vacuous comparison: many subjects, both policies, users,
@@ -565,14 +503,64 @@ mod tests {
                 "{kind}"
             );
         }
-        let state = AppState::new(Mode::Static, index, Duration::ZERO, Metrics::new());
-        // One subject per slice, then the server's slices.
-        for slice in [Duration::ZERO, EVALUATION_SLICE, Duration::from_secs(60)] {
-            assert_eq!(
-                state.evaluate_in_slices_of(now(), slice),
-                whole,
-                "{slice:?}"
+        let mut expected: BTreeMap<Name, usize> = BTreeMap::new();
+        for v in &whole.violations {
+            *expected.entry(v.policy.clone()).or_default() += 1;
+        }
+        assert_eq!(expected.len(), 2);
+        for mode in [Mode::Static, Mode::Live] {
+            let state = AppState::new(mode, index.clone(), Duration::ZERO, Metrics::new());
+            assert_eq!(state.violation_counts(now()), expected, "{mode:?}");
+        }
+    }
+
+    /// The snapshot keeps the state it was taken of while decisions and
+    /// watch events change the server's, and changing it changes nothing
+    /// there.
+    #[test]
+    fn a_snapshot_is_the_state_when_taken() {
+        for mode in [Mode::Static, Mode::Live] {
+            let state = AppState::new(mode, state(), Duration::from_secs(60), Metrics::new());
+            let mut snapshot = state.snapshot();
+            let before = engine::evaluate(&snapshot, now());
+            let gone = ObjectKey::Binding(crate::model::BindingKey {
+                namespace: Some("n0".into()),
+                name: "w0".into(),
+            });
+            assert!(snapshot.get(&gone).is_some());
+            state.watch_remove(&gone);
+            let added = convert(&binding(
+                "n0",
+                "w-new",
+                "writer",
+                json!({"kind": "User", "name": "eve"}),
+            ))
+            .unwrap()
+            .unwrap();
+            state.watch_apply(added.clone());
+            assert!(snapshot.get(&gone).is_some(), "{mode:?}");
+            assert!(snapshot.get(&added.key()).is_none(), "{mode:?}");
+            assert_eq!(engine::evaluate(&snapshot, now()), before, "{mode:?}");
+            // And the other way.
+            let _ = snapshot.remove(&added.key());
+            let _ = snapshot.apply(
+                convert(&binding(
+                    "n3",
+                    "x",
+                    "reader",
+                    json!({"kind": "User", "name": "mallory"}),
+                ))
+                .unwrap()
+                .unwrap(),
             );
+            state.with_index(|i| {
+                assert!(i.get(&gone).is_none());
+                assert!(i.get(&added.key()).is_some());
+                assert!(
+                    i.bindings_naming(&Identity::User("mallory".into()))
+                        .is_empty()
+                );
+            });
         }
     }
 }

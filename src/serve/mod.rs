@@ -370,18 +370,11 @@ fn spawn_housekeeping(state: Arc<AppState>, violations_every: Duration) {
             }
             let s = state.clone();
             let counts = tokio::task::spawn_blocking(move || {
-                // In slices: admissions do not wait for the whole evaluation.
-                let ev = s.evaluate_in_slices(jiff::Timestamp::now());
-                let mut by: std::collections::BTreeMap<String, usize> = s.with_index(|index| {
-                    index
-                        .policies()
-                        .map(|(_, p)| (p.name.to_string(), 0))
-                        .collect()
-                });
-                for v in &ev.violations {
-                    *by.entry(v.policy.to_string()).or_default() += 1;
-                }
-                by.into_iter().collect::<Vec<_>>()
+                // On a snapshot: admissions do not wait for the evaluation.
+                s.violation_counts(jiff::Timestamp::now())
+                    .into_iter()
+                    .map(|(policy, n)| (policy.to_string(), n))
+                    .collect::<Vec<_>>()
             })
             .await;
             if let Ok(c) = counts {

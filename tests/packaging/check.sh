@@ -152,6 +152,44 @@ refused "tls.mode=secret without a name" "tls.secret.name is required" --set tls
 
 refused "clientAuth.enabled without a CA" "clientAuth.enabled needs" --set clientAuth.enabled=true
 refused "leaderElection.enabled=maybe" "leaderElection.enabled must be" --set leaderElection.enabled=maybe
+# values.schema.json: a misspelled key or a wrong type fails, not silently ignored.
+refused "misspelled key webhok" "additional properties 'webhok' not allowed" --set webhok.failurePolicy=Ignore
+refused "misspelled nested key" "additional properties 'excludeNamespace' not allowed" --set webhook.excludeNamespace[0]=ops
+refused "replicaCount=two" "want integer" --set replicaCount=two
+refused "watchSecrets as a string" "want boolean" --set-string watchSecrets=yes
+
+# The chart README documents every value; Chart.yaml says where the project lives.
+missing="$(python3 - "$CHART" <<'PY'
+import sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+readme = open(f"{chart}/README.md").read()
+def leaves(v, path=""):
+    if isinstance(v, dict) and v:
+        for k, x in v.items():
+            yield from leaves(x, f"{path}.{k}" if path else k)
+    else:
+        yield path
+print(" ".join(p for p in leaves(values) if f"`{p}`" not in readme))
+meta = yaml.safe_load(open(f"{chart}/Chart.yaml"))
+print(" ".join(k for k in ("home", "sources", "maintainers") if not meta.get(k)))
+PY
+)"
+if [[ -z "${missing//[$'\n' ]/}" ]]; then ok "chart README names every value; Chart.yaml has home, sources, maintainers"
+else fail "chart README / Chart.yaml" "missing: $missing"; fi
+
+# The krew manifest: a Plugin named sod whose version follows the chart's
+# appVersion and whose every platform installs the binary as kubectl-sod.
+if python3 - "$ROOT/krew/sod.yaml" "$CHART/Chart.yaml" <<'PY'
+import sys, yaml
+m = yaml.safe_load(open(sys.argv[1])); chart = yaml.safe_load(open(sys.argv[2]))
+assert m["kind"] == "Plugin" and m["metadata"]["name"] == "sod", "kind/name"
+assert m["spec"]["version"] == "v" + chart["appVersion"], "version != appVersion"
+for p in m["spec"]["platforms"]:
+    assert p["bin"] == "kubectl-sod" and len(p["sha256"]) == 64, p
+    assert chart["appVersion"] in p["uri"], p["uri"]
+PY
+then ok "krew manifest krew/sod.yaml"; else fail "krew manifest krew/sod.yaml" "see above"; fi
 
 for v in defaults all-on all-on-helm cert-manager own-tls; do
   pycheck chart "$v" "$WORK/r/$v.yaml" "$NS"

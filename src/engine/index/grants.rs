@@ -1,6 +1,8 @@
 //! Per role, which permissions of which policies its effective rules grant.
 //! Decisions read these instead of matching rules again.
 
+use std::sync::Arc;
+
 use super::Index;
 use crate::model::{Name, RoleKey};
 use crate::rbac;
@@ -44,7 +46,7 @@ impl Index {
     pub(super) fn recompute_grants(&mut self, key: &RoleKey) {
         let grants = self.compute_grants(key, None);
         if let Some(e) = self.roles.get_mut(key) {
-            e.grants = grants;
+            Arc::make_mut(e).grants = grants;
         }
     }
 
@@ -52,7 +54,13 @@ impl Index {
         let keys: Vec<RoleKey> = self.roles.keys().cloned().collect();
         for k in keys {
             let fresh = self.compute_grants(&k, Some(slot));
+            let stale = |e: &super::RoleEntry| e.grants.iter().any(|g| g.policy == slot);
+            // A role a snapshot shares is copied only if it changes.
+            if fresh.is_empty() && !self.roles.get(&k).is_some_and(|e| stale(e)) {
+                continue;
+            }
             if let Some(e) = self.roles.get_mut(&k) {
+                let e = Arc::make_mut(e);
                 e.grants.retain(|g| g.policy != slot);
                 e.grants.extend(fresh);
             }

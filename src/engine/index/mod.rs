@@ -6,16 +6,19 @@
 //! permissions its effective rules grant. No decision ever rebuilds any of it.
 
 mod aggregation;
+mod cow;
 mod grants;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
+pub use cow::{CowMap, CowSet, Names};
 pub use grants::Grant;
 
 use crate::model::{
-    Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, Interner, JitGrant, Name,
-    Object, ObjectKey, Policy, Role, RoleKey, TokenSecret,
+    Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, JitGrant, Name, Object,
+    ObjectKey, Policy, Role, RoleKey, TokenSecret,
 };
 
 /// A role and the policy permissions its effective rules grant.
@@ -58,26 +61,30 @@ pub struct Counts {
     pub token_secrets: usize,
 }
 
-/// Cloned once in live mode, where the server keeps the confirmed and the
-/// assumed state side by side (R7.8).
+/// A clone costs microseconds and shares everything until one side writes
+/// (the maps are [`CowMap`]s): whole-state work runs on a clone taken under
+/// the decision lock, and live mode keeps the confirmed and the assumed state
+/// side by side (R7.8).
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    names: Interner,
-    namespaces: HashSet<Name>,
+    names: Names,
+    namespaces: CowSet<Name>,
     /// namespace → ServiceAccount names.
-    service_accounts: HashMap<Name, BTreeSet<Name>>,
-    roles: HashMap<RoleKey, RoleEntry>,
-    bindings: HashMap<BindingKey, Binding>,
-    by_subject: HashMap<Identity, Vec<BindingKey>>,
-    by_role: HashMap<RoleKey, Vec<BindingKey>>,
+    service_accounts: CowMap<Name, BTreeSet<Name>>,
+    roles: CowMap<RoleKey, Arc<RoleEntry>>,
+    bindings: CowMap<BindingKey, Arc<Binding>>,
+    by_subject: CowMap<Identity, Vec<BindingKey>>,
+    /// Shared lists: a ClusterRole may be bound tens of thousands of times,
+    /// and a write copies only the list it changes.
+    by_role: CowMap<RoleKey, Arc<Vec<BindingKey>>>,
     /// aggregated ClusterRole → the ClusterRoles its selectors match.
     members: HashMap<Name, BTreeSet<Name>>,
     /// Policies live in stable slots that role grants refer to.
     policy_slots: Vec<Option<Arc<Policy>>>,
     policy_by_name: BTreeMap<Name, u32>,
     exceptions: BTreeMap<Name, Arc<Exception>>,
-    exceptions_by_subject: HashMap<Identity, BTreeSet<Name>>,
-    token_secrets: HashMap<(Name, Name), TokenSecret>,
+    exceptions_by_subject: CowMap<Identity, BTreeSet<Name>>,
+    token_secrets: CowMap<(Name, Name), TokenSecret>,
     /// Just-in-time grants and the policies that allow them (R10); no
     /// decision on RBAC reads them, only grant admission and the controller.
     grants: BTreeMap<GrantKey, Arc<JitGrant>>,
@@ -162,7 +169,9 @@ impl Index {
             } => {
                 self.names.canon(&mut namespace);
                 self.names.canon(&mut name);
-                let set = self.service_accounts.entry(namespace.clone()).or_default();
+                let set = self
+                    .service_accounts
+                    .get_or_insert_with(namespace.clone(), BTreeSet::new);
                 set.replace(name.clone())
                     .map(|name| Object::ServiceAccount { namespace, name })
             }
@@ -228,10 +237,61 @@ impl Index {
     /// Puts back what an [`apply`](Self::apply) or [`remove`](Self::remove)
     /// replaced. Undos must be undone in reverse order.
     pub fn undo(&mut self, undo: Undo) {
-        let _ = match undo.previous {
+        let Undo { key, previous } = undo;
+        let redone = match previous {
             Some(previous) => self.apply(previous),
-            None => self.remove(&undo.key),
+            None => self.remove(&key),
         };
+        // Every decision applies the request's object and most undo it: the
+        // names only that object brought must not stay interned, or a stream
+        // of requests with fresh names grows the interner without end. The
+        // keys go first: they hold the object's names too.
+        let Undo {
+            key: redone_key,
+            previous: gone,
+        } = redone;
+        drop((key, redone_key));
+        if let Some(gone) = gone {
+            self.release_names(gone);
+        }
+    }
+
+    fn release_names(&mut self, object: Object) {
+        let mut names: Vec<Name> = Vec::new();
+        match object {
+            Object::Namespace(n) => names.push(n),
+            Object::ServiceAccount { namespace, name } => names.extend([namespace, name]),
+            Object::Binding(b) => {
+                names.extend(b.key.namespace);
+                names.push(b.key.name);
+                names.extend(b.role.namespace);
+                names.push(b.role.name);
+                for s in b.subjects {
+                    match s {
+                        Identity::ServiceAccount { namespace, name } => {
+                            names.extend([namespace, name])
+                        }
+                        Identity::User(n) | Identity::Group(n) => names.push(n),
+                    }
+                }
+            }
+            Object::Role(mut r) => {
+                names.extend(r.key.namespace.take());
+                names.push(r.key.name.clone());
+                for rule in &mut r.rules {
+                    names.extend(rule.names_mut().map(|n| n.clone()));
+                }
+            }
+            Object::TokenSecret(t) => names.extend([t.namespace, t.name, t.service_account]),
+            // Their names are the objects' own, interned once each.
+            Object::Policy(_) | Object::Exception(_) => {}
+            // Grants keep their own names, never interned.
+            Object::Grant(_) | Object::GrantPolicy(_) => {}
+        }
+        // One at a time: a name the object holds twice goes with its last copy.
+        for n in names {
+            self.names.release(n);
+        }
     }
 
     // ---- bindings -------------------------------------------------------
@@ -241,15 +301,15 @@ impl Index {
         let previous = self.take_binding(&b.key);
         for s in &b.subjects {
             self.by_subject
-                .entry(s.clone())
-                .or_default()
+                .get_or_insert_with(s.clone(), Vec::new)
                 .push(b.key.clone());
         }
-        self.by_role
-            .entry(b.role.clone())
-            .or_default()
-            .push(b.key.clone());
-        self.bindings.insert(b.key.clone(), b);
+        Arc::make_mut(
+            self.by_role
+                .get_or_insert_with(b.role.clone(), Default::default),
+        )
+        .push(b.key.clone());
+        self.bindings.insert(b.key.clone(), Arc::new(b));
         previous
     }
 
@@ -259,7 +319,7 @@ impl Index {
             unlink(&mut self.by_subject, s, key);
         }
         unlink(&mut self.by_role, &b.role, key);
-        Some(b)
+        Some(Arc::unwrap_or_clone(b))
     }
 
     fn canon_binding(&mut self, b: &mut Binding) {
@@ -295,19 +355,19 @@ impl Index {
             .roles
             .insert(
                 key.clone(),
-                RoleEntry {
+                Arc::new(RoleEntry {
                     role,
                     grants: Vec::new(),
-                },
+                }),
             )
-            .map(|e| e.role);
+            .map(|e| Arc::unwrap_or_clone(e).role);
         self.role_changed(&key, before);
         previous
     }
 
     fn take_role(&mut self, key: &RoleKey) -> Option<Role> {
         let before = self.aggregators_reaching(key);
-        let previous = self.roles.remove(key)?.role;
+        let previous = Arc::unwrap_or_clone(self.roles.remove(key)?).role;
         self.role_changed(key, before);
         Some(previous)
     }
@@ -366,7 +426,9 @@ impl Index {
         let slot = self.policy_by_name.remove(name)?;
         let previous = self.policy_slots[slot as usize].take();
         for entry in self.roles.values_mut() {
-            entry.grants.retain(|g| g.policy != slot);
+            if entry.grants.iter().any(|g| g.policy == slot) {
+                Arc::make_mut(entry).grants.retain(|g| g.policy != slot);
+            }
         }
         previous
     }
@@ -375,8 +437,7 @@ impl Index {
         let name = self.names.intern(&e.name);
         let previous = self.take_exception(&name);
         self.exceptions_by_subject
-            .entry(e.subject.clone())
-            .or_default()
+            .get_or_insert_with(e.subject.clone(), BTreeSet::new)
             .insert(name.clone());
         self.exceptions.insert(name, e);
         previous
@@ -408,7 +469,7 @@ impl Index {
                     name: name.clone(),
                 }),
             ObjectKey::Role(k) => self.roles.get(k).map(|e| Object::Role(e.role.clone())),
-            ObjectKey::Binding(k) => self.bindings.get(k).cloned().map(Object::Binding),
+            ObjectKey::Binding(k) => self.bindings.get(k).map(|b| Object::Binding((**b).clone())),
             ObjectKey::Policy(n) => self.policy(n).cloned().map(Object::Policy),
             ObjectKey::Exception(n) => self.exceptions.get(n).cloned().map(Object::Exception),
             ObjectKey::TokenSecret { namespace, name } => self
@@ -424,11 +485,11 @@ impl Index {
     }
 
     pub fn binding(&self, key: &BindingKey) -> Option<&Binding> {
-        self.bindings.get(key)
+        self.bindings.get(key).map(|b| &**b)
     }
 
     pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
-        self.bindings.values()
+        self.bindings.values().map(|b| &**b)
     }
 
     /// The bindings that name `id` as a subject.
@@ -438,15 +499,15 @@ impl Index {
 
     /// The bindings whose roleRef is `role`.
     pub fn bindings_of_role(&self, role: &RoleKey) -> &[BindingKey] {
-        self.by_role.get(role).map_or(&[], Vec::as_slice)
+        self.by_role.get(role).map_or(&[], |v| v.as_slice())
     }
 
     pub fn role(&self, key: &RoleKey) -> Option<&RoleEntry> {
-        self.roles.get(key)
+        self.roles.get(key).map(|e| &**e)
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &RoleEntry> {
-        self.roles.values()
+        self.roles.values().map(|e| &**e)
     }
 
     pub fn namespace_exists(&self, ns: &str) -> bool {
@@ -616,15 +677,33 @@ fn count_split(it: impl Iterator<Item = bool>) -> (usize, usize) {
     it.fold((0, 0), |(a, b), x| if x { (a + 1, b) } else { (a, b + 1) })
 }
 
-fn canon_role_key(n: &mut Interner, k: &mut RoleKey) {
+fn canon_role_key(n: &mut Names, k: &mut RoleKey) {
     if let Some(ns) = &mut k.namespace {
         n.canon(ns);
     }
     n.canon(&mut k.name);
 }
 
-fn unlink<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<BindingKey>>, k: &K, b: &BindingKey) {
+/// A list of binding keys, held in place or shared.
+trait Keys: Clone {
+    fn keys_mut(&mut self) -> &mut Vec<BindingKey>;
+}
+
+impl Keys for Vec<BindingKey> {
+    fn keys_mut(&mut self) -> &mut Vec<BindingKey> {
+        self
+    }
+}
+
+impl Keys for Arc<Vec<BindingKey>> {
+    fn keys_mut(&mut self) -> &mut Vec<BindingKey> {
+        Arc::make_mut(self)
+    }
+}
+
+fn unlink<K: Hash + Eq + Clone, V: Keys>(map: &mut CowMap<K, V>, k: &K, b: &BindingKey) {
     if let Some(v) = map.get_mut(k) {
+        let v = v.keys_mut();
         if let Some(i) = v.iter().position(|x| x == b) {
             v.swap_remove(i);
         }

@@ -249,6 +249,43 @@ proptest! {
         prop_assert_eq!(eval(&index), before);
         prop_assert_eq!(index.counts(), counts);
     }
+
+    /// A clone is a snapshot: whatever is applied to or removed from the
+    /// index afterwards, it keeps the state it was taken of, and what is
+    /// done to it does not reach the index.
+    #[test]
+    fn a_clone_is_a_snapshot(
+        before in proptest::collection::vec(arb_op(), 1..30),
+        after in proptest::collection::vec(arb_op(), 1..20),
+        on_clone in proptest::collection::vec(arb_op(), 0..10),
+    ) {
+        let run = |index: &mut Index, op: &Op| {
+            let _ = match op {
+                Op::Apply(o) => index.apply(o.clone()),
+                Op::Remove(k) => index.remove(k),
+            };
+        };
+        let mut index = Index::new();
+        let mut model = BTreeMap::new();
+        for op in &before {
+            run(&mut index, op);
+            apply_to_model(&mut model, op);
+        }
+        let mut snapshot = index.clone();
+        let taken = Index::from_objects(model.values().cloned());
+        for op in &after {
+            run(&mut index, op);
+            apply_to_model(&mut model, op);
+        }
+        prop_assert_eq!(eval(&snapshot), eval(&taken));
+        prop_assert_eq!(snapshot.counts(), taken.counts());
+        for op in &on_clone {
+            run(&mut snapshot, op);
+        }
+        let current = Index::from_objects(model.values().cloned());
+        prop_assert_eq!(eval(&index), eval(&current));
+        prop_assert_eq!(index.counts(), current.counts());
+    }
 }
 
 #[test]
@@ -275,4 +312,53 @@ fn names_are_interned() {
     let a = keys[0].namespace.as_ref().unwrap();
     let b = keys[2].namespace.as_ref().unwrap();
     assert!(Arc::ptr_eq(a, b));
+}
+
+/// Decisions apply the request's object and undo it: a stream of requests
+/// with fresh names must not grow the interner (it did, by every name of
+/// every request ever judged).
+#[test]
+fn an_undone_change_leaves_no_names_behind() {
+    let binding = |name: &str, role: &str, user: &str| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("payments")),
+                name: n(name),
+            },
+            role: RoleKey {
+                namespace: Some(n("payments")),
+                name: n(role),
+            },
+            subjects: vec![
+                Identity::service_account("payments", "api"),
+                Identity::User(n(user)),
+                Identity::User(n(user)),
+            ],
+        })
+    };
+    let mut index = Index::from_objects([binding("kept", "r", "alice")]);
+    let before = index.names.len();
+    for i in 0..50 {
+        let u = index.apply(binding(
+            &format!("new-{i}"),
+            &format!("r-{i}"),
+            &format!("u-{i}"),
+        ));
+        index.undo(u);
+        // Replacing the kept binding, then putting it back.
+        let u = index.apply(binding("kept", &format!("r2-{i}"), &format!("u2-{i}")));
+        index.undo(u);
+    }
+    assert_eq!(index.names.len(), before);
+    // What the index still uses stays interned.
+    let b = index
+        .binding(&BindingKey {
+            namespace: Some(n("payments")),
+            name: n("kept"),
+        })
+        .unwrap()
+        .clone();
+    let mut again = n("alice");
+    index.names.canon(&mut again);
+    assert!(Arc::ptr_eq(&again, b.subjects[1].name()));
 }

@@ -1132,7 +1132,7 @@ fn test_document_index_is_named_for_malformed_later_documents() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn crd_prints_both_custom_resource_definitions() {
+fn crd_prints_every_custom_resource_definition() {
     let r = sodguard(["crd"]);
     r.expect(0);
     let docs = sodguard::load::parse_str(Path::new("crds.yaml"), &r.stdout)
@@ -1145,10 +1145,13 @@ fn crd_prints_both_custom_resource_definitions() {
             d.value["metadata"]["name"].as_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(docs.len(), 2);
+    assert_eq!(docs.len(), 5);
     assert_eq!(
         names,
         BTreeSet::from([
+            "accessgrantpolicies.sodguard.io".to_string(),
+            "accessgrants.sodguard.io".to_string(),
+            "clusteraccessgrants.sodguard.io".to_string(),
             "sodexceptions.sodguard.io".to_string(),
             "sodpolicies.sodguard.io".to_string()
         ])

@@ -47,4 +47,7 @@ fn crd_command_prints_both() {
     }
     assert!(all.contains("name: sodpolicies.sodguard.io"));
     assert!(all.contains("name: sodexceptions.sodguard.io"));
+    assert!(all.contains("name: accessgrants.sodguard.io"));
+    assert!(all.contains("name: clusteraccessgrants.sodguard.io"));
+    assert!(all.contains("name: accessgrantpolicies.sodguard.io"));
 }

@@ -198,6 +198,24 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
             }
         }
     }
+    // R10.4: a grant whose window closed keeps its binding only while the
+    // grant controller has not caught up (down, or not the leader).
+    for g in index.grants() {
+        let st = crate::engine::grant_standing(index, g, now);
+        let bound = index.binding(&g.binding_key()).is_some();
+        if bound && st.phase != crate::engine::GrantPhase::Active {
+            let ns = g
+                .namespace
+                .clone()
+                .unwrap_or_else(|| Name::from(CLUSTER_WIDE));
+            a.add(ns, report::grant_result(g, &st));
+        }
+        if st.phase == crate::engine::GrantPhase::Active
+            && let Some(end) = st.expires_at
+        {
+            a.wake_at(end.checked_add(SignedDuration::from_secs(1)).unwrap_or(end));
+        }
+    }
     for rs in a.results.values_mut() {
         rs.sort_by(|x, y| x.order().cmp(&y.order()));
     }

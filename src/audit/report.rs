@@ -332,6 +332,38 @@ pub(crate) fn break_glass_result(e: &Exception, end: Timestamp, due: Timestamp) 
     }
 }
 
+/// A grant whose binding outlives its window (R10.4).
+pub(crate) fn grant_result(
+    g: &crate::model::JitGrant,
+    st: &crate::engine::GrantStanding,
+) -> ReportResult {
+    let binding = g.binding_key();
+    let mut properties = BTreeMap::new();
+    if let Some(e) = st.expires_at {
+        properties.insert("expiresAt".into(), e.to_string());
+    }
+    properties.insert("phase".into(), st.phase.as_str().into());
+    ReportResult {
+        message: format!(
+            "{binding} of {} still exists although the grant is {}{}: the grant controller deletes it; if it stays, sodguard is not running as leader",
+            g.key(),
+            st.phase.as_str(),
+            st.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        resources: vec![ObjectReference {
+            api_version: Some("rbac.authorization.k8s.io/v1".into()),
+            kind: binding.kind().into(),
+            namespace: binding.namespace.as_ref().map(|n| n.to_string()),
+            name: binding.name.to_string(),
+        }],
+        properties,
+        ..base(&g.key().to_string(), "expired-grant-bound", "fail", "high")
+    }
+}
+
 pub(crate) fn token_result(
     policy: &Policy,
     t: &TokenSecret,

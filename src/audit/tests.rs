@@ -383,3 +383,45 @@ fn the_next_change_with_time_is_when_an_exception_ends_or_a_token_turns_stale() 
     let b = run(&objs, now());
     assert_eq!(b.next_change, Some("2026-11-28T13:00:01Z".parse().unwrap()));
 }
+
+#[test]
+fn an_expired_grant_whose_binding_remains_fails_and_its_end_wakes_the_audit() {
+    let objs = [
+        sa("pay", "web"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader", "namespace": "pay"},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrantPolicy", "metadata": {"name": "oncall"},
+               "spec": {"roles": ["reader"], "namespaces": ["pay"], "maxDuration": "4h", "approverGroups": ["leads"],
+                        "breakGlass": {"allowed": true, "maxDuration": "1h"}}}),
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+               "metadata": {"name": "g", "namespace": "pay", "creationTimestamp": "2026-11-28T11:00:00Z"},
+               "spec": {"subject": {"kind": "ServiceAccount", "namespace": "pay", "name": "web"},
+                        "roleRef": {"kind": "Role", "name": "reader"}, "duration": "30m", "reason": "r",
+                        "requestedBy": "alice", "breakGlass": true}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "sodguard-grant-g", "namespace": "pay", "labels": {"sodguard.io/grant": "g"}},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "web"}]}),
+    ];
+    let during = run(&objs, "2026-11-28T11:10:00Z".parse().unwrap());
+    assert!(
+        ns_results(&during, "pay")
+            .iter()
+            .all(|r| r.rule.as_deref() != Some("expired-grant-bound"))
+    );
+    assert_eq!(
+        during.next_change,
+        Some("2026-11-28T11:30:01Z".parse().unwrap())
+    );
+    let after = run(&objs, now());
+    let r = ns_results(&after, "pay")
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("expired-grant-bound"))
+        .expect("a finding");
+    assert_eq!(r.result, "fail");
+    assert!(
+        r.message.contains("RoleBinding pay/sodguard-grant-g") && r.message.contains("Expired"),
+        "{}",
+        r.message
+    );
+}

@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod grant;
 mod hygiene;
 mod output;
 mod report;
@@ -67,6 +68,12 @@ pub enum Command {
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
     Crd,
+    /// Just-in-time grants on the cluster (R10), as the current user.
+    #[command(subcommand)]
+    Grant(grant::GrantCommand),
+    /// Approve or review an SoDException on the cluster, as the current user.
+    #[command(subcommand)]
+    Exception(grant::ExceptionCommand),
     /// Run the validating admission webhook.
     Serve(Box<crate::serve::ServeArgs>),
 }
@@ -202,6 +209,9 @@ pub enum CliError {
     NoCases(Vec<PathBuf>),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A request to the cluster that failed (grant and exception commands).
+    #[error("{0}")]
+    Request(String),
 }
 
 /// The name usage lines show: `kubectl sod` when run as the kubectl
@@ -257,6 +267,8 @@ pub fn run(command: Command) -> Result<u8, CliError> {
         Command::Report(a) => report::run(&a),
         Command::Test(a) => test::run(&a),
         Command::Serve(a) => serve(*a),
+        Command::Grant(c) => grant::run_grant(&c),
+        Command::Exception(c) => grant::run_exception(&c),
         Command::Crd => {
             let mut out = std::io::stdout().lock();
             out.write_all(crate::crd::crds_yaml().as_bytes())?;

@@ -3,4 +3,5 @@
 //! the leader runs.
 
 pub mod audit;
+pub mod grants;
 pub mod lease;

@@ -2,16 +2,22 @@
 //! under `manifests/crds/` is generated from these types.
 
 mod exception;
+mod grant;
 mod policy;
 
 pub use exception::{
     ApprovalSpec, ReviewOutcomeSpec, ReviewSpec, SoDException, SoDExceptionSpec,
     SoDExceptionStatus, SubjectRef, compile_exception,
 };
+pub use grant::{
+    AccessGrant, AccessGrantPolicy, AccessGrantPolicySpec, AccessGrantSpec, AccessGrantStatus,
+    ClusterAccessGrant, ClusterAccessGrantSpec, GrantBreakGlassSpec, GrantRoleRef,
+    compile_cluster_grant, compile_grant, compile_grant_policy,
+};
 pub use policy::{
     BreakGlassSpec, CredentialsSpec, DutySpec, ExceptionsSpec, ExcludeSpec, MatchMode,
     PermissionSpec, Scope, SoDPolicy, SoDPolicySpec, SoDPolicyStatus, SubjectKind, SubjectsSpec,
-    TokenPolicy, ValidationAction, compile_policy,
+    TokenPolicy, TokenRequestsSpec, ValidationAction, compile_policy,
 };
 
 use kube::CustomResourceExt;
@@ -36,11 +42,23 @@ impl FieldError {
     }
 }
 
-/// Both CRDs as one multi-document YAML stream, as committed under
+fn all_crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![
+        SoDPolicy::crd(),
+        SoDException::crd(),
+        AccessGrant::crd(),
+        ClusterAccessGrant::crd(),
+        AccessGrantPolicy::crd(),
+    ]
+}
+
+/// Every CRD as one multi-document YAML stream, as committed under
 /// `manifests/crds/`.
 pub fn crds_yaml() -> String {
     let mut out = String::new();
-    for crd in [SoDPolicy::crd(), SoDException::crd()] {
+    for crd in all_crds() {
         out.push_str("---\n");
         // Serialising our own CRD types cannot fail.
         out.push_str(&serde_saphyr::to_string(&crd).unwrap_or_default());
@@ -50,7 +68,7 @@ pub fn crds_yaml() -> String {
 
 /// The file name each CRD is committed under.
 pub fn crd_files() -> Vec<(String, String)> {
-    [SoDPolicy::crd(), SoDException::crd()]
+    all_crds()
         .into_iter()
         .map(|crd| {
             let name = format!("{}.yaml", crd.spec.names.plural);

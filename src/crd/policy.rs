@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldError, glob, parse_duration};
 use crate::model::Permission;
-use crate::model::policy::{Credentials, ExceptionRules, Exclude};
+use crate::model::policy::{Credentials, ExceptionRules, Exclude, TokenRequestRules};
 use crate::model::{
     Actions, DerivedKind, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction,
 };
@@ -292,6 +292,23 @@ pub struct CredentialsSpec {
     /// Token Secrets older than this are reported as stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<String>,
+    /// Short-lived tokens (TokenRequest) of governed ServiceAccounts (R8.4).
+    #[serde(default)]
+    pub token_requests: TokenRequestsSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequestsSpec {
+    /// What a TokenRequest beyond these limits gets.
+    #[serde(default)]
+    pub action: TokenPolicy,
+    /// The longest `spec.expirationSeconds` allowed, like "1h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expiration: Option<String>,
+    /// Whether a token must be bound to a Pod or Secret (`spec.boundObjectRef`).
+    #[serde(default)]
+    pub require_bound_object: bool,
 }
 
 /// Written by the review-time audit (R11.1) with server-side apply; rewritten
@@ -462,20 +479,35 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
             )?,
         },
         credentials: Credentials {
-            long_lived_tokens: match spec.credentials.long_lived_tokens {
-                TokenPolicy::Allow => TokenAction::Allow,
-                TokenPolicy::Warn => TokenAction::Warn,
-                TokenPolicy::Deny => TokenAction::Deny,
-            },
+            long_lived_tokens: token_action(spec.credentials.long_lived_tokens),
             max_age: spec
                 .credentials
                 .max_age
                 .as_deref()
                 .map(|s| parse_duration("spec.credentials.maxAge", s))
                 .transpose()?,
+            token_requests: TokenRequestRules {
+                action: token_action(spec.credentials.token_requests.action),
+                max_expiration: spec
+                    .credentials
+                    .token_requests
+                    .max_expiration
+                    .as_deref()
+                    .map(|s| parse_duration("spec.credentials.tokenRequests.maxExpiration", s))
+                    .transpose()?,
+                require_bound_object: spec.credentials.token_requests.require_bound_object,
+            },
         },
         derived: spec.derived.iter().map(|d| d.kind()).collect(),
     })
+}
+
+fn token_action(p: TokenPolicy) -> TokenAction {
+    match p {
+        TokenPolicy::Allow => TokenAction::Allow,
+        TokenPolicy::Warn => TokenAction::Warn,
+        TokenPolicy::Deny => TokenAction::Deny,
+    }
 }
 
 fn compile_subjects(s: &SubjectsSpec) -> Result<SubjectSelector, FieldError> {

@@ -11,7 +11,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use super::Decode;
-use crate::crd::{SoDException, SoDPolicy};
+use crate::crd::{AccessGrant, AccessGrantPolicy, ClusterAccessGrant, SoDException, SoDPolicy};
 
 /// A kind read in full and reduced with [`Decode`].
 pub trait Kind:
@@ -50,6 +50,9 @@ pub fn each(v: &mut impl PerKind) {
     v.object::<ClusterRoleBinding>();
     v.object::<SoDPolicy>();
     v.object::<SoDException>();
+    v.object::<AccessGrantPolicy>();
+    v.object::<AccessGrant>();
+    v.object::<ClusterAccessGrant>();
     v.token_secrets();
 }
 
@@ -128,12 +131,16 @@ mod tests {
                 "ClusterRoleBinding",
                 "SoDPolicy",
                 "SoDException",
+                "AccessGrantPolicy",
+                "AccessGrant",
+                "ClusterAccessGrant",
                 "Secret"
             ]
         );
         assert_eq!(n[4].resource, "rolebindings");
         assert_eq!(n[6].resource, "sodpolicies");
-        assert!(n[8].optional && n.iter().filter(|k| k.optional).count() == 1);
+        assert_eq!(n[9].resource, "accessgrants");
+        assert!(n[11].optional && n.iter().filter(|k| k.optional).count() == 1);
         assert_eq!(metric_kind("RoleBinding"), "RoleBinding");
         assert_eq!(metric_kind("ConfigMap"), "other");
     }

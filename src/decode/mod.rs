@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::crd::{self, FieldError, SoDException, SoDPolicy};
+use crate::crd::{
+    self, AccessGrant, AccessGrantPolicy, ClusterAccessGrant, FieldError, SoDException, SoDPolicy,
+};
 use crate::model::{
     Binding, BindingKey, Identity, LabelSelector, Name, Object, Requirement, Role, RoleKey, Rule,
     TokenSecret,
@@ -149,6 +151,9 @@ pub fn convert(v: &Value) -> Result<Option<Object>, ConvertError> {
         }
         (crd::GROUP, "SoDPolicy") => parse::<SoDPolicy>(v, &object)?.decode()?,
         (crd::GROUP, "SoDException") => parse::<SoDException>(v, &object)?.decode()?,
+        (crd::GROUP, "AccessGrant") => parse::<AccessGrant>(v, &object)?.decode()?,
+        (crd::GROUP, "ClusterAccessGrant") => parse::<ClusterAccessGrant>(v, &object)?.decode()?,
+        (crd::GROUP, "AccessGrantPolicy") => parse::<AccessGrantPolicy>(v, &object)?.decode()?,
         _ => return Ok(None),
     };
     Ok(Some(obj))
@@ -327,6 +332,35 @@ impl Decode for SoDException {
     }
 }
 
+impl Decode for AccessGrant {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = ObjectRef::of_meta("AccessGrant", &self.metadata);
+        let mut g = crd::compile_grant(&m.required_namespace()?, &m.required_name()?, &self.spec)
+            .map_err(|e| m.invalid(e))?;
+        g.created = self.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        Ok(Object::Grant(Arc::new(g)))
+    }
+}
+
+impl Decode for ClusterAccessGrant {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = ObjectRef::of_meta("ClusterAccessGrant", &self.metadata);
+        let mut g = crd::compile_cluster_grant(&m.required_name()?, &self.spec)
+            .map_err(|e| m.invalid(e))?;
+        g.created = self.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        Ok(Object::Grant(Arc::new(g)))
+    }
+}
+
+impl Decode for AccessGrantPolicy {
+    fn decode(&self) -> Result<Object, ConvertError> {
+        let m = ObjectRef::of_meta("AccessGrantPolicy", &self.metadata);
+        let p =
+            crd::compile_grant_policy(&m.required_name()?, &self.spec).map_err(|e| m.invalid(e))?;
+        Ok(Object::GrantPolicy(Arc::new(p)))
+    }
+}
+
 /// A `kubernetes.io/service-account-token` Secret, from its metadata alone
 /// (the caller has checked the type): `None` without the ServiceAccount
 /// annotation. The watch reads only metadata, so this is all there is.
@@ -387,7 +421,7 @@ fn parse<T: DeserializeOwned>(v: &Value, object: &ObjectRef) -> Result<T, Conver
         } else {
             format!("{path}: {inner}")
         };
-        if object.kind.starts_with("SoD") {
+        if object.kind.starts_with("SoD") || object.kind.contains("AccessGrant") {
             ConvertError::Invalid {
                 object: object.clone(),
                 error: FieldError::new(path, inner_msg(&message)),
@@ -579,5 +613,70 @@ mod tests {
     fn unknown_kinds_are_not_errors() {
         let v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}});
         assert!(convert(&v).unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn grant(spec: Value) -> Value {
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+            "metadata": {"name": "g", "namespace": "payments"}, "spec": spec})
+    }
+
+    #[test]
+    fn an_access_grant_binds_its_role_in_its_namespace() {
+        let v = grant(json!({
+            "subject": {"kind": "ServiceAccount", "namespace": "payments", "name": "web"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "duration": "2h", "reason": "r", "requestedBy": "alice"}));
+        let Some(Object::Grant(g)) = convert(&v).unwrap() else {
+            panic!("not a grant")
+        };
+        assert_eq!(g.role.to_string(), "Role payments/reader");
+        assert_eq!(
+            g.binding_key().to_string(),
+            "RoleBinding payments/sodguard-grant-g"
+        );
+        assert_eq!(g.duration, jiff::SignedDuration::from_hours(2));
+    }
+
+    #[test]
+    fn invalid_grants_and_grant_policies_name_the_field() {
+        let v = grant(json!({
+            "subject": {"kind": "User", "name": "bob"},
+            "roleRef": {"kind": "Secret", "name": "x"},
+            "duration": "2h", "reason": "r", "requestedBy": "alice"}));
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.roleRef.kind"),
+            e => panic!("{e}"),
+        }
+        let v = grant(json!({
+            "subject": {"kind": "User", "name": "bob"},
+            "roleRef": {"kind": "Role", "name": "x"},
+            "duration": "soon", "reason": "r", "requestedBy": "alice"}));
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.duration"),
+            e => panic!("{e}"),
+        }
+        let v = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrantPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"roles": ["r"], "maxDuration": "4h", "approverGroups": []}});
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.approverGroups"),
+            e => panic!("{e}"),
+        }
+        let v = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "ClusterAccessGrant",
+            "metadata": {"name": "c"},
+            "spec": {"subject": {"kind": "User", "name": "bob"},
+                "roleRef": {"kind": "Role", "name": "x"},
+                "duration": "1h", "reason": "r", "requestedBy": "alice"}});
+        match convert(&v).unwrap_err() {
+            ConvertError::Invalid { error, .. } => assert_eq!(error.path, "spec.roleRef.kind"),
+            e => panic!("{e}"),
+        }
     }
 }

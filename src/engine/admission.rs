@@ -16,10 +16,10 @@ use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
     subject_violations_shared,
 };
-use super::{credentials, exception_rules};
+use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{Index, Undo};
-use crate::model::{Identity, Object, RoleKey};
+use crate::model::{Binding, GRANT_LABEL, Identity, JitGrant, Object, RoleKey};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -95,6 +95,9 @@ fn decide(
     if let Err(reason) = check_kind(req) {
         return (Review::refuse(reason), None);
     }
+    if let Err(reason) = guard_grant_binding(index, req) {
+        return (Review::refuse(reason), None);
+    }
     match req.operation {
         // R7.3: deleting only removes rights, so drift can always be repaired.
         Operation::Delete => {
@@ -112,6 +115,20 @@ fn decide(
             };
             if TypeMeta::of(raw).is_core("Secret") {
                 return (credentials::review_secret(index, raw), None);
+            }
+            if is_token_request(req, raw) {
+                let t = match credentials::TokenRequest::parse(
+                    raw,
+                    req.name.as_deref(),
+                    req.namespace.as_deref(),
+                ) {
+                    Ok(t) => t,
+                    Err(reason) => return (Review::refuse(reason), None),
+                };
+                return (
+                    credentials::review_token_request(index, &t, &req.user_info),
+                    None,
+                );
             }
             let object = match convert(raw) {
                 Ok(Some(o)) => o,
@@ -165,9 +182,139 @@ fn decide(
                         Err(reason) => (Review::refuse(reason), None),
                     }
                 }
+                Object::Grant(g) => grant_change(index, confirmed, req, g, now),
                 object => rbac_change(index, confirmed, object, now),
             }
         }
+    }
+}
+
+/// The users kube-controller-manager's garbage collector deletes as (with
+/// and without per-controller credentials).
+const GARBAGE_COLLECTORS: [&str; 2] = [
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:kube-controller-manager",
+];
+
+/// R10.4: a binding labelled `sodguard.io/grant` is the grant controller's
+/// alone: anyone else creating, changing or deleting one could lengthen or
+/// forge a grant. This is the one DELETE that is judged.
+fn guard_grant_binding(index: &Index, req: &Request) -> Result<(), Refusal> {
+    let labelled = |v: &Option<serde_json::Value>| {
+        v.as_ref().is_some_and(|v| {
+            let tm = TypeMeta::of(v);
+            tm.group() == "rbac.authorization.k8s.io"
+                && matches!(tm.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+                && v.pointer("/metadata/labels")
+                    .and_then(|l| l.get(GRANT_LABEL))
+                    .is_some()
+        })
+    };
+    if !labelled(&req.object) && !labelled(&req.old_object) {
+        return Ok(());
+    }
+    // The garbage collector deletes a binding whose grant is gone (its
+    // owner reference): that only ever ends a grant.
+    if req.operation == Operation::Delete
+        && GARBAGE_COLLECTORS.contains(&req.user_info.username.as_str())
+    {
+        return Ok(());
+    }
+    match index.grant_controller() {
+        Some(u) if u == req.user_info.username => Ok(()),
+        _ => refuse(format!(
+            "a binding labelled {GRANT_LABEL} belongs to a just-in-time grant: only sodguard's grant controller may create, change or delete it (request or revoke the grant instead)"
+        )),
+    }
+}
+
+/// A `create` on `serviceaccounts/token` (R8.4): by the resource the API
+/// server names, or, in test cases without one, by the object's kind.
+fn is_token_request(req: &Request, raw: &serde_json::Value) -> bool {
+    match &req.resource {
+        Some(r) => {
+            r.group.is_empty()
+                && r.resource == "serviceaccounts"
+                && req.sub_resource.as_deref() == Some("token")
+        }
+        None => {
+            let tm = TypeMeta::of(raw);
+            tm.kind == "TokenRequest" && tm.group() == "authentication.k8s.io"
+        }
+    }
+}
+
+/// A grant (R10): its own rules first, then, while its request can still
+/// change (created, or changed before any approval), the binding it would
+/// create is judged exactly as that RoleBinding would be (R10.3), so the
+/// denial explains the same binding → role → rule paths.
+fn grant_change(
+    index: &mut Index,
+    confirmed: Option<&Index>,
+    req: &Request,
+    g: Arc<JitGrant>,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
+    let old = match req.operation {
+        // R6.4: who may change what depends on the old object; without it,
+        // fail closed.
+        Operation::Update => match old_grant(req) {
+            Ok(old) => Some(old),
+            Err(reason) => return (Review::refuse(reason), None),
+        },
+        _ => None,
+    };
+    let mut g = Arc::unwrap_or_clone(g);
+    g.created = match &old {
+        Some(o) => o.created,
+        None => Some(now),
+    };
+    if let Err(reason) = grant_rules::check(index, &g, old.as_deref(), &req.user_info, now) {
+        return (Review::refuse(reason), None);
+    }
+    let mut review = Review::allow();
+    if old.as_ref().is_none_or(|o| !o.same_request(&g)) {
+        let binding = Binding {
+            key: g.binding_key(),
+            role: g.role.clone(),
+            subjects: vec![g.subject.clone()],
+        };
+        let (judged, undo) = rbac_change(index, confirmed, Object::Binding(binding), now);
+        if let Some(u) = undo {
+            index.undo(u);
+        }
+        if !judged.allowed {
+            return (judged, None);
+        }
+        review = judged;
+    }
+    (review, Some(index.apply(Object::Grant(Arc::new(g)))))
+}
+
+/// R10.3 at activation: the verdict on the binding `g` would create, judged
+/// as that binding's own admission would be; the index is left as it was.
+pub fn judge_grant_binding(index: &mut Index, g: &JitGrant, now: Timestamp) -> Review {
+    let binding = Binding {
+        key: g.binding_key(),
+        role: g.role.clone(),
+        subjects: vec![g.subject.clone()],
+    };
+    let (review, undo) = rbac_change(index, None, Object::Binding(binding), now);
+    if let Some(u) = undo {
+        index.undo(u);
+    }
+    review
+}
+
+/// The old grant of an UPDATE, which must be there and readable.
+fn old_grant(req: &Request) -> Result<Arc<JitGrant>, Refusal> {
+    let Some(raw) = &req.old_object else {
+        return refuse("an UPDATE of a grant must carry its old object (oldObject is missing)");
+    };
+    match convert(raw) {
+        Ok(Some(Object::Grant(old))) => Ok(old),
+        Ok(_) => refuse("the oldObject of a grant UPDATE is not a grant"),
+        Err(e) => refuse(format!("the oldObject cannot be read: {e}")),
     }
 }
 
@@ -470,7 +617,9 @@ fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>
         Object::Namespace(_)
         | Object::Policy(_)
         | Object::Exception(_)
-        | Object::TokenSecret(_) => {}
+        | Object::TokenSecret(_)
+        | Object::Grant(_)
+        | Object::GrantPolicy(_) => {}
     }
 }
 

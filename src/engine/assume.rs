@@ -46,7 +46,11 @@ impl Assumption {
 /// kinds that are never assumed.
 pub fn assumption(assumed: &Index, admitted: Object) -> Option<Assumption> {
     match admitted {
-        Object::Policy(_) | Object::Exception(_) | Object::TokenSecret(_) => None,
+        Object::Policy(_)
+        | Object::Exception(_)
+        | Object::TokenSecret(_)
+        | Object::Grant(_)
+        | Object::GrantPolicy(_) => None,
         Object::Namespace(_) | Object::ServiceAccount { .. } => Some(Assumption {
             merged: admitted,
             shadow: None,

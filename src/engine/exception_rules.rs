@@ -318,7 +318,7 @@ fn shifted(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
-fn near_now(path: &str, at: Timestamp, now: Timestamp) -> Result<(), Refusal> {
+pub(super) fn near_now(path: &str, at: Timestamp, now: Timestamp) -> Result<(), Refusal> {
     if at < shifted(now, -CLOCK_SKEW) || at > shifted(now, CLOCK_SKEW) {
         return refuse(format!(
             "{path}: {at} is not the time of this request ({now}, within {CLOCK_SKEW:#})"
@@ -350,7 +350,7 @@ fn static_problems(policy: &Policy, e: &Exception) -> Vec<String> {
 
 /// Whether `user` is the subject: the same identity, or (per `groups`, known
 /// only at admission, and the groups the cluster assigns) in a subject Group.
-fn is_subject(subject: &Identity, user: &str, groups: Option<&[String]>) -> bool {
+pub(super) fn is_subject(subject: &Identity, user: &str, groups: Option<&[String]>) -> bool {
     let id = Identity::user(user);
     if id == *subject {
         return true;

@@ -8,6 +8,7 @@ pub mod credentials;
 mod derive;
 mod exception_rules;
 mod explain;
+mod grant_rules;
 mod holdings;
 pub mod human;
 pub mod index;
@@ -17,10 +18,15 @@ mod verdict;
 pub(crate) mod violations;
 pub mod wording;
 
+pub use admission::judge_grant_binding;
 pub use admission::{review, review_against, review_and_apply};
 pub use assume::{Assumption, assumption};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
+pub use grant_rules::{
+    GrantPhase, GrantStanding, allowing as grant_policies_allowing, approvers as grant_approvers,
+    grant_standing,
+};
 pub use holdings::{End, Held, Holdings, Hop, Reach, Shared, Via, holdings, holdings_shared};
 pub use refusal::Refusal;
 pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
@@ -31,5 +37,7 @@ pub use violations::{
     subject_violations_shared, subjects,
 };
 
+#[cfg(test)]
+mod grant_tests;
 #[cfg(test)]
 mod tests;

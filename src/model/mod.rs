@@ -1,6 +1,7 @@
 //! Domain types: what the engine keeps of Kubernetes objects, and nothing more.
 
 mod derived;
+mod grant;
 mod identity;
 mod name;
 mod object;
@@ -10,6 +11,7 @@ mod rule;
 mod selector;
 
 pub use derived::{DerivedKind, DerivedSet};
+pub use grant::{GRANT_LABEL, GrantKey, GrantPolicy, JitGrant};
 pub use identity::{Identity, IdentityParseError};
 
 /// The groups the cluster itself assigns (R1.4).

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Identity, Name};
+use super::{GrantKey, GrantPolicy, Identity, JitGrant, Name};
 use crate::model::policy::{Exception, Policy};
 use crate::model::{LabelSelector, Rule};
 
@@ -98,6 +98,9 @@ pub enum Object {
     /// A `kubernetes.io/service-account-token` Secret: only who it issues a
     /// token for and when it was made, never its payload (R8).
     TokenSecret(TokenSecret),
+    /// An AccessGrant or ClusterAccessGrant (R10).
+    Grant(Arc<JitGrant>),
+    GrantPolicy(Arc<GrantPolicy>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub enum ObjectKey {
     Policy(Name),
     Exception(Name),
     TokenSecret { namespace: Name, name: Name },
+    Grant(GrantKey),
+    GrantPolicy(Name),
 }
 
 impl Object {
@@ -135,6 +140,8 @@ impl Object {
                 namespace: t.namespace.clone(),
                 name: t.name.clone(),
             },
+            Object::Grant(g) => ObjectKey::Grant(g.key()),
+            Object::GrantPolicy(p) => ObjectKey::GrantPolicy(p.name.clone()),
         }
     }
 }
@@ -151,6 +158,8 @@ impl fmt::Display for ObjectKey {
             ObjectKey::Policy(n) => write!(f, "SoDPolicy {n}"),
             ObjectKey::Exception(n) => write!(f, "SoDException {n}"),
             ObjectKey::TokenSecret { namespace, name } => write!(f, "Secret {namespace}/{name}"),
+            ObjectKey::Grant(k) => k.fmt(f),
+            ObjectKey::GrantPolicy(n) => write!(f, "AccessGrantPolicy {n}"),
         }
     }
 }

@@ -112,6 +112,15 @@ pub struct ExceptionRules {
 pub struct Credentials {
     pub long_lived_tokens: TokenAction,
     pub max_age: Option<SignedDuration>,
+    pub token_requests: TokenRequestRules,
+}
+
+/// R8.4: limits on short-lived tokens.
+#[derive(Debug, Clone)]
+pub struct TokenRequestRules {
+    pub action: TokenAction,
+    pub max_expiration: Option<SignedDuration>,
+    pub require_bound_object: bool,
 }
 
 #[derive(Debug, Clone)]

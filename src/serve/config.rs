@@ -87,6 +87,15 @@ pub struct ServeArgs {
     /// since their creation is never checked (R7.10).
     #[arg(long, env = "SODGUARD_EXCLUDED_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
     pub excluded_namespaces: Vec<String>,
+    /// The user sodguard itself acts as (`system:serviceaccount:NS:NAME`):
+    /// the only one that may create, change or delete a binding labelled
+    /// `sodguard.io/grant` (R10.4). Unset: nobody may.
+    #[arg(long, env = "SODGUARD_GRANT_CONTROLLER_USER")]
+    pub grant_controller_user: Option<String>,
+    /// Run the grant controller (live mode, leader only): bind approved
+    /// AccessGrants, unbind them at expiry (R10.4).
+    #[arg(long, env = "SODGUARD_GRANTS")]
+    pub grants: bool,
     #[command(flatten)]
     pub election: ElectionArgs,
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::admission::{forward, http, tls};
 use crate::cluster::watch;
-use crate::controllers::audit;
 use crate::controllers::lease as leader;
+use crate::controllers::{audit, grants};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{AppState, Mode};
 pub use config::{ServeArgs, Tls};
@@ -81,6 +81,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let client = kube_client(&args).await?;
         let mut index = Index::new();
         index.set_unwatched_namespaces(&args.excluded_namespaces);
+        index.set_grant_controller(args.grant_controller_user.clone());
         let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics);
         watch::spawn_all(client.clone(), state.clone(), args.watch_secrets);
         live_client = Some(client);
@@ -88,6 +89,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     } else {
         let (mut index, report) = crate::load::load_state(&args.state)?;
         index.set_unwatched_namespaces(&args.excluded_namespaces);
+        index.set_grant_controller(args.grant_controller_user.clone());
         tracing::info!(
             documents = report.documents,
             skipped = report.skipped_total(),
@@ -116,6 +118,13 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         // validate() refuses election without a live cluster or cert files.
         _ => None,
     };
+    if let Some(client) = &audit_client
+        && args.grants
+    {
+        // R10.4: one replica (the leader) activates and expires grants.
+        let leading = cluster.as_ref().map(|c| c.elector.leadership.subscribe());
+        grants::spawn(client.clone(), state.clone(), leading);
+    }
     if let Some(client) = audit_client
         && !args.audit_interval.is_zero()
     {

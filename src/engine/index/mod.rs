@@ -19,8 +19,8 @@ pub use derive::{Derive, Derivers, Power, Targets, mount_rule, mounts_grant};
 pub use grants::Grant;
 
 use crate::model::{
-    Binding, BindingKey, Exception, Identity, Name, Object, ObjectKey, Policy, Role, RoleKey,
-    TokenSecret,
+    Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, JitGrant, Name, Object,
+    ObjectKey, Policy, Role, RoleKey, TokenSecret,
 };
 
 /// A role and the policy permissions its effective rules grant.
@@ -89,9 +89,16 @@ pub struct Index {
     exceptions: BTreeMap<Name, Arc<Exception>>,
     exceptions_by_subject: CowMap<Identity, BTreeSet<Name>>,
     token_secrets: CowMap<(Name, Name), TokenSecret>,
+    /// Just-in-time grants and the policies that allow them (R10); no
+    /// decision on RBAC reads them, only grant admission and the controller.
+    grants: BTreeMap<GrantKey, Arc<JitGrant>>,
+    grant_policies: BTreeMap<Name, Arc<GrantPolicy>>,
     /// Namespaces whose changes the webhook never sees (its configuration
     /// excludes them): configuration, not cluster state.
     unwatched: HashSet<Name>,
+    /// The user sodguard acts as: the only one that may touch a binding
+    /// labelled `sodguard.io/grant`. Configuration, not cluster state.
+    grant_controller: Option<String>,
     /// During a bulk load grants are computed once at the end.
     deferred: bool,
     /// Bindings whose roles open escalation paths (R9.4).
@@ -145,6 +152,15 @@ impl Index {
             .collect();
     }
 
+    /// Declares the user sodguard's grant controller acts as (R10.4).
+    pub fn set_grant_controller(&mut self, user: Option<String>) {
+        self.grant_controller = user.filter(|u| !u.is_empty());
+    }
+
+    pub fn grant_controller(&self) -> Option<&str> {
+        self.grant_controller.as_deref()
+    }
+
     /// Adds or replaces one object.
     pub fn apply(&mut self, object: Object) -> Undo {
         let key = object.key();
@@ -177,6 +193,11 @@ impl Index {
                     .insert((t.namespace.clone(), t.name.clone()), t)
                     .map(Object::TokenSecret)
             }
+            Object::Grant(g) => self.grants.insert(g.key(), g).map(Object::Grant),
+            Object::GrantPolicy(p) => self
+                .grant_policies
+                .insert(p.name.clone(), p)
+                .map(Object::GrantPolicy),
         };
         Undo { key, previous }
     }
@@ -210,6 +231,8 @@ impl Index {
                 .token_secrets
                 .remove(&(namespace.clone(), name.clone()))
                 .map(Object::TokenSecret),
+            ObjectKey::Grant(k) => self.grants.remove(k).map(Object::Grant),
+            ObjectKey::GrantPolicy(n) => self.grant_policies.remove(n).map(Object::GrantPolicy),
         };
         Undo {
             key: key.clone(),
@@ -268,6 +291,8 @@ impl Index {
             Object::TokenSecret(t) => names.extend([t.namespace, t.name, t.service_account]),
             // Their names are the objects' own, interned once each.
             Object::Policy(_) | Object::Exception(_) => {}
+            // Grants keep their own names, never interned.
+            Object::Grant(_) | Object::GrantPolicy(_) => {}
         }
         // One at a time: a name the object holds twice goes with its last copy.
         for n in names {
@@ -463,6 +488,10 @@ impl Index {
                 .get(&(namespace.clone(), name.clone()))
                 .cloned()
                 .map(Object::TokenSecret),
+            ObjectKey::Grant(k) => self.grants.get(k).cloned().map(Object::Grant),
+            ObjectKey::GrantPolicy(n) => {
+                self.grant_policies.get(n).cloned().map(Object::GrantPolicy)
+            }
         }
     }
 
@@ -623,6 +652,19 @@ impl Index {
     /// Long-lived token Secrets, for review time (R8.3).
     pub fn token_secrets(&self) -> impl Iterator<Item = &TokenSecret> {
         self.token_secrets.values()
+    }
+
+    /// AccessGrants and ClusterAccessGrants (R10).
+    pub fn grants(&self) -> impl Iterator<Item = &Arc<JitGrant>> {
+        self.grants.values()
+    }
+
+    pub fn grant(&self, key: &GrantKey) -> Option<&Arc<JitGrant>> {
+        self.grants.get(key)
+    }
+
+    pub fn grant_policies(&self) -> impl Iterator<Item = &Arc<GrantPolicy>> {
+        self.grant_policies.values()
     }
 
     pub fn counts(&self) -> Counts {

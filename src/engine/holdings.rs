@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
+use fixedbitset::FixedBitSet;
+
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
@@ -105,6 +107,38 @@ impl Held<'_> {
 #[derive(Debug, Default)]
 pub struct Holdings<'a> {
     pub by_policy: BTreeMap<u32, Vec<Held<'a>>>,
+    /// What the subject holds through a [`Shared`] summary, not copied.
+    pub grafts: Vec<Graft<'a>>,
+}
+
+/// A summary's holdings of one policy, with the permissions they give per
+/// namespace, so a subject that grafts it need not look at each holding.
+#[derive(Debug)]
+pub struct SlotSummary<'a> {
+    pub held: Vec<Held<'a>>,
+    pub cluster: FixedBitSet,
+    pub per_ns: BTreeMap<&'a Name, FixedBitSet>,
+    /// `cluster` and every `per_ns` together.
+    pub all: FixedBitSet,
+}
+
+/// The subject's hop that acts as every ServiceAccount, and what they hold.
+#[derive(Debug)]
+pub struct Graft<'a> {
+    pub summary: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    pub hop: Rc<Hop<'a>>,
+    /// Per policy slot, how many of the subject's own holdings came before
+    /// the graft: ties between paths break in the order they were found.
+    pub at: BTreeMap<u32, usize>,
+}
+
+impl<'a> Graft<'a> {
+    /// A summary's holding as the subject holds it.
+    pub fn held(&self, x: &Held<'a>) -> Held<'a> {
+        let mut x = x.clone();
+        x.graft = Some(self.hop.clone());
+        x
+    }
 }
 
 /// The principals an identity acts as without any derivation, with how it
@@ -134,7 +168,12 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
 #[derive(Default)]
 pub struct Shared<'a> {
     #[allow(clippy::type_complexity)]
-    summaries: RefCell<Vec<((DerivedSet, Option<Vec<u32>>), Rc<Vec<(u32, Held<'a>)>>)>>,
+    summaries: RefCell<
+        Vec<(
+            (DerivedSet, Option<Vec<u32>>),
+            Rc<BTreeMap<u32, SlotSummary<'a>>>,
+        )>,
+    >,
 }
 
 impl<'a> Shared<'a> {
@@ -147,7 +186,7 @@ impl<'a> Shared<'a> {
         index: &'a Index,
         set: DerivedSet,
         slots: Option<&[u32]>,
-    ) -> Rc<Vec<(u32, Held<'a>)>> {
+    ) -> Rc<BTreeMap<u32, SlotSummary<'a>>> {
         let key = (set, slots.map(<[u32]>::to_vec));
         if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| *k == key) {
             return s.clone();
@@ -174,7 +213,30 @@ impl<'a> Shared<'a> {
                 }
             }
         }
-        let s = Rc::new(out);
+        let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
+        for (slot, x) in out {
+            let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
+            let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
+                held: Vec::new(),
+                cluster: FixedBitSet::with_capacity(n),
+                per_ns: BTreeMap::new(),
+                all: FixedBitSet::with_capacity(n),
+            });
+            let p = x.permission as usize;
+            if p < n {
+                match x.namespace {
+                    None => e.cluster.insert(p),
+                    Some(ns) => e
+                        .per_ns
+                        .entry(ns)
+                        .or_insert_with(|| FixedBitSet::with_capacity(n))
+                        .insert(p),
+                }
+                e.all.insert(p);
+            }
+            e.held.push(x);
+        }
+        let s = Rc::new(by_slot);
         self.summaries.borrow_mut().push((key, s.clone()));
         s
     }
@@ -648,11 +710,11 @@ impl<'a, 'h> Walk<'a, 'h> {
             let summary = shared.summary(index, self.set, self.slots);
             // Its reach is the summary's root, filled in when a path is shown.
             let hop = self.hop(item, d, Reach::Everything(None));
-            for (slot, x) in summary.iter() {
-                let mut x = x.clone();
-                x.graft = Some(hop.clone());
-                self.out.by_policy.entry(*slot).or_default().push(x);
-            }
+            let at = summary
+                .keys()
+                .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                .collect();
+            self.out.grafts.push(Graft { summary, hop, at });
             return;
         }
         let sas: Vec<Identity> = match item.scope {

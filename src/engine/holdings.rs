@@ -167,6 +167,10 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
 /// starts from.
 #[derive(Default)]
 pub struct Shared<'a> {
+    /// The roles per namespace (`None`: ClusterRoles), in key order: what
+    /// `bind` on all roles reaches, listed once instead of per holder.
+    #[allow(clippy::type_complexity)]
+    roles: std::cell::OnceCell<BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>>>,
     #[allow(clippy::type_complexity)]
     summaries: RefCell<
         Vec<(
@@ -181,6 +185,19 @@ impl<'a> Shared<'a> {
         Self::default()
     }
 
+    fn roles(&self, index: &'a Index) -> &BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> {
+        self.roles.get_or_init(|| {
+            let mut m: BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> = BTreeMap::new();
+            for e in index.roles() {
+                m.entry(e.role.key.namespace.as_ref()).or_default().push(e);
+            }
+            for v in m.values_mut() {
+                v.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+            }
+            m
+        })
+    }
+
     fn summary(
         &self,
         index: &'a Index,
@@ -192,7 +209,10 @@ impl<'a> Shared<'a> {
             return s.clone();
         }
         let mut h = Holdings::default();
-        Walk::new(index, set, slots, &mut h, None).run_all_service_accounts();
+        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+        // Inside the summary every ServiceAccount is reached already.
+        w.all_sas = true;
+        w.run_all_service_accounts();
         // The first best per (policy, permission, namespace), in the order
         // the walk found them: ties break as a subject's own walk breaks them.
         let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
@@ -868,38 +888,56 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
             for (scope, which) in grants {
-                let roles: Vec<&'a RoleEntry> = match (which, targets) {
-                    (None, Targets::Named(names)) => names
+                let cached = self.shared.map(|sh| sh.roles(index));
+                let roles: Vec<&'a RoleEntry> = match (cached, which, targets) {
+                    (Some(c), None, Targets::All) => c.get(&None).cloned().unwrap_or_default(),
+                    (Some(c), Some(Some(ns)), Targets::All) => {
+                        c.get(&Some(ns)).cloned().unwrap_or_default()
+                    }
+                    (Some(c), Some(None), Targets::Named(names)) => c
                         .iter()
-                        .filter_map(|n| index.role(&RoleKey::cluster(n)))
+                        .filter(|(k, _)| k.is_some())
+                        .flat_map(|(_, v)| v.iter().copied())
+                        .filter(|e| names.contains(&e.role.key.name))
                         .collect(),
-                    (Some(Some(ns)), Targets::Named(names)) => names
+                    (Some(c), Some(None), Targets::All) => c
                         .iter()
-                        .filter_map(|n| {
-                            index.role(&RoleKey {
-                                namespace: Some(ns.clone()),
-                                name: n.clone(),
+                        .filter(|(k, _)| k.is_some())
+                        .flat_map(|(_, v)| v.iter().copied())
+                        .collect(),
+                    (_, which, targets) => match (which, targets) {
+                        (None, Targets::Named(names)) => names
+                            .iter()
+                            .filter_map(|n| index.role(&RoleKey::cluster(n)))
+                            .collect(),
+                        (Some(Some(ns)), Targets::Named(names)) => names
+                            .iter()
+                            .filter_map(|n| {
+                                index.role(&RoleKey {
+                                    namespace: Some(ns.clone()),
+                                    name: n.clone(),
+                                })
                             })
-                        })
-                        .collect(),
-                    (None, Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_none())
-                        .collect(),
-                    (Some(Some(ns)), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
-                        .collect(),
-                    (Some(None), Targets::Named(names)) => index
-                        .roles()
-                        .filter(|e| {
-                            e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
-                        })
-                        .collect(),
-                    (Some(None), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_some())
-                        .collect(),
+                            .collect(),
+                        (None, Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.is_none())
+                            .collect(),
+                        (Some(Some(ns)), Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
+                            .collect(),
+                        (Some(None), Targets::Named(names)) => index
+                            .roles()
+                            .filter(|e| {
+                                e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
+                            })
+                            .collect(),
+                        (Some(None), Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.is_some())
+                            .collect(),
+                    },
                 };
                 let mut roles = roles;
                 roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));

@@ -320,22 +320,20 @@ fn violation<'x, 'a>(
                         best = Some((rank, x, g));
                     }
                 };
-                let mut start = 0;
+                // The subject's own paths first: on a tie they win, as in a
+                // walk of its own an identity it reaches before the graft
+                // keeps its own path.
+                for x in own.iter().filter(|x| ok(x)) {
+                    consider(x.rank(), x, None);
+                }
                 for (g, s) in grafts {
-                    let at = g.at.get(&slot).copied().unwrap_or(0).min(own.len());
-                    for x in own[start.min(at)..at].iter().filter(|x| ok(x)) {
-                        consider(x.rank(), x, None);
-                    }
-                    start = start.max(at);
                     for x in s.held.iter().filter(|x| ok(x)) {
                         let mut r = x.rank();
                         r.0 += g.hop.depth;
                         consider(r, x, Some(g));
                     }
                 }
-                for x in own[start..].iter().filter(|x| ok(x)) {
-                    consider(x.rank(), x, None);
-                }
+                let _ = slot;
                 best.map(|(_, x, g)| match g {
                     Some(g) => path(index, &g.held(x)),
                     None => path(index, x),

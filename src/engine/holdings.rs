@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
+use fixedbitset::FixedBitSet;
+
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
@@ -105,6 +107,38 @@ impl Held<'_> {
 #[derive(Debug, Default)]
 pub struct Holdings<'a> {
     pub by_policy: BTreeMap<u32, Vec<Held<'a>>>,
+    /// What the subject holds through a [`Shared`] summary, not copied.
+    pub grafts: Vec<Graft<'a>>,
+}
+
+/// A summary's holdings of one policy, with the permissions they give per
+/// namespace, so a subject that grafts it need not look at each holding.
+#[derive(Debug)]
+pub struct SlotSummary<'a> {
+    pub held: Vec<Held<'a>>,
+    pub cluster: FixedBitSet,
+    pub per_ns: BTreeMap<&'a Name, FixedBitSet>,
+    /// `cluster` and every `per_ns` together.
+    pub all: FixedBitSet,
+}
+
+/// The subject's hop that acts as every ServiceAccount, and what they hold.
+#[derive(Debug)]
+pub struct Graft<'a> {
+    pub summary: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    pub hop: Rc<Hop<'a>>,
+    /// Per policy slot, how many of the subject's own holdings came before
+    /// the graft: ties between paths break in the order they were found.
+    pub at: BTreeMap<u32, usize>,
+}
+
+impl<'a> Graft<'a> {
+    /// A summary's holding as the subject holds it.
+    pub fn held(&self, x: &Held<'a>) -> Held<'a> {
+        let mut x = x.clone();
+        x.graft = Some(self.hop.clone());
+        x
+    }
 }
 
 /// The principals an identity acts as without any derivation, with how it
@@ -133,8 +167,17 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
 /// starts from.
 #[derive(Default)]
 pub struct Shared<'a> {
+    /// The roles per namespace (`None`: ClusterRoles), in key order: what
+    /// `bind` on all roles reaches, listed once instead of per holder.
     #[allow(clippy::type_complexity)]
-    summaries: RefCell<Vec<((DerivedSet, Option<Vec<u32>>), Rc<Vec<(u32, Held<'a>)>>)>>,
+    roles: std::cell::OnceCell<BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>>>,
+    #[allow(clippy::type_complexity)]
+    summaries: RefCell<
+        Vec<(
+            (DerivedSet, Option<Vec<u32>>),
+            Rc<BTreeMap<u32, SlotSummary<'a>>>,
+        )>,
+    >,
 }
 
 impl<'a> Shared<'a> {
@@ -142,18 +185,34 @@ impl<'a> Shared<'a> {
         Self::default()
     }
 
+    fn roles(&self, index: &'a Index) -> &BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> {
+        self.roles.get_or_init(|| {
+            let mut m: BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> = BTreeMap::new();
+            for e in index.roles() {
+                m.entry(e.role.key.namespace.as_ref()).or_default().push(e);
+            }
+            for v in m.values_mut() {
+                v.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+            }
+            m
+        })
+    }
+
     fn summary(
         &self,
         index: &'a Index,
         set: DerivedSet,
         slots: Option<&[u32]>,
-    ) -> Rc<Vec<(u32, Held<'a>)>> {
+    ) -> Rc<BTreeMap<u32, SlotSummary<'a>>> {
         let key = (set, slots.map(<[u32]>::to_vec));
         if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| *k == key) {
             return s.clone();
         }
         let mut h = Holdings::default();
-        Walk::new(index, set, slots, &mut h, None).run_all_service_accounts();
+        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+        // Inside the summary every ServiceAccount is reached already.
+        w.all_sas = true;
+        w.run_all_service_accounts();
         // The first best per (policy, permission, namespace), in the order
         // the walk found them: ties break as a subject's own walk breaks them.
         let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
@@ -174,7 +233,30 @@ impl<'a> Shared<'a> {
                 }
             }
         }
-        let s = Rc::new(out);
+        let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
+        for (slot, x) in out {
+            let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
+            let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
+                held: Vec::new(),
+                cluster: FixedBitSet::with_capacity(n),
+                per_ns: BTreeMap::new(),
+                all: FixedBitSet::with_capacity(n),
+            });
+            let p = x.permission as usize;
+            if p < n {
+                match x.namespace {
+                    None => e.cluster.insert(p),
+                    Some(ns) => e
+                        .per_ns
+                        .entry(ns)
+                        .or_insert_with(|| FixedBitSet::with_capacity(n))
+                        .insert(p),
+                }
+                e.all.insert(p);
+            }
+            e.held.push(x);
+        }
+        let s = Rc::new(by_slot);
         self.summaries.borrow_mut().push((key, s.clone()));
         s
     }
@@ -648,11 +730,11 @@ impl<'a, 'h> Walk<'a, 'h> {
             let summary = shared.summary(index, self.set, self.slots);
             // Its reach is the summary's root, filled in when a path is shown.
             let hop = self.hop(item, d, Reach::Everything(None));
-            for (slot, x) in summary.iter() {
-                let mut x = x.clone();
-                x.graft = Some(hop.clone());
-                self.out.by_policy.entry(*slot).or_default().push(x);
-            }
+            let at = summary
+                .keys()
+                .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                .collect();
+            self.out.grafts.push(Graft { summary, hop, at });
             return;
         }
         let sas: Vec<Identity> = match item.scope {
@@ -806,38 +888,56 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
             for (scope, which) in grants {
-                let roles: Vec<&'a RoleEntry> = match (which, targets) {
-                    (None, Targets::Named(names)) => names
+                let cached = self.shared.map(|sh| sh.roles(index));
+                let roles: Vec<&'a RoleEntry> = match (cached, which, targets) {
+                    (Some(c), None, Targets::All) => c.get(&None).cloned().unwrap_or_default(),
+                    (Some(c), Some(Some(ns)), Targets::All) => {
+                        c.get(&Some(ns)).cloned().unwrap_or_default()
+                    }
+                    (Some(c), Some(None), Targets::Named(names)) => c
                         .iter()
-                        .filter_map(|n| index.role(&RoleKey::cluster(n)))
+                        .filter(|(k, _)| k.is_some())
+                        .flat_map(|(_, v)| v.iter().copied())
+                        .filter(|e| names.contains(&e.role.key.name))
                         .collect(),
-                    (Some(Some(ns)), Targets::Named(names)) => names
+                    (Some(c), Some(None), Targets::All) => c
                         .iter()
-                        .filter_map(|n| {
-                            index.role(&RoleKey {
-                                namespace: Some(ns.clone()),
-                                name: n.clone(),
+                        .filter(|(k, _)| k.is_some())
+                        .flat_map(|(_, v)| v.iter().copied())
+                        .collect(),
+                    (_, which, targets) => match (which, targets) {
+                        (None, Targets::Named(names)) => names
+                            .iter()
+                            .filter_map(|n| index.role(&RoleKey::cluster(n)))
+                            .collect(),
+                        (Some(Some(ns)), Targets::Named(names)) => names
+                            .iter()
+                            .filter_map(|n| {
+                                index.role(&RoleKey {
+                                    namespace: Some(ns.clone()),
+                                    name: n.clone(),
+                                })
                             })
-                        })
-                        .collect(),
-                    (None, Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_none())
-                        .collect(),
-                    (Some(Some(ns)), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
-                        .collect(),
-                    (Some(None), Targets::Named(names)) => index
-                        .roles()
-                        .filter(|e| {
-                            e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
-                        })
-                        .collect(),
-                    (Some(None), Targets::All) => index
-                        .roles()
-                        .filter(|e| e.role.key.namespace.is_some())
-                        .collect(),
+                            .collect(),
+                        (None, Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.is_none())
+                            .collect(),
+                        (Some(Some(ns)), Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.as_ref() == Some(ns))
+                            .collect(),
+                        (Some(None), Targets::Named(names)) => index
+                            .roles()
+                            .filter(|e| {
+                                e.role.key.namespace.is_some() && names.contains(&e.role.key.name)
+                            })
+                            .collect(),
+                        (Some(None), Targets::All) => index
+                            .roles()
+                            .filter(|e| e.role.key.namespace.is_some())
+                            .collect(),
+                    },
                 };
                 let mut roles = roles;
                 roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));

@@ -7,7 +7,9 @@ use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
 use super::exception_rules;
-use super::holdings::{End, Held, Hop, Reach, ReachText, Shared, Via, holdings, holdings_shared};
+use super::holdings::{
+    End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings, holdings_shared,
+};
 use crate::engine::index::Index;
 use crate::model::{
     Actions, BindingKey, CLUSTER_WIDE, DerivedKind, Identity, Name, Policy, PolicyScope, RoleKey,
@@ -186,8 +188,14 @@ fn judge<'a>(
     };
     let mut out = Vec::new();
     for (slot, policy) in governed {
-        if let Some(held) = h.by_policy.get(&slot) {
-            policy_violations(index, policy, subject, held, &mut out);
+        let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
+        let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
+            .grafts
+            .iter()
+            .filter_map(|g| g.summary.get(&slot).map(|s| (g, s)))
+            .collect();
+        if !held.is_empty() || !grafts.is_empty() {
+            policy_violations(index, policy, subject, (held, &grafts, slot), &mut out);
         }
     }
     out
@@ -210,17 +218,27 @@ fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
         .collect()
 }
 
+type Rank<'x> = (u32, bool, bool, Option<&'x BindingKey>, u32);
+
+/// A subject's holdings of one policy: its own, and the summaries it grafts.
+type SlotHeld<'x, 'a> = (
+    &'x [Held<'a>],
+    &'x [(&'x Graft<'a>, &'x SlotSummary<'a>)],
+    u32,
+);
+
 fn policy_violations(
     index: &Index,
     policy: &Policy,
     subject: &Identity,
-    held: &[Held<'_>],
+    held: SlotHeld<'_, '_>,
     out: &mut Vec<Violation>,
 ) {
+    let (own, grafts, _) = held;
     let n = policy.permissions.len();
     let mut cluster = FixedBitSet::with_capacity(n);
     let mut per_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
-    for h in held {
+    for h in own {
         match h.namespace {
             None => cluster.insert(h.permission as usize),
             Some(ns) => per_ns
@@ -233,10 +251,22 @@ fn policy_violations(
     for s in per_ns.values() {
         all.union_with(s);
     }
+    for (_, s) in grafts {
+        all.union_with(&s.all);
+    }
     // Most subjects hold too little to violate anything: stop early.
     let all_duties = duties_held(policy, &all);
     if all_duties.len() <= policy.max_duties {
         return;
+    }
+    for (_, s) in grafts {
+        cluster.union_with(&s.cluster);
+        for (ns, bs) in &s.per_ns {
+            per_ns
+                .entry(ns)
+                .or_insert_with(|| FixedBitSet::with_capacity(n))
+                .union_with(bs);
+        }
     }
     let mut emit = |namespace: &str, duties: Vec<usize>, in_scope: &dyn Fn(&Held<'_>) -> bool| {
         out.push(violation(
@@ -265,25 +295,49 @@ fn policy_violations(
     }
 }
 
-fn violation(
+fn violation<'x, 'a>(
     index: &Index,
     policy: &Policy,
     subject: &Identity,
     namespace: &str,
     duties: &[usize],
-    held: &[Held<'_>],
+    held: SlotHeld<'x, 'a>,
     in_scope: &dyn Fn(&Held<'_>) -> bool,
 ) -> Violation {
+    let (own, grafts, slot) = held;
     let mut explanation: Vec<DutyPaths> = duties
         .iter()
         .map(|&di| {
             let duty = &policy.duties[di];
             let best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
                 let perms: BTreeSet<usize> = perms.collect();
-                held.iter()
-                    .filter(|h| perms.contains(&(h.permission as usize)) && in_scope(h))
-                    .min_by_key(|h| h.rank())
-                    .map(|h| path(index, h))
+                let ok = |h: &Held<'_>| perms.contains(&(h.permission as usize)) && in_scope(h);
+                // In the order the holdings were found: a subject's own up to
+                // a graft, the graft's, then the rest of its own.
+                let mut best: Option<(Rank<'_>, &Held<'_>, Option<&Graft<'_>>)> = None;
+                let mut consider = |rank: Rank<'x>, x: &'x Held<'a>, g: Option<&'x Graft<'a>>| {
+                    if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                        best = Some((rank, x, g));
+                    }
+                };
+                // The subject's own paths first: on a tie they win, as in a
+                // walk of its own an identity it reaches before the graft
+                // keeps its own path.
+                for x in own.iter().filter(|x| ok(x)) {
+                    consider(x.rank(), x, None);
+                }
+                for (g, s) in grafts {
+                    for x in s.held.iter().filter(|x| ok(x)) {
+                        let mut r = x.rank();
+                        r.0 += g.hop.depth;
+                        consider(r, x, Some(g));
+                    }
+                }
+                let _ = slot;
+                best.map(|(_, x, g)| match g {
+                    Some(g) => path(index, &g.held(x)),
+                    None => path(index, x),
+                })
             };
             let paths = if duty.match_all {
                 duty.permissions

@@ -3,10 +3,10 @@
 //! so a holdings walk finds its derived edges without matching rules again.
 //! They do not depend on policies: which kinds count is the walk's business.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::LazyLock;
+use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock};
 
-use super::Index;
+use super::{CowMap, Index};
 use crate::model::{BindingKey, DerivedKind, Name, Permission, RoleKey, Rule};
 use crate::rbac;
 
@@ -234,9 +234,11 @@ impl Index {
 /// per scope (a namespace, or `None` for ClusterRoleBindings), the bindings
 /// whose role opens at least one escalation path. Who acts as an identity
 /// (R9.4) is found among these, never by walking the whole cluster.
+/// Copy-on-write like the index's other maps: a snapshot shares the sets, and
+/// a write copies only the set of the scope it changes.
 #[derive(Debug, Default, Clone)]
 pub struct Derivers {
-    by_scope: HashMap<Option<Name>, BTreeSet<BindingKey>>,
+    by_scope: CowMap<Option<Name>, Arc<BTreeSet<BindingKey>>>,
 }
 
 impl Index {
@@ -247,12 +249,12 @@ impl Index {
             .by_scope
             .get(&scope.cloned())
             .into_iter()
-            .flatten()
+            .flat_map(|set| set.iter())
     }
 
     /// Every binding whose role opens an escalation path.
     pub fn derivers(&self) -> impl Iterator<Item = &BindingKey> {
-        self.derivers.by_scope.values().flatten()
+        self.derivers.by_scope.values().flat_map(|set| set.iter())
     }
 
     /// Whether `role` opens an escalation path (of any kind).
@@ -262,16 +264,21 @@ impl Index {
 
     pub(super) fn note_binding(&mut self, key: &BindingKey, role: &RoleKey) {
         if self.role_derives(role) {
-            self.derivers
-                .by_scope
-                .entry(key.namespace.clone())
-                .or_default()
-                .insert(key.clone());
+            Arc::make_mut(
+                self.derivers
+                    .by_scope
+                    .get_or_insert_with(key.namespace.clone(), Default::default),
+            )
+            .insert(key.clone());
         }
     }
 
     pub(super) fn forget_binding(&mut self, key: &BindingKey) {
         if let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) {
+            if !set.contains(key) {
+                return;
+            }
+            let set = Arc::make_mut(set);
             set.remove(key);
             if set.is_empty() {
                 self.derivers.by_scope.remove(&key.namespace);

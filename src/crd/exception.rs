@@ -167,41 +167,8 @@ pub fn compile_exception(name: &str, spec: &SoDExceptionSpec) -> Result<Exceptio
             "must be after spec.notBefore",
         ));
     }
-    let approvals = spec
-        .approvals
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            if a.user.is_empty() {
-                return Err(FieldError::new(
-                    format!("spec.approvals[{i}].user"),
-                    "must not be empty",
-                ));
-            }
-            Ok(Approval {
-                user: a.user.clone(),
-                at: parse_time(&format!("spec.approvals[{i}].at"), &a.at)?,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let review = spec
-        .review
-        .as_ref()
-        .map(|r| {
-            if r.user.is_empty() {
-                return Err(FieldError::new("spec.review.user", "must not be empty"));
-            }
-            Ok(ExceptionReview {
-                user: r.user.clone(),
-                at: parse_time("spec.review.at", &r.at)?,
-                outcome: match r.outcome {
-                    ReviewOutcomeSpec::Accepted => ReviewOutcome::Accepted,
-                    ReviewOutcomeSpec::Rejected => ReviewOutcome::Rejected,
-                },
-                notes: r.notes.clone(),
-            })
-        })
-        .transpose()?;
+    let approvals = compile_approvals(&spec.approvals)?;
+    let review = compile_review(spec.review.as_ref())?;
     Ok(Exception {
         name: Name::from(name),
         policy: Name::from(spec.policy.as_str()),
@@ -224,4 +191,46 @@ pub fn compile_exception(name: &str, spec: &SoDExceptionSpec) -> Result<Exceptio
         review,
         created: None,
     })
+}
+
+/// `spec.approvals` of an exception or a grant (the same rules, R6.4).
+pub(super) fn compile_approvals(approvals: &[ApprovalSpec]) -> Result<Vec<Approval>, FieldError> {
+    approvals
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.user.is_empty() {
+                return Err(FieldError::new(
+                    format!("spec.approvals[{i}].user"),
+                    "must not be empty",
+                ));
+            }
+            Ok(Approval {
+                user: a.user.clone(),
+                at: parse_time(&format!("spec.approvals[{i}].at"), &a.at)?,
+            })
+        })
+        .collect()
+}
+
+/// `spec.review` of an exception or a grant (R6.5).
+pub(super) fn compile_review(
+    review: Option<&ReviewSpec>,
+) -> Result<Option<ExceptionReview>, FieldError> {
+    review
+        .map(|r| {
+            if r.user.is_empty() {
+                return Err(FieldError::new("spec.review.user", "must not be empty"));
+            }
+            Ok(ExceptionReview {
+                user: r.user.clone(),
+                at: parse_time("spec.review.at", &r.at)?,
+                outcome: match r.outcome {
+                    ReviewOutcomeSpec::Accepted => ReviewOutcome::Accepted,
+                    ReviewOutcomeSpec::Rejected => ReviewOutcome::Rejected,
+                },
+                notes: r.notes.clone(),
+            })
+        })
+        .transpose()
 }

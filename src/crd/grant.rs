@@ -2,11 +2,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ApprovalSpec, FieldError, ReviewOutcomeSpec, ReviewSpec, SubjectRef, glob};
-use super::{parse_duration, parse_time};
-use crate::model::{
-    Approval, ExceptionReview, GrantPolicy, JitGrant, Name, ReviewOutcome, RoleKey,
-};
+use super::exception::{compile_approvals, compile_review};
+use super::{ApprovalSpec, FieldError, ReviewSpec, SubjectRef, glob, parse_duration};
+use crate::model::{GrantPolicy, JitGrant, Name, RoleKey};
 
 /// What an AccessGrant or ClusterAccessGrant asks for (R10.1).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -283,41 +281,8 @@ fn compile(namespace: Option<&str>, name: &str, f: GrantFields) -> Result<JitGra
         }
     };
     let duration = parse_duration("spec.duration", f.duration)?;
-    let approvals = f
-        .approvals
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            if a.user.is_empty() {
-                return Err(FieldError::new(
-                    format!("spec.approvals[{i}].user"),
-                    "must not be empty",
-                ));
-            }
-            Ok(Approval {
-                user: a.user.clone(),
-                at: parse_time(&format!("spec.approvals[{i}].at"), &a.at)?,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let review = f
-        .review
-        .as_ref()
-        .map(|r| {
-            if r.user.is_empty() {
-                return Err(FieldError::new("spec.review.user", "must not be empty"));
-            }
-            Ok(ExceptionReview {
-                user: r.user.clone(),
-                at: parse_time("spec.review.at", &r.at)?,
-                outcome: match r.outcome {
-                    ReviewOutcomeSpec::Accepted => ReviewOutcome::Accepted,
-                    ReviewOutcomeSpec::Rejected => ReviewOutcome::Rejected,
-                },
-                notes: r.notes.clone(),
-            })
-        })
-        .transpose()?;
+    let approvals = compile_approvals(f.approvals)?;
+    let review = compile_review(f.review.as_ref())?;
     Ok(JitGrant {
         namespace: namespace.map(Name::from),
         name: Name::from(name),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldError, glob, parse_duration};
 use crate::model::Permission;
-use crate::model::policy::{Credentials, ExceptionRules, Exclude, TokenRequestRules};
+use crate::model::policy::{Credentials, ExceptionRules, Exclude, TokenRequestRules, UseTime};
 use crate::model::{
     Actions, DerivedKind, Duty, Name, Policy, PolicyScope, SubjectSelector, TokenAction,
 };
@@ -55,6 +55,32 @@ pub struct SoDPolicySpec {
     /// five when unset; `[]` turns derivation off.
     #[serde(default = "all_derived")]
     pub derived: Vec<DerivedPath>,
+    /// Use-time enforcement (R13): with `action: Deny`, sodguard's
+    /// authorization webhook refuses a violator's requests that exercise the
+    /// violated duties, for as long as the violation stands unexcused.
+    #[serde(default)]
+    pub use_time: UseTimeSpec,
+}
+
+/// What the authorization webhook does with the requests of a violator (R13).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UseTimeSpec {
+    #[serde(default)]
+    pub action: UseTimeAction,
+    /// The duties whose requests are refused while a violation stands; all
+    /// the duties of the violation when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duties: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum UseTimeAction {
+    /// Refuse a violator's requests within its violated duties.
+    Deny,
+    /// No opinion on any request: RBAC alone decides.
+    #[default]
+    Off,
 }
 
 /// An escalation path (R9.1).
@@ -499,6 +525,47 @@ pub fn compile_policy(name: &str, spec: &SoDPolicySpec) -> Result<Policy, FieldE
             },
         },
         derived: spec.derived.iter().map(|d| d.kind()).collect(),
+        use_time: compile_use_time(&spec.use_time, &duties_of(spec))?,
+    })
+}
+
+fn duties_of(spec: &SoDPolicySpec) -> Vec<&str> {
+    spec.duties.iter().map(|d| d.name.as_str()).collect()
+}
+
+/// R13: the duty names must be the policy's; an empty list refuses nothing
+/// and is an error rather than a silent no-op (omit it for all duties).
+fn compile_use_time(u: &UseTimeSpec, duties: &[&str]) -> Result<UseTime, FieldError> {
+    let refused = match &u.duties {
+        None => vec![true; duties.len()],
+        Some(names) => {
+            if names.is_empty() && u.action == UseTimeAction::Deny {
+                return Err(FieldError::new(
+                    "spec.useTime.duties",
+                    "must name at least one duty; leave it unset to refuse all the duties of a violation",
+                ));
+            }
+            let mut refused = vec![false; duties.len()];
+            for (i, n) in names.iter().enumerate() {
+                match duties.iter().position(|d| d == n) {
+                    Some(j) => refused[j] = true,
+                    None => {
+                        return Err(FieldError::new(
+                            format!("spec.useTime.duties[{i}]"),
+                            format!(
+                                "{n:?} is not a duty of this policy (its duties: {})",
+                                duties.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            refused
+        }
+    };
+    Ok(UseTime {
+        deny: u.action == UseTimeAction::Deny,
+        refused,
     })
 }
 

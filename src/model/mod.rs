@@ -23,7 +23,7 @@ pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSec
 pub use permission::Permission;
 pub use policy::{
     Actions, Approval, CLUSTER_WIDE, Duty, Exception, ExceptionReview, Policy, PolicyScope,
-    ReviewOutcome, SubjectSelector, TokenAction,
+    ReviewOutcome, SubjectSelector, TokenAction, UseTime,
 };
 pub use rule::Rule;
 pub use selector::{LabelSelector, Requirement};

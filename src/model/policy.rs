@@ -140,6 +140,17 @@ pub struct Policy {
     pub credentials: Credentials,
     /// The escalation paths whose holdings count (R9.2).
     pub derived: DerivedSet,
+    pub use_time: UseTime,
+}
+
+/// R13: whether the authorization webhook refuses a violator's requests, and
+/// within which duties.
+#[derive(Debug, Clone, Default)]
+pub struct UseTime {
+    pub deny: bool,
+    /// For each duty of the policy (by index), whether its requests are
+    /// refused while a violation that includes it stands.
+    pub refused: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod human;
 pub mod index;
 mod refusal;
 mod request;
+pub mod usetime;
 mod verdict;
 pub(crate) mod violations;
 pub mod wording;

@@ -846,3 +846,176 @@ async fn a_replica_that_lost_the_lead_does_not_decide() {
     assert_eq!(send(app).await, StatusCode::OK);
     assert_eq!(s.overlay_len(), 1);
 }
+
+// ---- /authorize: SubjectAccessReviews (R13) ------------------------------------
+
+mod authorize {
+    use super::*;
+    use common::webhook::{authorize_state, fixture_access_review, post_authorize};
+
+    /// (fixture, denied, what the reason names)
+    const CASES: &[(&str, bool, &[&str])] = &[
+        (
+            "violator-get-secret-denied",
+            true,
+            &[
+                "ServiceAccount:payments:api holds read + write in namespace payments",
+                "SoDPolicy secrets",
+                "RoleBinding payments/secret-writers",
+                "SoDException",
+            ],
+        ),
+        ("violator-other-namespace-no-opinion", false, &[]),
+        ("violator-other-duty-no-opinion", false, &[]),
+        ("innocent-get-secret-no-opinion", false, &[]),
+        ("excused-get-secret-no-opinion", false, &[]),
+        (
+            "expired-exception-get-secret-denied",
+            true,
+            &["ServiceAccount:payments:lapsed"],
+        ),
+        (
+            "derived-create-pods-denied",
+            true,
+            &["SoDPolicy deploy-vs-read", "duty deploy", "⇒"],
+        ),
+        (
+            "user-list-secrets-denied",
+            true,
+            &["User:carol holds read + write cluster-wide"],
+        ),
+        ("group-update-secret-denied", true, &["Group:ops"]),
+        ("group-elsewhere-no-opinion", false, &[]),
+        ("masters-no-opinion", false, &[]),
+        ("non-resource-no-opinion", false, &[]),
+    ];
+
+    #[tokio::test]
+    async fn fixtures_get_their_decision() {
+        let state = authorize_state(Mode::Static);
+        for (fixture, denied, reason) in CASES {
+            let (status, body) =
+                post_authorize(state.clone(), fixture_access_review(fixture)).await;
+            assert_eq!(status, StatusCode::OK, "{fixture}: {body}");
+            assert_eq!(body["apiVersion"], "authorization.k8s.io/v1", "{fixture}");
+            assert_eq!(body["kind"], "SubjectAccessReview", "{fixture}");
+            assert_eq!(body["spec"]["uid"], "u-1", "{fixture}: the spec is echoed");
+            let s = &body["status"];
+            // sodguard never allows: Deny, or no opinion for RBAC to decide.
+            assert_eq!(s["allowed"], false, "{fixture}: {s}");
+            if *denied {
+                assert_eq!(s["denied"], true, "{fixture}: {s}");
+                let r = s["reason"].as_str().unwrap();
+                for want in *reason {
+                    assert!(r.contains(want), "{fixture}: {want:?} not in {r:?}");
+                }
+            } else {
+                assert_eq!(s, &json!({"allowed": false}), "{fixture}");
+            }
+        }
+        let metrics = state.metrics.render();
+        assert!(
+            metrics.contains(
+                r#"sodguard_authorize_requests_total{decision="deny",why="violation"} 5"#
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                r#"sodguard_authorize_requests_total{decision="no-opinion",why="exempt"} 1"#
+            ),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_reviews_are_400() {
+        let state = authorize_state(Mode::Static);
+        let sar = |spec: Value| {
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec})
+                .to_string()
+        };
+        let ra = json!({"verb": "get", "resource": "secrets", "namespace": "payments"});
+        let bad = [
+            "not json".to_string(),
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}})
+                .to_string(),
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview"})
+                .to_string(),
+            sar(json!({"user": "a"})),
+            sar(
+                json!({"user": "a", "resourceAttributes": ra, "nonResourceAttributes": {"path": "/", "verb": "get"}}),
+            ),
+            sar(json!({"resourceAttributes": ra})),
+            sar(json!({"user": "a", "resourceAttributes": {"resource": "secrets"}})),
+            sar(json!({"user": 7, "resourceAttributes": ra})),
+            sar(json!({"user": "a", "groups": "ops", "resourceAttributes": ra})),
+        ];
+        for body in bad {
+            let (status, answer) = post_authorize(state.clone(), body.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+            assert!(answer["error"].is_string(), "{body}: {answer}");
+        }
+        let metrics = state.metrics.render();
+        assert!(
+            metrics.contains(r#"sodguard_admission_refused_requests_total{code="400"} 9"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_body_is_refused_unread() {
+        let state = authorize_state(Mode::Static);
+        let groups: Vec<String> = (0..20_000).map(|i| format!("group-{i}")).collect();
+        let body = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "a", "groups": groups, "resourceAttributes": {"verb": "get", "resource": "secrets"}}});
+        let (status, _) = post_authorize(state, body.to_string()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// Loading: no opinion, so RBAC decides at once (an error would make the
+    /// API server retry first), with the reason in evaluationError.
+    #[tokio::test]
+    async fn not_ready_has_no_opinion() {
+        let state = authorize_state(Mode::Live);
+        let (status, body) = post_authorize(
+            state.clone(),
+            fixture_access_review("violator-get-secret-denied"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"]["allowed"], false);
+        assert!(body["status"].get("denied").is_none(), "{body}");
+        assert!(
+            body["status"]["evaluationError"]
+                .as_str()
+                .unwrap()
+                .contains("not ready")
+        );
+        state.set_ready();
+        let (_, body) =
+            post_authorize(state, fixture_access_review("violator-get-secret-denied")).await;
+        assert_eq!(body["status"]["denied"], true, "{body}");
+    }
+
+    /// A watch event that repairs the violation changes the answer at once.
+    #[tokio::test]
+    async fn a_repair_takes_effect_on_the_next_review() {
+        let state = authorize_state(Mode::Live);
+        state.set_ready();
+        let (_, body) = post_authorize(
+            state.clone(),
+            fixture_access_review("violator-get-secret-denied"),
+        )
+        .await;
+        assert_eq!(body["status"]["denied"], true);
+        let key = sodguard::model::ObjectKey::Binding(sodguard::model::BindingKey {
+            namespace: Some("payments".into()),
+            name: "secret-writers".into(),
+        });
+        state.watch_remove(&key);
+        let (_, body) =
+            post_authorize(state, fixture_access_review("violator-get-secret-denied")).await;
+        assert_eq!(body["status"], json!({"allowed": false}), "{body}");
+    }
+}

@@ -187,7 +187,11 @@ pub fn webhook_router(replicas: Arc<Replicas>) -> Router {
     http::guard(
         Router::new()
             .route("/validate", post(validate))
-            .with_state(replicas),
+            .with_state(replicas.clone())
+            .merge(http::authorize_router(
+                replicas.state.clone(),
+                replicas.max_body,
+            )),
     )
 }
 

@@ -60,11 +60,136 @@ pub fn gated_webhook_router(state: Arc<AppState>, max_body: usize, gate: DecideG
 }
 
 fn router(webhook: Webhook) -> Router {
+    let authorize = authorize_router(webhook.state.clone(), webhook.max_body);
     guard(
         Router::new()
             .route("/validate", post(validate))
-            .with_state(webhook),
+            .with_state(webhook)
+            .merge(authorize),
     )
+}
+
+/// SubjectAccessReviews are a few hundred bytes; a larger body is refused
+/// before it is parsed.
+pub const AUTHORIZE_MAX_BODY: usize = 64 * 1024;
+
+/// `POST /authorize`: the use-time authorization webhook (R13). Every
+/// replica answers from its own confirmed state: nothing is assumed or
+/// written, so there is nothing for a leader to order.
+pub fn authorize_router(state: Arc<AppState>, max_body: usize) -> Router {
+    guard(
+        Router::new()
+            .route("/authorize", post(authorize))
+            .with_state(Authorizer {
+                state,
+                max_body: max_body.min(AUTHORIZE_MAX_BODY),
+            }),
+    )
+}
+
+#[derive(Clone)]
+struct Authorizer {
+    state: Arc<AppState>,
+    max_body: usize,
+}
+
+impl IntoResponse for super::authorize::BadAccessReview {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.to_string())
+    }
+}
+
+async fn authorize(State(a): State<Authorizer>, headers: HeaderMap, body: Body) -> Response {
+    use super::authorize as sar;
+    use crate::engine::usetime::UseTimeVerdict;
+    let start = Instant::now();
+    let metrics = a.state.metrics.clone();
+    let response = async {
+        let body = read_body(&headers, body, a.max_body).await?;
+        let review = sar::parse(&body).map_err(IntoResponse::into_response)?;
+        // Not ready: no opinion, explicitly. An error would make the API
+        // server retry with backoff before applying the failurePolicy; no
+        // opinion lets RBAC decide at once whatever the policy says.
+        if !a.state.is_ready() {
+            metrics.observe_authorize("no-opinion", "not-ready", start.elapsed().as_secs_f64());
+            return Ok::<_, Response>(axum::Json(sar::not_ready(&review)).into_response());
+        }
+        let verdict = a
+            .state
+            .authorize(&review.requester, &review.access, a.state.now());
+        let (decision, why) = match &verdict {
+            UseTimeVerdict::Deny(_) => ("deny", "violation"),
+            UseTimeVerdict::NoOpinion(n) => ("no-opinion", n.as_str()),
+        };
+        log_authorization(&review, &verdict);
+        metrics.observe_authorize(decision, why, start.elapsed().as_secs_f64());
+        Ok(axum::Json(sar::respond(&review, &verdict)).into_response())
+    }
+    .await
+    .unwrap_or_else(|r| r);
+    if response.status() != StatusCode::OK {
+        metrics
+            .refused
+            .get_or_create(&crate::runtime::metrics::CodeLabel {
+                code: response.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    response
+}
+
+/// Denials at info, with the policy and subject they stand on; no opinions
+/// (the bulk of the traffic) at debug. Names only, never request bodies.
+fn log_authorization(
+    review: &super::authorize::AccessReview,
+    verdict: &crate::engine::usetime::UseTimeVerdict,
+) {
+    use crate::engine::usetime::{Access, UseTimeVerdict};
+    let (verb, namespace, target) = match &review.access {
+        Access::Resource {
+            verb,
+            namespace,
+            group,
+            resource,
+            subresource,
+            name,
+        } => {
+            let mut t = resource.clone();
+            if !subresource.is_empty() {
+                t = format!("{t}/{subresource}");
+            }
+            if !group.is_empty() {
+                t = format!("{t}.{group}");
+            }
+            if !name.is_empty() {
+                t = format!("{t} {name}");
+            }
+            (verb.as_str(), namespace.as_str(), t)
+        }
+        Access::NonResource { verb, path } => (verb.as_str(), "", path.clone()),
+    };
+    let user = review.requester.user.as_str();
+    match verdict {
+        UseTimeVerdict::Deny(d) => tracing::info!(
+            user,
+            verb,
+            namespace,
+            target = %target,
+            policy = %d.violation.policy,
+            subject = %d.violation.subject,
+            violation_namespace = %d.violation.namespace,
+            duty = %d.duty,
+            "authorization denied"
+        ),
+        UseTimeVerdict::NoOpinion(why) => tracing::debug!(
+            user,
+            verb,
+            namespace,
+            target = %target,
+            why = why.as_str(),
+            "authorization: no opinion"
+        ),
+    }
 }
 
 /// Turns a panic in a handler into a 500 answer for that request alone.

@@ -235,6 +235,10 @@ pub fn identities(requester: &Requester) -> Option<Vec<Identity>> {
     Some(out)
 }
 
+/// Gives an identity's raw violations under the policy in a slot: see
+/// [`decide_with`].
+pub type ViolationsOf<'a> = dyn FnMut(&Index, &Identity, u32) -> Arc<Vec<Violation>> + 'a;
+
 /// [`decide_with`], judging each identity afresh.
 pub fn decide(
     index: &Index,
@@ -257,7 +261,7 @@ pub fn decide_with(
     requester: &Requester,
     access: &Access,
     now: Timestamp,
-    violations_of: &mut dyn FnMut(&Index, &Identity, u32) -> Arc<Vec<Violation>>,
+    violations_of: &mut ViolationsOf<'_>,
 ) -> UseTimeVerdict {
     let Some(ids) = identities(requester) else {
         return UseTimeVerdict::NoOpinion(NoOpinion::Exempt);

@@ -23,6 +23,15 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthorizeLabels {
+    /// `deny` or `no-opinion`.
+    pub decision: String,
+    /// `violation`, or why there is no opinion: `exempt`, `no-duty`,
+    /// `no-violation`, `not-ready`.
+    pub why: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
 }
@@ -97,6 +106,9 @@ pub struct Metrics {
     /// Answers to `/validate` other than an AdmissionReview (4xx, 5xx), by
     /// HTTP status: the API server applies the failurePolicy to them.
     pub refused: Family<CodeLabel, Counter>,
+    /// SubjectAccessReviews answered by `/authorize` (R13).
+    pub authorize_requests: Family<AuthorizeLabels, Counter>,
+    pub authorize_latency: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +138,19 @@ impl Metrics {
             "admission_duration_seconds",
             "Time to decide one admission request",
             latency.clone(),
+        );
+        let authorize_requests = Family::<AuthorizeLabels, Counter>::default();
+        registry.register(
+            "authorize_requests",
+            "SubjectAccessReviews answered, by decision and why",
+            authorize_requests.clone(),
+        );
+        // 10 µs .. ~0.6 s
+        let authorize_latency = Histogram::new(exponential_buckets(0.00001, 2.0, 17));
+        registry.register(
+            "authorize_duration_seconds",
+            "Time to answer one SubjectAccessReview",
+            authorize_latency.clone(),
         );
         let violations = Family::<PolicyLabel, Gauge>::default();
         registry.register(
@@ -172,7 +197,7 @@ impl Metrics {
         let refused = Family::<CodeLabel, Counter>::default();
         registry.register(
             "admission_refused_requests",
-            "Requests to /validate answered without an AdmissionReview, by HTTP status",
+            "Requests to /validate or /authorize answered without a review, by HTTP status",
             refused.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
@@ -229,6 +254,8 @@ impl Metrics {
             forward_failures,
             leader,
             refused,
+            authorize_requests,
+            authorize_latency,
             requests,
             latency,
             violations,
@@ -248,6 +275,16 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    pub fn observe_authorize(&self, decision: &str, why: &str, seconds: f64) {
+        self.authorize_requests
+            .get_or_create(&AuthorizeLabels {
+                decision: decision.into(),
+                why: why.into(),
+            })
+            .inc();
+        self.authorize_latency.observe(seconds);
     }
 
     pub fn forward_failure(&self, reason: &str) {

@@ -204,6 +204,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Watch events applied so far: the audit runs again once it moves.
     changes: std::sync::atomic::AtomicU64,
+    use_time: crate::runtime::usetime::UseTimeCache,
 }
 
 impl AppState {
@@ -223,6 +224,7 @@ impl AppState {
             clock: None,
             metrics,
             changes: std::sync::atomic::AtomicU64::new(0),
+            use_time: Default::default(),
         });
         state.refresh_object_metrics();
         state
@@ -371,6 +373,29 @@ impl AppState {
     /// snapshot as it was.
     pub fn snapshot(&self) -> Index {
         self.lock().confirmed.clone()
+    }
+
+    /// The use-time decision (R13) on the confirmed state: what the watches
+    /// have shown, never what admitted, unconfirmed changes add (a forged
+    /// admission request must not make sodguard refuse anyone). Decided on a
+    /// cached snapshot, so it never waits for an admission decision beyond
+    /// the microseconds a snapshot takes after a change.
+    pub fn authorize(
+        &self,
+        requester: &crate::engine::usetime::Requester,
+        access: &crate::engine::usetime::Access,
+        now: Timestamp,
+    ) -> crate::engine::usetime::UseTimeVerdict {
+        self.use_time.decide(
+            self.changes(),
+            || {
+                let e = self.lock();
+                (e.confirmed.clone(), self.changes())
+            },
+            requester,
+            access,
+            now,
+        )
     }
 
     /// Per policy, how many violations a [`snapshot`](Self::snapshot) holds

@@ -277,3 +277,41 @@ pub async fn send(client: &reqwest::Client, port: u16, body: &Value) -> (Value, 
     assert!(resp.status().is_success(), "{}", resp.status());
     (resp.json().await.unwrap(), der)
 }
+
+// ---- SubjectAccessReviews (`/authorize`, R13) ----------------------------------
+
+/// The clock of `tests/fixtures/authorize/state.yaml`.
+pub const AUTHORIZE_NOW: &str = "2026-11-28T12:00:00Z";
+
+/// The bytes of `tests/fixtures/authorize/NAME.json`.
+pub fn fixture_access_review(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(format!("authorize/{name}.json"))).unwrap()
+}
+
+/// `tests/fixtures/authorize/state.yaml` at [`AUTHORIZE_NOW`], ready unless
+/// `mode` is Live.
+pub fn authorize_state(mode: Mode) -> Arc<AppState> {
+    let index = sodguard::load::load_state(&[fixtures().join("authorize/state.yaml")])
+        .unwrap()
+        .0;
+    AppState::new(mode, index, Duration::from_secs(30), Metrics::new())
+        .with_clock(Some(AUTHORIZE_NOW.parse().unwrap()))
+}
+
+/// POSTs `body` to `/authorize`; the answer's status and JSON (`Null` if none).
+pub async fn post_authorize(state: Arc<AppState>, body: impl Into<Body>) -> (StatusCode, Value) {
+    let app = webhook_router(state, DEFAULT_MAX_BODY);
+    let req = Request::post("/authorize")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}

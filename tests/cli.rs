@@ -1370,3 +1370,91 @@ fn report_of_a_bad_file_exits_2() {
         .expect(2)
         .stderr_has("error:");
 }
+
+// ---- authz-config (R13) ---------------------------------------------------------
+
+#[test]
+fn authz_config_prints_the_authorizer_entry_for_opted_in_duties() {
+    let state = common::manifest_dir().join("tests/fixtures/authorize/state.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("authz.kubeconfig");
+    let run = sodguard([
+        OsStr::new("authz-config"),
+        OsStr::new("-f"),
+        state.as_os_str(),
+        OsStr::new("--full"),
+        OsStr::new("-o"),
+        OsStr::new("json"),
+        OsStr::new("--url"),
+        OsStr::new("https://10.0.0.5:8443/authorize"),
+        OsStr::new("--ca-file"),
+        OsStr::new("/etc/kubernetes/pki/sodguard-ca.crt"),
+        OsStr::new("--write-kubeconfig"),
+        kc.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["apiVersion"], "apiserver.config.k8s.io/v1");
+    assert_eq!(doc["kind"], "AuthorizationConfiguration");
+    let types: Vec<&str> = doc["authorizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    // Nodes are authorized before sodguard is asked; RBAC after it.
+    assert_eq!(types, ["Node", "Webhook", "RBAC"]);
+    let w = &doc["authorizers"][1]["webhook"];
+    assert_eq!(w["failurePolicy"], "NoOpinion");
+    assert_eq!(w["subjectAccessReviewVersion"], "v1");
+    assert_eq!(w["matchConditionSubjectAccessReviewVersion"], "v1");
+    assert_eq!(w["unauthorizedTTL"], "10s");
+    assert_eq!(w["connectionInfo"]["type"], "KubeConfigFile");
+    let conds: Vec<&str> = w["matchConditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["expression"].as_str().unwrap())
+        .collect();
+    let all = conds.join("\n");
+    for never in ["system:masters", "system:nodes", "system:apiserver"] {
+        assert!(all.contains(never), "{all}");
+    }
+    // The opted-in duties (secrets get/list/update, create pods), not the
+    // policy without useTime (configmaps).
+    for want in ["'secrets'", "'pods'", "'update'", "'create'"] {
+        assert!(all.contains(want), "{want}: {all}");
+    }
+    assert!(!all.contains("configmaps"), "{all}");
+    let kubeconfig = std::fs::read_to_string(&kc).unwrap();
+    assert!(
+        kubeconfig.contains("server: https://10.0.0.5:8443/authorize"),
+        "{kubeconfig}"
+    );
+    assert!(kubeconfig.contains("certificate-authority: /etc/kubernetes/pki/sodguard-ca.crt"));
+}
+
+#[test]
+fn authz_config_without_an_opted_in_policy_is_an_error() {
+    let (_dir, f) = fixture(&[secret_policy("p", &["Deny"])]);
+    let run = sodguard([OsStr::new("authz-config"), OsStr::new("-f"), f.as_os_str()]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("useTime"), "{}", run.stderr);
+}
+
+#[test]
+fn authz_config_quotes_names_for_cel() {
+    use sodguard::cli::authz::match_conditions;
+    let policy = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "SoDPolicy", "metadata": {"name": "q"},
+        "spec": {"duties": [
+            {"name": "a", "permissions": [{"apiGroups": ["x'y"], "resources": ["r\\s"], "verbs": ["get"]}]},
+            {"name": "b", "permissions": [{"nonResourceURLs": ["/logs/*"], "verbs": ["*"]}]}],
+            "useTime": {"action": "Deny"}}});
+    let (_dir, f) = fixture(&[policy]);
+    let index = sodguard::load::load_state(&[f]).unwrap().0;
+    let conds = match_conditions(&index).unwrap();
+    let duty = &conds[2];
+    assert!(duty.contains(r"'x\'y'"), "{duty}");
+    assert!(duty.contains(r"'r\\s'"), "{duty}");
+    assert!(duty.contains(".startsWith('/logs/')"), "{duty}");
+}

@@ -1,6 +1,7 @@
 //! The `sodguard` command line. Thin: parse arguments, load, ask the engine,
 //! print.
 
+pub mod authz;
 mod check;
 mod explain;
 mod grant;
@@ -68,6 +69,11 @@ pub enum Command {
     Test(TestArgs),
     /// Print the CustomResourceDefinitions.
     Crd,
+    /// Print the AuthorizationConfiguration entry (kube-apiserver
+    /// --authorization-config) that chains sodguard's use-time webhook
+    /// before RBAC, for the policies with `useTime.action: Deny`.
+    #[command(after_help = AUTHZ_EXAMPLES)]
+    AuthzConfig(authz::AuthzConfigArgs),
     /// Just-in-time grants on the cluster (R10), as the current user.
     #[command(subcommand)]
     Grant(grant::GrantCommand),
@@ -96,6 +102,14 @@ const EXPLAIN_EXAMPLES: &str = "Examples:
   # the user name the API server gives a ServiceAccount works too
   sodguard explain system:serviceaccount:payments:api -f cluster/
   sodguard explain Group:ops -f cluster/ -o json";
+
+const AUTHZ_EXAMPLES: &str = "Examples:
+  # the authorizer entry for the policies in a folder
+  sodguard authz-config -f policies/
+
+  # a whole configuration (Node, sodguard, RBAC) and the webhook's kubeconfig
+  sodguard authz-config -f policies/ --full --url https://10.0.0.5:8443/authorize \\
+    --ca-file /etc/kubernetes/pki/sodguard-ca.crt --write-kubeconfig sodguard-authz.kubeconfig";
 
 const TEST_EXAMPLES: &str = "Examples:
   sodguard test policies/tests/
@@ -269,6 +283,7 @@ pub fn run(command: Command) -> Result<u8, CliError> {
         Command::Serve(a) => serve(*a),
         Command::Grant(c) => grant::run_grant(&c),
         Command::Exception(c) => grant::run_exception(&c),
+        Command::AuthzConfig(a) => authz::run(&a),
         Command::Crd => {
             let mut out = std::io::stdout().lock();
             out.write_all(crate::crd::crds_yaml().as_bytes())?;

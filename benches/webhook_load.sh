@@ -9,6 +9,10 @@
 #                        whole-state evaluation
 #   SODGUARD_BIN         a sodguard binary to run instead of building this tree
 #                        (to compare with an older build)
+#   MODE                 `validate` (default): AdmissionReviews to /validate;
+#                        `authorize`: SubjectAccessReviews to /authorize (R13),
+#                        with one more policy on the state, the Secrets duties
+#                        under `useTime: {action: Deny}`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${1:-/tmp/synth-full}
@@ -19,7 +23,27 @@ interval=${VIOLATIONS_INTERVAL:-0s}
 bin=${SODGUARD_BIN:-./target/release/sodguard}
 [ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
 [ -d "$state" ] || cargo run --release --locked --quiet --example synth -- --out "$state"
+mode=${MODE:-validate}
 work=$(mktemp -d)
+if [ "$mode" = authorize ]; then
+  # The synthetic state (linked, not copied) plus an opted-in policy.
+  mkdir "$work/state"
+  ln -s "$(cd "$state" && pwd)"/*.yaml "$work/state/"
+  cat >"$work/state/sodpolicies-usetime.yaml" <<'YAML'
+apiVersion: sodguard.io/v1alpha1
+kind: SoDPolicy
+metadata: {name: secrets-at-use-time}
+spec:
+  duties:
+  - name: secret-admin
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [create, update, patch, delete, deletecollection]}]
+  - name: secret-use
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [get, list, watch]}]
+  validationActions: [Audit]
+  useTime: {action: Deny}
+YAML
+  state="$work/state"
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NO_COLOR=1 "$bin" serve --self-signed --state "$state" \
@@ -58,8 +82,38 @@ done = function(summary, latency, requests)
     summary.errors.write + summary.errors.timeout))
 end''')
 PY
-echo "violations interval: $interval"
+if [ "$mode" = authorize ]; then
+  # SubjectAccessReviews in 400 real namespaces, in turn: `get secrets` by
+  # `ci` (a planted violator where it also writes Secrets) and by `default`,
+  # and `get configmaps` (within no duty) by `ci`.
+  python3 - "$state" >"$work/review.lua" <<'PY'
+import re, sys, glob
+nss = []
+for f in sorted(glob.glob(sys.argv[1] + "/namespaces-*.yaml")):
+    nss += re.findall(r"^  name: (\S+)$", open(f).read(), re.M)
+print("local nss = {" + ",".join('"%s"' % n for n in nss[:400]) + "}")
+print(r"""local n = 0
+local kinds = {{"ci", "secrets"}, {"default", "secrets"}, {"ci", "configmaps"}}
+request = function()
+  n = n + 1
+  local ns = nss[(n % #nss) + 1]
+  local k = kinds[(n % #kinds) + 1]
+  local body = '{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{' ..
+    '"user":"system:serviceaccount:' .. ns .. ':' .. k[1] .. '","groups":["system:serviceaccounts",' ..
+    '"system:serviceaccounts:' .. ns .. '","system:authenticated"],"resourceAttributes":{"namespace":"' .. ns ..
+    '","verb":"get","group":"","version":"v1","resource":"' .. k[2] .. '","name":"x"}}}'
+  return wrk.format("POST", "/authorize", {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\n",
+    latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
+    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
+end""")
+PY
+fi
+echo "mode: $mode, violations interval: $interval"
 uptime
-wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/validate"
+wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
-curl -s "127.0.0.1:$probe/metrics" | grep '^sodguard_admission_requests_total'
+curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'

@@ -35,6 +35,10 @@
 #                     env then also has WEBHOOK_CLIENT_CA, WEBHOOK_CLIENT_CERT,
 #                     WEBHOOK_CLIENT_KEY (that certificate's own CA: not the cluster CA)
 #
+#   authz/config.yaml with SODGUARD_E2E_AUTHZ_CONFIG=FILE (up): a copy of FILE, an
+#                     AuthorizationConfiguration the API server runs with
+#                     (--authorization-config instead of --authorization-mode=RBAC)
+#
 # Env: KUBE_APISERVER / ETCD  use these binaries instead of running build.sh
 #      SODGUARD_E2E_READY_TIMEOUT  seconds to wait for /readyz (default 180)
 #      SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1  (up) the API server authenticates to
@@ -246,6 +250,12 @@ start_apiserver() {
   local api_url="https://127.0.0.1:$api_port" extra=()
   # Kept in DIR by `up`, so that a restart runs with it too.
   [[ -f "$dir/admission/config.yaml" ]] && extra+=(--admission-control-config-file="$dir/admission/config.yaml")
+  # The two flags exclude each other.
+  if [[ -f "$dir/authz/config.yaml" ]]; then
+    extra+=(--authorization-config="$dir/authz/config.yaml")
+  else
+    extra+=(--authorization-mode=RBAC)
+  fi
   log "starting kube-apiserver on $api_url"
   # Flags: the set controller-runtime's envtest uses (RBAC, SA issuer/keys,
   # ServiceAccount admission off since no controller-manager creates SAs),
@@ -260,7 +270,6 @@ start_apiserver() {
     --etcd-servers="$etcd_url" \
     --etcd-prefix=/registry \
     --service-cluster-ip-range="$SERVICE_CIDR" \
-    --authorization-mode=RBAC \
     --client-ca-file="$dir/pki/ca.crt" \
     --tls-cert-file="$dir/pki/apiserver.crt" \
     --tls-private-key-file="$dir/pki/apiserver.key" \
@@ -290,7 +299,7 @@ do_up() { # DIR
   if [[ -n "$(ls -A "$dir")" && ! -f "$dir/$MARKER" ]]; then
     die "$dir is not empty and was not made by cluster.sh; refusing to reuse it"
   fi
-  rm -rf "$dir/pki" "$dir/etcd-data" "$dir/logs" "$dir/kubeconfig" "$dir/env" "$dir/admission" \
+  rm -rf "$dir/pki" "$dir/etcd-data" "$dir/logs" "$dir/kubeconfig" "$dir/env" "$dir/admission" "$dir/authz" \
     "$dir/etcd.pid" "$dir/kube-apiserver.pid"
   touch "$dir/$MARKER"
   mkdir -p "$dir/logs"
@@ -312,6 +321,9 @@ do_up() { # DIR
 
   gen_pki "$dir/pki"
   if [[ "${SODGUARD_E2E_WEBHOOK_CLIENT_CERT:-0}" == 1 ]]; then gen_webhook_client "$dir"; fi
+  if [[ -n "${SODGUARD_E2E_AUTHZ_CONFIG:-}" ]]; then
+    mkdir -p "$dir/authz" && cp "$SODGUARD_E2E_AUTHZ_CONFIG" "$dir/authz/config.yaml"
+  fi
 
   local etcd_port peer_port api_port
   etcd_port="$(free_port)"; peer_port="$(free_port)"; api_port="$(free_port)"

@@ -25,6 +25,7 @@
 #                              it unregisters the webhook and stops the shared sodguard)
 #      SODGUARD_E2E_TMP        parent of the temp dir (default ${TMPDIR:-/tmp})
 #      SODGUARD_E2E_S13_ROUNDS  conflict rounds of scenario 13 (default 50)
+#      (17: use time, on a second API server started with --authorization-config)
 #
 # The API server presents a client certificate to every webhook (cluster.sh
 # SODGUARD_E2E_WEBHOOK_CLIENT_CERT=1); sodguard requires it only in scenario
@@ -37,7 +38,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../lib/shared-scenarios.sh
 source "$ROOT/tests/lib/shared-scenarios.sh"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 16} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 17 16} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -96,6 +97,7 @@ teardown() {
   local p; for p in $EXTRA_PIDS; do stop_pid "$p" "sodguard replica" 5; done
   ((FAILED > 0 || rc != 0)) && print_tails
   "$HERE/cluster.sh" down "$CL" >>"$LOGS/cluster.log" 2>&1
+  [[ -d "$WORK/cluster-authz" ]] && "$HERE/cluster.sh" down "$WORK/cluster-authz" >>"$LOGS/cluster.log" 2>&1
   local clean=0
   ((FAILED == 0 && rc == 0 && ABORTED == 0 && PASSED > 0)) && clean=1
   if ((clean == 1)) && [[ "${SODGUARD_E2E_KEEP:-0}" != 1 ]]; then
@@ -1093,6 +1095,158 @@ if want 13; then
     fi
     s13_stop
   fi
+fi
+
+# ---- 17. use time (issue 14, R13): the authorization webhook before RBAC --------
+# A second API server (its own etcd), started with the AuthorizationConfiguration
+# `sodguard authz-config` prints, so the other scenarios keep their plain RBAC.
+if want 17; then
+  progress "scenario 17: use-time authorization webhook on a second API server"
+  CL2="$WORK/cluster-authz"; UT="$WORK/usetime"; mkdir -p "$UT"
+  UT_NS=e2e-ut UT_TTL=3
+  UT_PORT="$(free_port)"; UT_PROBE="$(free_port)"
+  while [[ "$UT_PROBE" == "$UT_PORT" ]]; do UT_PROBE="$(free_port)"; done
+  # sodguard's serving pair for this API server, from a CA of its own.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=sodguard-authz-ca \
+    -keyout "$UT/ca.key" -out "$UT/ca.crt" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -subj /CN=sodguard -keyout "$UT/tls.key" -out "$UT/tls.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$UT/tls.ext"
+  openssl x509 -req -in "$UT/tls.csr" -CA "$UT/ca.crt" -CAkey "$UT/ca.key" -CAcreateserial \
+    -days 1 -extfile "$UT/tls.ext" -out "$UT/tls.crt" 2>/dev/null
+  cat >"$UT/policy.yaml" <<EOF
+apiVersion: sodguard.io/v1alpha1
+kind: SoDPolicy
+metadata: {name: e2e-use-time}
+spec:
+  validationActions: [Audit]
+  useTime: {action: Deny}
+  duties:
+  - name: secret-read
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [get, list]}]
+  - name: secret-write
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [update]}]
+EOF
+  ut_get() { # SA: kubectl --as the ServiceAccount get the Secret (sets RC/OUT/ERR)
+    kc --kubeconfig "$CL2/kubeconfig" --as "system:serviceaccount:$UT_NS:$1" -n "$UT_NS" get secret s1 -o name
+  }
+  # ut_until ok|denied SA TIMEOUT: until the SA's get is allowed, or refused by sodguard.
+  ut_until() {
+    local t0=$SECONDS
+    while ((SECONDS - t0 < $3)); do
+      ut_get "$2"
+      if [[ "$1" == ok ]] && ((RC == 0)); then return 0; fi
+      if [[ "$1" == denied ]] && ((RC != 0)) && has "$ERR" "sodguard"; then return 0; fi
+      sleep 0.3
+    done
+    return 1
+  }
+  if ! "$WORK/bin/sodguard" authz-config -f "$UT/policy.yaml" --full \
+      --url "https://127.0.0.1:$UT_PORT/authorize" --ca-file "$UT/ca.crt" \
+      --webhook-kubeconfig "$UT/webhook.kubeconfig" --write-kubeconfig "$UT/webhook.kubeconfig" \
+      --unauthorized-ttl "${UT_TTL}s" --timeout 2s >"$UT/authz.yaml" 2>"$UT/authz.err"; then
+    fail "17 authz-config" "$(cat "$UT/authz.err")"
+  elif ! SODGUARD_E2E_AUTHZ_CONFIG="$UT/authz.yaml" "$HERE/cluster.sh" up "$CL2" >/dev/null 2>>"$LOGS/cluster-authz.log"; then
+    fail "17 API server with --authorization-config" "$(tail -n 20 "$LOGS/cluster-authz.log"; tail -n 20 "$CL2/logs/kube-apiserver.log" 2>/dev/null)"
+  else
+    # sodguard is not running: the webhook fails, NoOpinion, RBAC decides.
+    ok "17 bootstrap: the API server with sodguard chained before RBAC (sodguard down) comes up ready"
+    APISERVER2_URL="$(. "$CL2/env"; echo "$APISERVER_URL")"
+    K2=(--kubeconfig "$CL2/kubeconfig")
+    cat >"$UT/objects.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $UT_NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: violator, namespace: $UT_NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: innocent, namespace: $UT_NS}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s1, namespace: $UT_NS}
+stringData: {k: v}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secret-reader, namespace: $UT_NS}
+rules: [{apiGroups: [''], resources: [secrets], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secret-writer, namespace: $UT_NS}
+rules: [{apiGroups: [''], resources: [secrets], verbs: [update]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: readers, namespace: $UT_NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secret-reader}
+subjects:
+- {kind: ServiceAccount, name: violator, namespace: $UT_NS}
+- {kind: ServiceAccount, name: innocent, namespace: $UT_NS}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: violator-writes, namespace: $UT_NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secret-writer}
+subjects: [{kind: ServiceAccount, name: violator, namespace: $UT_NS}]
+EOF
+    if ! kc "${K2[@]}" apply -f "$ROOT/manifests/crds/" ||
+       ! kc "${K2[@]}" wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io ||
+       ! kc "${K2[@]}" apply -f "$UT/policy.yaml" ||
+       ! kc "${K2[@]}" apply -f "$UT/objects.yaml"; then
+      fail "17 setup: CRDs, an Audit policy with useTime Deny, the violation" "$(kerr)"
+    else
+      ut_get violator
+      if ((RC == 0)); then ok "17 sodguard down: the violator's get secrets falls through to RBAC (NoOpinion)"
+      else fail "17 sodguard down: RBAC decides" "$(kerr)"; fi
+      echo "=== start $(date -u +%FT%TZ) (scenario 17)" >>"$LOGS/sodguard-authz.log"
+      NO_COLOR=1 SODGUARD_LOG=info setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL2/kubeconfig" \
+        --tls-cert "$UT/tls.crt" --tls-key "$UT/tls.key" \
+        --listen "127.0.0.1:$UT_PORT" --probe-listen "127.0.0.1:$UT_PROBE" --shutdown-grace 1s \
+        </dev/null >>"$LOGS/sodguard-authz.log" 2>&1 &
+      UT_PID=$!; EXTRA_PIDS+=" $UT_PID"
+      t0=$SECONDS
+      until [[ "$(http_code "http://127.0.0.1:$UT_PROBE/readyz")" == 200 ]] || ((SECONDS - t0 > 60)); do sleep 0.2; done
+      if ut_until denied violator $((UT_TTL + 15)); then
+        ok "17 kubectl --as the violator: get secrets refused ($(printf '%s' "$ERR" | grep -o 'sodguard: [^;]*' | head -1))"
+      else fail "17 kubectl --as the violator: get secrets refused by sodguard" "$(kerr)"; fi
+      ut_get innocent
+      if ((RC == 0)); then ok "17 the innocent ServiceAccount with the same binding still gets the Secret"
+      else fail "17 innocent ServiceAccount untouched" "$(kerr)"; fi
+      # A real request with the ServiceAccount's own token (TokenRequest).
+      if kc "${K2[@]}" -n "$UT_NS" create token violator --duration 10m; then
+        code="$(curl -s -o "$UT/token-get.json" -w '%{http_code}' --max-time 10 --cacert "$CL2/pki/ca.crt" \
+          -H "Authorization: Bearer $OUT" "$APISERVER2_URL/api/v1/namespaces/$UT_NS/secrets/s1" 2>/dev/null)"
+        if [[ "$code" == 403 ]] && grep -q 'sodguard' "$UT/token-get.json"; then
+          ok "17 the violator's own token: GET secrets answers 403 with sodguard's reason"
+        else fail "17 the violator's own token refused" "HTTP $code $(head -c 400 "$UT/token-get.json")"; fi
+      else fail "17 create token" "$(kerr)"; fi
+      # Repair: the conflicting binding goes; access is back within the TTL.
+      kc "${K2[@]}" -n "$UT_NS" delete rolebinding violator-writes
+      t0=$SECONDS
+      if ut_until ok violator $((UT_TTL + 10)); then
+        ok "17 repair: after deleting the conflicting binding the violator reads again after $((SECONDS - t0))s (unauthorizedTTL ${UT_TTL}s)"
+      else fail "17 repair restores access within the TTL" "$(kerr)"; fi
+      # The violation again, then sodguard stopped: RBAC alone decides.
+      kc "${K2[@]}" -n "$UT_NS" create rolebinding violator-writes --role secret-writer \
+        --serviceaccount "$UT_NS:violator"
+      if ut_until denied violator $((UT_TTL + 15)); then
+        stop_pid "$UT_PID" "sodguard (scenario 17)" 5
+        t0=$SECONDS
+        if ut_until ok violator $((UT_TTL + 15)); then
+          ok "17 sodguard stopped: the violator's request falls through to RBAC after $((SECONDS - t0))s (failurePolicy NoOpinion)"
+        else fail "17 sodguard stopped: NoOpinion" "$(kerr)"; fi
+      else fail "17 the violation again is refused again" "$(kerr)"; fi
+      if "$HERE/cluster.sh" restart-apiserver "$CL2" >/dev/null 2>>"$LOGS/cluster-authz.log"; then
+        ok "17 bootstrap: the API server restarts ready while sodguard is down"
+      else fail "17 restart with sodguard down" "$(tail -n 10 "$LOGS/cluster-authz.log")"; fi
+    fi
+  fi
+  "$HERE/cluster.sh" down "$CL2" >>"$LOGS/cluster-authz.log" 2>&1
 fi
 
 # ---- 16. the review-time audit (issue 11): reports, status, events, leader --

@@ -117,3 +117,17 @@ uptime
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'
+# The server's own time per answer (from the body read to the answer), by
+# the histogram's buckets: what the decision costs without wrk's queueing.
+curl -s "127.0.0.1:$probe/metrics" | python3 -c '
+import re, sys
+name = "sodguard_" + sys.argv[1] + "_duration_seconds_bucket"
+b = [(float(le), float(n)) for le, n in re.findall(name + r"\{le=\"([^\"]+)\"\} (\S+)", sys.stdin.read())]
+b.sort()
+total = b[-1][1] if b else 0
+out = []
+for q in (0.5, 0.9, 0.99, 0.999):
+    le = next((le for le, n in b if n >= q * total), float("inf"))
+    out.append("p%g <= %s" % (q * 100, "%.0f us" % (le * 1e6) if le != float("inf") else "inf"))
+print("server-side (" + sys.argv[1] + "):", ", ".join(out), "over", int(total))
+' "$([ "$mode" = authorize ] && echo authorize || echo admission)"

@@ -107,17 +107,21 @@ pub struct AccessReview {
 }
 
 pub fn parse(body: &[u8]) -> Result<AccessReview, BadAccessReview> {
-    let head: Value =
-        serde_json::from_slice(body).map_err(|e| BadAccessReview::NotJson(e.to_string()))?;
-    let field = |k: &str| head.get(k).and_then(Value::as_str).unwrap_or_default();
-    if field("apiVersion") != API_VERSION || field("kind") != KIND {
-        return Err(BadAccessReview::NotAReview {
-            api_version: field("apiVersion").into(),
-            kind: field("kind").into(),
-        });
-    }
-    let wire: Wire =
-        serde_json::from_value(head).map_err(|e| BadAccessReview::Malformed(e.to_string()))?;
+    // One typed parse on the hot path; a body that does not fit is parsed
+    // again only to say why.
+    let wire: Wire = match serde_json::from_slice(body) {
+        Ok(w) => w,
+        Err(typed) => {
+            let head: Value = serde_json::from_slice(body)
+                .map_err(|e| BadAccessReview::NotJson(e.to_string()))?;
+            not_a_review(head.get("apiVersion"), head.get("kind"))?;
+            return Err(BadAccessReview::Malformed(typed.to_string()));
+        }
+    };
+    not_a_review(
+        Some(&Value::from(wire.api_version.as_str())),
+        Some(&Value::from(wire.kind.as_str())),
+    )?;
     let access = match (
         &wire.spec.resource_attributes,
         &wire.spec.non_resource_attributes,
@@ -150,6 +154,17 @@ pub fn parse(body: &[u8]) -> Result<AccessReview, BadAccessReview> {
         access,
         wire,
     })
+}
+
+fn not_a_review(api_version: Option<&Value>, kind: Option<&Value>) -> Result<(), BadAccessReview> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    if text(api_version) != API_VERSION || text(kind) != KIND {
+        return Err(BadAccessReview::NotAReview {
+            api_version: text(api_version),
+            kind: text(kind),
+        });
+    }
+    Ok(())
 }
 
 /// The review with its `status`.

@@ -109,11 +109,13 @@ impl Access {
     }
 
     /// Whether a violation in `namespace` (or `*`) covers this request: a
-    /// violation in N covers requests in N; a cluster-wide one covers every
-    /// namespace, cluster-scoped resources and non-resource URLs.
+    /// violation in N covers requests in N and requests across all
+    /// namespaces (a review's empty namespace: `list secrets -A` reads N's
+    /// too); a cluster-wide one covers every request, non-resource URLs
+    /// included.
     fn in_scope(&self, namespace: &str) -> bool {
         namespace == CLUSTER_WIDE
-            || matches!(self, Access::Resource { namespace: ns, .. } if !ns.is_empty() && ns == namespace)
+            || matches!(self, Access::Resource { namespace: ns, .. } if ns.is_empty() || ns == namespace)
     }
 }
 

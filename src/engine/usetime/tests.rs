@@ -19,7 +19,7 @@ fn index(objs: &[Value]) -> Index {
 fn policy(name: &str, extra: Value) -> Value {
     let mut spec = json!({
         "duties": [
-            {"name": "read", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+            {"name": "read", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]},
             {"name": "write", "permissions": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["update"]}]},
         ],
         "validationActions": ["Audit"],
@@ -139,14 +139,14 @@ fn a_violator_is_refused_within_its_duties_in_the_violating_namespace() {
         UseTimeVerdict::NoOpinion(NoOpinion::NoDuty)
     );
     assert_eq!(
-        decide(&ix, &api, &res("list", "pay", "secrets"), now()),
+        decide(&ix, &api, &res("watch", "pay", "secrets"), now()),
         UseTimeVerdict::NoOpinion(NoOpinion::NoDuty)
     );
-    // Cluster-scoped or across all namespaces: not within pay.
-    assert!(!denied(&decide(
+    // Across all namespaces: pay's Secrets too.
+    assert!(denied(&decide(
         &ix,
         &api,
-        &res("get", "", "secrets"),
+        &res("list", "", "secrets"),
         now()
     )));
 }
@@ -415,7 +415,7 @@ proptest! {
         let duty = match verb { 0 => Some("read"), 1 => Some("write"), _ => None };
         let want = evaluate(&ix, now()).violations.iter().any(|v| {
             v.subject == me
-                && (&*v.namespace == "*" || (!nss[ns].is_empty() && &*v.namespace == nss[ns]))
+                && (&*v.namespace == "*" || nss[ns].is_empty() || &*v.namespace == nss[ns])
                 && duty.is_some_and(|d| v.duties.iter().any(|x| &**x == d))
         });
         prop_assert_eq!(got, want);

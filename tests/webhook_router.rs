@@ -866,6 +866,12 @@ mod authorize {
             ],
         ),
         ("violator-other-namespace-no-opinion", false, &[]),
+        // Across all namespaces reads payments' Secrets too.
+        (
+            "violator-list-all-namespaces-denied",
+            true,
+            &["in namespace payments"],
+        ),
         ("violator-other-duty-no-opinion", false, &[]),
         ("innocent-get-secret-no-opinion", false, &[]),
         ("excused-get-secret-no-opinion", false, &[]),
@@ -916,7 +922,7 @@ mod authorize {
         let metrics = state.metrics.render();
         assert!(
             metrics.contains(
-                r#"sodguard_authorize_requests_total{decision="deny",why="violation"} 5"#
+                r#"sodguard_authorize_requests_total{decision="deny",why="violation"} 6"#
             ),
             "{metrics}"
         );

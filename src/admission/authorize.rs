@@ -169,11 +169,11 @@ fn not_a_review(api_version: Option<&Value>, kind: Option<&Value>) -> Result<(),
 
 /// The review with its `status`.
 pub fn respond(review: &AccessReview, verdict: &UseTimeVerdict) -> Value {
-    let status = match verdict {
-        UseTimeVerdict::Deny(d) => serde_json::json!({
-            "allowed": false, "denied": true, "reason": d.reason(),
+    let status = match verdict.reason() {
+        Some(reason) => serde_json::json!({
+            "allowed": false, "denied": true, "reason": reason,
         }),
-        UseTimeVerdict::NoOpinion(_) => serde_json::json!({ "allowed": false }),
+        None => serde_json::json!({ "allowed": false }),
     };
     with_status(review, status)
 }

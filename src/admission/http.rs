@@ -119,6 +119,7 @@ async fn authorize(State(a): State<Authorizer>, headers: HeaderMap, body: Body) 
             .authorize(&review.requester, &review.access, a.state.now());
         let (decision, why) = match &verdict {
             UseTimeVerdict::Deny(_) => ("deny", "violation"),
+            UseTimeVerdict::GrantEnded(_) => ("deny", "grant-ended"),
             UseTimeVerdict::NoOpinion(n) => ("no-opinion", n.as_str()),
         };
         log_authorization(&review, &verdict);
@@ -180,6 +181,16 @@ fn log_authorization(
             violation_namespace = %d.violation.namespace,
             duty = %d.duty,
             "authorization denied"
+        ),
+        UseTimeVerdict::GrantEnded(g) => tracing::info!(
+            user,
+            verb,
+            namespace,
+            target = %target,
+            grant = %g.grant.name,
+            subject = %g.subject,
+            binding = %g.binding,
+            "authorization denied: grant ended"
         ),
         UseTimeVerdict::NoOpinion(why) => tracing::debug!(
             user,

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::grant_rules::{GrantPhase, grant_standing};
 use super::index::Index;
 use super::violations::{Violation, excuse, subject_violations};
-use crate::model::{CLUSTER_WIDE, Identity, Name, Permission, Policy, Rule};
+use crate::model::{BindingKey, CLUSTER_WIDE, GrantKey, Identity, Name, Permission, Policy, Rule};
 
 /// The identities whose requests are never judged: cluster admins, nodes
 /// and the API server's own loopback client. The generated authorizer
@@ -157,9 +158,36 @@ impl UseTimeDenial {
     }
 }
 
+/// A refusal because a just-in-time grant of the requester has ended while
+/// its binding, which grants the request, is still there (R13.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedGrant {
+    pub grant: GrantKey,
+    pub kind: &'static str,
+    pub subject: Identity,
+    pub binding: BindingKey,
+    /// Why it no longer stands: expired at …, refused, pending.
+    pub why: String,
+}
+
+impl EndedGrant {
+    pub fn reason(&self) -> String {
+        let grant = match &self.grant.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.grant.name),
+            None => format!("{} {}", self.kind, self.grant.name),
+        };
+        format!(
+            "sodguard: {grant} for {} no longer stands ({}); its {} still grants this request until sodguard's grant controller deletes it; request a new grant",
+            self.subject, self.why, self.binding
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UseTimeVerdict {
     Deny(Box<UseTimeDenial>),
+    /// Refused: only an ended grant's leftover binding allows it.
+    GrantEnded(Box<EndedGrant>),
     /// RBAC decides. Why, for the decision log.
     NoOpinion(NoOpinion),
 }
@@ -173,6 +201,17 @@ pub enum NoOpinion {
     /// Within a refused duty, but the requester has no unexcused violation
     /// that covers it.
     NoViolation,
+}
+
+impl UseTimeVerdict {
+    /// The reason of a refusal, `None` for no opinion.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            UseTimeVerdict::Deny(d) => Some(d.reason()),
+            UseTimeVerdict::GrantEnded(g) => Some(g.reason()),
+            UseTimeVerdict::NoOpinion(_) => None,
+        }
+    }
 }
 
 impl NoOpinion {
@@ -294,7 +333,87 @@ pub fn decide_with(
             }
         }
     }
+    if let Some(g) = ended_grant(index, &ids, access, now) {
+        return UseTimeVerdict::GrantEnded(Box::new(g));
+    }
     UseTimeVerdict::NoOpinion(NoOpinion::NoViolation)
+}
+
+/// R13.2 for grants: a grant of one of the requester's identities that no
+/// longer stands at `now` (expired, refused, never approved) while its
+/// binding is still there and grants the request. The grant controller
+/// deletes such a binding; until it does, use time refuses what it grants
+/// (within the opted-in duties only: the caller has checked those).
+fn ended_grant(
+    index: &Index,
+    ids: &[Identity],
+    access: &Access,
+    now: Timestamp,
+) -> Option<EndedGrant> {
+    let Access::Resource {
+        verb,
+        namespace,
+        group,
+        resource,
+        subresource,
+        name,
+    } = access
+    else {
+        return None;
+    };
+    let resource = if subresource.is_empty() {
+        resource.clone()
+    } else {
+        format!("{resource}/{subresource}")
+    };
+    let asked = Permission {
+        verbs: vec![Name::from(verb.as_str())],
+        api_groups: vec![Name::from(group.as_str())],
+        resources: vec![Name::from(resource.as_str())],
+        resource_names: if name.is_empty() {
+            Vec::new()
+        } else {
+            vec![Name::from(name.as_str())]
+        },
+        non_resource_urls: Vec::new(),
+    };
+    for g in index.grants().filter(|g| ids.contains(&g.subject)) {
+        let key = g.binding_key();
+        // A RoleBinding grants in its namespace only.
+        if key
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| namespace.is_empty() || **ns != **namespace)
+        {
+            continue;
+        }
+        let Some(binding) = index.binding(&key) else {
+            continue;
+        };
+        if !binding.subjects.contains(&g.subject) {
+            continue;
+        }
+        let grants_it = index
+            .role(&binding.role)
+            .is_some_and(|e| e.role.rules.iter().any(|r| crate::rbac::grants(r, &asked)));
+        if !grants_it {
+            continue;
+        }
+        let standing = grant_standing(index, g, now);
+        if standing.phase == GrantPhase::Active {
+            continue;
+        }
+        return Some(EndedGrant {
+            grant: g.key(),
+            kind: g.kind(),
+            subject: g.subject.clone(),
+            binding: key,
+            why: standing
+                .reason
+                .unwrap_or_else(|| standing.phase.as_str().to_string()),
+        });
+    }
+    None
 }
 
 /// Whether any policy opts in: without one, no request needs judging.

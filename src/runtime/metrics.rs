@@ -26,7 +26,7 @@ pub struct RequestLabels {
 pub struct AuthorizeLabels {
     /// `deny` or `no-opinion`.
     pub decision: String,
-    /// `violation`, or why there is no opinion: `exempt`, `no-duty`,
+    /// `violation`, `grant-ended`, or why there is no opinion: `exempt`, `no-duty`,
     /// `no-violation`, `not-ready`.
     pub why: String,
 }

@@ -107,7 +107,7 @@ fn res(verb: &str, ns: &str, resource: &str) -> Access {
 }
 
 fn denied(v: &UseTimeVerdict) -> bool {
-    matches!(v, UseTimeVerdict::Deny(_))
+    v.reason().is_some()
 }
 
 #[test]
@@ -420,4 +420,51 @@ proptest! {
         });
         prop_assert_eq!(got, want);
     }
+}
+
+#[test]
+fn an_ended_grant_is_refused_whatever_its_binding_says() {
+    let mut objs = base(json!({}));
+    objs.extend([
+        sa("pay", "web"),
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrantPolicy", "metadata": {"name": "oncall"},
+               "spec": {"roles": ["reader"], "namespaces": ["pay"], "maxDuration": "4h", "approverGroups": ["leads"]}}),
+        json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant", "metadata": {"name": "g", "namespace": "pay"},
+               "spec": {"subject": {"kind": "ServiceAccount", "namespace": "pay", "name": "web"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+                        "duration": "1h", "reason": "rotate the key", "requestedBy": "alice",
+                        "approvals": [{"user": "bob", "at": "2026-11-28T10:00:00Z"},
+                                      {"user": "carol", "at": "2026-11-28T10:00:00Z"}]}}),
+        // The grant controller has not deleted the binding yet.
+        rb("pay", "sodguard-grant-g", "reader", sa_subject("pay", "web")),
+    ]);
+    let ix = index(&objs);
+    let web = sa_user("pay", "web");
+    let get = res("get", "pay", "secrets");
+    let during: Timestamp = "2026-11-28T10:30:00Z".parse().unwrap();
+    assert_eq!(
+        decide(&ix, &web, &get, during),
+        UseTimeVerdict::NoOpinion(NoOpinion::NoViolation)
+    );
+    let v = decide(&ix, &web, &get, now());
+    let UseTimeVerdict::GrantEnded(g) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(g.reason().contains("AccessGrant pay/g"), "{}", g.reason());
+    assert!(
+        g.reason().contains("RoleBinding pay/sodguard-grant-g"),
+        "{}",
+        g.reason()
+    );
+    // Outside the binding's namespace, or beyond its role: no opinion.
+    assert!(!denied(&decide(
+        &ix,
+        &web,
+        &res("get", "other", "secrets"),
+        now()
+    )));
+    assert!(matches!(
+        decide(&ix, &web, &res("update", "pay", "secrets"), now()),
+        UseTimeVerdict::NoOpinion(_)
+    ));
 }

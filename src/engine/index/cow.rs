@@ -1,6 +1,6 @@
 //! Copy-on-write maps: what lets the index be cloned in microseconds.
 //!
-//! Whole-state work (the violations gauge, the review-time audit) runs on a
+//! Whole-state work (the review-time audit and its violations gauge) runs on a
 //! snapshot of the index, taken under the decision lock and read without it.
 //! A snapshot must therefore cost next to nothing to take, and a change made
 //! while one is alive must copy only a small part of the state. A [`CowMap`]

@@ -462,6 +462,52 @@ mod tests {
         index
     }
 
+    /// Issue 9: a long-running server's interned names follow the cluster:
+    /// what the watches add and then delete leaves nothing behind, in the
+    /// confirmed state nor in the assumed one (which holds the same names
+    /// and shares them with it), snapshots taken meanwhile or not.
+    #[test]
+    fn watch_churn_leaves_no_names_behind() {
+        for mode in [Mode::Static, Mode::Live] {
+            let state = AppState::new(mode, state(), Duration::from_secs(60), Metrics::new());
+            let sizes = || {
+                (
+                    state.with_index(Index::interned_names),
+                    state.with_assumed(Index::interned_names),
+                )
+            };
+            let start = sizes();
+            let mut snapshots = Vec::new();
+            for i in 0..200 {
+                let ns = format!("churn-{i}");
+                let objs = [
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                           "metadata": {"name": format!("sa-{i}"), "namespace": ns}}),
+                    binding(
+                        &ns,
+                        &format!("b-{i}"),
+                        &format!("role-{i}"),
+                        json!({"kind": "ServiceAccount", "name": format!("sa-{i}"), "namespace": ns}),
+                    ),
+                ]
+                .map(|o| convert(&o).unwrap().unwrap());
+                for o in &objs {
+                    state.watch_apply(o.clone());
+                }
+                if i % 50 == 0 {
+                    snapshots.push(state.snapshot());
+                }
+                for o in objs.iter().rev() {
+                    state.watch_remove(&o.key());
+                }
+            }
+            assert_eq!(sizes(), start, "{mode:?}");
+            drop(snapshots);
+            assert_eq!(sizes(), start, "{mode:?}");
+        }
+    }
+
     /// The snapshot keeps the state it was taken of while decisions and
     /// watch events change the server's, and changing it changes nothing
     /// there.

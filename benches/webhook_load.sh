@@ -10,6 +10,9 @@
 #                        it was VIOLATIONS_INTERVAL, the gauge the audit replaced)
 #   SODGUARD_BIN         a sodguard binary to run instead of building this tree
 #                        (to compare with an older build)
+#   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
+#                        0s for a build older than issue 11, whose gauge ran by
+#                        default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${1:-/tmp/synth-full}
@@ -24,7 +27,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NO_COLOR=1 "$bin" serve --self-signed --state "$state" \
-  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --audit-interval "$interval" \
+  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --audit-interval "$interval" ${SODGUARD_ARGS:-} \
   >"$work/ca.pem" 2>"$work/serve.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -59,7 +62,7 @@ done = function(summary, latency, requests)
     summary.errors.write + summary.errors.timeout))
 end''')
 PY
-echo "violations interval: $interval"
+echo "audit interval: $interval"
 uptime
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/validate"
 grep -E "VmRSS|VmHWM" /proc/$pid/status

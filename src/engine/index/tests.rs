@@ -252,6 +252,7 @@ proptest! {
         }
         let before = eval(&index);
         let counts = index.counts();
+        let names = interned(&index);
         let undo = match &change {
             Op::Apply(o) => index.apply(o.clone()),
             Op::Remove(k) => index.remove(k),
@@ -259,6 +260,7 @@ proptest! {
         index.undo(undo);
         prop_assert_eq!(eval(&index), before);
         prop_assert_eq!(index.counts(), counts);
+        prop_assert_eq!(interned(&index), names);
     }
 
     /// A clone is a snapshot: whatever is applied to or removed from the

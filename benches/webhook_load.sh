@@ -4,22 +4,26 @@
 #   benches/webhook_load.sh [STATE_DIR] [CONNECTIONS] [SECONDS]
 # Prints wrk's latency distribution (with p99.99 and max) and the server's
 # resident memory. Environment:
-#   VIOLATIONS_INTERVAL  the server's --violations-interval (default 0s: off);
-#                        e.g. 5s to measure decisions beside the gauge's
-#                        whole-state evaluation
+#   AUDIT_INTERVAL       the server's --audit-interval (default 0s: off); e.g.
+#                        5s to measure decisions beside the audit's whole-state
+#                        evaluation (with --state it gives the metrics alone;
+#                        it was VIOLATIONS_INTERVAL, the gauge the audit replaced)
 #   SODGUARD_BIN         a sodguard binary to run instead of building this tree
 #                        (to compare with an older build)
 #   MODE                 `validate` (default): AdmissionReviews to /validate;
 #                        `authorize`: SubjectAccessReviews to /authorize (R13),
 #                        with one more policy on the state, the Secrets duties
 #                        under `useTime: {action: Deny}`
+#   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
+#                        0s for a build older than issue 11, whose gauge ran by
+#                        default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${1:-/tmp/synth-full}
 conns=${2:-4}
 secs=${3:-30}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
-interval=${VIOLATIONS_INTERVAL:-0s}
+interval=${AUDIT_INTERVAL:-0s}
 bin=${SODGUARD_BIN:-./target/release/sodguard}
 [ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
 [ -d "$state" ] || cargo run --release --locked --quiet --example synth -- --out "$state"
@@ -47,7 +51,7 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NO_COLOR=1 "$bin" serve --self-signed --state "$state" \
-  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --violations-interval "$interval" \
+  --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --audit-interval "$interval" ${SODGUARD_ARGS:-} \
   >"$work/ca.pem" 2>"$work/serve.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -112,7 +116,7 @@ done = function(summary, latency, requests)
 end""")
 PY
 fi
-echo "mode: $mode, violations interval: $interval"
+echo "mode: $mode, audit interval: $interval"
 uptime
 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 grep -E "VmRSS|VmHWM" /proc/$pid/status

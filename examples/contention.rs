@@ -1,5 +1,6 @@
-//! Decisions beside the violations gauge, in process: what an admission waits
-//! for while the whole state is evaluated.
+//! Decisions beside whole-state work (the audit, once the violations
+//! gauge), in process: what an admission waits for while the whole state is
+//! evaluated.
 //!
 //! ```text
 //! cargo run --release --example contention -- [--mode snapshot|locked|none]
@@ -10,10 +11,10 @@
 //! Loads the state as `sodguard serve --state DIR` does (default
 //! `/tmp/synth-full`, written by `cargo run --release --example synth -- --out
 //! /tmp/synth-full`) into one `AppState`. One thread evaluates every
-//! violation every `--interval-ms` as the server's gauge does: `locked` holds
+//! violation every `--interval-ms` as the server's audit does: `locked` holds
 //! the decision lock for the whole evaluation (the server before issue 9),
-//! `snapshot` is the server's gauge (`AppState::violation_counts`: an
-//! evaluation of `AppState::snapshot` without the lock), `none` runs no gauge
+//! `snapshot` is how the server's audit evaluates (`engine::evaluate` of
+//! `AppState::snapshot`, without the lock), `none` runs no gauge
 //! (what the machine itself adds to the tail). Another thread decides
 //! RoleBinding creates (the requests of `benches/webhook_load.sh`) at a steady
 //! `--rate` per second through `AppState::decide`, lock wait included, and
@@ -170,10 +171,9 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let violations: usize = match snapshot {
-                    Some(true) => state
-                        .violation_counts(jiff::Timestamp::now())
-                        .values()
-                        .sum(),
+                    Some(true) => engine::evaluate(&state.snapshot(), jiff::Timestamp::now())
+                        .violations
+                        .len(),
                     Some(false) => state.with_index(|i| {
                         engine::evaluate(i, jiff::Timestamp::now()).violations.len()
                     }),

@@ -547,3 +547,42 @@ async fn client_ca_admits_only_its_own_certificates_and_follows_rotation() {
     );
     assert!(!handshake_ok(&none, server.port, &body).await);
 }
+
+/// Issue 11: the violations gauge is the audit's. `serve --state` has no
+/// cluster to write to, but its audit still gives the metrics: the examples'
+/// one violation under `Deny`, with the audit's age, and no other gauge.
+#[test]
+fn a_static_state_exports_the_audits_violations_gauge() {
+    let examples = examples_dir();
+    let server = spawn(&["--self-signed", "--state", examples.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let m = {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.probe)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut m = String::new();
+            std::io::Read::read_to_string(&mut s, &mut m).unwrap();
+            m
+        };
+        if m.contains("sodguard_audit_violations{") || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        metrics.contains(
+            r#"sodguard_audit_violations{policy="secret-admin-vs-secret-use",action="Deny"} 1"#
+        ),
+        "{metrics}"
+    );
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sodguard_audit_last_success_age_seconds "))
+        .expect("the audit's age")
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{metrics}");
+    assert!(!metrics.contains("sodguard_violations"), "{metrics}");
+    drop(server);
+}

@@ -148,7 +148,9 @@ impl Controller {
                 // A replica that gains the lead audits at once, and raises
                 // the events its predecessor may have raised (the recorder
                 // and the API server's event series absorb repeats).
-                last_run = None;
+                if last_run.take().is_some() {
+                    self.state.metrics.audit_stopped();
+                }
                 self.raised.clear();
                 continue;
             }
@@ -200,21 +202,12 @@ impl Controller {
         let state = self.state.clone();
         let format = self.settings.format;
         let (found, reports) = tokio::task::spawn_blocking(move || {
-            let index = state.snapshot();
-            let now = Timestamp::now();
-            let ev = engine::evaluate(&index, now);
-            let found = audit::audit(&index, &ev, now);
+            let found = evaluate(&state);
             let reports = audit::reports(&found, format);
             (found, reports)
         })
         .await?;
-        let mut counts = Vec::new();
-        for (policy, p) in &found.policies {
-            for (action, n) in &p.by_action {
-                counts.push((policy.to_string(), action.to_string(), *n));
-            }
-        }
-        self.state.metrics.set_audit_violations(&counts);
+        export_counts(&self.state, &found);
         let mut w = Writes::default();
         self.write_policy_status(&found, &mut w).await?;
         self.write_exception_status(&found, &mut w).await?;
@@ -418,6 +411,65 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// The audit of a snapshot of `state` at its time: whole-state work, run
+/// off the async threads and without the decision lock.
+fn evaluate(state: &AppState) -> Audit {
+    let index = state.snapshot();
+    let now = state.now();
+    let ev = engine::evaluate(&index, now);
+    audit::audit(&index, &ev, now)
+}
+
+/// The violations gauge, from the audit alone (issue 11).
+fn export_counts(state: &AppState, found: &Audit) {
+    let mut counts = Vec::new();
+    for (policy, p) in &found.policies {
+        for (action, n) in &p.by_action {
+            counts.push((policy.to_string(), action.to_string(), *n));
+        }
+    }
+    state.metrics.set_audit_violations(&counts);
+}
+
+/// The audit of a fixed state (`serve --state`): nothing to write to, so
+/// only its metrics, at start, when a finding changes with time and every
+/// `interval` (which keeps the audit's age meaningful for alerts).
+pub fn spawn_static(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let start = Instant::now();
+            let s = state.clone();
+            let next = match tokio::task::spawn_blocking(move || {
+                let found = evaluate(&s);
+                export_counts(&s, &found);
+                found.next_change
+            })
+            .await
+            {
+                Ok(next) => {
+                    state.metrics.audit_succeeded();
+                    next
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit failed");
+                    None
+                }
+            };
+            state
+                .metrics
+                .audit_duration
+                .observe(start.elapsed().as_secs_f64());
+            tracing::info!(seconds = start.elapsed().as_secs_f64(), "audit done");
+            // A fixed clock (`--now`) never reaches a finding's change.
+            let until_change = next
+                .filter(|_| !state.has_fixed_clock())
+                .map(|t| Duration::try_from(t.duration_since(state.now())).unwrap_or_default());
+            let wait = until_change.map_or(interval, |d| d.min(interval));
+            tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
+        }
+    })
 }
 
 fn apply_params() -> PatchParams {

@@ -13,6 +13,16 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Every name of the rule, as [`names_mut`](Self::names_mut) gives them.
+    pub fn names(&self) -> impl Iterator<Item = &Name> {
+        self.verbs
+            .iter()
+            .chain(&self.api_groups)
+            .chain(&self.resources)
+            .chain(&self.resource_names)
+            .chain(&self.non_resource_urls)
+    }
+
     pub fn names_mut(&mut self) -> impl Iterator<Item = &mut Name> {
         self.verbs
             .iter_mut()

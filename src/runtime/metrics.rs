@@ -57,11 +57,6 @@ pub struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PolicyLabel {
-    pub policy: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyActionLabel {
     pub policy: String,
     pub action: String,
@@ -78,7 +73,6 @@ pub struct Metrics {
     registry: Arc<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
-    pub violations: Family<PolicyLabel, Gauge>,
     pub index_objects: Family<KindLabel, Gauge>,
     pub watch_restarts: Family<ResourceLabel, Counter>,
     pub watch_last_event_age: Family<
@@ -95,7 +89,8 @@ pub struct Metrics {
     pub forward_failures: Family<ReasonLabel, Counter>,
     /// 1 while this replica is the leader (with leader election).
     pub leader: Gauge,
-    /// Violations by policy and action, as the last audit found them.
+    /// Violations by policy and action, as this replica's last audit found
+    /// them: only the replica that audits (the leader) has any.
     pub audit_violations: Family<PolicyActionLabel, Gauge>,
     /// Time of one audit: snapshot, evaluation and the writes.
     pub audit_duration: Histogram,
@@ -151,12 +146,6 @@ impl Metrics {
             "authorize_duration_seconds",
             "Time to answer one SubjectAccessReview",
             authorize_latency.clone(),
-        );
-        let violations = Family::<PolicyLabel, Gauge>::default();
-        registry.register(
-            "violations",
-            "Violations of the current state, by policy",
-            violations.clone(),
         );
         let index_objects = Family::<KindLabel, Gauge>::default();
         registry.register(
@@ -239,7 +228,7 @@ impl Metrics {
         let audit_age = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "audit_last_success_age_seconds",
-            "Seconds since the last successful audit (-1: none yet)",
+            "Seconds since this replica's last successful audit (-1: none since it started or took the lead; always -1 on a follower)",
             audit_age.clone(),
         );
         Metrics {
@@ -258,7 +247,6 @@ impl Metrics {
             authorize_latency,
             requests,
             latency,
-            violations,
             index_objects,
             watch_restarts,
             watch_last_event_age,
@@ -327,15 +315,6 @@ impl Metrics {
         }
     }
 
-    pub fn set_violations(&self, by_policy: &[(String, usize)]) {
-        self.violations.clear();
-        for (p, n) in by_policy {
-            self.violations
-                .get_or_create(&PolicyLabel { policy: p.clone() })
-                .set(*n as i64);
-        }
-    }
-
     /// The audit's violation counts: `(policy, action, count)`.
     pub fn set_audit_violations(&self, counts: &[(String, String, i64)]) {
         self.audit_violations.clear();
@@ -352,6 +331,16 @@ impl Metrics {
     pub fn audit_succeeded(&self) {
         if let Ok(mut t) = self.last_audit.lock() {
             *t = Some(Instant::now());
+        }
+    }
+
+    /// This replica no longer audits (it lost the lead): it exports no
+    /// violation counts, and no audit age, rather than the last ones it
+    /// found, which would go stale unseen beside the new leader's.
+    pub fn audit_stopped(&self) {
+        self.audit_violations.clear();
+        if let Ok(mut t) = self.last_audit.lock() {
+            *t = None;
         }
     }
 
@@ -380,5 +369,50 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(m: &Metrics, prefix: &str) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Issue 11: one violations gauge, the audit's; a replica that stops
+    /// auditing (a leader that lost the lead) says so instead of showing its
+    /// last counts for ever.
+    #[test]
+    fn the_audit_is_the_only_violations_gauge_and_a_follower_exports_none() {
+        let m = Metrics::new();
+        assert!(
+            lines(&m, "sodguard_violations").is_empty(),
+            "{}",
+            m.render()
+        );
+        assert_eq!(
+            lines(&m, "sodguard_audit_last_success_age_seconds "),
+            ["sodguard_audit_last_success_age_seconds -1.0"]
+        );
+        m.set_audit_violations(&[("p".into(), "Deny".into(), 3)]);
+        m.audit_succeeded();
+        assert_eq!(
+            lines(&m, "sodguard_audit_violations{"),
+            [r#"sodguard_audit_violations{policy="p",action="Deny"} 3"#]
+        );
+        let age = lines(&m, "sodguard_audit_last_success_age_seconds ");
+        let age: f64 = age[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((0.0..60.0).contains(&age), "{age}");
+        m.audit_stopped();
+        assert!(lines(&m, "sodguard_audit_violations{").is_empty());
+        assert_eq!(
+            lines(&m, "sodguard_audit_last_success_age_seconds "),
+            ["sodguard_audit_last_success_age_seconds -1.0"]
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! admitted changes the watch has not shown yet add to it (R7.8), and
 //! readiness.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use crate::engine::index::Index;
 use crate::engine::{self, Assumption, Request, Review};
-use crate::model::{Name, Object, ObjectKey};
+use crate::model::{Object, ObjectKey};
 use crate::runtime::metrics::Metrics;
 
 /// How the server learns about the cluster.
@@ -155,29 +155,6 @@ impl Engine {
 /// Copies of one object the overlay keeps beside it at most (see `assume`).
 const MAX_SHADOWS: usize = 16;
 
-/// Per policy, the violations of `index` that no exception excuses: what
-/// [`engine::evaluate`] finds, counted one namespace's ServiceAccounts (or
-/// one other subject) at a time, so that no more than those violations and
-/// their explanations are held at once, not all of them.
-pub fn violation_counts(index: &Index, now: Timestamp) -> BTreeMap<Name, usize> {
-    let mut by: BTreeMap<Name, usize> =
-        index.policies().map(|(_, p)| (p.name.clone(), 0)).collect();
-    let mut count = |ev: engine::Evaluation| {
-        for v in ev.violations {
-            *by.entry(v.policy).or_default() += 1;
-        }
-    };
-    let engine::SubjectList { namespaces, others } = engine::subject_list(index);
-    for ns in &namespaces {
-        let sas: Vec<_> = index.service_accounts_in(ns).collect();
-        count(engine::evaluate_subjects(index, &sas, now));
-    }
-    for o in &others {
-        count(engine::evaluate_subjects(index, [o], now));
-    }
-    by
-}
-
 /// The confirmed object already holds everything `assumed` does.
 fn same(confirmed: &Object, assumed: &Object) -> bool {
     match (confirmed, assumed) {
@@ -240,6 +217,11 @@ impl AppState {
 
     pub fn now(&self) -> Timestamp {
         self.clock.unwrap_or_else(Timestamp::now)
+    }
+
+    /// Judged at a fixed time (`serve --state --now`), not the real one.
+    pub fn has_fixed_clock(&self) -> bool {
+        self.clock.is_some()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -366,9 +348,9 @@ impl AppState {
     }
 
     /// What the watches have shown (the files in static mode), to read
-    /// without the decision lock: whole-state work (the violations gauge,
-    /// the review-time audit) runs on this, so no decision waits for it. The
-    /// clone takes microseconds under the lock (the index's maps are
+    /// without the decision lock: whole-state work (the review-time audit,
+    /// whose counts are the violations gauge) runs on this, so no decision
+    /// waits for it. The clone takes microseconds under the lock (the index's maps are
     /// copy-on-write); later changes copy the parts they write, leaving the
     /// snapshot as it was.
     pub fn snapshot(&self) -> Index {
@@ -396,12 +378,6 @@ impl AppState {
             access,
             now,
         )
-    }
-
-    /// Per policy, how many violations a [`snapshot`](Self::snapshot) holds
-    /// that no exception excuses: the violations gauge.
-    pub fn violation_counts(&self, now: Timestamp) -> BTreeMap<Name, usize> {
-        violation_counts(&self.snapshot(), now)
     }
 
     /// Runs `f` with the state later requests are judged on: in live mode the
@@ -511,31 +487,49 @@ mod tests {
         index
     }
 
+    /// Issue 9: a long-running server's interned names follow the cluster:
+    /// what the watches add and then delete leaves nothing behind, in the
+    /// confirmed state nor in the assumed one (which holds the same names
+    /// and shares them with it), snapshots taken meanwhile or not.
     #[test]
-    fn violation_counts_equal_evaluate() {
-        let index = state();
-        let whole = engine::evaluate(&index, now());
-        // Not a vacuous comparison: many subjects, both policies, users,
-        // groups, and an excused violation.
-        assert!(whole.violations.len() >= 20, "{}", whole.violations.len());
-        assert_eq!(whole.excused.len(), 1);
-        for kind in ["User", "Group", "ops:late"] {
-            assert!(
-                whole
-                    .violations
-                    .iter()
-                    .any(|v| v.subject.to_string().contains(kind)),
-                "{kind}"
-            );
-        }
-        let mut expected: BTreeMap<Name, usize> = BTreeMap::new();
-        for v in &whole.violations {
-            *expected.entry(v.policy.clone()).or_default() += 1;
-        }
-        assert_eq!(expected.len(), 2);
+    fn watch_churn_leaves_no_names_behind() {
         for mode in [Mode::Static, Mode::Live] {
-            let state = AppState::new(mode, index.clone(), Duration::ZERO, Metrics::new());
-            assert_eq!(state.violation_counts(now()), expected, "{mode:?}");
+            let state = AppState::new(mode, state(), Duration::from_secs(60), Metrics::new());
+            let sizes = || {
+                (
+                    state.with_index(Index::interned_names),
+                    state.with_assumed(Index::interned_names),
+                )
+            };
+            let start = sizes();
+            let mut snapshots = Vec::new();
+            for i in 0..200 {
+                let ns = format!("churn-{i}");
+                let objs = [
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                           "metadata": {"name": format!("sa-{i}"), "namespace": ns}}),
+                    binding(
+                        &ns,
+                        &format!("b-{i}"),
+                        &format!("role-{i}"),
+                        json!({"kind": "ServiceAccount", "name": format!("sa-{i}"), "namespace": ns}),
+                    ),
+                ]
+                .map(|o| convert(&o).unwrap().unwrap());
+                for o in &objs {
+                    state.watch_apply(o.clone());
+                }
+                if i % 50 == 0 {
+                    snapshots.push(state.snapshot());
+                }
+                for o in objs.iter().rev() {
+                    state.watch_remove(&o.key());
+                }
+            }
+            assert_eq!(sizes(), start, "{mode:?}");
+            drop(snapshots);
+            assert_eq!(sizes(), start, "{mode:?}");
         }
     }
 

@@ -64,11 +64,15 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "SODGUARD_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
     pub cert_reload_interval: Duration,
-    /// How often the violations gauge is recomputed (0s: never).
-    #[arg(long, env = "SODGUARD_VIOLATIONS_INTERVAL", default_value = "60s", value_parser = duration)]
-    pub violations_interval: Duration,
-    /// The review-time audit (live mode, leader only) runs at least this
-    /// often, and a few seconds after each change (0s: no audit).
+    /// No effect (warned about at start): the violations gauge comes from
+    /// the audit now. Still accepted so that a deployment that sets it keeps
+    /// starting, and so keeps its webhook answering.
+    #[arg(long, env = "SODGUARD_VIOLATIONS_INTERVAL", value_parser = duration, hide = true)]
+    pub violations_interval: Option<Duration>,
+    /// The review-time audit runs at least this often (0s: no audit). Live
+    /// mode: on the leader only, also a few seconds after each change, and
+    /// it writes status, reports and events. With --state: its metrics
+    /// only, also when a finding changes with time.
     #[arg(long, env = "SODGUARD_AUDIT_INTERVAL", default_value = "5m", value_parser = duration)]
     pub audit_interval: Duration,
     /// How long the state must stay unchanged before the audit runs after a

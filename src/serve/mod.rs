@@ -97,7 +97,16 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         );
         AppState::new(Mode::Static, index, args.overlay_ttl, metrics).with_clock(args.now)
     };
-    spawn_housekeeping(state.clone(), args.violations_interval);
+    spawn_housekeeping(state.clone());
+    if args.violations_interval.is_some() {
+        tracing::warn!(
+            "--violations-interval has no effect any more: the violations gauge is the audit's (sodguard_audit_violations, --audit-interval)"
+        );
+    }
+    if live_client.is_none() && !args.audit_interval.is_zero() {
+        // Nothing to write to: the audit of the files gives the metrics alone.
+        audit::spawn_static(state.clone(), args.audit_interval);
+    }
     let audit_client = live_client.clone();
     let mut targets = vec![tls::ReloadTarget {
         config: rustls_config.clone(),
@@ -340,45 +349,22 @@ async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
         .map_err(ServeError::from)
 }
 
-/// Overlay expiry, index metrics and the violations gauge.
-fn spawn_housekeeping(state: Arc<AppState>, violations_every: Duration) {
-    let s = state.clone();
+/// Overlay expiry and index metrics. Whole-state work is the audit's, on
+/// the replica that audits: every replica evaluating the whole state for a
+/// gauge would only repeat it.
+fn spawn_housekeeping(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
         loop {
             tick.tick().await;
-            let expired = s.expire_overlay();
+            let expired = state.expire_overlay();
             if expired > 0 {
                 tracing::info!(expired, "reverted admitted changes the watch never showed");
             }
             n += 1;
             if n.is_multiple_of(10) {
-                s.refresh_object_metrics();
-            }
-        }
-    });
-    if violations_every.is_zero() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(violations_every);
-        loop {
-            tick.tick().await;
-            if !state.is_ready() {
-                continue;
-            }
-            let s = state.clone();
-            let counts = tokio::task::spawn_blocking(move || {
-                // On a snapshot: admissions do not wait for the evaluation.
-                s.violation_counts(jiff::Timestamp::now())
-                    .into_iter()
-                    .map(|(policy, n)| (policy.to_string(), n))
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            if let Ok(c) = counts {
-                state.metrics.set_violations(&c);
+                state.refresh_object_metrics();
             }
         }
     });

@@ -143,7 +143,7 @@ class Sodguard:
             return r.read().decode()
 
     def metric(self, name):
-        """{label-string: value} of one metric family (e.g. 'sodguard_violations')."""
+        """{label-string: value} of one metric family (e.g. 'sodguard_audit_violations')."""
         out = {}
         for line in self.metrics_text().splitlines():
             if line.startswith("#"):

@@ -212,7 +212,7 @@ start_sodguard() { # [KUBECONFIG]
     --kubeconfig "$kcfg" \
     --tls-cert "$CL/pki/webhook.crt" --tls-key "$CL/pki/webhook.key" \
     --listen "127.0.0.1:$WEBHOOK_PORT" --probe-listen "127.0.0.1:$PROBE_PORT" \
-    --violations-interval 1s --shutdown-grace 2s ${SG_EXTRA_ARGS[@]+"${SG_EXTRA_ARGS[@]}"} \
+    --audit-debounce 500ms --shutdown-grace 2s ${SG_EXTRA_ARGS[@]+"${SG_EXTRA_ARGS[@]}"} \
     </dev/null >>"$LOGS/sodguard.log" 2>&1 &
   SG_PID=$!
 }
@@ -1039,7 +1039,7 @@ if want 13; then
       NO_COLOR=1 SODGUARD_LOG=info setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL/kubeconfig" \
         --tls-cert "$CL/pki/peer.crt" --tls-key "$CL/pki/peer.key" \
         --listen "127.0.0.1:${S13_W[n]}" --probe-listen "127.0.0.1:${S13_PR[n]}" \
-        --violations-interval 0s --shutdown-grace 2s "${extra[@]}" \
+        --shutdown-grace 2s "${extra[@]}" \
         </dev/null >>"$LOGS/sodguard-s13-$n.log" 2>&1 &
       S13_PID[n]=$!
       EXTRA_PIDS+=" ${S13_PID[n]}"
@@ -1272,7 +1272,7 @@ if want 16; then
       NO_COLOR=1 SODGUARD_LOG=info,sodguard::controllers::audit=debug setsid "$WORK/bin/sodguard" serve --kubeconfig "$CL/kubeconfig" \
         --tls-cert "$CL/pki/peer.crt" --tls-key "$CL/pki/peer.key" \
         --listen "127.0.0.1:$(free_port)" --probe-listen "127.0.0.1:${S16_PR[n]}" \
-        --violations-interval 0s --shutdown-grace 2s --audit-interval 30s --audit-debounce 1s \
+        --shutdown-grace 2s --audit-interval 30s --audit-debounce 1s \
         --leader-election --lease-namespace default --lease-name e2e-s16 --identity "s16-$n" \
         --peer-listen "127.0.0.1:${S16_P[n]}" --peer-address "127.0.0.1:${S16_P[n]}" \
         --peer-server-name localhost --peer-ca "$CL/pki/ca.crt" --lease-duration "${S16_LEASE}s" --lease-grace 4s \

@@ -1,6 +1,6 @@
 //! Copy-on-write maps: what lets the index be cloned in microseconds.
 //!
-//! Whole-state work (the violations gauge, the review-time audit) runs on a
+//! Whole-state work (the review-time audit and its violations gauge) runs on a
 //! snapshot of the index, taken under the decision lock and read without it.
 //! A snapshot must therefore cost next to nothing to take, and a change made
 //! while one is alive must copy only a small part of the state. A [`CowMap`]
@@ -162,6 +162,22 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
             .map(|(_, v)| v)
     }
 
+    /// The stored key and its value, writable: [`get_mut`](Self::get_mut)
+    /// that also gives the key.
+    pub fn get_key_value_mut<Q>(&mut self, key: &Q) -> Option<(&K, &mut V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        if !self.holds_or_owns(hash, key) {
+            return None;
+        }
+        self.shard_mut(hash)
+            .find_mut(hash, |(k, _)| k.borrow() == key)
+            .map(|(k, v)| (&*k, v))
+    }
+
     /// The value of `key`, inserting `make()` first if there is none.
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         let hash = self.hash(&key);
@@ -279,37 +295,51 @@ impl<T: Hash + Eq + Clone> CowSet<T> {
 /// name repeated across 100k bindings is kept once; shared with the index's
 /// clones like its maps. Lookups borrow `&str`: interning an existing name
 /// allocates nothing.
+///
+/// Each name counts the uses the index made of it ([`intern`](Self::intern)
+/// and [`canon`](Self::canon) add one, [`release`](Self::release) takes one
+/// away) and goes when none is left: what a watch deletes or replaces gives
+/// its names back. Counting, not `Arc::strong_count`: the confirmed and the
+/// assumed state, and every snapshot, hold the same `Arc`s, so a count of
+/// holders would keep a name as long as any of them did.
 #[derive(Debug, Clone, Default)]
-pub struct Names(CowSet<Name>);
+pub struct Names(CowMap<Name, u32>);
 
 impl Names {
+    /// The interned copy of `s`, counted as one more use.
     pub fn intern(&mut self, s: &str) -> Name {
-        if let Some(n) = self.0.get(s) {
+        if let Some((n, uses)) = self.0.get_key_value_mut(s) {
+            *uses += 1;
             return n.clone();
         }
         let n: Name = Arc::from(s);
-        self.0.replace(n.clone());
+        self.0.insert(n.clone(), 1);
         n
     }
 
-    /// Replaces `name` by the interned copy.
+    /// Replaces `name` by the interned copy, counted as one more use.
     pub fn canon(&mut self, name: &mut Name) {
-        match self.0.get(&**name) {
-            Some(n) if Arc::ptr_eq(n, name) => {}
-            Some(n) => *name = n.clone(),
+        match self.0.get_key_value_mut(&**name) {
+            Some((n, uses)) => {
+                *uses += 1;
+                if !Arc::ptr_eq(n, name) {
+                    *name = n.clone();
+                }
+            }
             None => {
-                self.0.replace(name.clone());
+                self.0.insert(name.clone(), 1);
             }
         }
     }
 
-    /// Forgets `name` if nothing but the interner and `name` itself hold it:
-    /// a name is kept only while something in the index uses it.
-    pub fn release(&mut self, name: Name) {
-        let unused = self.0.get(&*name).is_some_and(|n| Arc::ptr_eq(n, &name))
-            && Arc::strong_count(&name) == 2;
-        if unused {
-            self.0.take(&*name);
+    /// One use of `name` fewer; the last one forgets it.
+    pub fn release(&mut self, name: &str) {
+        let Some(uses) = self.0.get_mut(name) else {
+            return;
+        };
+        *uses = uses.saturating_sub(1);
+        if *uses == 0 {
+            self.0.remove(name);
         }
     }
 
@@ -319,6 +349,10 @@ impl Names {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Name> {
+        self.0.keys()
     }
 }
 

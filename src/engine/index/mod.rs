@@ -146,10 +146,14 @@ impl Index {
         &mut self,
         namespaces: impl IntoIterator<Item = S>,
     ) {
-        self.unwatched = namespaces
+        for ns in std::mem::take(&mut self.unwatched) {
+            self.names.release(&ns);
+        }
+        let wanted: BTreeSet<String> = namespaces
             .into_iter()
-            .map(|ns| self.names.intern(ns.as_ref()))
+            .map(|ns| ns.as_ref().to_string())
             .collect();
+        self.unwatched = wanted.iter().map(|ns| self.names.intern(ns)).collect();
     }
 
     /// Declares the user sodguard's grant controller acts as (R10.4).
@@ -199,6 +203,9 @@ impl Index {
                 .insert(p.name.clone(), p)
                 .map(Object::GrantPolicy),
         };
+        if let Some(p) = &previous {
+            self.release_names(p);
+        }
         Undo { key, previous }
     }
 
@@ -234,6 +241,9 @@ impl Index {
             ObjectKey::Grant(k) => self.grants.remove(k).map(Object::Grant),
             ObjectKey::GrantPolicy(n) => self.grant_policies.remove(n).map(Object::GrantPolicy),
         };
+        if let Some(p) = &previous {
+            self.release_names(p);
+        }
         Undo {
             key: key.clone(),
             previous,
@@ -241,62 +251,61 @@ impl Index {
     }
 
     /// Puts back what an [`apply`](Self::apply) or [`remove`](Self::remove)
-    /// replaced. Undos must be undone in reverse order.
+    /// replaced. Undos must be undone in reverse order. The names only the
+    /// undone object brought go with it (`apply` and `remove` release what
+    /// they replace): every decision applies the request's object and most
+    /// undo it, and a stream of requests with fresh names must not grow the
+    /// interner.
     pub fn undo(&mut self, undo: Undo) {
         let Undo { key, previous } = undo;
-        let redone = match previous {
+        let _ = match previous {
             Some(previous) => self.apply(previous),
             None => self.remove(&key),
         };
-        // Every decision applies the request's object and most undo it: the
-        // names only that object brought must not stay interned, or a stream
-        // of requests with fresh names grows the interner without end. The
-        // keys go first: they hold the object's names too.
-        let Undo {
-            key: redone_key,
-            previous: gone,
-        } = redone;
-        drop((key, redone_key));
-        if let Some(gone) = gone {
-            self.release_names(gone);
-        }
     }
 
-    fn release_names(&mut self, object: Object) {
-        let mut names: Vec<Name> = Vec::new();
+    /// Gives back the uses of names that `apply` counted for `object`: one
+    /// per name it canonicalised or interned, the same ones.
+    fn release_names(&mut self, object: &Object) {
+        let n = &mut self.names;
         match object {
-            Object::Namespace(n) => names.push(n),
-            Object::ServiceAccount { namespace, name } => names.extend([namespace, name]),
+            Object::Namespace(ns) => n.release(ns),
+            Object::ServiceAccount { namespace, name } => {
+                n.release(namespace);
+                n.release(name);
+            }
             Object::Binding(b) => {
-                names.extend(b.key.namespace);
-                names.push(b.key.name);
-                names.extend(b.role.namespace);
-                names.push(b.role.name);
-                for s in b.subjects {
+                if let Some(ns) = &b.key.namespace {
+                    n.release(ns);
+                }
+                n.release(&b.key.name);
+                release_role_key(n, &b.role);
+                for s in &b.subjects {
                     match s {
                         Identity::ServiceAccount { namespace, name } => {
-                            names.extend([namespace, name])
+                            n.release(namespace);
+                            n.release(name);
                         }
-                        Identity::User(n) | Identity::Group(n) => names.push(n),
+                        Identity::User(name) | Identity::Group(name) => n.release(name),
                     }
                 }
             }
-            Object::Role(mut r) => {
-                names.extend(r.key.namespace.take());
-                names.push(r.key.name.clone());
-                for rule in &mut r.rules {
-                    names.extend(rule.names_mut().map(|n| n.clone()));
+            Object::Role(r) => {
+                release_role_key(n, &r.key);
+                for name in r.rules.iter().flat_map(|r| r.names()) {
+                    n.release(name);
                 }
             }
-            Object::TokenSecret(t) => names.extend([t.namespace, t.name, t.service_account]),
-            // Their names are the objects' own, interned once each.
-            Object::Policy(_) | Object::Exception(_) => {}
+            Object::TokenSecret(t) => {
+                n.release(&t.namespace);
+                n.release(&t.name);
+                n.release(&t.service_account);
+            }
+            // Interned by name once per put.
+            Object::Policy(p) => n.release(&p.name),
+            Object::Exception(e) => n.release(&e.name),
             // Grants keep their own names, never interned.
             Object::Grant(_) | Object::GrantPolicy(_) => {}
-        }
-        // One at a time: a name the object holds twice goes with its last copy.
-        for n in names {
-            self.names.release(n);
         }
     }
 
@@ -667,6 +676,12 @@ impl Index {
         self.grant_policies.values()
     }
 
+    /// Distinct names interned: those of the objects held (and of the
+    /// unwatched namespaces), nothing more.
+    pub fn interned_names(&self) -> usize {
+        self.names.len()
+    }
+
     pub fn counts(&self) -> Counts {
         let (roles, cluster_roles) = count_split(self.roles.keys().map(|k| k.namespace.is_some()));
         let (rbs, crbs) = count_split(self.bindings.keys().map(|k| k.namespace.is_some()));
@@ -686,6 +701,13 @@ impl Index {
 
 fn count_split(it: impl Iterator<Item = bool>) -> (usize, usize) {
     it.fold((0, 0), |(a, b), x| if x { (a + 1, b) } else { (a, b + 1) })
+}
+
+fn release_role_key(n: &mut Names, k: &RoleKey) {
+    if let Some(ns) = &k.namespace {
+        n.release(ns);
+    }
+    n.release(&k.name);
 }
 
 fn canon_role_key(n: &mut Names, k: &mut RoleKey) {

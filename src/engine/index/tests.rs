@@ -201,6 +201,13 @@ fn apply_to_model(model: &mut BTreeMap<ObjectKey, Object>, op: &Op) {
     }
 }
 
+/// The names an index holds interned, sorted.
+fn interned(index: &Index) -> Vec<String> {
+    let mut v: Vec<String> = index.names.iter().map(|n| n.to_string()).collect();
+    v.sort();
+    v
+}
+
 fn now() -> Timestamp {
     "2026-11-28T12:00:00Z".parse().unwrap()
 }
@@ -224,6 +231,10 @@ proptest! {
             apply_to_model(&mut model, op);
             let rebuilt = Index::from_objects(model.values().cloned());
             prop_assert_eq!(eval(&index), eval(&rebuilt));
+            // Issue 9: what the watches replace or delete gives its names
+            // back; the interner holds what a fresh index of the same
+            // objects holds.
+            prop_assert_eq!(interned(&index), interned(&rebuilt));
         }
     }
 
@@ -241,6 +252,7 @@ proptest! {
         }
         let before = eval(&index);
         let counts = index.counts();
+        let names = interned(&index);
         let undo = match &change {
             Op::Apply(o) => index.apply(o.clone()),
             Op::Remove(k) => index.remove(k),
@@ -248,6 +260,7 @@ proptest! {
         index.undo(undo);
         prop_assert_eq!(eval(&index), before);
         prop_assert_eq!(index.counts(), counts);
+        prop_assert_eq!(interned(&index), names);
     }
 
     /// A clone is a snapshot: whatever is applied to or removed from the
@@ -279,12 +292,15 @@ proptest! {
         }
         prop_assert_eq!(eval(&snapshot), eval(&taken));
         prop_assert_eq!(snapshot.counts(), taken.counts());
+        prop_assert_eq!(interned(&snapshot), interned(&taken));
         for op in &on_clone {
             run(&mut snapshot, op);
         }
         let current = Index::from_objects(model.values().cloned());
         prop_assert_eq!(eval(&index), eval(&current));
         prop_assert_eq!(index.counts(), current.counts());
+        // Names a snapshot still holds are no reason to keep them here.
+        prop_assert_eq!(interned(&index), interned(&current));
     }
 }
 
@@ -361,4 +377,95 @@ fn an_undone_change_leaves_no_names_behind() {
     let mut again = n("alice");
     index.names.canon(&mut again);
     assert!(Arc::ptr_eq(&again, b.subjects[1].name()));
+}
+
+/// Issue 9: objects the watches delete, and objects replaced by ones with
+/// other names, give their names back, so that a long-running server's
+/// interner follows the cluster instead of growing with every name it ever
+/// saw.
+#[test]
+fn watch_deletes_and_replacements_release_names() {
+    let sa = |ns: &str, name: &str| Object::ServiceAccount {
+        namespace: n(ns),
+        name: n(name),
+    };
+    let binding = |ns: &str, name: &str, role: &str, subject: Identity| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n(ns)),
+                name: n(name),
+            },
+            role: RoleKey {
+                namespace: Some(n(ns)),
+                name: n(role),
+            },
+            subjects: vec![subject],
+        })
+    };
+    let role = |ns: &str, name: &str, verb: &str| {
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n(ns)),
+                name: n(name),
+            },
+            labels: BTreeMap::new(),
+            rules: vec![rule(&[verb], "secrets")],
+            aggregation: None,
+        })
+    };
+    let kept = binding("payments", "kept", "r", Identity::User(n("alice")));
+    let mut index = Index::from_objects([
+        Object::Namespace(n("payments")),
+        sa("payments", "api"),
+        role("payments", "r", "get"),
+        kept.clone(),
+        policy("p", "Namespace", "secrets"),
+    ]);
+    let start = interned(&index);
+    for i in 0..100 {
+        let ns = format!("ns-{i}");
+        let added = [
+            Object::Namespace(n(&ns)),
+            sa(&ns, &format!("sa-{i}")),
+            role(&ns, &format!("role-{i}"), &format!("verb-{i}")),
+            binding(
+                &ns,
+                &format!("b-{i}"),
+                &format!("role-{i}"),
+                Identity::service_account(&ns, &format!("sa-{i}")),
+            ),
+            binding(
+                "payments",
+                &format!("pb-{i}"),
+                "r",
+                Identity::Group(n(&format!("g-{i}"))),
+            ),
+        ];
+        for o in &added {
+            let _ = index.apply(o.clone());
+        }
+        // Replaced by an object with other names, then by the old one.
+        let _ = index.apply(binding(
+            "payments",
+            "kept",
+            &format!("r-{i}"),
+            Identity::User(n(&format!("u-{i}"))),
+        ));
+        let _ = index.apply(kept.clone());
+        for o in added.iter().rev() {
+            let _ = index.remove(&o.key());
+        }
+        // A policy replaced and deleted, as its watch shows it.
+        let _ = index.apply(policy(&format!("q-{i}"), "Cluster", "configmaps"));
+        let _ = index.remove(&ObjectKey::Policy(n(&format!("q-{i}"))));
+    }
+    assert_eq!(interned(&index), start);
+    assert!(
+        index
+            .binding(&BindingKey {
+                namespace: Some(n("payments")),
+                name: n("kept"),
+            })
+            .is_some()
+    );
 }

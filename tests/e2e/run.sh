@@ -268,7 +268,8 @@ CLIENT_CA="${WEBHOOK_CLIENT_CA:-}" CLIENT_CERT="${WEBHOOK_CLIENT_CERT:-}" CLIENT
 ok "setup: kube-apiserver up at $APISERVER_URL"
 
 kc apply -f "$ROOT/manifests/crds/" || abort "setup: CRDs" "$(kerr)"
-kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io ||
+kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io \
+  crd/accessgrantpolicies.sodguard.io crd/accessgrants.sodguard.io crd/clusteraccessgrants.sodguard.io ||
   abort "setup: CRDs established" "$(kerr)"
 ok "setup: CRDs installed and established"
 

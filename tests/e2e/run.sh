@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sodguard end to end, on a real kube-apiserver (built from source by build.sh),
-# driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8).
+# driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8);
+# issue 12: 17 (just-in-time grants through kubectl sod, TokenRequests).
 #
 #   tests/e2e/run.sh
 #
@@ -268,9 +269,14 @@ CLIENT_CA="${WEBHOOK_CLIENT_CA:-}" CLIENT_CERT="${WEBHOOK_CLIENT_CERT:-}" CLIENT
 ok "setup: kube-apiserver up at $APISERVER_URL"
 
 kc apply -f "$ROOT/manifests/crds/" || abort "setup: CRDs" "$(kerr)"
-kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io \
-  crd/accessgrantpolicies.sodguard.io crd/accessgrants.sodguard.io crd/clusteraccessgrants.sodguard.io ||
-  abort "setup: CRDs established" "$(kerr)"
+# kubectl wait fails outright ("status.conditions accessor error") on a CRD
+# whose status the API server has not written yet: try again then.
+for attempt in 1 2 3 4 5; do
+  kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io \
+    crd/accessgrantpolicies.sodguard.io crd/accessgrants.sodguard.io crd/clusteraccessgrants.sodguard.io && break
+  has "$ERR" "accessor error" && ((attempt < 5)) || abort "setup: CRDs established" "$(kerr)"
+  sleep 1
+done
 ok "setup: CRDs installed and established"
 
 # alice and bob: real (impersonated) users, so their requests reach the webhook.

@@ -1387,12 +1387,15 @@ struct FakeApi {
 type Seen = (String, Vec<(String, String)>, String);
 
 impl FakeApi {
-    fn start(grant: Value) -> FakeApi {
+    /// Serves `grant`; the first `conflicts` replaces of it fail with 409
+    /// Conflict, as when someone else wrote it between a read and a replace.
+    fn start(grant: Value, conflicts: usize) -> FakeApi {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
+        let mut conflicts = conflicts;
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
@@ -1432,11 +1435,21 @@ impl FakeApi {
                 } else {
                     grant.clone()
                 };
+                let (code, answer) = if request.starts_with("PUT") && conflicts > 0 {
+                    conflicts -= 1;
+                    (
+                        "409 Conflict",
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+                    )
+                } else {
+                    ("200 OK", answer)
+                };
                 log.lock().unwrap().push((request, headers, body));
                 let a = answer.to_string();
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{a}",
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{a}",
                     a.len()
                 );
             }
@@ -1464,7 +1477,7 @@ fn grant_approve_as_another_user_impersonates_them_and_records_their_approval() 
         "spec": {"subject": {"kind": "ServiceAccount", "namespace": "pay", "name": "web"},
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
                  "duration": "2h", "reason": "r", "requestedBy": "alice"}});
-    let api = FakeApi::start(grant);
+    let api = FakeApi::start(grant, 0);
     let dir = tempfile::tempdir().unwrap();
     let kc = api.kubeconfig(dir.path());
     let run = sodguard([
@@ -1512,7 +1525,7 @@ fn grant_approve_as_another_user_impersonates_them_and_records_their_approval() 
 fn grant_commands_without_as_impersonate_nobody_and_as_group_needs_as() {
     let grant = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
         "metadata": {"name": "g", "namespace": "pay"}, "spec": {}});
-    let api = FakeApi::start(grant);
+    let api = FakeApi::start(grant, 0);
     let dir = tempfile::tempdir().unwrap();
     let kc = api.kubeconfig(dir.path());
     let kc = kc.to_str().unwrap();
@@ -1538,4 +1551,40 @@ fn grant_commands_without_as_impersonate_nobody_and_as_group_needs_as() {
     ]);
     assert_eq!(run.code, Some(2), "{}", run.context());
     assert!(run.stderr.contains("--as"), "{}", run.context());
+}
+
+#[test]
+fn an_approval_that_meets_a_concurrent_write_is_read_and_made_again() {
+    // The grant controller writes a new grant's status while approvers
+    // approve it: their replace then conflicts, which must not lose the
+    // approval.
+    let grant = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": "g", "namespace": "pay", "resourceVersion": "7"},
+        "spec": {"requestedBy": "alice", "approvals": [{"user": "bob", "at": "2026-11-28T12:00:00Z"}]}});
+    let api = FakeApi::start(grant, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(dir.path());
+    let kc = kc.to_str().unwrap();
+    let run = sodguard([
+        "grant",
+        "approve",
+        "g",
+        "-n",
+        "pay",
+        "--kubeconfig",
+        kc,
+        "--as",
+        "carol",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    let seen = api.seen.lock().unwrap();
+    let puts: Vec<&Seen> = seen.iter().filter(|s| s.0.starts_with("PUT ")).collect();
+    let gets = seen.iter().filter(|s| s.0.starts_with("GET ")).count();
+    assert_eq!((puts.len(), gets), (3, 3), "{seen:?}");
+    let last: Value = serde_json::from_str(&puts[2].2).unwrap();
+    assert_eq!(
+        last["spec"]["approvals"],
+        json!([{"user": "bob", "at": "2026-11-28T12:00:00Z"}, {"user": "carol", "at": last["spec"]["approvals"][1]["at"]}]),
+        "{last}"
+    );
 }

@@ -231,22 +231,36 @@ fn exception_api(client: &Client) -> Api<DynamicObject> {
 
 /// Reads, changes and replaces one object: the replace carries the
 /// resourceVersion read, so a concurrent change makes it fail, not vanish.
+/// On such a conflict (most often the grant controller writing the status
+/// between our read and our replace) it reads again and makes the change
+/// again on what it read, checked anew (an approval already there is not
+/// added twice).
 async fn edit(
     api: &Api<DynamicObject>,
     name: &str,
-    change: impl FnOnce(&mut Value) -> Result<(), String>,
+    change: impl Fn(&mut Value) -> Result<(), String>,
 ) -> Result<(), CliError> {
-    let obj = api
-        .get(name)
-        .await
-        .map_err(|e| err(format!("{name}: {e}")))?;
-    let mut v = serde_json::to_value(&obj).map_err(err)?;
-    change(&mut v).map_err(|e| err(format!("{name}: {e}")))?;
-    let obj: DynamicObject = serde_json::from_value(v).map_err(err)?;
-    api.replace(name, &PostParams::default(), &obj)
-        .await
-        .map_err(|e| err(format!("{name}: {e}")))?;
-    Ok(())
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let obj = api
+            .get(name)
+            .await
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        let mut v = serde_json::to_value(&obj).map_err(err)?;
+        change(&mut v).map_err(|e| err(format!("{name}: {e}")))?;
+        let obj: DynamicObject = serde_json::from_value(v).map_err(err)?;
+        match api.replace(name, &PostParams::default(), &obj).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {}
+            Err(e) => return Err(err(format!("{name}: {e}"))),
+        }
+    }
+    unreachable_conflict(name)
+}
+
+/// The loop above returns on its last attempt; this keeps it panic-free.
+fn unreachable_conflict(name: &str) -> Result<(), CliError> {
+    Err(err(format!("{name}: changed by others on every attempt")))
 }
 
 fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Result<u8, CliError> {

@@ -1457,4 +1457,221 @@ fn authz_config_quotes_names_for_cel() {
     assert!(duty.contains(r"'x\'y'"), "{duty}");
     assert!(duty.contains(r"'r\\s'"), "{duty}");
     assert!(duty.contains(".startsWith('/logs/')"), "{duty}");
+
+// ------------------------------------------------- kubectl sod grant --as --
+
+/// A stand-in for the API server, over plain HTTP: it answers a
+/// SelfSubjectReview with whoever the `Impersonate-User` header names (as
+/// the real one does under impersonation), serves one AccessGrant and keeps
+/// every request's headers and the body of each PUT.
+struct FakeApi {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// One request the fake API server got: its request line, headers (names in
+/// lower case) and body.
+type Seen = (String, Vec<(String, String)>, String);
+
+impl FakeApi {
+    /// Serves `grant`; the first `conflicts` replaces of it fail with 409
+    /// Conflict, as when someone else wrote it between a read and a replace.
+    fn start(grant: Value, conflicts: usize) -> FakeApi {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut conflicts = conflicts;
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let request = line.trim().to_string();
+                let mut headers = Vec::new();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim().split_once(':') {
+                        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+                        if k == "content-length" {
+                            len = v.parse().unwrap_or(0);
+                        }
+                        headers.push((k, v));
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let body = String::from_utf8_lossy(&body).to_string();
+                let user = headers
+                    .iter()
+                    .find(|(k, _)| k == "impersonate-user")
+                    .map_or("admin".to_string(), |(_, v)| v.clone());
+                let answer = if request.contains("selfsubjectreviews") {
+                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                           "metadata": {}, "status": {"userInfo": {"username": user}}})
+                } else if request.starts_with("PUT") {
+                    serde_json::from_str(&body).unwrap_or(Value::Null)
+                } else {
+                    grant.clone()
+                };
+                let (code, answer) = if request.starts_with("PUT") && conflicts > 0 {
+                    conflicts -= 1;
+                    (
+                        "409 Conflict",
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+                    )
+                } else {
+                    ("200 OK", answer)
+                };
+                log.lock().unwrap().push((request, headers, body));
+                let a = answer.to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{a}",
+                    a.len()
+                );
+            }
+        });
+        FakeApi { port, seen }
+    }
+
+    fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        write(
+            dir,
+            "kubeconfig",
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{}'}}}}]\n\
+                 users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n",
+                self.port
+            ),
+        )
+    }
+}
+
+#[test]
+fn grant_approve_as_another_user_impersonates_them_and_records_their_approval() {
+    let grant = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": "g", "namespace": "pay", "resourceVersion": "7"},
+        "spec": {"subject": {"kind": "ServiceAccount", "namespace": "pay", "name": "web"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+                 "duration": "2h", "reason": "r", "requestedBy": "alice"}});
+    let api = FakeApi::start(grant, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(dir.path());
+    let run = sodguard([
+        OsStr::new("grant"),
+        "approve".as_ref(),
+        "g".as_ref(),
+        "-n".as_ref(),
+        "pay".as_ref(),
+        "--kubeconfig".as_ref(),
+        kc.as_os_str(),
+        "--as".as_ref(),
+        "bob".as_ref(),
+        "--as-group".as_ref(),
+        "leads".as_ref(),
+        "--as-group".as_ref(),
+        "oncall".as_ref(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    assert!(
+        run.stdout.contains("approved g as bob"),
+        "{}",
+        run.context()
+    );
+    let seen = api.seen.lock().unwrap();
+    // whoami, get, replace: every one of them as bob with both groups.
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (req, headers, _) in seen.iter() {
+        let values = |name: &str| -> Vec<&str> {
+            headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(values("impersonate-user"), ["bob"], "{req}");
+        assert_eq!(values("impersonate-group"), ["leads", "oncall"], "{req}");
+    }
+    let put: Value = serde_json::from_str(&seen[2].2).unwrap();
+    assert!(seen[2].0.starts_with("PUT "), "{:?}", seen[2].0);
+    assert_eq!(put["spec"]["approvals"][0]["user"], "bob", "{put}");
+    assert_eq!(put["metadata"]["resourceVersion"], "7", "{put}");
+}
+
+#[test]
+fn grant_commands_without_as_impersonate_nobody_and_as_group_needs_as() {
+    let grant = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": "g", "namespace": "pay"}, "spec": {}});
+    let api = FakeApi::start(grant, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(dir.path());
+    let kc = kc.to_str().unwrap();
+    let run = sodguard(["grant", "revoke", "g", "-n", "pay", "--kubeconfig", kc]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    let seen = api.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.starts_with("DELETE "), "{:?}", seen[0].0);
+    assert!(
+        !seen[0].1.iter().any(|(k, _)| k.starts_with("impersonate-")),
+        "{seen:?}"
+    );
+    drop(seen);
+    // The API server refuses groups without a user; so does the command line.
+    let run = sodguard([
+        "exception",
+        "approve",
+        "x",
+        "--kubeconfig",
+        kc,
+        "--as-group",
+        "leads",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.context());
+    assert!(run.stderr.contains("--as"), "{}", run.context());
+}
+
+#[test]
+fn an_approval_that_meets_a_concurrent_write_is_read_and_made_again() {
+    // The grant controller writes a new grant's status while approvers
+    // approve it: their replace then conflicts, which must not lose the
+    // approval.
+    let grant = json!({"apiVersion": "sodguard.io/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": "g", "namespace": "pay", "resourceVersion": "7"},
+        "spec": {"requestedBy": "alice", "approvals": [{"user": "bob", "at": "2026-11-28T12:00:00Z"}]}});
+    let api = FakeApi::start(grant, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(dir.path());
+    let kc = kc.to_str().unwrap();
+    let run = sodguard([
+        "grant",
+        "approve",
+        "g",
+        "-n",
+        "pay",
+        "--kubeconfig",
+        kc,
+        "--as",
+        "carol",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    let seen = api.seen.lock().unwrap();
+    let puts: Vec<&Seen> = seen.iter().filter(|s| s.0.starts_with("PUT ")).collect();
+    let gets = seen.iter().filter(|s| s.0.starts_with("GET ")).count();
+    assert_eq!((puts.len(), gets), (3, 3), "{seen:?}");
+    let last: Value = serde_json::from_str(&puts[2].2).unwrap();
+    assert_eq!(
+        last["spec"]["approvals"],
+        json!([{"user": "bob", "at": "2026-11-28T12:00:00Z"}, {"user": "carol", "at": last["spec"]["approvals"][1]["at"]}]),
+        "{last}"
+    );
 }

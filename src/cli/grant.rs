@@ -44,6 +44,22 @@ pub struct Target {
     pub namespace: Option<String>,
     #[command(flatten)]
     pub source: Source,
+    #[command(flatten)]
+    pub who: As,
+}
+
+/// kubectl's impersonation flags. kubectl hands a plugin its arguments
+/// untouched (and refuses flags before the plugin's name), so `kubectl sod
+/// grant approve g --as bob` must be understood here: the approval is then
+/// bob's, as the API server sees bob.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct As {
+    /// Act as this user (impersonation; your kubeconfig's user must be allowed to).
+    #[arg(long = "as", value_name = "USER")]
+    pub user: Option<String>,
+    /// Act with this group too (repeatable; needs --as).
+    #[arg(long = "as-group", value_name = "GROUP", requires = "user")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -83,8 +99,17 @@ fn err(e: impl std::fmt::Display) -> CliError {
     CliError::Request(e.to_string())
 }
 
-async fn connect(source: &Source) -> Result<Client, CliError> {
-    Ok(crate::cluster::client(source.kubeconfig.as_deref(), source.context.as_deref()).await?)
+async fn connect(t: &Target) -> Result<Client, CliError> {
+    let who = crate::cluster::Impersonation {
+        user: t.who.user.clone(),
+        groups: t.who.groups.clone(),
+    };
+    Ok(crate::cluster::client_as(
+        t.source.kubeconfig.as_deref(),
+        t.source.context.as_deref(),
+        &who,
+    )
+    .await?)
 }
 
 /// The current user, as the API server authenticates them.
@@ -206,22 +231,36 @@ fn exception_api(client: &Client) -> Api<DynamicObject> {
 
 /// Reads, changes and replaces one object: the replace carries the
 /// resourceVersion read, so a concurrent change makes it fail, not vanish.
+/// On such a conflict (most often the grant controller writing the status
+/// between our read and our replace) it reads again and makes the change
+/// again on what it read, checked anew (an approval already there is not
+/// added twice).
 async fn edit(
     api: &Api<DynamicObject>,
     name: &str,
-    change: impl FnOnce(&mut Value) -> Result<(), String>,
+    change: impl Fn(&mut Value) -> Result<(), String>,
 ) -> Result<(), CliError> {
-    let obj = api
-        .get(name)
-        .await
-        .map_err(|e| err(format!("{name}: {e}")))?;
-    let mut v = serde_json::to_value(&obj).map_err(err)?;
-    change(&mut v).map_err(|e| err(format!("{name}: {e}")))?;
-    let obj: DynamicObject = serde_json::from_value(v).map_err(err)?;
-    api.replace(name, &PostParams::default(), &obj)
-        .await
-        .map_err(|e| err(format!("{name}: {e}")))?;
-    Ok(())
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let obj = api
+            .get(name)
+            .await
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        let mut v = serde_json::to_value(&obj).map_err(err)?;
+        change(&mut v).map_err(|e| err(format!("{name}: {e}")))?;
+        let obj: DynamicObject = serde_json::from_value(v).map_err(err)?;
+        match api.replace(name, &PostParams::default(), &obj).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {}
+            Err(e) => return Err(err(format!("{name}: {e}"))),
+        }
+    }
+    unreachable_conflict(name)
+}
+
+/// The loop above returns on its last attempt; this keeps it panic-free.
+fn unreachable_conflict(name: &str) -> Result<(), CliError> {
+    Err(err(format!("{name}: changed by others on every attempt")))
 }
 
 fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Result<u8, CliError> {
@@ -236,7 +275,7 @@ pub fn run_grant(c: &GrantCommand) -> Result<u8, CliError> {
     block_on(async {
         match c {
             GrantCommand::Request(a) => {
-                let client = connect(&a.target.source).await?;
+                let client = connect(&a.target).await?;
                 let user = whoami(&client).await?;
                 let obj: DynamicObject =
                     serde_json::from_value(grant_object(a, &user).map_err(err)?).map_err(err)?;
@@ -247,7 +286,7 @@ pub fn run_grant(c: &GrantCommand) -> Result<u8, CliError> {
                 println!("requested {} as {user}", a.target.name);
             }
             GrantCommand::Approve(t) => {
-                let client = connect(&t.source).await?;
+                let client = connect(t).await?;
                 let user = whoami(&client).await?;
                 edit(&grant_api(&client, t), &t.name, |v| {
                     with_approval(v, &user, Timestamp::now())
@@ -256,7 +295,7 @@ pub fn run_grant(c: &GrantCommand) -> Result<u8, CliError> {
                 println!("approved {} as {user}", t.name);
             }
             GrantCommand::Review(r) => {
-                let client = connect(&r.target.source).await?;
+                let client = connect(&r.target).await?;
                 let user = whoami(&client).await?;
                 edit(&grant_api(&client, &r.target), &r.target.name, |v| {
                     with_review(v, &user, Timestamp::now(), &r.outcome, &r.notes)
@@ -265,7 +304,7 @@ pub fn run_grant(c: &GrantCommand) -> Result<u8, CliError> {
                 println!("reviewed {} as {user}", r.target.name);
             }
             GrantCommand::Revoke(t) => {
-                let client = connect(&t.source).await?;
+                let client = connect(t).await?;
                 grant_api(&client, t)
                     .delete(&t.name, &DeleteParams::default())
                     .await
@@ -281,7 +320,7 @@ pub fn run_exception(c: &ExceptionCommand) -> Result<u8, CliError> {
     block_on(async {
         match c {
             ExceptionCommand::Approve(t) => {
-                let client = connect(&t.source).await?;
+                let client = connect(t).await?;
                 let user = whoami(&client).await?;
                 edit(&exception_api(&client), &t.name, |v| {
                     with_approval(v, &user, Timestamp::now())
@@ -290,7 +329,7 @@ pub fn run_exception(c: &ExceptionCommand) -> Result<u8, CliError> {
                 println!("approved {} as {user}", t.name);
             }
             ExceptionCommand::Review(r) => {
-                let client = connect(&r.target.source).await?;
+                let client = connect(&r.target).await?;
                 let user = whoami(&client).await?;
                 edit(&exception_api(&client), &r.target.name, |v| {
                     with_review(v, &user, Timestamp::now(), &r.outcome, &r.notes)
@@ -345,6 +384,7 @@ mod tests {
                     kubeconfig: None,
                     context: None,
                 },
+                who: As::default(),
             },
             subject: "ServiceAccount:pay:web".into(),
             role: "Role/reader".into(),

@@ -49,7 +49,25 @@ pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<Client, ClusterError> {
-    let config = match (kubeconfig, context) {
+    client_as(kubeconfig, context, &Impersonation::default()).await
+}
+
+/// Whom the client acts as, as kubectl's `--as` and `--as-group` say: the
+/// API server then authenticates every request as that user and groups
+/// (if the kubeconfig's user may impersonate them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impersonation {
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// [`client`], impersonating `who` (nobody when it is empty).
+pub async fn client_as(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    who: &Impersonation,
+) -> Result<Client, ClusterError> {
+    let mut config = match (kubeconfig, context) {
         (None, None) => kube::Config::infer().await?,
         (path, context) => {
             let options = kube::config::KubeConfigOptions {
@@ -65,6 +83,11 @@ pub async fn client(
             }
         }
     };
+    // The kubeconfig's own `as` is kept unless the command line names one.
+    if let Some(user) = &who.user {
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups = Some(who.groups.clone());
+    }
     Client::try_from(config).map_err(ClusterError::Client)
 }
 

@@ -110,6 +110,9 @@ KINDS = {
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "SoDPolicy": ("/apis/sodguard.io/v1alpha1", "sodpolicies", False),
     "SoDException": ("/apis/sodguard.io/v1alpha1", "sodexceptions", False),
+    "AccessGrantPolicy": ("/apis/sodguard.io/v1alpha1", "accessgrantpolicies", False),
+    "AccessGrant": ("/apis/sodguard.io/v1alpha1", "accessgrants", True),
+    "ClusterAccessGrant": ("/apis/sodguard.io/v1alpha1", "clusteraccessgrants", False),
 }
 
 

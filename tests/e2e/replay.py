@@ -52,8 +52,11 @@ from e2elib import (KINDS, WEBHOOK_DENIAL, Api, Sodguard, check_line, collection
                     fmt_violations, kubectl, object_path, parse_violations, resource_of,
                     violation_tuple)
 
-ORDER = ["Namespace", "SoDPolicy", "ClusterRole", "Role", "ServiceAccount", "Secret",
-         "RoleBinding", "ClusterRoleBinding", "SoDException"]
+ORDER = ["Namespace", "SoDPolicy", "AccessGrantPolicy", "ClusterRole", "Role", "ServiceAccount",
+         "Secret", "RoleBinding", "ClusterRoleBinding", "SoDException", "AccessGrant",
+         "ClusterAccessGrant"]
+# Kinds whose approvals and reviews carry timestamps the webhook compares with its clock.
+TIMED = ("SoDException", "AccessGrant", "ClusterAccessGrant")
 
 
 def parse_time(s):
@@ -64,17 +67,47 @@ def fmt_time(t):
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rebase_exception(obj, delta):
-    """Moves the timestamps of an SoDException by `delta`."""
-    if not isinstance(obj, dict) or obj.get("kind") != "SoDException":
+def rebase_times(obj, delta):
+    """Moves the timestamps of an SoDException or a grant by `delta`."""
+    if not isinstance(obj, dict) or obj.get("kind") not in TIMED:
         return
     spec = obj.get("spec") or {}
     for k in ("expiresAt", "notBefore"):
         if spec.get(k):
             spec[k] = fmt_time(parse_time(spec[k]) + delta)
-    for a in spec.get("approvals") or []:
+    for a in (spec.get("approvals") or []) + [spec.get("review") or {}]:
         if a.get("at"):
             a["at"] = fmt_time(parse_time(a["at"]) + delta)
+
+
+def same_object(a, b):
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return (a.get("kind"), ma.get("namespace"), ma.get("name")) == \
+        (b.get("kind"), mb.get("namespace"), mb.get("name"))
+
+
+def is_token_request(request):
+    """A TokenRequest: a CREATE on the subresource serviceaccounts/token."""
+    obj = request.get("object") or {}
+    return request.get("subResource") == "token" or obj.get("kind") == "TokenRequest"
+
+
+def token_request_args(request):
+    """`kubectl create token` for the case's TokenRequest, field by field."""
+    obj = request.get("object") or {}
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    ns = request.get("namespace") or meta.get("namespace") or "default"
+    args = ["create", "token", request.get("name") or meta.get("name"), "-n", ns]
+    if spec.get("expirationSeconds") is not None:
+        args += ["--duration", f"{int(spec['expirationSeconds'])}s"]
+    for a in spec.get("audiences") or []:
+        args += ["--audience", a]
+    ref = spec.get("boundObjectRef")
+    if ref:
+        args += ["--bound-object-kind", ref["kind"], "--bound-object-name", ref["name"]]
+        if ref.get("uid"):
+            args += ["--bound-object-uid", ref["uid"]]
+    return args
 
 
 def shown_actions(policy):
@@ -124,16 +157,61 @@ class Replay:
                                f"failed: HTTP {st}: {msg(body)}")
 
     def wipe_crs(self):
-        """No SoDPolicy or SoDException may be left from earlier scenarios."""
+        """No sodguard object may be left from earlier scenarios."""
         writes = {}
-        for kind in ("SoDException", "SoDPolicy"):
+        for kind in ("AccessGrant", "ClusterAccessGrant", "SoDException", "AccessGrantPolicy",
+                     "SoDPolicy"):
             prefix, plural, _ = KINDS[kind]
             st, body = self.api.request("GET", f"{prefix}/{plural}")
             if st != 200:
                 raise RuntimeError(f"listing {plural}: HTTP {st}")
             for item in body.get("items") or []:
-                self.delete({"kind": kind, "metadata": {"name": item["metadata"]["name"]}}, writes)
+                meta = {k: item["metadata"][k] for k in ("name", "namespace") if k in item["metadata"]}
+                self.delete({"kind": kind, "metadata": meta}, writes)
         self.sg.wait_events(writes)
+
+    def token_request_setup(self, request, pods):
+        """What a TokenRequest needs to get past the API server's own checks,
+        so that it is sodguard that decides: the requesting user may create
+        tokens of that one ServiceAccount (RBAC objects, returned to be written
+        as state), and a Pod the token is bound to exists (written here, its
+        real uid put into the request; `pods` collects it for the cleanup)."""
+        ns, sa = request.get("namespace"), request.get("name")
+        obj = request.get("object") or {}
+        ns = ns or (obj.get("metadata") or {}).get("namespace") or "default"
+        sa = sa or (obj.get("metadata") or {}).get("name")
+        ref = (obj.get("spec") or {}).get("boundObjectRef")
+        if ref and ref.get("kind") == "Pod":
+            path = f"/api/v1/namespaces/{ns}/pods"
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": ref["name"], "namespace": ns},
+                   "spec": {"serviceAccountName": sa, "automountServiceAccountToken": False,
+                            "containers": [{"name": "c", "image": "none"}]}}
+            self.api.request("DELETE", f"{path}/{ref['name']}", query="gracePeriodSeconds=0")
+            for _ in range(100):  # an unscheduled Pod goes at once; wait for it
+                if self.api.request("GET", f"{path}/{ref['name']}")[0] == 404:
+                    break
+                time.sleep(0.05)
+            st, body = self.api.request("POST", path, pod)
+            if st not in (200, 201):
+                raise RuntimeError(f"creating the bound Pod {ref['name']}: HTTP {st}: {msg(body)}")
+            pods.append(f"{path}/{ref['name']}")
+            ref["uid"] = body["metadata"]["uid"]
+        user = (request.get("userInfo") or {}).get("username") or "alice"
+        if user in ("alice", "bob"):  # cluster-admin already
+            return []
+        name = "e2e-replay-token-requester"
+        label = {"e2e.sodguard.io/suite": "true"}
+        return [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": name, "namespace": ns, "labels": label},
+             "rules": [{"apiGroups": [""], "resources": ["serviceaccounts/token"],
+                        "resourceNames": [sa], "verbs": ["create"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": name, "namespace": ns, "labels": label},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]},
+        ]
 
     # -------------------------------------------------------------- cases --
 
@@ -146,10 +224,23 @@ class Replay:
         if doc.get("now"):
             delta = dt.datetime.now(dt.timezone.utc) - parse_time(doc["now"])
             for o in objects:
-                rebase_exception(o, delta)
+                rebase_times(o, delta)
             if request:
-                rebase_exception(request.get("object"), delta)
-                rebase_exception(request.get("oldObject"), delta)
+                rebase_times(request.get("object"), delta)
+                rebase_times(request.get("oldObject"), delta)
+        # A request whose object is not of its kind (R7.9) cannot come from an
+        # API server, which sets request.kind itself: it is a forged review,
+        # posted straight to the live webhook instead.
+        forged = bool(request and request.get("kind") and
+                      (request["kind"].get("kind") !=
+                       (request.get("object") or request.get("oldObject") or {}).get("kind")))
+        token = bool(request and not forged and is_token_request(request))
+        old = (request or {}).get("oldObject")
+        # An UPDATE of an object the case does not list (an approval of a
+        # grant): its old object is part of the state the request finds.
+        if request and not forged and request.get("operation") == "UPDATE" and old \
+                and old.get("kind") in KINDS and not any(same_object(o, old) for o in objects):
+            objects.append(copy.deepcopy(old))
         for o in objects:
             if o.get("kind") not in KINDS:
                 return check_line(False, label, f"object kind {o.get('kind')!r} not supported")
@@ -159,15 +250,10 @@ class Replay:
         expected = {violation_tuple(v) for v in expect.get("violations") or []
                     if v["policy"] in shown}
         req_obj = None
-        # A request whose object is not of its kind (R7.9) cannot come from an
-        # API server, which sets request.kind itself: it is a forged review,
-        # posted straight to the live webhook instead.
-        forged = bool(request and request.get("kind") and
-                      (request["kind"].get("kind") !=
-                       (request.get("object") or request.get("oldObject") or {}).get("kind")))
-        if request and not forged:
+        if request and not forged and not token:  # a TokenRequest is not stored
             req_obj = request.get("object") or request.get("oldObject")
         created = []
+        pods = []
         try:
             # Leftovers of an interrupted earlier case would change its meaning.
             pre = {}
@@ -181,6 +267,10 @@ class Replay:
             for o in state:
                 self.write(o, writes)
                 created.append(o)
+            if token:
+                for o in self.token_request_setup(request, pods):
+                    self.write(o, writes)
+                    created.append(o)
             self.sg.wait_events(writes)
 
             if forged:
@@ -201,6 +291,8 @@ class Replay:
                 for o in reversed(created):
                     if o["kind"] != "Namespace":
                         self.delete(o, writes)
+                for path in pods:  # not watched by sodguard: nothing to wait for
+                    self.api.request("DELETE", path)
                 self.sg.wait_events(writes)
             except Exception as e:
                 check_line(False, f"{label} cleanup", f"{type(e).__name__}: {e}")
@@ -213,15 +305,21 @@ class Replay:
         obj = request.get("object") if op != "DELETE" else request.get("oldObject")
         if obj is None:
             return False, f"{op} request without an object"
-        f = os.path.join(self.tmp, f"{uuid.uuid4().hex}.yaml")
-        with open(f, "w") as fh:
-            yaml.safe_dump(obj, fh)
-        verb = {"CREATE": "create", "UPDATE": "replace", "DELETE": "delete"}.get(op)
-        if verb is None:
-            return False, f"operation {op!r} not supported"
-        args = [verb, "-f", f, "--as", user] + [a for g in groups for a in ("--as-group", g)]
-        if request.get("dryRun"):
-            args.append("--dry-run=server")
+        impersonate = ["--as", user] + [a for g in groups for a in ("--as-group", g)]
+        if is_token_request(request):
+            if op != "CREATE" or request.get("dryRun"):
+                return False, f"a TokenRequest {op}{' (dry run)' if request.get('dryRun') else ''} is not supported"
+            args = token_request_args(request) + impersonate
+        else:
+            f = os.path.join(self.tmp, f"{uuid.uuid4().hex}.yaml")
+            with open(f, "w") as fh:
+                yaml.safe_dump(obj, fh)
+            verb = {"CREATE": "create", "UPDATE": "replace", "DELETE": "delete"}.get(op)
+            if verb is None:
+                return False, f"operation {op!r} not supported"
+            args = [verb, "-f", f] + impersonate
+            if request.get("dryRun"):
+                args.append("--dry-run=server")
         rc, out, err = kubectl(args, self.kubeconfig)
         allowed = rc == 0
         want = bool(expect.get("allowed"))
@@ -252,6 +350,8 @@ class Replay:
                            f"shows violations {fmt_violations(seen)}; expected "
                            f"{fmt_violations(expected)}")
         v = f", violations {fmt_violations(seen)}" if seen else ""
+        if not allowed and not seen:  # say why, so a denial for another reason shows
+            v = ": " + err.split(WEBHOOK_DENIAL, 1)[-1].lstrip(": ").splitlines()[0][:160]
         return True, f"{what}: {'allowed' if allowed else 'denied'} as expected{v}"
 
     def forged_case(self, request, expect):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sodguard end to end, on a real kube-apiserver (built from source by build.sh),
-# driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8).
+# driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8);
+# issue 12: 18 (just-in-time grants through kubectl sod, TokenRequests).
 #
 #   tests/e2e/run.sh
 #
@@ -38,7 +39,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../lib/shared-scenarios.sh
 source "$ROOT/tests/lib/shared-scenarios.sh"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 17 16} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 17 18 16} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -270,8 +271,14 @@ CLIENT_CA="${WEBHOOK_CLIENT_CA:-}" CLIENT_CERT="${WEBHOOK_CLIENT_CERT:-}" CLIENT
 ok "setup: kube-apiserver up at $APISERVER_URL"
 
 kc apply -f "$ROOT/manifests/crds/" || abort "setup: CRDs" "$(kerr)"
-kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io ||
-  abort "setup: CRDs established" "$(kerr)"
+# kubectl wait fails outright ("status.conditions accessor error") on a CRD
+# whose status the API server has not written yet: try again then.
+for attempt in 1 2 3 4 5; do
+  kc wait --for condition=established --timeout=60s crd/sodpolicies.sodguard.io crd/sodexceptions.sodguard.io \
+    crd/accessgrantpolicies.sodguard.io crd/accessgrants.sodguard.io crd/clusteraccessgrants.sodguard.io && break
+  has "$ERR" "accessor error" && ((attempt < 5)) || abort "setup: CRDs established" "$(kerr)"
+  sleep 1
+done
 ok "setup: CRDs installed and established"
 
 # alice and bob: real (impersonated) users, so their requests reach the webhook.
@@ -1247,6 +1254,273 @@ EOF
     fi
   fi
   "$HERE/cluster.sh" down "$CL2" >>"$LOGS/cluster-authz.log" 2>&1
+fi
+
+# ---- 18. just-in-time grants and short-lived tokens (issue 12, R10, R8.4) ---------
+# sodguard runs as the chart runs it with grants.enabled: as its own
+# ServiceAccount (not system:masters, so its own binding writes pass the
+# webhook too) with the chart's RBAC, `--grants` and `--grant-controller-user`.
+# Users act through the kubectl plugin with kubectl's --as/--as-group.
+if want 18; then
+  progress "scenario 18: just-in-time grants through kubectl sod, TokenRequests"
+  NS17=e2e-s17 SGNS17=e2e-sodguard SGUSER17=system:serviceaccount:e2e-sodguard:sodguard
+  LEADS=(--as-group e2e-leads)
+  cp "$WORK/bin/sodguard" "$WORK/bin/kubectl-sod"
+  # sod ARGS...: `kubectl sod ARGS` (kubectl runs kubectl-sod from PATH); sets RC/OUT/ERR.
+  sod() {
+    PATH="$WORK/bin:$PATH" timeout 90 kubectl sod "$@" >"$WORK/kc.out" 2>"$WORK/kc.err"
+    RC=$?
+    OUT="$(cat "$WORK/kc.out")"
+    ERR="$(grep -v 'exceeds the supported minor version skew' "$WORK/kc.err")"
+    return $RC
+  }
+  poll() { # SECONDS CMD...: until CMD succeeds
+    local t0=$SECONDS limit="$1"; shift
+    until "$@"; do ((SECONDS - t0 >= limit)) && return 1; sleep 0.5; done
+  }
+  binding_of() { kc get rolebinding "sodguard-grant-$1" -n "$NS17" -o name; }
+  no_binding_of() { kc get rolebinding "sodguard-grant-$1" -n "$NS17" --ignore-not-found -o name && [[ -z "$OUT" ]]; }
+  phase_is() { kc get accessgrant "$1" -n "$NS17" -o jsonpath='{.status.phase}' && [[ "$OUT" == "$2" ]]; }
+  web_reads_secrets() { kc auth can-i get secrets -n "$NS17" --as "system:serviceaccount:$NS17:web"; [[ "$OUT" == yes ]]; }
+  request() { # NAME SA DURATION [MORE]...: as alice
+    local name="$1" sa="$2" d="$3"; shift 3
+    sod grant request "$name" -n "$NS17" --subject "ServiceAccount:$NS17:$sa" --role Role/secret-reader \
+      --duration "$d" --reason "e2e scenario 18" --ticket CHG-18 --as alice "$@"
+  }
+  approve() { sod grant approve "$1" -n "$NS17" --as "$2" "${LEADS[@]}"; } # NAME USER
+  denied() { ((RC != 0)) && has "$ERR$OUT" "$WEBHOOK_DENIAL"; }
+  check() { # NAME CONDITION...: ok/fail on the exit of CONDITION
+    local name="$1"; shift
+    if "$@"; then ok "$name"; else fail "$name" "$(kerr)"; fi
+  }
+  start_s17_sodguard() { # as the ServiceAccount, with the grant controller
+    SG_EXTRA_ARGS=(--grants --grant-controller-user "$SGUSER17" --audit-interval 0s)
+    start_sodguard "$WORK/sodguard-sa.kubeconfig"
+    SG_EXTRA_ARGS=()
+    wait_probe /readyz 60 && wait_webhook active 30
+  }
+
+  s17_setup() {
+    apply_as admin "$(y_ns "$NS17"; echo ---; y_ns "$SGNS17"; echo ---; y_sa "$SGNS17" sodguard)" || return 1
+    # The chart's ClusterRoles (templates/rbac.yaml with watchSecrets, rbac-grants.yaml).
+    apply_as admin "$(cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-sodguard, labels: {$LABEL: "true"}}
+rules:
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles, clusterroles, rolebindings, clusterrolebindings], verbs: [get, list, watch]}
+- {apiGroups: [''], resources: [serviceaccounts, namespaces, secrets], verbs: [get, list, watch]}
+- {apiGroups: [sodguard.io], resources: [sodpolicies, sodexceptions, accessgrantpolicies, accessgrants, clusteraccessgrants], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-sodguard-grants, labels: {$LABEL: "true"}}
+rules:
+- {apiGroups: [sodguard.io], resources: [accessgrants/status, clusteraccessgrants/status], verbs: [patch]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings, clusterrolebindings], verbs: [create, delete]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles, clusterroles], verbs: [bind]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-sodguard, labels: {$LABEL: "true"}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-sodguard}
+subjects: [{kind: ServiceAccount, name: sodguard, namespace: $SGNS17}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-sodguard-grants, labels: {$LABEL: "true"}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-sodguard-grants}
+subjects: [{kind: ServiceAccount, name: sodguard, namespace: $SGNS17}]
+---
+# Approvers: what the plugin needs (read a grant, replace it), given to the group.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-grant-approver, labels: {$LABEL: "true"}}
+rules:
+- {apiGroups: [sodguard.io], resources: [accessgrants, clusteraccessgrants, sodexceptions], verbs: [get, list, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-grant-approver, labels: {$LABEL: "true"}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-grant-approver}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: e2e-leads}]
+---
+# Kubelets may ask for tokens (what the Node authorizer allows them; this
+# API server runs RBAC only), so that sodguard, not RBAC, is what is tested.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-node-tokens, labels: {$LABEL: "true"}}
+rules:
+- {apiGroups: [''], resources: [serviceaccounts/token], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-node-tokens, labels: {$LABEL: "true"}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-node-tokens}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:nodes'}]
+---
+apiVersion: sodguard.io/v1alpha1
+kind: SoDPolicy
+metadata: {name: e2e-s17-secrets, labels: {$LABEL: "true"}}
+spec:
+  duties:
+  - name: secret-admin
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [create, update, patch, delete, deletecollection]}]
+  - name: secret-use
+    permissions: [{apiGroups: [''], resources: [secrets], verbs: [get, list, watch]}]
+  credentials:
+    tokenRequests: {action: Deny, maxExpiration: 1h}
+---
+apiVersion: sodguard.io/v1alpha1
+kind: AccessGrantPolicy
+metadata: {name: e2e-s17-oncall, labels: {$LABEL: "true"}}
+spec:
+  roles: [secret-reader]
+  namespaces: [$NS17]
+  maxDuration: 1h
+  approvalsRequired: 2
+  approverGroups: [e2e-leads]
+  breakGlass: {allowed: true, maxDuration: 1h}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: job-1, namespace: $NS17}
+spec:
+  serviceAccountName: api
+  automountServiceAccountToken: false
+  containers: [{name: c, image: none}]
+EOF
+)" || return 1
+    apply_as admin "$(y_sa "$NS17" api; echo ---; y_sa "$NS17" web; echo ---
+      y_role "$NS17" secret-writer secrets create,update; echo ---
+      y_role "$NS17" secret-reader secrets get,list; echo ---
+      y_rb "$NS17" api-writes Role secret-writer api)" || return 1
+    kc create token sodguard -n "$SGNS17" --duration 2h || return 1
+    local k=(--kubeconfig "$WORK/sodguard-sa.kubeconfig")
+    kubectl config "${k[@]}" set-cluster e2e --server "$APISERVER_URL" --certificate-authority "$CL/pki/ca.crt" --embed-certs >/dev/null &&
+      kubectl config "${k[@]}" set-credentials sodguard --token "$OUT" >/dev/null &&
+      kubectl config "${k[@]}" set-context e2e --cluster e2e --user sodguard >/dev/null &&
+      kubectl config "${k[@]}" use-context e2e >/dev/null || return 1
+    stop_sodguard
+    start_s17_sodguard
+  }
+
+  if ! s17_setup; then
+    fail "18 setup: sodguard as its ServiceAccount with --grants, policies, approvers" "$(kerr) $(tail -n 5 "$LOGS/sodguard.log")"
+  else
+    ok "18 setup: sodguard runs as $SGUSER17 with --grants (the chart's RBAC)"
+
+    # -- alice requests, bob and carol approve; the binding works, then expires.
+    request web-reads web 20s
+    check "18 alice requests a grant with kubectl sod grant request --as alice" eval '((RC == 0)) && has "$OUT" "as alice"'
+    kc get accessgrant web-reads -n "$NS17" -o jsonpath='{.spec.requestedBy}'
+    check "18 the grant's requestedBy is the impersonated user (alice)" eval '[[ "$OUT" == alice ]]'
+    approve web-reads alice
+    check "18 alice (in the approver group) cannot approve her own grant" eval 'denied && has "$ERR" "requested this grant"'
+    approve web-reads bob
+    check "18 bob approves with kubectl sod grant approve --as bob --as-group e2e-leads" eval '((RC == 0)) && has "$OUT" "as bob"'
+    kc --as bob "${LEADS[@]}" patch accessgrant web-reads -n "$NS17" --type merge -p '{"spec":{"duration":"1h"}}'
+    check "18 bob cannot change the grant he approved (frozen)" eval 'denied && has "$ERR" "frozen"'
+    sleep 2
+    check "18 one approval of two: pending, no binding" eval 'phase_is web-reads Pending && no_binding_of web-reads && ! web_reads_secrets'
+    approve web-reads carol
+    check "18 carol, only in the approver group, approves" eval '((RC == 0)) && has "$OUT" "as carol"'
+    if poll 15 binding_of web-reads; then
+      ok "18 with two approvals the RoleBinding sodguard-grant-web-reads appears"
+      kc get rolebinding sodguard-grant-web-reads -n "$NS17" \
+        -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller} {.metadata.labels.sodguard\.io/grant} {.roleRef.name} {.subjects[0].name}'
+      check "18 the binding has the grant as owner, the sodguard.io/grant label, the role and subject" \
+        eval '[[ "$OUT" == "AccessGrant/web-reads/true web-reads secret-reader web" ]]'
+      check "18 the binding works: kubectl auth can-i get secrets --as the ServiceAccount says yes" web_reads_secrets
+      poll 10 phase_is web-reads Active
+      check "18 status: phase Active with activatedAt and expiresAt" \
+        eval 'kc get accessgrant web-reads -n "$NS17" -o jsonpath="{.status.activatedAt} {.status.expiresAt}" && [[ "$OUT" == ????-*" "????-* ]]'
+      kc --as alice delete rolebinding sodguard-grant-web-reads -n "$NS17"
+      check "18 alice cannot delete the grant's binding" eval 'denied && has "$ERR" "only sodguard"'
+      kc --as alice label rolebinding sodguard-grant-web-reads -n "$NS17" sodguard.io/grant-
+      check "18 alice cannot take the label off the grant's binding" eval 'denied && has "$ERR" "only sodguard"'
+      kc --as alice patch rolebinding sodguard-grant-web-reads -n "$NS17" --type json \
+        -p '[{"op":"replace","path":"/subjects/0/name","value":"api"}]'
+      check "18 alice cannot change the grant's binding (its subject)" eval 'denied && has "$ERR" "only sodguard"'
+      kf "$(y_rb "$NS17" sodguard-grant-forged Role secret-reader web | sed "s#labels: {#labels: {sodguard.io/grant: web-reads, #")" --as alice create
+      check "18 alice cannot create a binding labelled sodguard.io/grant" eval 'denied && has "$ERR" "only sodguard"'
+      check "18 after its 20s the binding is deleted, the grant Expired, the ServiceAccount can no longer read" \
+        eval 'poll 40 no_binding_of web-reads && poll 10 phase_is web-reads Expired && ! web_reads_secrets'
+    else
+      fail "18 with two approvals the RoleBinding sodguard-grant-web-reads appears" "$(kerr) $(kc get accessgrant web-reads -n "$NS17" -o yaml; echo "$OUT")"
+    fi
+
+    # -- a grant that would complete a conflict
+    request api-reads api 20s
+    check "18 a grant completing a conflict (api writes secrets, would read them) is refused, naming the policy and subject" \
+      eval 'denied && has "$ERR" "SoDPolicy e2e-s17-secrets" && has "$ERR" "ServiceAccount:$NS17:api"'
+
+    # -- an approver who is the grant's subject
+    sod grant request bobs -n "$NS17" --subject User:bob --role Role/secret-reader --duration 10m \
+      --reason "e2e scenario 18" --as alice
+    approve bobs bob
+    check "18 bob cannot approve a grant whose subject he is" eval 'denied && has "$ERR" "is its subject"'
+
+    # -- revocation by deleting the grant
+    request revoked web 10m && approve revoked bob && approve revoked carol
+    if poll 15 binding_of revoked; then
+      sod grant revoke revoked -n "$NS17" --as alice
+      check "18 kubectl sod grant revoke deletes the grant" eval '((RC == 0))'
+      check "18 revocation: the binding is deleted with its grant" poll 15 no_binding_of revoked
+    else
+      fail "18 revocation: the binding of an approved grant appears" "$(kerr)"
+    fi
+
+    # -- break-glass: active at once, reviewed by someone else
+    request glass web 30s --break-glass
+    check "18 a break-glass grant is bound at once, without approvals" eval '((RC == 0)) && poll 15 binding_of glass && poll 10 phase_is glass Active'
+    sod grant review glass -n "$NS17" --as alice "${LEADS[@]}" --outcome Accepted --notes "mine"
+    check "18 the requester cannot review her break-glass grant" eval 'denied && has "$ERR" "requested this grant"'
+    sod grant review glass -n "$NS17" --as bob "${LEADS[@]}" --outcome Accepted --notes "key rotated"
+    check "18 bob reviews it with kubectl sod grant review" eval '((RC == 0)) && kc get accessgrant glass -n "$NS17" -o jsonpath="{.spec.review.user} {.spec.review.outcome}" && [[ "$OUT" == "bob Accepted" ]]'
+
+    # -- sodguard down across an expiry: the binding goes when it is back
+    request down web 20s && approve down bob && approve down carol
+    if poll 15 binding_of down && poll 10 phase_is down Active; then
+      kc get accessgrant down -n "$NS17" -o jsonpath='{.status.expiresAt}'
+      exp="$(date -u -d "$OUT" +%s 2>/dev/null || echo 0)"
+      stop_sodguard
+      while (($(date -u +%s) < exp + 3)); do sleep 1; done
+      check "18 sodguard stopped across the expiry: the binding is still there" binding_of down
+      if start_s17_sodguard; then
+        check "18 sodguard started again deletes the expired binding, the grant is Expired" \
+          eval 'poll 20 no_binding_of down && poll 10 phase_is down Expired'
+      else
+        fail "18 sodguard started again" "$(tail -n 5 "$LOGS/sodguard.log")"
+      fi
+    else
+      fail "18 downtime: the binding of an approved grant appears" "$(kerr)"
+    fi
+
+    # -- TokenRequests (R8.4): api holds secret-admin under e2e-s17-secrets
+    kc --as alice create token api -n "$NS17" --duration 24h
+    check "18 a 24h token for the governed ServiceAccount api is refused, naming maxExpiration 1h" \
+      eval 'denied && has "$ERR" "maxExpiration of 1h"'
+    kc --as alice create token api -n "$NS17" --duration 30m
+    check "18 a 30m token for it is issued" eval '((RC == 0)) && [[ -n "$OUT" ]]'
+    kc get pod job-1 -n "$NS17" -o jsonpath='{.metadata.uid}'; uid="$OUT"
+    kc --as alice create token api -n "$NS17" --duration 24h --bound-object-kind Pod --bound-object-name job-1 --bound-object-uid "$uid"
+    check "18 a 24h Pod-bound token asked by a user is refused too" eval 'denied && has "$ERR" "maxExpiration"'
+    kc --as system:node:n1 --as-group system:nodes create token api -n "$NS17" --duration 24h \
+      --bound-object-kind Pod --bound-object-name job-1 --bound-object-uid "$uid"
+    check "18 the same Pod-bound 24h token asked by a kubelet (system:node:n1, system:nodes) is issued" eval '((RC == 0)) && [[ -n "$OUT" ]]'
+    kc --as system:node:n1 --as-group system:nodes create token api -n "$NS17" --duration 24h
+    check "18 a kubelet's unbound 24h token is refused like any other" eval 'denied && has "$ERR" "maxExpiration"'
+  fi
+
+  # Back to the suite's sodguard; nothing of ours stays behind.
+  stop_sodguard
+  start_sodguard
+  wait_probe /readyz 60 && wait_webhook active 30 || fail "18 teardown: sodguard restarted" "not ready / not called: $(kerr)"
+  kc delete accessgrants --all -n "$NS17" --ignore-not-found
+  kc delete rolebindings,roles,serviceaccounts,pods --all -n "$NS17" --ignore-not-found --wait=false
+  kc delete clusterroles,clusterrolebindings,sodpolicies,accessgrantpolicies -l "$LABEL" --ignore-not-found
+  kc delete namespace "$NS17" "$SGNS17" --wait=false
 fi
 
 # ---- 16. the review-time audit (issue 11): reports, status, events, leader --

@@ -113,9 +113,10 @@ ALL_ON_HELM=(--set serviceMonitor.enabled=true --set networkPolicy.enabled=true 
              --set podAntiAffinity=hard --set replicaCount=3)
 CERT_MANAGER=(--set tls.mode=certManager --set-json 'tls.certManager.issuerRef={"name":"corp-ca","kind":"ClusterIssuer","group":"cert-manager.io"}')
 OWN_TLS=(--set tls.mode=secret --set tls.secret.name=sodguard-tls)
+GRANTS=(--set grants.enabled=true)
 
 progress "helm lint"
-for v in defaults ALL_ON ALL_ON_HELM CERT_MANAGER OWN_TLS; do
+for v in defaults ALL_ON ALL_ON_HELM CERT_MANAGER OWN_TLS GRANTS; do
   declare -n vals="$v" 2>/dev/null || true
   if [[ "$v" == defaults ]]; then args=(); else args=("${vals[@]}"); fi
   if "$HELM" lint --strict "$CHART" --namespace "$NS" --kube-version "$KUBE_VERSION" "${args[@]}" >"$WORK/lint.out" 2>&1; then
@@ -138,6 +139,7 @@ render all-on "${ALL_ON[@]}"
 render all-on-helm "${ALL_ON_HELM[@]}"
 render cert-manager "${CERT_MANAGER[@]}"
 render own-tls "${OWN_TLS[@]}"
+render grants "${GRANTS[@]}"
 
 refused() { # NAME WANT-IN-ERROR ARGS...
   local name="$1" want="$2"; shift 2
@@ -201,6 +203,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 render client-auth --set clientAuth.enabled=true --set-file clientAuth.caBundle="$WORK/client-ca.crt"
 pycheck election "$WORK/r/defaults.yaml" "$WORK/r/single.yaml" "$WORK/r/client-auth.yaml" "$NS"
 pycheck webhook "$WORK/r/defaults.yaml" "$ROOT/tests/e2e/webhook-configuration.yaml"
+# The grant controller (R10.4): its flag and RBAC, and nothing else.
+pycheck grants "$WORK/r/defaults.yaml" "$WORK/r/grants.yaml" "$NS"
 # The values that change the webhook do change it.
 helm_t "$WORK/r/ignore.yaml" --set webhook.failurePolicy=Ignore --set webhook.timeoutSeconds=3
 if grep -q 'failurePolicy: Ignore' "$WORK/r/ignore.yaml" && grep -q 'timeoutSeconds: 3' "$WORK/r/ignore.yaml"; then
@@ -374,7 +378,7 @@ dry_run() { # NAME FILE
       "rc=$RC, $accepted accepted: $ERR"
   fi
 }
-for v in defaults all-on all-on-helm cert-manager own-tls; do
+for v in defaults all-on all-on-helm cert-manager own-tls grants; do
   dry_run "chart ($v)" "$WORK/r/$v.yaml"
 done
 dry_run "manifests/sodguard.yaml" "$ROOT/manifests/sodguard.yaml"

@@ -367,6 +367,58 @@ def cmd_dockerfile(root):
     check(srcs and not missing, "Dockerfile: every COPY source exists and is in the build context", missing)
 
 
+def cmd_grants(default, grants, ns):
+    """grants.enabled=true adds the grant controller and only that: the
+    --grants flag, and one ClusterRole (bound to sodguard's ServiceAccount)
+    with status patches of the grants, create/delete of bindings and bind on
+    roles; the rest of the render is the default's."""
+    ddocs, gdocs = load(default), load(grants)
+    pre = "grants:"
+    dep = one(gdocs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    args = pod["containers"][0].get("args", [])
+    dargs = one(ddocs, "Deployment")["spec"]["template"]["spec"]["containers"][0].get("args", [])
+    sa = pod["serviceAccountName"]
+    user = f"--grant-controller-user=system:serviceaccount:{ns}:{sa}"
+    check("--grants" in args and user in args, f"{pre} serve gets --grants and {user}", args)
+    check("--grants" not in dargs, f"{pre} no --grants by default", dargs)
+    check([a for a in args if a != "--grants"] == dargs, f"{pre} no other flag changes",
+          sorted(set(args) ^ set(dargs)))
+    extra = [d for d in gdocs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")
+             and d["metadata"]["name"].endswith("-grants")]
+    check(not [d for d in ddocs if d["metadata"]["name"].endswith("-grants")],
+          f"{pre} no grant RBAC by default")
+    roles = [d for d in extra if d["kind"] == "ClusterRole"]
+    binds = [d for d in extra if d["kind"] == "ClusterRoleBinding"]
+    want = {("sodguard.io", "accessgrants/status", "patch"), ("sodguard.io", "clusteraccessgrants/status", "patch"),
+            ("rbac.authorization.k8s.io", "rolebindings", "create"),
+            ("rbac.authorization.k8s.io", "rolebindings", "delete"),
+            ("rbac.authorization.k8s.io", "clusterrolebindings", "create"),
+            ("rbac.authorization.k8s.io", "clusterrolebindings", "delete"),
+            ("rbac.authorization.k8s.io", "roles", "bind"), ("rbac.authorization.k8s.io", "clusterroles", "bind")}
+    have = {(g, x, v) for r in (rules_of(roles[0]) if len(roles) == 1 else [])
+            for g in r.get("apiGroups", []) for x in r.get("resources", []) for v in r.get("verbs", [])}
+    names = [r.get("resourceNames") for r in (rules_of(roles[0]) if len(roles) == 1 else [])]
+    check(len(roles) == 1 and have == want and not any(names),
+          f"{pre} one extra ClusterRole: patch grant status, create/delete bindings, bind roles; "
+          f"nothing else (no escalate, update, impersonate, wildcard)", sorted(have ^ want))
+    check(len(binds) == 1 and len(roles) == 1
+          and binds[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": roles[0]["metadata"]["name"]}
+          and binds[0]["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+          f"{pre} bound to sodguard's ServiceAccount only", binds)
+
+    def rest(docs):
+        return sorted((yaml.safe_dump(d, sort_keys=True) for d in docs
+                       if d not in extra and d["kind"] != "Deployment"
+                       and d["kind"] not in ("Secret", "MutatingWebhookConfiguration",
+                                             "ValidatingWebhookConfiguration")))
+    check(rest(gdocs) == rest(ddocs), f"{pre} every other object is the default's (same main ClusterRole)")
+    dw, gw = one(ddocs, "ValidatingWebhookConfiguration"), one(gdocs, "ValidatingWebhookConfiguration")
+    strip = lambda w: [{k: v for k, v in x.items() if k != "clientConfig"} for x in w["webhooks"]]
+    check(strip(dw) == strip(gw), f"{pre} the webhook is the default's (grants and serviceaccounts/token always sent)")
+
+
 def cmd_count(path):
     print(len(load(path)))
 
@@ -424,7 +476,7 @@ def main(argv):
     cmd, args = argv[1], argv[2:]
     table = {"webhook": (cmd_webhook, 2), "chart": (cmd_chart, 3), "count": (cmd_count, 1),
              "context": (cmd_context, 2), "dockerfile": (cmd_dockerfile, 1),
-             "election": (cmd_election, 4)}
+             "election": (cmd_election, 4), "grants": (cmd_grants, 3)}
     if cmd not in table or len(args) != table[cmd][1]:
         print(__doc__, file=sys.stderr)
         return 2

@@ -1457,6 +1457,7 @@ fn authz_config_quotes_names_for_cel() {
     assert!(duty.contains(r"'x\'y'"), "{duty}");
     assert!(duty.contains(r"'r\\s'"), "{duty}");
     assert!(duty.contains(".startsWith('/logs/')"), "{duty}");
+}
 
 // ------------------------------------------------- kubectl sod grant --as --
 

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
+use crate::engine::violations::ByScope;
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
@@ -120,6 +121,8 @@ pub struct SlotSummary<'a> {
     pub per_ns: BTreeMap<&'a Name, FixedBitSet>,
     /// `cluster` and every `per_ns` together.
     pub all: FixedBitSet,
+    /// Where `held` has something in each scope.
+    pub by_scope: ByScope<'a>,
 }
 
 /// The subject's hop that acts as every ServiceAccount, and what they hold.
@@ -130,6 +133,8 @@ pub struct Graft<'a> {
     /// Per policy slot, how many of the subject's own holdings came before
     /// the graft: ties between paths break in the order they were found.
     pub at: BTreeMap<u32, usize>,
+    /// In a namespace's summary: the ServiceAccount whose walk grafted.
+    root: Option<Rc<Identity>>,
 }
 
 impl<'a> Graft<'a> {
@@ -178,6 +183,32 @@ pub struct Shared<'a> {
             Rc<BTreeMap<u32, SlotSummary<'a>>>,
         )>,
     >,
+    /// What every ServiceAccount of one namespace holds, per walk kind and
+    /// namespace: a namespaced Pod creator (or exec, tokens of all) grafts
+    /// it instead of walking the namespace and everyone it reaches.
+    #[allow(clippy::type_complexity)]
+    namespaces: RefCell<
+        Vec<(
+            (DerivedSet, Option<Vec<u32>>),
+            HashMap<Name, Rc<NsSummary<'a>>>,
+        )>,
+    >,
+}
+
+/// What every ServiceAccount of one namespace holds (a [`Shared`] summary
+/// of one namespace), and the cluster-wide summary its walk grafted, if any.
+pub struct NsSummary<'a> {
+    slots: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    nested: Option<Nested<'a>>,
+}
+
+/// A cluster-wide graft taken inside a namespace's summary: the hops from
+/// the namespace's ServiceAccount `root` to the step that acts as every
+/// ServiceAccount.
+struct Nested<'a> {
+    hop: Rc<Hop<'a>>,
+    root: Rc<Identity>,
+    summary: Rc<BTreeMap<u32, SlotSummary<'a>>>,
 }
 
 impl<'a> Shared<'a> {
@@ -212,36 +243,114 @@ impl<'a> Shared<'a> {
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         // Inside the summary every ServiceAccount is reached already.
         w.all_sas = true;
-        w.run_all_service_accounts();
-        // The first best per (policy, permission, namespace), in the order
-        // the walk found them: ties break as a subject's own walk breaks them.
-        let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
-        let mut out: Vec<(u32, Held<'a>)> = Vec::new();
-        for (slot, held) in h.by_policy {
-            for x in held {
-                match best.entry((slot, x.permission, x.namespace)) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let cur = &mut out[*e.get()].1;
-                        if x.rank() < cur.rank() {
-                            *cur = x;
-                        }
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(out.len());
-                        out.push((slot, x));
-                    }
+        w.reduce = Some(HashMap::new());
+        let level: Vec<Identity> = index.service_accounts().collect();
+        w.run_roots(level);
+        let by_slot = summarize(index, h.by_policy);
+        let s = Rc::new(by_slot);
+        self.summaries.borrow_mut().push((key, s.clone()));
+        s
+    }
+
+    /// What every ServiceAccount of `ns` holds, transitively. Its walk
+    /// grafts the cluster-wide summary but walks other namespaces itself,
+    /// so no summary waits on another (acts-as cycles between namespaces
+    /// need no special care).
+    fn ns_summary(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&[u32]>,
+        ns: &Name,
+    ) -> Rc<NsSummary<'a>> {
+        let key = (set, slots.map(<[u32]>::to_vec));
+        if let Some((_, m)) = self.namespaces.borrow().iter().find(|(k, _)| *k == key)
+            && let Some(s) = m.get(ns)
+        {
+            return s.clone();
+        }
+        let mut h = Holdings::default();
+        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+        w.reduce = Some(HashMap::new());
+        w.run_roots(index.service_accounts_in(ns).collect());
+        // The walk stops at its first cluster-wide graft (`all_sas`).
+        let nested = h.grafts.into_iter().next().and_then(|g| {
+            Some(Nested {
+                root: g.root?,
+                hop: g.hop,
+                summary: g.summary,
+            })
+        });
+        let s = Rc::new(NsSummary {
+            slots: Rc::new(summarize(index, h.by_policy)),
+            nested,
+        });
+        let mut all = self.namespaces.borrow_mut();
+        match all.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, m)) => {
+                m.insert(ns.clone(), s.clone());
+            }
+            None => all.push((key, HashMap::from([(ns.clone(), s.clone())]))),
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+impl<'a> Shared<'a> {
+    /// What a namespace's summary holds of the policies `slots`: (permission,
+    /// namespace, depth from the ServiceAccount the path starts from, that
+    /// ServiceAccount), through its nested cluster-wide graft too.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn namespace_depths(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: &[u32],
+        ns: &Name,
+    ) -> Vec<(u32, Option<Name>, u32, Option<Identity>)> {
+        let s = self.ns_summary(index, set, Some(slots), ns);
+        let mut out = Vec::new();
+        for sum in s.slots.values() {
+            for x in &sum.held {
+                let root = x.root.as_deref().cloned();
+                out.push((x.permission, x.namespace.cloned(), x.depth(), root));
+            }
+        }
+        if let Some(n) = &s.nested {
+            for sum in n.summary.values() {
+                for x in &sum.held {
+                    let root = Some((*n.root).clone());
+                    out.push((
+                        x.permission,
+                        x.namespace.cloned(),
+                        n.hop.depth + x.depth(),
+                        root,
+                    ));
                 }
             }
         }
-        let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
-        for (slot, x) in out {
-            let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
-            let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
-                held: Vec::new(),
-                cluster: FixedBitSet::with_capacity(n),
-                per_ns: BTreeMap::new(),
-                all: FixedBitSet::with_capacity(n),
-            });
+        out
+    }
+}
+
+/// A summary walk's holdings (already one best per (policy, permission,
+/// namespace), in the order first found) with their permissions per scope.
+fn summarize<'a>(
+    index: &Index,
+    by_policy: BTreeMap<u32, Vec<Held<'a>>>,
+) -> BTreeMap<u32, SlotSummary<'a>> {
+    let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
+    for (slot, held) in by_policy {
+        let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
+        let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
+            held: Vec::new(),
+            cluster: FixedBitSet::with_capacity(n),
+            per_ns: BTreeMap::new(),
+            all: FixedBitSet::with_capacity(n),
+            by_scope: ByScope::default(),
+        });
+        for x in held {
             let p = x.permission as usize;
             if p < n {
                 match x.namespace {
@@ -256,10 +365,38 @@ impl<'a> Shared<'a> {
             }
             e.held.push(x);
         }
-        let s = Rc::new(by_slot);
-        self.summaries.borrow_mut().push((key, s.clone()));
-        s
     }
+    for e in by_slot.values_mut() {
+        e.by_scope = ByScope::of(&e.held);
+    }
+    by_slot
+}
+
+/// `chain` (hops from a namespace's ServiceAccount) put after `base`, a
+/// subject's hop that acts as every ServiceAccount of that namespace, which
+/// runs as `root`.
+fn rebase<'a>(chain: &Hop<'a>, base: &Hop<'a>, root: &Identity) -> Rc<Hop<'a>> {
+    let mut prev = Rc::new(Hop {
+        prev: base.prev.clone(),
+        depth: base.depth,
+        via: base.via.clone(),
+        binding: base.binding,
+        role: base.role,
+        derive: base.derive,
+        reach: Reach::ActsAs(root.clone()),
+    });
+    for h in chain.chain() {
+        prev = Rc::new(Hop {
+            depth: prev.depth + 1,
+            prev: Some(prev),
+            via: h.via.clone(),
+            binding: h.binding,
+            role: h.role,
+            derive: h.derive,
+            reach: h.reach.clone(),
+        });
+    }
+    prev
 }
 
 /// [`holdings`], sharing what every ServiceAccount holds through `shared`.
@@ -414,7 +551,29 @@ struct Caps<'a> {
     write_cluster_roles: bool,
 }
 
+/// What a visit's RoleGrant pairing has done: the halves are only ever
+/// added to, so a pairing already made gives nothing new.
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+struct Paired<'a> {
+    /// The sizes of [`Caps`] at the last pairing.
+    state: Option<(usize, usize, usize, bool, usize, bool)>,
+    /// (bind half, namespace bound in, which roles) already paired.
+    done: HashSet<(usize, Option<&'a Name>, Option<Option<&'a Name>>)>,
+}
+
 impl Caps<'_> {
+    fn state(&self) -> (usize, usize, usize, bool, usize, bool) {
+        (
+            self.bind.len(),
+            self.escalate.len(),
+            self.create_rb.len(),
+            self.create_crb,
+            self.write_roles.len(),
+            self.write_cluster_roles,
+        )
+    }
+
     /// Whether `create` on rolebindings is held in `ns`.
     fn rb_in(&self, ns: Option<&Name>) -> bool {
         self.create_rb.iter().any(|s| s.is_none() || *s == ns)
@@ -446,6 +605,14 @@ struct Walk<'a, 'h> {
     root: Option<Rc<Identity>>,
     /// (slot, permission) that a Pod's volumes give, computed when first needed.
     mounts: Option<Vec<(u32, u32)>>,
+    /// In a summary's walk: where the best holding per (policy, permission,
+    /// namespace) is in `out`, so only the best is kept (the first found
+    /// among equals), not every ServiceAccount's.
+    #[allow(clippy::type_complexity)]
+    reduce: Option<HashMap<(u32, u32, Option<&'a Name>), usize>>,
+    /// A subject's walk (not a summary's) with `shared`: the namespaces whose
+    /// summary it grafted, whose ServiceAccounts it reaches already.
+    grafted_ns: Option<HashSet<&'a Name>>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -467,15 +634,16 @@ impl<'a, 'h> Walk<'a, 'h> {
             shared,
             all_sas: false,
             root: None,
+            reduce: None,
+            grafted_ns: None,
         }
     }
 
-    /// The walk of a [`Shared`] summary: from every ServiceAccount at once,
-    /// each the root of the paths through it.
-    fn run_all_service_accounts(mut self) {
-        let mut level: Vec<_> = self
-            .index
-            .service_accounts()
+    /// The walk of a [`Shared`] summary: from every ServiceAccount it
+    /// covers at once, each the root of the paths through it.
+    fn run_roots(mut self, roots: Vec<Identity>) {
+        let mut level: Vec<_> = roots
+            .into_iter()
             .map(|s| {
                 let r = Rc::new(s.clone());
                 (s, None, Some(r))
@@ -511,6 +679,9 @@ impl<'a, 'h> Walk<'a, 'h> {
             return;
         }
         self.seen.insert(subject.clone());
+        if self.shared.is_some() {
+            self.grafted_ns = Some(HashSet::new());
+        }
         self.levels(vec![(subject.clone(), None, None)]);
     }
 
@@ -541,6 +712,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         let mut caps = Caps::default();
         let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
         let mut everything: HashSet<Option<Name>> = HashSet::new();
+        let mut paired = Paired::default();
         loop {
             while let Some(item) = work.pop() {
                 self.role(&item, &mut caps);
@@ -548,7 +720,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             if !self.set.contains(DerivedKind::RoleGrant) {
                 break;
             }
-            self.pair(&caps, &mut bound, &mut everything, &mut work);
+            self.pair(&caps, &mut bound, &mut everything, &mut paired, &mut work);
             if work.is_empty() {
                 break;
             }
@@ -564,23 +736,20 @@ impl<'a, 'h> Walk<'a, 'h> {
             if grant.non_resource && item.scope.is_some() {
                 continue;
             }
-            self.out
-                .by_policy
-                .entry(grant.policy)
-                .or_default()
-                .push(Held {
-                    permission: grant.permission,
-                    namespace: item.scope,
-                    via: item.via.clone(),
-                    hops: item.chain.clone(),
-                    end: End::Rule {
-                        binding: item.binding,
-                        role: item.role,
-                        grant,
-                    },
-                    graft: None,
-                    root: self.root.clone(),
-                });
+            let held = Held {
+                permission: grant.permission,
+                namespace: item.scope,
+                via: item.via.clone(),
+                hops: item.chain.clone(),
+                end: End::Rule {
+                    binding: item.binding,
+                    role: item.role,
+                    grant,
+                },
+                graft: None,
+                root: self.root.clone(),
+            };
+            self.push(grant.policy, held);
         }
         if self.set.is_empty() {
             return;
@@ -705,7 +874,13 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
-        if self.all_sas && matches!(id, Identity::ServiceAccount { .. }) {
+        if let Identity::ServiceAccount { namespace, .. } = &id
+            && (self.all_sas
+                || self
+                    .grafted_ns
+                    .as_ref()
+                    .is_some_and(|g| g.contains(namespace)))
+        {
             return;
         }
         if self.seen.contains(&id) {
@@ -734,7 +909,46 @@ impl<'a, 'h> Walk<'a, 'h> {
                 .keys()
                 .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
                 .collect();
-            self.out.grafts.push(Graft { summary, hop, at });
+            self.out.grafts.push(Graft {
+                summary,
+                hop,
+                at,
+                root: self.root.clone(),
+            });
+            return;
+        }
+        if let (Some(ns), Some(shared)) = (item.scope, self.shared)
+            && self.grafted_ns.is_some()
+        {
+            if self.all_sas || !self.grafted_ns.as_mut().is_some_and(|g| g.insert(ns)) {
+                return;
+            }
+            let summary = shared.ns_summary(index, self.set, self.slots, ns);
+            let hop = self.hop(item, d, Reach::Everything(Some(ns.clone())));
+            let at: BTreeMap<u32, usize> = summary
+                .slots
+                .keys()
+                .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                .collect();
+            // What the namespace's summary reached through a cluster-wide
+            // step, after this hop and the namespace's ServiceAccount.
+            let nested = summary.nested.as_ref().map(|n| Graft {
+                at: n
+                    .summary
+                    .keys()
+                    .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                    .collect(),
+                hop: rebase(&n.hop, &hop, &n.root),
+                summary: n.summary.clone(),
+                root: None,
+            });
+            self.out.grafts.push(Graft {
+                summary: summary.slots.clone(),
+                hop,
+                at,
+                root: None,
+            });
+            self.out.grafts.extend(nested);
             return;
         }
         let sas: Vec<Identity> = match item.scope {
@@ -772,7 +986,7 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn derived(&mut self, slot: u32, permission: u32, ns: Option<&'a Name>, hop: &Rc<Hop<'a>>) {
-        self.out.by_policy.entry(slot).or_default().push(Held {
+        let held = Held {
             permission,
             namespace: ns,
             via: Via::Direct,
@@ -780,7 +994,28 @@ impl<'a, 'h> Walk<'a, 'h> {
             end: End::Derived,
             graft: None,
             root: self.root.clone(),
-        });
+        };
+        self.push(slot, held);
+    }
+
+    fn push(&mut self, slot: u32, held: Held<'a>) {
+        let list = self.out.by_policy.entry(slot).or_default();
+        let Some(best) = &mut self.reduce else {
+            list.push(held);
+            return;
+        };
+        match best.entry((slot, held.permission, held.namespace)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let cur = &mut list[*e.get()];
+                if held.rank() < cur.rank() {
+                    *cur = held;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(list.len());
+                list.push(held);
+            }
+        }
     }
 
     /// Every permission of every policy of interest, in `ns`.
@@ -813,9 +1048,16 @@ impl<'a, 'h> Walk<'a, 'h> {
         caps: &Caps<'a>,
         bound: &mut HashSet<(RoleKey, Option<Name>)>,
         everything: &mut HashSet<Option<Name>>,
+        paired: &mut Paired<'a>,
         work: &mut Vec<Item<'a>>,
     ) {
         let index = self.index;
+        // Nothing new since the last pairing: it would pair nothing new.
+        let state = caps.state();
+        if paired.state == Some(state) {
+            return;
+        }
+        paired.state = Some(state);
         for half in &caps.escalate {
             let Power::Escalate { cluster_roles } = half.derive.power else {
                 continue;
@@ -845,7 +1087,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
         }
-        for half in &caps.bind {
+        for (hi, half) in caps.bind.iter().enumerate() {
             let Power::Bind {
                 cluster_roles,
                 targets,
@@ -888,6 +1130,10 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
             for (scope, which) in grants {
+                // Paired before: every role it gives is bound already.
+                if !paired.done.insert((hi, scope, which)) {
+                    continue;
+                }
                 let cached = self.shared.map(|sh| sh.roles(index));
                 let roles: Vec<&'a RoleEntry> = match (cached, which, targets) {
                     (Some(c), None, Targets::All) => c.get(&None).cloned().unwrap_or_default(),

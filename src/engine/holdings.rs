@@ -243,7 +243,7 @@ impl<'a> Shared<'a> {
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         // Inside the summary every ServiceAccount is reached already.
         w.all_sas = true;
-        w.reduce = Some(HashMap::new());
+        w.reduce = Some(FastMap::default());
         let level: Vec<Identity> = index.service_accounts().collect();
         w.run_roots(level);
         let by_slot = summarize(index, h.by_policy);
@@ -271,7 +271,7 @@ impl<'a> Shared<'a> {
         }
         let mut h = Holdings::default();
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
-        w.reduce = Some(HashMap::new());
+        w.reduce = Some(FastMap::default());
         w.run_roots(index.service_accounts_in(ns).collect());
         // The walk stops at its first cluster-wide graft (`all_sas`).
         let nested = h.grafts.into_iter().next().and_then(|g| {
@@ -584,6 +584,9 @@ impl Caps<'_> {
     }
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// An identity reached, its path, and the ServiceAccount a summary's path
 /// starts from.
 type Reached<'a> = (Identity, Option<Rc<Hop<'a>>>, Option<Rc<Identity>>);
@@ -609,7 +612,11 @@ struct Walk<'a, 'h> {
     /// namespace) is in `out`, so only the best is kept (the first found
     /// among equals), not every ServiceAccount's.
     #[allow(clippy::type_complexity)]
-    reduce: Option<HashMap<(u32, u32, Option<&'a Name>), usize>>,
+    reduce: Option<FastMap<(u32, u32, Option<&'a Name>), usize>>,
+    /// With `reduce`: a better holding is appended (the worse one stays,
+    /// never chosen) instead of replacing it in place, so the list keeps the
+    /// order an unreduced walk finds them in (a subject's own holdings).
+    append_better: bool,
     /// A subject's walk (not a summary's) with `shared`: the namespaces whose
     /// summary it grafted, whose ServiceAccounts it reaches already.
     grafted_ns: Option<HashSet<&'a Name>>,
@@ -635,6 +642,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             all_sas: false,
             root: None,
             reduce: None,
+            append_better: false,
             grafted_ns: None,
         }
     }
@@ -681,6 +689,10 @@ impl<'a, 'h> Walk<'a, 'h> {
         self.seen.insert(subject.clone());
         if self.shared.is_some() {
             self.grafted_ns = Some(HashSet::new());
+            // Only the best holding per (policy, permission, namespace) can
+            // be shown or counted.
+            self.reduce = Some(FastMap::default());
+            self.append_better = true;
         }
         self.levels(vec![(subject.clone(), None, None)]);
     }
@@ -710,7 +722,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         // Popped from the end: the first binding in key order goes first.
         work.sort_by(|a, b| b.binding.cmp(&a.binding));
         let mut caps = Caps::default();
-        let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
+        let mut bound: FastSet<(&'a RoleKey, Option<&'a Name>)> = FastSet::default();
         let mut everything: HashSet<Option<Name>> = HashSet::new();
         let mut paired = Paired::default();
         loop {
@@ -1005,10 +1017,15 @@ impl<'a, 'h> Walk<'a, 'h> {
             return;
         };
         match best.entry((slot, held.permission, held.namespace)) {
-            std::collections::hash_map::Entry::Occupied(e) => {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
                 let cur = &mut list[*e.get()];
                 if held.rank() < cur.rank() {
-                    *cur = held;
+                    if self.append_better {
+                        e.insert(list.len());
+                        list.push(held);
+                    } else {
+                        *cur = held;
+                    }
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -1046,7 +1063,7 @@ impl<'a, 'h> Walk<'a, 'h> {
     fn pair(
         &mut self,
         caps: &Caps<'a>,
-        bound: &mut HashSet<(RoleKey, Option<Name>)>,
+        bound: &mut FastSet<(&'a RoleKey, Option<&'a Name>)>,
         everything: &mut HashSet<Option<Name>>,
         paired: &mut Paired<'a>,
         work: &mut Vec<Item<'a>>,
@@ -1135,6 +1152,9 @@ impl<'a, 'h> Walk<'a, 'h> {
                     continue;
                 }
                 let cached = self.shared.map(|sh| sh.roles(index));
+                // The cached lists are in key order already.
+                let sorted = cached.is_some()
+                    && !matches!((which, targets), (None | Some(Some(_)), Targets::Named(_)));
                 let roles: Vec<&'a RoleEntry> = match (cached, which, targets) {
                     (Some(c), None, Targets::All) => c.get(&None).cloned().unwrap_or_default(),
                     (Some(c), Some(Some(ns)), Targets::All) => {
@@ -1186,7 +1206,9 @@ impl<'a, 'h> Walk<'a, 'h> {
                     },
                 };
                 let mut roles = roles;
-                roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+                if !sorted {
+                    roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+                }
                 for entry in roles {
                     let key = &entry.role.key;
                     // A Role is bound in its own namespace.
@@ -1195,7 +1217,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                     } else {
                         scope
                     };
-                    if !bound.insert((key.clone(), scope.cloned())) {
+                    if !bound.insert((key, scope)) {
                         continue;
                     }
                     let hop = self.hop(

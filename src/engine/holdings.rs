@@ -532,6 +532,22 @@ struct Item<'a> {
     entry: &'a RoleEntry,
     scope: Option<&'a Name>,
     chain: Option<Rc<Hop<'a>>>,
+    /// A role this walk bound in this scope before, no deeper: what it
+    /// grants and whom it acts as were found then (ties keep the first
+    /// found), only its RoleGrant halves can pair anew with this identity's.
+    repeat: bool,
+}
+
+/// Whether a power is a RoleGrant half, paired per identity.
+fn pairs(d: &Derive) -> bool {
+    matches!(
+        d.power,
+        Power::Bind { .. }
+            | Power::Escalate { .. }
+            | Power::CreateRoleBindings
+            | Power::CreateClusterRoleBindings
+            | Power::WriteRoles { .. }
+    )
 }
 
 /// A paired power's half, kept until its partner is known.
@@ -620,6 +636,15 @@ struct Walk<'a, 'h> {
     /// A subject's walk (not a summary's) with `shared`: the namespaces whose
     /// summary it grafted, whose ServiceAccounts it reaches already.
     grafted_ns: Option<HashSet<&'a Name>>,
+    /// With `shared`: the depth at which this walk first paired each
+    /// (bind power, scope, roles) and bound each (role, scope), so an
+    /// identity reached later that can bind the same roles (every holder of
+    /// cluster-admin impersonating the others) does not redo it.
+    #[allow(clippy::type_complexity)]
+    repeats: Option<(
+        FastMap<(usize, Option<&'a Name>, Option<Option<&'a Name>>), u32>,
+        FastMap<(&'a RoleKey, Option<&'a Name>), u32>,
+    )>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -644,6 +669,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             reduce: None,
             append_better: false,
             grafted_ns: None,
+            repeats: shared.map(|_| Default::default()),
         }
     }
 
@@ -716,6 +742,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                     entry,
                     scope: binding.key.namespace.as_ref(),
                     chain: chain.clone(),
+                    repeat: false,
                 });
             }
         }
@@ -741,7 +768,8 @@ impl<'a, 'h> Walk<'a, 'h> {
 
     /// The holdings and powers one role gives in one scope.
     fn role(&mut self, item: &Item<'a>, caps: &mut Caps<'a>) {
-        for grant in &item.entry.grants {
+        let grants: &[Grant] = if item.repeat { &[] } else { &item.entry.grants };
+        for grant in grants {
             if !self.wanted(grant.policy) {
                 continue;
             }
@@ -768,7 +796,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         }
         let index = self.index;
         for d in &item.entry.derives {
-            if !self.set.contains(d.kind) {
+            if !self.set.contains(d.kind) || (item.repeat && !pairs(d)) {
                 continue;
             }
             match &d.power {
@@ -1209,7 +1237,28 @@ impl<'a, 'h> Walk<'a, 'h> {
                 if !sorted {
                     roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
                 }
+                // This walk paired the same power the same way before, no
+                // deeper: every role it binds is a repeat.
+                let depth = half.item.chain.as_ref().map_or(0, |h| h.depth);
+                let combo = (std::ptr::from_ref(half.derive) as usize, scope, which);
+                let combo_repeat = match &mut self.repeats {
+                    Some((paired, _)) => match paired.get_mut(&combo) {
+                        Some(d) if *d <= depth => true,
+                        Some(d) => {
+                            *d = depth;
+                            false
+                        }
+                        None => {
+                            paired.insert(combo, depth);
+                            false
+                        }
+                    },
+                    None => false,
+                };
                 for entry in roles {
+                    if combo_repeat && !entry.derives.iter().any(pairs) {
+                        continue;
+                    }
                     let key = &entry.role.key;
                     // A Role is bound in its own namespace.
                     let scope = if key.namespace.is_some() {
@@ -1220,6 +1269,21 @@ impl<'a, 'h> Walk<'a, 'h> {
                     if !bound.insert((key, scope)) {
                         continue;
                     }
+                    let repeat = combo_repeat
+                        || match &mut self.repeats {
+                            Some((_, roles)) => match roles.get_mut(&(key, scope)) {
+                                Some(d) if *d <= depth + 1 => true,
+                                Some(d) => {
+                                    *d = depth + 1;
+                                    false
+                                }
+                                None => {
+                                    roles.insert((key, scope), depth + 1);
+                                    false
+                                }
+                            },
+                            None => false,
+                        };
                     let hop = self.hop(
                         &half.item,
                         half.derive,
@@ -1232,6 +1296,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                         entry,
                         scope,
                         chain: Some(hop),
+                        repeat,
                     });
                 }
             }

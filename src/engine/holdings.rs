@@ -22,7 +22,6 @@ use std::rc::Rc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
-use crate::engine::violations::ByScope;
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
@@ -143,6 +142,65 @@ impl<'a> Graft<'a> {
         let mut x = x.clone();
         x.graft = Some(self.hop.clone());
         x
+    }
+}
+
+/// Where holdings are in a list, per scope: a violation in one namespace
+/// looks only at the holdings there and cluster-wide, not at every
+/// namespace's (a summary holds something in most of them).
+#[derive(Debug, Default)]
+pub struct ByScope<'n> {
+    cluster: Vec<usize>,
+    namespaces: HashMap<&'n Name, Vec<usize>>,
+}
+
+impl<'n> ByScope<'n> {
+    pub fn of(held: &[Held<'n>]) -> Self {
+        let mut s = ByScope::default();
+        for (i, h) in held.iter().enumerate() {
+            match h.namespace {
+                None => s.cluster.push(i),
+                Some(ns) => s.namespaces.entry(ns).or_default().push(i),
+            }
+        }
+        s
+    }
+
+    /// The holdings of `held` in `scope` (`None`: all; `Some(None)`:
+    /// cluster-wide; `Some(Some(ns))`: in ns or cluster-wide), in list order
+    /// (ties between paths break in that order).
+    pub(crate) fn within<'x, 'a>(
+        &'x self,
+        held: &'x [Held<'a>],
+        scope: Option<Option<&Name>>,
+    ) -> Box<dyn Iterator<Item = &'x Held<'a>> + 'x> {
+        match scope {
+            None => Box::new(held.iter()),
+            Some(None) => Box::new(self.cluster.iter().map(move |&i| &held[i])),
+            Some(Some(ns)) => {
+                let a = &self.cluster;
+                let b = self.namespaces.get(ns).map_or(&[][..], Vec::as_slice);
+                let (mut i, mut j) = (0, 0);
+                Box::new(std::iter::from_fn(move || {
+                    let k = match (a.get(i), b.get(j)) {
+                        (Some(&x), Some(&y)) if x < y => {
+                            i += 1;
+                            x
+                        }
+                        (_, Some(&y)) => {
+                            j += 1;
+                            y
+                        }
+                        (Some(&x), None) => {
+                            i += 1;
+                            x
+                        }
+                        (None, None) => return None,
+                    };
+                    held.get(k)
+                }))
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Violations (R5) and the exceptions that excuse them (R6).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use fixedbitset::FixedBitSet;
@@ -8,7 +8,8 @@ use jiff::Timestamp;
 
 use super::exception_rules;
 use super::holdings::{
-    End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings, holdings_shared,
+    ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings,
+    holdings_shared,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -368,65 +369,6 @@ fn violation<'x, 'a>(
         duties: explanation.iter().map(|d| d.duty.clone()).collect(),
         explanation,
         actions: policy.actions,
-    }
-}
-
-/// Where holdings are in a list, per scope: a violation in one namespace
-/// looks only at the holdings there and cluster-wide, not at every
-/// namespace's (a summary holds something in most of them).
-#[derive(Debug, Default)]
-pub struct ByScope<'n> {
-    cluster: Vec<usize>,
-    namespaces: HashMap<&'n Name, Vec<usize>>,
-}
-
-impl<'n> ByScope<'n> {
-    pub fn of(held: &[Held<'n>]) -> Self {
-        let mut s = ByScope::default();
-        for (i, h) in held.iter().enumerate() {
-            match h.namespace {
-                None => s.cluster.push(i),
-                Some(ns) => s.namespaces.entry(ns).or_default().push(i),
-            }
-        }
-        s
-    }
-
-    /// The holdings of `held` in `scope` (`None`: all; `Some(None)`:
-    /// cluster-wide; `Some(Some(ns))`: in ns or cluster-wide), in list order
-    /// (ties between paths break in that order).
-    fn within<'x, 'a>(
-        &'x self,
-        held: &'x [Held<'a>],
-        scope: Option<Option<&Name>>,
-    ) -> Box<dyn Iterator<Item = &'x Held<'a>> + 'x> {
-        match scope {
-            None => Box::new(held.iter()),
-            Some(None) => Box::new(self.cluster.iter().map(move |&i| &held[i])),
-            Some(Some(ns)) => {
-                let a = &self.cluster;
-                let b = self.namespaces.get(ns).map_or(&[][..], Vec::as_slice);
-                let (mut i, mut j) = (0, 0);
-                Box::new(std::iter::from_fn(move || {
-                    let k = match (a.get(i), b.get(j)) {
-                        (Some(&x), Some(&y)) if x < y => {
-                            i += 1;
-                            x
-                        }
-                        (_, Some(&y)) => {
-                            j += 1;
-                            y
-                        }
-                        (Some(&x), None) => {
-                            i += 1;
-                            x
-                        }
-                        (None, None) => return None,
-                    };
-                    held.get(k)
-                }))
-            }
-        }
     }
 }
 

@@ -26,7 +26,22 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
         .collect();
     let mut out = anstream::stdout();
     match args.output {
-        OutputFormat::Json | OutputFormat::Yaml => {
+        OutputFormat::Json => {
+            // The violations are written one at a time, never all held as
+            // JSON values: at 100k bindings with derived holdings they are
+            // ~190 MB of JSON, several times that as a value tree.
+            let mut report_json = to_json(&Evaluation::default(), &report, &[]);
+            report_json["excused"] = json!(ev.excused.iter().map(excused_json).collect::<Vec<_>>());
+            report_json["warnings"] = json!(warnings);
+            let streamed = Streamed {
+                top: &report_json,
+                violations: &ev.violations,
+                unexcused: &unexcused,
+            };
+            serde_json::to_writer_pretty(&mut out, &streamed).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Yaml => {
             let mut report_json = to_json(&ev, &report, &unexcused);
             report_json["warnings"] = json!(warnings);
             super::output::write_data(&mut out, args.output, &report_json)?;
@@ -38,6 +53,51 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
     } else {
         EXIT_OK
     })
+}
+
+/// The report with its `violations` serialized as they are written.
+struct Streamed<'x> {
+    top: &'x Value,
+    violations: &'x [Violation],
+    unexcused: &'x [Vec<NotApplying>],
+}
+
+impl serde::Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let obj = self.top.as_object();
+        let mut m = s.serialize_map(obj.map(serde_json::Map::len))?;
+        // In the order the report's map keeps its keys, as before.
+        for (k, v) in obj.into_iter().flatten() {
+            if k == "violations" {
+                m.serialize_entry(k, &StreamedViolations(self.violations, self.unexcused))?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct StreamedViolations<'x>(&'x [Violation], &'x [Vec<NotApplying>]);
+
+impl serde::Serialize for StreamedViolations<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (v, n) in self.0.iter().zip(self.1) {
+            seq.serialize_element(&violation_entry(v, n))?;
+        }
+        seq.end()
+    }
+}
+
+fn violation_entry(v: &Violation, n: &[NotApplying]) -> Value {
+    let mut j = violation_json(v);
+    if !n.is_empty() {
+        j["exceptionsNotApplying"] = hygiene::not_applying_json(n);
+    }
+    j
 }
 
 /// A path as data (R9.3): its steps in order, each a `rule` (binding → role
@@ -128,13 +188,7 @@ pub(super) fn excused_json(e: &Excused) -> Value {
 
 fn to_json(ev: &Evaluation, report: &LoadReport, unexcused: &[Vec<NotApplying>]) -> Value {
     json!({
-        "violations": ev.violations.iter().zip(unexcused).map(|(v, n)| {
-            let mut j = violation_json(v);
-            if !n.is_empty() {
-                j["exceptionsNotApplying"] = hygiene::not_applying_json(n);
-            }
-            j
-        }).collect::<Vec<_>>(),
+        "violations": ev.violations.iter().zip(unexcused).map(|(v, n)| violation_entry(v, n)).collect::<Vec<_>>(),
         "excused": ev.excused.iter().map(excused_json).collect::<Vec<_>>(),
         "documents": report.documents,
         "skipped": report.skipped,

@@ -120,6 +120,8 @@ pub struct SlotSummary<'a> {
     pub per_ns: BTreeMap<&'a Name, FixedBitSet>,
     /// `cluster` and every `per_ns` together.
     pub all: FixedBitSet,
+    /// Where `held` has something in each scope.
+    pub by_scope: ByScope<'a>,
 }
 
 /// The subject's hop that acts as every ServiceAccount, and what they hold.
@@ -130,6 +132,8 @@ pub struct Graft<'a> {
     /// Per policy slot, how many of the subject's own holdings came before
     /// the graft: ties between paths break in the order they were found.
     pub at: BTreeMap<u32, usize>,
+    /// In a namespace's summary: the ServiceAccount whose walk grafted.
+    root: Option<Rc<Identity>>,
 }
 
 impl<'a> Graft<'a> {
@@ -138,6 +142,65 @@ impl<'a> Graft<'a> {
         let mut x = x.clone();
         x.graft = Some(self.hop.clone());
         x
+    }
+}
+
+/// Where holdings are in a list, per scope: a violation in one namespace
+/// looks only at the holdings there and cluster-wide, not at every
+/// namespace's (a summary holds something in most of them).
+#[derive(Debug, Default)]
+pub struct ByScope<'n> {
+    cluster: Vec<usize>,
+    namespaces: HashMap<&'n Name, Vec<usize>>,
+}
+
+impl<'n> ByScope<'n> {
+    pub fn of(held: &[Held<'n>]) -> Self {
+        let mut s = ByScope::default();
+        for (i, h) in held.iter().enumerate() {
+            match h.namespace {
+                None => s.cluster.push(i),
+                Some(ns) => s.namespaces.entry(ns).or_default().push(i),
+            }
+        }
+        s
+    }
+
+    /// The holdings of `held` in `scope` (`None`: all; `Some(None)`:
+    /// cluster-wide; `Some(Some(ns))`: in ns or cluster-wide), in list order
+    /// (ties between paths break in that order).
+    pub(crate) fn within<'x, 'a>(
+        &'x self,
+        held: &'x [Held<'a>],
+        scope: Option<Option<&Name>>,
+    ) -> Box<dyn Iterator<Item = &'x Held<'a>> + 'x> {
+        match scope {
+            None => Box::new(held.iter()),
+            Some(None) => Box::new(self.cluster.iter().map(move |&i| &held[i])),
+            Some(Some(ns)) => {
+                let a = &self.cluster;
+                let b = self.namespaces.get(ns).map_or(&[][..], Vec::as_slice);
+                let (mut i, mut j) = (0, 0);
+                Box::new(std::iter::from_fn(move || {
+                    let k = match (a.get(i), b.get(j)) {
+                        (Some(&x), Some(&y)) if x < y => {
+                            i += 1;
+                            x
+                        }
+                        (_, Some(&y)) => {
+                            j += 1;
+                            y
+                        }
+                        (Some(&x), None) => {
+                            i += 1;
+                            x
+                        }
+                        (None, None) => return None,
+                    };
+                    held.get(k)
+                }))
+            }
+        }
     }
 }
 
@@ -178,6 +241,32 @@ pub struct Shared<'a> {
             Rc<BTreeMap<u32, SlotSummary<'a>>>,
         )>,
     >,
+    /// What every ServiceAccount of one namespace holds, per walk kind and
+    /// namespace: a namespaced Pod creator (or exec, tokens of all) grafts
+    /// it instead of walking the namespace and everyone it reaches.
+    #[allow(clippy::type_complexity)]
+    namespaces: RefCell<
+        Vec<(
+            (DerivedSet, Option<Vec<u32>>),
+            HashMap<Name, Rc<NsSummary<'a>>>,
+        )>,
+    >,
+}
+
+/// What every ServiceAccount of one namespace holds (a [`Shared`] summary
+/// of one namespace), and the cluster-wide summary its walk grafted, if any.
+pub struct NsSummary<'a> {
+    slots: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    nested: Option<Nested<'a>>,
+}
+
+/// A cluster-wide graft taken inside a namespace's summary: the hops from
+/// the namespace's ServiceAccount `root` to the step that acts as every
+/// ServiceAccount.
+struct Nested<'a> {
+    hop: Rc<Hop<'a>>,
+    root: Rc<Identity>,
+    summary: Rc<BTreeMap<u32, SlotSummary<'a>>>,
 }
 
 impl<'a> Shared<'a> {
@@ -212,36 +301,114 @@ impl<'a> Shared<'a> {
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         // Inside the summary every ServiceAccount is reached already.
         w.all_sas = true;
-        w.run_all_service_accounts();
-        // The first best per (policy, permission, namespace), in the order
-        // the walk found them: ties break as a subject's own walk breaks them.
-        let mut best: HashMap<(u32, u32, Option<&'a Name>), usize> = HashMap::new();
-        let mut out: Vec<(u32, Held<'a>)> = Vec::new();
-        for (slot, held) in h.by_policy {
-            for x in held {
-                match best.entry((slot, x.permission, x.namespace)) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let cur = &mut out[*e.get()].1;
-                        if x.rank() < cur.rank() {
-                            *cur = x;
-                        }
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(out.len());
-                        out.push((slot, x));
-                    }
+        w.reduce = Some(FastMap::default());
+        let level: Vec<Identity> = index.service_accounts().collect();
+        w.run_roots(level);
+        let by_slot = summarize(index, h.by_policy);
+        let s = Rc::new(by_slot);
+        self.summaries.borrow_mut().push((key, s.clone()));
+        s
+    }
+
+    /// What every ServiceAccount of `ns` holds, transitively. Its walk
+    /// grafts the cluster-wide summary but walks other namespaces itself,
+    /// so no summary waits on another (acts-as cycles between namespaces
+    /// need no special care).
+    fn ns_summary(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&[u32]>,
+        ns: &Name,
+    ) -> Rc<NsSummary<'a>> {
+        let key = (set, slots.map(<[u32]>::to_vec));
+        if let Some((_, m)) = self.namespaces.borrow().iter().find(|(k, _)| *k == key)
+            && let Some(s) = m.get(ns)
+        {
+            return s.clone();
+        }
+        let mut h = Holdings::default();
+        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+        w.reduce = Some(FastMap::default());
+        w.run_roots(index.service_accounts_in(ns).collect());
+        // The walk stops at its first cluster-wide graft (`all_sas`).
+        let nested = h.grafts.into_iter().next().and_then(|g| {
+            Some(Nested {
+                root: g.root?,
+                hop: g.hop,
+                summary: g.summary,
+            })
+        });
+        let s = Rc::new(NsSummary {
+            slots: Rc::new(summarize(index, h.by_policy)),
+            nested,
+        });
+        let mut all = self.namespaces.borrow_mut();
+        match all.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, m)) => {
+                m.insert(ns.clone(), s.clone());
+            }
+            None => all.push((key, HashMap::from([(ns.clone(), s.clone())]))),
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+impl<'a> Shared<'a> {
+    /// What a namespace's summary holds of the policies `slots`: (permission,
+    /// namespace, depth from the ServiceAccount the path starts from, that
+    /// ServiceAccount), through its nested cluster-wide graft too.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn namespace_depths(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: &[u32],
+        ns: &Name,
+    ) -> Vec<(u32, Option<Name>, u32, Option<Identity>)> {
+        let s = self.ns_summary(index, set, Some(slots), ns);
+        let mut out = Vec::new();
+        for sum in s.slots.values() {
+            for x in &sum.held {
+                let root = x.root.as_deref().cloned();
+                out.push((x.permission, x.namespace.cloned(), x.depth(), root));
+            }
+        }
+        if let Some(n) = &s.nested {
+            for sum in n.summary.values() {
+                for x in &sum.held {
+                    let root = Some((*n.root).clone());
+                    out.push((
+                        x.permission,
+                        x.namespace.cloned(),
+                        n.hop.depth + x.depth(),
+                        root,
+                    ));
                 }
             }
         }
-        let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
-        for (slot, x) in out {
-            let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
-            let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
-                held: Vec::new(),
-                cluster: FixedBitSet::with_capacity(n),
-                per_ns: BTreeMap::new(),
-                all: FixedBitSet::with_capacity(n),
-            });
+        out
+    }
+}
+
+/// A summary walk's holdings (already one best per (policy, permission,
+/// namespace), in the order first found) with their permissions per scope.
+fn summarize<'a>(
+    index: &Index,
+    by_policy: BTreeMap<u32, Vec<Held<'a>>>,
+) -> BTreeMap<u32, SlotSummary<'a>> {
+    let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
+    for (slot, held) in by_policy {
+        let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
+        let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
+            held: Vec::new(),
+            cluster: FixedBitSet::with_capacity(n),
+            per_ns: BTreeMap::new(),
+            all: FixedBitSet::with_capacity(n),
+            by_scope: ByScope::default(),
+        });
+        for x in held {
             let p = x.permission as usize;
             if p < n {
                 match x.namespace {
@@ -256,10 +423,38 @@ impl<'a> Shared<'a> {
             }
             e.held.push(x);
         }
-        let s = Rc::new(by_slot);
-        self.summaries.borrow_mut().push((key, s.clone()));
-        s
     }
+    for e in by_slot.values_mut() {
+        e.by_scope = ByScope::of(&e.held);
+    }
+    by_slot
+}
+
+/// `chain` (hops from a namespace's ServiceAccount) put after `base`, a
+/// subject's hop that acts as every ServiceAccount of that namespace, which
+/// runs as `root`.
+fn rebase<'a>(chain: &Hop<'a>, base: &Hop<'a>, root: &Identity) -> Rc<Hop<'a>> {
+    let mut prev = Rc::new(Hop {
+        prev: base.prev.clone(),
+        depth: base.depth,
+        via: base.via.clone(),
+        binding: base.binding,
+        role: base.role,
+        derive: base.derive,
+        reach: Reach::ActsAs(root.clone()),
+    });
+    for h in chain.chain() {
+        prev = Rc::new(Hop {
+            depth: prev.depth + 1,
+            prev: Some(prev),
+            via: h.via.clone(),
+            binding: h.binding,
+            role: h.role,
+            derive: h.derive,
+            reach: h.reach.clone(),
+        });
+    }
+    prev
 }
 
 /// [`holdings`], sharing what every ServiceAccount holds through `shared`.
@@ -395,6 +590,22 @@ struct Item<'a> {
     entry: &'a RoleEntry,
     scope: Option<&'a Name>,
     chain: Option<Rc<Hop<'a>>>,
+    /// A role this walk bound in this scope before, no deeper: what it
+    /// grants and whom it acts as were found then (ties keep the first
+    /// found), only its RoleGrant halves can pair anew with this identity's.
+    repeat: bool,
+}
+
+/// Whether a power is a RoleGrant half, paired per identity.
+fn pairs(d: &Derive) -> bool {
+    matches!(
+        d.power,
+        Power::Bind { .. }
+            | Power::Escalate { .. }
+            | Power::CreateRoleBindings
+            | Power::CreateClusterRoleBindings
+            | Power::WriteRoles { .. }
+    )
 }
 
 /// A paired power's half, kept until its partner is known.
@@ -414,7 +625,29 @@ struct Caps<'a> {
     write_cluster_roles: bool,
 }
 
+/// What a visit's RoleGrant pairing has done: the halves are only ever
+/// added to, so a pairing already made gives nothing new.
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+struct Paired<'a> {
+    /// The sizes of [`Caps`] at the last pairing.
+    state: Option<(usize, usize, usize, bool, usize, bool)>,
+    /// (bind half, namespace bound in, which roles) already paired.
+    done: HashSet<(usize, Option<&'a Name>, Option<Option<&'a Name>>)>,
+}
+
 impl Caps<'_> {
+    fn state(&self) -> (usize, usize, usize, bool, usize, bool) {
+        (
+            self.bind.len(),
+            self.escalate.len(),
+            self.create_rb.len(),
+            self.create_crb,
+            self.write_roles.len(),
+            self.write_cluster_roles,
+        )
+    }
+
     /// Whether `create` on rolebindings is held in `ns`.
     fn rb_in(&self, ns: Option<&Name>) -> bool {
         self.create_rb.iter().any(|s| s.is_none() || *s == ns)
@@ -424,6 +657,9 @@ impl Caps<'_> {
         self.write_roles.iter().any(|s| s.is_none() || *s == ns)
     }
 }
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// An identity reached, its path, and the ServiceAccount a summary's path
 /// starts from.
@@ -446,6 +682,27 @@ struct Walk<'a, 'h> {
     root: Option<Rc<Identity>>,
     /// (slot, permission) that a Pod's volumes give, computed when first needed.
     mounts: Option<Vec<(u32, u32)>>,
+    /// In a summary's walk: where the best holding per (policy, permission,
+    /// namespace) is in `out`, so only the best is kept (the first found
+    /// among equals), not every ServiceAccount's.
+    #[allow(clippy::type_complexity)]
+    reduce: Option<FastMap<(u32, u32, Option<&'a Name>), usize>>,
+    /// With `reduce`: a better holding is appended (the worse one stays,
+    /// never chosen) instead of replacing it in place, so the list keeps the
+    /// order an unreduced walk finds them in (a subject's own holdings).
+    append_better: bool,
+    /// A subject's walk (not a summary's) with `shared`: the namespaces whose
+    /// summary it grafted, whose ServiceAccounts it reaches already.
+    grafted_ns: Option<HashSet<&'a Name>>,
+    /// With `shared`: the depth at which this walk first paired each
+    /// (bind power, scope, roles) and bound each (role, scope), so an
+    /// identity reached later that can bind the same roles (every holder of
+    /// cluster-admin impersonating the others) does not redo it.
+    #[allow(clippy::type_complexity)]
+    repeats: Option<(
+        FastMap<(usize, Option<&'a Name>, Option<Option<&'a Name>>), u32>,
+        FastMap<(&'a RoleKey, Option<&'a Name>), u32>,
+    )>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -467,15 +724,18 @@ impl<'a, 'h> Walk<'a, 'h> {
             shared,
             all_sas: false,
             root: None,
+            reduce: None,
+            append_better: false,
+            grafted_ns: None,
+            repeats: shared.map(|_| Default::default()),
         }
     }
 
-    /// The walk of a [`Shared`] summary: from every ServiceAccount at once,
-    /// each the root of the paths through it.
-    fn run_all_service_accounts(mut self) {
-        let mut level: Vec<_> = self
-            .index
-            .service_accounts()
+    /// The walk of a [`Shared`] summary: from every ServiceAccount it
+    /// covers at once, each the root of the paths through it.
+    fn run_roots(mut self, roots: Vec<Identity>) {
+        let mut level: Vec<_> = roots
+            .into_iter()
             .map(|s| {
                 let r = Rc::new(s.clone());
                 (s, None, Some(r))
@@ -511,6 +771,13 @@ impl<'a, 'h> Walk<'a, 'h> {
             return;
         }
         self.seen.insert(subject.clone());
+        if self.shared.is_some() {
+            self.grafted_ns = Some(HashSet::new());
+            // Only the best holding per (policy, permission, namespace) can
+            // be shown or counted.
+            self.reduce = Some(FastMap::default());
+            self.append_better = true;
+        }
         self.levels(vec![(subject.clone(), None, None)]);
     }
 
@@ -533,14 +800,16 @@ impl<'a, 'h> Walk<'a, 'h> {
                     entry,
                     scope: binding.key.namespace.as_ref(),
                     chain: chain.clone(),
+                    repeat: false,
                 });
             }
         }
         // Popped from the end: the first binding in key order goes first.
         work.sort_by(|a, b| b.binding.cmp(&a.binding));
         let mut caps = Caps::default();
-        let mut bound: HashSet<(RoleKey, Option<Name>)> = HashSet::new();
+        let mut bound: FastSet<(&'a RoleKey, Option<&'a Name>)> = FastSet::default();
         let mut everything: HashSet<Option<Name>> = HashSet::new();
+        let mut paired = Paired::default();
         loop {
             while let Some(item) = work.pop() {
                 self.role(&item, &mut caps);
@@ -548,7 +817,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             if !self.set.contains(DerivedKind::RoleGrant) {
                 break;
             }
-            self.pair(&caps, &mut bound, &mut everything, &mut work);
+            self.pair(&caps, &mut bound, &mut everything, &mut paired, &mut work);
             if work.is_empty() {
                 break;
             }
@@ -557,37 +826,35 @@ impl<'a, 'h> Walk<'a, 'h> {
 
     /// The holdings and powers one role gives in one scope.
     fn role(&mut self, item: &Item<'a>, caps: &mut Caps<'a>) {
-        for grant in &item.entry.grants {
+        let grants: &[Grant] = if item.repeat { &[] } else { &item.entry.grants };
+        for grant in grants {
             if !self.wanted(grant.policy) {
                 continue;
             }
             if grant.non_resource && item.scope.is_some() {
                 continue;
             }
-            self.out
-                .by_policy
-                .entry(grant.policy)
-                .or_default()
-                .push(Held {
-                    permission: grant.permission,
-                    namespace: item.scope,
-                    via: item.via.clone(),
-                    hops: item.chain.clone(),
-                    end: End::Rule {
-                        binding: item.binding,
-                        role: item.role,
-                        grant,
-                    },
-                    graft: None,
-                    root: self.root.clone(),
-                });
+            let held = Held {
+                permission: grant.permission,
+                namespace: item.scope,
+                via: item.via.clone(),
+                hops: item.chain.clone(),
+                end: End::Rule {
+                    binding: item.binding,
+                    role: item.role,
+                    grant,
+                },
+                graft: None,
+                root: self.root.clone(),
+            };
+            self.push(grant.policy, held);
         }
         if self.set.is_empty() {
             return;
         }
         let index = self.index;
         for d in &item.entry.derives {
-            if !self.set.contains(d.kind) {
+            if !self.set.contains(d.kind) || (item.repeat && !pairs(d)) {
                 continue;
             }
             match &d.power {
@@ -705,7 +972,13 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
-        if self.all_sas && matches!(id, Identity::ServiceAccount { .. }) {
+        if let Identity::ServiceAccount { namespace, .. } = &id
+            && (self.all_sas
+                || self
+                    .grafted_ns
+                    .as_ref()
+                    .is_some_and(|g| g.contains(namespace)))
+        {
             return;
         }
         if self.seen.contains(&id) {
@@ -734,7 +1007,46 @@ impl<'a, 'h> Walk<'a, 'h> {
                 .keys()
                 .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
                 .collect();
-            self.out.grafts.push(Graft { summary, hop, at });
+            self.out.grafts.push(Graft {
+                summary,
+                hop,
+                at,
+                root: self.root.clone(),
+            });
+            return;
+        }
+        if let (Some(ns), Some(shared)) = (item.scope, self.shared)
+            && self.grafted_ns.is_some()
+        {
+            if self.all_sas || !self.grafted_ns.as_mut().is_some_and(|g| g.insert(ns)) {
+                return;
+            }
+            let summary = shared.ns_summary(index, self.set, self.slots, ns);
+            let hop = self.hop(item, d, Reach::Everything(Some(ns.clone())));
+            let at: BTreeMap<u32, usize> = summary
+                .slots
+                .keys()
+                .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                .collect();
+            // What the namespace's summary reached through a cluster-wide
+            // step, after this hop and the namespace's ServiceAccount.
+            let nested = summary.nested.as_ref().map(|n| Graft {
+                at: n
+                    .summary
+                    .keys()
+                    .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
+                    .collect(),
+                hop: rebase(&n.hop, &hop, &n.root),
+                summary: n.summary.clone(),
+                root: None,
+            });
+            self.out.grafts.push(Graft {
+                summary: summary.slots.clone(),
+                hop,
+                at,
+                root: None,
+            });
+            self.out.grafts.extend(nested);
             return;
         }
         let sas: Vec<Identity> = match item.scope {
@@ -772,7 +1084,7 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn derived(&mut self, slot: u32, permission: u32, ns: Option<&'a Name>, hop: &Rc<Hop<'a>>) {
-        self.out.by_policy.entry(slot).or_default().push(Held {
+        let held = Held {
             permission,
             namespace: ns,
             via: Via::Direct,
@@ -780,7 +1092,33 @@ impl<'a, 'h> Walk<'a, 'h> {
             end: End::Derived,
             graft: None,
             root: self.root.clone(),
-        });
+        };
+        self.push(slot, held);
+    }
+
+    fn push(&mut self, slot: u32, held: Held<'a>) {
+        let list = self.out.by_policy.entry(slot).or_default();
+        let Some(best) = &mut self.reduce else {
+            list.push(held);
+            return;
+        };
+        match best.entry((slot, held.permission, held.namespace)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let cur = &mut list[*e.get()];
+                if held.rank() < cur.rank() {
+                    if self.append_better {
+                        e.insert(list.len());
+                        list.push(held);
+                    } else {
+                        *cur = held;
+                    }
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(list.len());
+                list.push(held);
+            }
+        }
     }
 
     /// Every permission of every policy of interest, in `ns`.
@@ -811,11 +1149,18 @@ impl<'a, 'h> Walk<'a, 'h> {
     fn pair(
         &mut self,
         caps: &Caps<'a>,
-        bound: &mut HashSet<(RoleKey, Option<Name>)>,
+        bound: &mut FastSet<(&'a RoleKey, Option<&'a Name>)>,
         everything: &mut HashSet<Option<Name>>,
+        paired: &mut Paired<'a>,
         work: &mut Vec<Item<'a>>,
     ) {
         let index = self.index;
+        // Nothing new since the last pairing: it would pair nothing new.
+        let state = caps.state();
+        if paired.state == Some(state) {
+            return;
+        }
+        paired.state = Some(state);
         for half in &caps.escalate {
             let Power::Escalate { cluster_roles } = half.derive.power else {
                 continue;
@@ -845,7 +1190,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
         }
-        for half in &caps.bind {
+        for (hi, half) in caps.bind.iter().enumerate() {
             let Power::Bind {
                 cluster_roles,
                 targets,
@@ -888,7 +1233,14 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
             }
             for (scope, which) in grants {
+                // Paired before: every role it gives is bound already.
+                if !paired.done.insert((hi, scope, which)) {
+                    continue;
+                }
                 let cached = self.shared.map(|sh| sh.roles(index));
+                // The cached lists are in key order already.
+                let sorted = cached.is_some()
+                    && !matches!((which, targets), (None | Some(Some(_)), Targets::Named(_)));
                 let roles: Vec<&'a RoleEntry> = match (cached, which, targets) {
                     (Some(c), None, Targets::All) => c.get(&None).cloned().unwrap_or_default(),
                     (Some(c), Some(Some(ns)), Targets::All) => {
@@ -940,8 +1292,31 @@ impl<'a, 'h> Walk<'a, 'h> {
                     },
                 };
                 let mut roles = roles;
-                roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+                if !sorted {
+                    roles.sort_by(|a, b| a.role.key.cmp(&b.role.key));
+                }
+                // This walk paired the same power the same way before, no
+                // deeper: every role it binds is a repeat.
+                let depth = half.item.chain.as_ref().map_or(0, |h| h.depth);
+                let combo = (std::ptr::from_ref(half.derive) as usize, scope, which);
+                let combo_repeat = match &mut self.repeats {
+                    Some((paired, _)) => match paired.get_mut(&combo) {
+                        Some(d) if *d <= depth => true,
+                        Some(d) => {
+                            *d = depth;
+                            false
+                        }
+                        None => {
+                            paired.insert(combo, depth);
+                            false
+                        }
+                    },
+                    None => false,
+                };
                 for entry in roles {
+                    if combo_repeat && !entry.derives.iter().any(pairs) {
+                        continue;
+                    }
                     let key = &entry.role.key;
                     // A Role is bound in its own namespace.
                     let scope = if key.namespace.is_some() {
@@ -949,9 +1324,24 @@ impl<'a, 'h> Walk<'a, 'h> {
                     } else {
                         scope
                     };
-                    if !bound.insert((key.clone(), scope.cloned())) {
+                    if !bound.insert((key, scope)) {
                         continue;
                     }
+                    let repeat = combo_repeat
+                        || match &mut self.repeats {
+                            Some((_, roles)) => match roles.get_mut(&(key, scope)) {
+                                Some(d) if *d <= depth + 1 => true,
+                                Some(d) => {
+                                    *d = depth + 1;
+                                    false
+                                }
+                                None => {
+                                    roles.insert((key, scope), depth + 1);
+                                    false
+                                }
+                            },
+                            None => false,
+                        };
                     let hop = self.hop(
                         &half.item,
                         half.derive,
@@ -964,6 +1354,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                         entry,
                         scope,
                         chain: Some(hop),
+                        repeat,
                     });
                 }
             }

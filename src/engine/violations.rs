@@ -8,7 +8,8 @@ use jiff::Timestamp;
 
 use super::exception_rules;
 use super::holdings::{
-    End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings, holdings_shared,
+    ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings,
+    holdings_shared,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -268,27 +269,34 @@ fn policy_violations(
                 .union_with(bs);
         }
     }
-    let mut emit = |namespace: &str, duties: Vec<usize>, in_scope: &dyn Fn(&Held<'_>) -> bool| {
+    let own_scopes = ByScope::of(own);
+    let mut emit = |namespace: &str, duties: Vec<usize>, scope: Option<Option<&Name>>| {
         out.push(violation(
-            index, policy, subject, namespace, &duties, held, in_scope,
+            index,
+            policy,
+            subject,
+            namespace,
+            &duties,
+            held,
+            (&own_scopes, scope),
         ));
     };
     match policy.scope {
-        PolicyScope::Cluster => emit(CLUSTER_WIDE, all_duties, &|_| true),
+        PolicyScope::Cluster => emit(CLUSTER_WIDE, all_duties, None),
         PolicyScope::Namespace => {
             // R5.2: cluster-wide holdings count in every namespace; a namespace
             // that adds nothing to a cluster-wide violation is not reported again.
             let star = duties_held(policy, &cluster);
             let star_violates = star.len() > policy.max_duties;
             if star_violates {
-                emit(CLUSTER_WIDE, star.clone(), &|h| h.namespace.is_none());
+                emit(CLUSTER_WIDE, star.clone(), Some(None));
             }
             for (ns, perms) in &per_ns {
                 let mut u = cluster.clone();
                 u.union_with(perms);
                 let d = duties_held(policy, &u);
                 if d.len() > policy.max_duties && !(star_violates && d == star) {
-                    emit(ns, d, &|h| h.namespace.is_none_or(|x| x == *ns));
+                    emit(ns, d, Some(Some(ns)));
                 }
             }
         }
@@ -302,7 +310,7 @@ fn violation<'x, 'a>(
     namespace: &str,
     duties: &[usize],
     held: SlotHeld<'x, 'a>,
-    in_scope: &dyn Fn(&Held<'_>) -> bool,
+    (own_scopes, scope): (&'x ByScope<'a>, Option<Option<&Name>>),
 ) -> Violation {
     let (own, grafts, slot) = held;
     let mut explanation: Vec<DutyPaths> = duties
@@ -311,7 +319,7 @@ fn violation<'x, 'a>(
             let duty = &policy.duties[di];
             let best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
                 let perms: BTreeSet<usize> = perms.collect();
-                let ok = |h: &Held<'_>| perms.contains(&(h.permission as usize)) && in_scope(h);
+                let ok = |h: &Held<'_>| perms.contains(&(h.permission as usize));
                 // In the order the holdings were found: a subject's own up to
                 // a graft, the graft's, then the rest of its own.
                 let mut best: Option<(Rank<'_>, &Held<'_>, Option<&Graft<'_>>)> = None;
@@ -323,11 +331,11 @@ fn violation<'x, 'a>(
                 // The subject's own paths first: on a tie they win, as in a
                 // walk of its own an identity it reaches before the graft
                 // keeps its own path.
-                for x in own.iter().filter(|x| ok(x)) {
+                for x in own_scopes.within(own, scope).filter(|x| ok(x)) {
                     consider(x.rank(), x, None);
                 }
                 for (g, s) in grafts {
-                    for x in s.held.iter().filter(|x| ok(x)) {
+                    for x in s.by_scope.within(&s.held, scope).filter(|x| ok(x)) {
                         let mut r = x.rank();
                         r.0 += g.hop.depth;
                         consider(r, x, Some(g));

@@ -88,11 +88,31 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             }
         }
     }
+    // Whoever can bind a role to themselves acts, through it, as whatever
+    // that role's Pods, exec, tokens or impersonation reach: when anyone is
+    // affected, so may they be (judging more subjects is only slower).
+    let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
     loop {
         for x in std::mem::take(&mut fresh) {
             if out.insert(x.clone()) {
                 queue.push(x);
             }
+        }
+        if !binders_taken && !queue.is_empty() {
+            binders_taken = true;
+            for bkey in index.derivers() {
+                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                    continue;
+                };
+                if entry
+                    .derives
+                    .iter()
+                    .any(|d| set.contains(d.kind) && matches!(d.power, Power::Bind { .. }))
+                {
+                    take(bkey, &mut fresh);
+                }
+            }
+            continue;
         }
         let Some(t) = queue.pop() else { break };
         let scopes: [Option<&Name>; 2] = [t.namespace(), None];

@@ -220,75 +220,125 @@ fn tuples(ev: &Evaluation) -> BTreeMap<Identity, BTreeSet<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+#![proptest_config(ProptestConfig::with_cases(200))]
 
-    #[test]
-    fn derived_holdings_incremental_equal_rebuilt(
-        ops in proptest::collection::vec(arb_op(), 1..40),
-    ) {
-        let mut index = Index::new();
-        let mut model = BTreeMap::new();
-        for op in &ops {
-            apply(&mut index, &mut model, op);
-            let rebuilt = Index::from_objects(model.values().cloned());
-            prop_assert_eq!(eval(&index), eval(&rebuilt));
+#[test]
+fn derived_holdings_incremental_equal_rebuilt(
+    ops in proptest::collection::vec(arb_op(), 1..40),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &ops {
+        apply(&mut index, &mut model, op);
+        let rebuilt = Index::from_objects(model.values().cloned());
+        prop_assert_eq!(eval(&index), eval(&rebuilt));
+    }
+}
+
+#[test]
+fn admission_judges_every_subject_a_change_affects(
+    setup in proptest::collection::vec(arb_op(), 1..30),
+    change in arb_op(),
+) {
+    let Op::Apply(object) = change else {
+        // Removals are always allowed (R7.3): nothing to judge.
+        return Ok(());
+    };
+    if matches!(object, Object::Policy(_)) {
+        // A policy change is judged on the whole state.
+        return Ok(());
+    }
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &setup {
+        apply(&mut index, &mut model, op);
+    }
+    let judged = affected_by(&mut index, &object);
+    let before = tuples(&eval(&Index::from_objects(model.values().cloned())));
+    model.insert(object.key(), object.clone());
+    let after = tuples(&eval(&Index::from_objects(model.values().cloned())));
+    for (subject, vs) in &after {
+        let old = before.get(subject).cloned().unwrap_or_default();
+        prop_assert!(
+            vs.is_subset(&old) || judged.contains(subject),
+            "{subject} gains {:?} (had {:?}) but is not judged; judged: {:?}",
+            vs, old, judged
+        );
+    }
+}
+
+/// Sharing what every ServiceAccount holds (engine::Shared) changes no
+/// violation and no path's length or final rule: each subject judged on
+/// its own, walking the whole cluster itself, gives the same evaluation.
+/// Between equally short paths that end in the same rule, the first hops
+/// may differ (a tie broken in another order).
+#[test]
+fn shared_summaries_equal_walks_of_each_subject(
+    ops in proptest::collection::vec(arb_op(), 1..40),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &ops {
+        apply(&mut index, &mut model, op);
+    }
+    let mut alone = Vec::new();
+    for s in engine::subjects(&index) {
+        alone.extend(unshared_violations(&index, &s));
+    }
+    engine::violations::sort(&mut alone);
+    let alone = engine::violations::excuse(&index, alone, now());
+    prop_assert_eq!(shape(&eval(&index)), shape(&alone));
+}
+
+/// What a namespace's summary says every ServiceAccount of it holds is
+/// what their own walks find: the same (policy, permission, namespace)
+/// keys, each at the shortest depth any of them reaches it, every path
+/// starting from one of that namespace's ServiceAccounts.
+#[test]
+fn namespace_summaries_equal_walks_of_their_service_accounts(
+    ops in proptest::collection::vec(arb_op(), 1..40),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &ops {
+        apply(&mut index, &mut model, op);
+    }
+    let shared = engine::Shared::new();
+    let namespaces: Vec<Name> = index.service_account_namespaces().cloned().collect();
+    for (slot, policy) in index.policies() {
+        let only = [slot];
+        for ns in &namespaces {
+            let mut want: BTreeMap<(u32, Option<Name>), u32> = BTreeMap::new();
+            for sa in index.service_accounts_in(ns) {
+                let h = engine::holdings(&index, &sa, Some(slot));
+                for x in h.by_policy.get(&slot).into_iter().flatten() {
+                    let d = want.entry((x.permission, x.namespace.cloned())).or_insert(u32::MAX);
+                    *d = (*d).min(x.depth());
+                }
+            }
+            let got = summary_depths(&shared.namespace_depths(&index, policy.derived, &only, ns), ns);
+            prop_assert_eq!(got.map_err(TestCaseError::fail)?, want, "namespace {}", ns);
         }
     }
+}}
 
-    #[test]
-    fn admission_judges_every_subject_a_change_affects(
-        setup in proptest::collection::vec(arb_op(), 1..30),
-        change in arb_op(),
-    ) {
-        let Op::Apply(object) = change else {
-            // Removals are always allowed (R7.3): nothing to judge.
-            return Ok(());
-        };
-        if matches!(object, Object::Policy(_)) {
-            // A policy change is judged on the whole state.
-            return Ok(());
+/// The shortest depth per (permission, namespace) of a namespace summary's
+/// holdings; an error if a path does not start from a ServiceAccount of `ns`.
+#[allow(clippy::type_complexity)]
+fn summary_depths(
+    held: &[(u32, Option<Name>, u32, Option<Identity>)],
+    ns: &Name,
+) -> Result<BTreeMap<(u32, Option<Name>), u32>, String> {
+    let mut out = BTreeMap::new();
+    for (perm, scope, depth, root) in held {
+        match root {
+            Some(Identity::ServiceAccount { namespace, .. }) if namespace == ns => {}
+            r => return Err(format!("a path of {ns}'s summary starts from {r:?}")),
         }
-        let mut index = Index::new();
-        let mut model = BTreeMap::new();
-        for op in &setup {
-            apply(&mut index, &mut model, op);
-        }
-        let judged = affected_by(&mut index, &object);
-        let before = tuples(&eval(&Index::from_objects(model.values().cloned())));
-        model.insert(object.key(), object.clone());
-        let after = tuples(&eval(&Index::from_objects(model.values().cloned())));
-        for (subject, vs) in &after {
-            let old = before.get(subject).cloned().unwrap_or_default();
-            prop_assert!(
-                vs.is_subset(&old) || judged.contains(subject),
-                "{subject} gains {:?} (had {:?}) but is not judged; judged: {:?}",
-                vs, old, judged
-            );
-        }
+        let d = out.entry((*perm, scope.clone())).or_insert(u32::MAX);
+        *d = (*d).min(*depth);
     }
-
-    /// Sharing what every ServiceAccount holds (engine::Shared) changes no
-    /// violation and no path's length or final rule: each subject judged on
-    /// its own, walking the whole cluster itself, gives the same evaluation.
-    /// Between equally short paths that end in the same rule, the first hops
-    /// may differ (a tie broken in another order).
-    #[test]
-    fn shared_summaries_equal_walks_of_each_subject(
-        ops in proptest::collection::vec(arb_op(), 1..40),
-    ) {
-        let mut index = Index::new();
-        let mut model = BTreeMap::new();
-        for op in &ops {
-            apply(&mut index, &mut model, op);
-        }
-        let mut alone = Vec::new();
-        for s in engine::subjects(&index) {
-            alone.extend(unshared_violations(&index, &s));
-        }
-        engine::violations::sort(&mut alone);
-        let alone = engine::violations::excuse(&index, alone, now());
-        prop_assert_eq!(shape(&eval(&index)), shape(&alone));
-    }
+    Ok(out)
 }
 
 /// A subject's violations from its own walk, nothing shared.

@@ -14,6 +14,11 @@
 #                        `authorize`: SubjectAccessReviews to /authorize (R13),
 #                        with one more policy on the state, the Secrets duties
 #                        under `useTime: {action: Deny}`
+#   RATE                 open loop instead of wrk's closed loop: send RATE
+#                        requests/s whatever the answers' latency, with vegeta
+#                        (`go install github.com/tsenart/vegeta/v12@v12.13.0`,
+#                        on PATH or in VEGETA), so the latency is measured at
+#                        that rate, not at saturation
 #   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
 #                        0s for a build older than issue 11, whose gauge ran by
 #                        default)
@@ -22,7 +27,13 @@ cd "$(dirname "$0")/.."
 state=${1:-/tmp/synth-full}
 conns=${2:-4}
 secs=${3:-30}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+rate=${RATE:-}
+vegeta=${VEGETA:-vegeta}
+if [ -n "$rate" ]; then
+  command -v "$vegeta" >/dev/null || { echo "vegeta is missing: go install github.com/tsenart/vegeta/v12@v12.13.0" >&2; exit 2; }
+else
+  command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+fi
 interval=${AUDIT_INTERVAL:-0s}
 bin=${SODGUARD_BIN:-./target/release/sodguard}
 [ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
@@ -118,7 +129,45 @@ PY
 fi
 echo "mode: $mode, audit interval: $interval"
 uptime
-wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
+if [ -n "$rate" ]; then
+  # The same requests as the wrk script, as vegeta targets: run the script's
+  # request() with a tiny stand-in for wrk.format.
+  python3 - "$work/review.lua" "https://127.0.0.1:$port/$mode" >"$work/targets.json" <<'PY'
+import base64, json, re, sys
+lua = open(sys.argv[1]).read()
+nss = re.findall(r'"([^"]+)"', re.search(r"local nss = \{(.*?)\}", lua).group(1))
+out = []
+if "/authorize" in sys.argv[2]:
+    for i in range(1200):
+        ns = nss[i % len(nss)]
+        who, res = [("ci", "secrets"), ("default", "secrets"), ("ci", "configmaps")][i % 3]
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+            "user": f"system:serviceaccount:{ns}:{who}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+            "resourceAttributes": {"namespace": ns, "verb": "get", "group": "", "version": "v1", "resource": res, "name": "x"}}}
+        out.append(body)
+else:
+    for i in range(1200):
+        ns = nss[i % len(nss)]
+        role = {"kind": "ClusterRole", "name": "secret-reader"} if i % 2 == 0 else {"kind": "Role", "name": "pod-manager"}
+        out.append({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": f"u{i}", "kind": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "RoleBinding"},
+            "operation": "CREATE", "userInfo": {"username": "alice"},
+            "object": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": f"bench-{i}", "namespace": ns},
+                       "roleRef": dict(apiGroup="rbac.authorization.k8s.io", **role),
+                       "subjects": [{"kind": "ServiceAccount", "name": "api", "namespace": ns}]}}})
+for body in out:
+    print(json.dumps({"method": "POST", "url": sys.argv[2], "header": {"Content-Type": ["application/json"]},
+                      "body": base64.b64encode(json.dumps(body).encode()).decode()}))
+PY
+  "$vegeta" attack -format=json -targets="$work/targets.json" -rate="$rate" -duration="${secs}s" \
+    -insecure -keepalive -http2=false -connections="$conns" >"$work/results.bin"
+  "$vegeta" report -type=text <"$work/results.bin"
+  "$vegeta" report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' <"$work/results.bin"
+else
+  wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
+fi
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'
 # The server's own time per answer (from the body read to the answer), by

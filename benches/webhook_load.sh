@@ -162,7 +162,7 @@ for body in out:
                       "body": base64.b64encode(json.dumps(body).encode()).decode()}))
 PY
   "$vegeta" attack -format=json -targets="$work/targets.json" -rate="$rate" -duration="${secs}s" \
-    -insecure -keepalive -http2=false -connections="$conns" >"$work/results.bin"
+    -insecure -keepalive -http2=false -workers="$conns" -max-workers="$conns" -connections="$conns" >"$work/results.bin"
   "$vegeta" report -type=text <"$work/results.bin"
   "$vegeta" report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' <"$work/results.bin"
 else

@@ -13,7 +13,7 @@ use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
-    Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
+    Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, saturated, sort,
     subject_violations_shared,
 };
 use super::{credentials, exception_rules, grant_rules};
@@ -400,7 +400,7 @@ fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
 /// whose holdings the change can alter is judged in both states (R7.7),
 /// including those reached only through an aggregated ClusterRole that the
 /// changed role joins.
-fn rbac_change(
+pub(crate) fn rbac_change(
     index: &mut Index,
     confirmed: Option<&Index>,
     object: Object,
@@ -430,10 +430,13 @@ fn rbac_change(
             }
             // The pending changes may open edges the confirmed state lacks.
             add_actors(index, &roles, &mut subjects);
+            subjects.retain(|s| !saturated(confirmed, index, s));
             (violations_of(confirmed, &subjects), undo)
         }
         None => {
             subjects = affected_by(index, &object);
+            // RBAC objects only: the policies stay, as `saturated` needs.
+            subjects.retain(|s| !saturated(index, index, s));
             let before = violations_of(index, &subjects);
             (before, index.apply(object))
         }

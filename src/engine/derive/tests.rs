@@ -67,6 +67,8 @@ fn subjects_pool() -> Vec<Identity> {
         Identity::Group(n("system:serviceaccounts:a")),
         Identity::Group(n("g")),
         Identity::User(n("u")),
+        // What every User holds (R1.4), also one named for the first time.
+        Identity::Group(n("system:authenticated")),
     ]
 }
 
@@ -139,7 +141,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                         name: n(name),
                     },
                     role,
-                    subjects: pick(&subjects_pool(), mask & 0x7f),
+                    subjects: pick(&subjects_pool(), mask & 0xff),
                 }))
             }),
         1 => (cr_name.clone(), any::<u16>()).prop_map(|(c, mask)| {
@@ -149,7 +151,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                     name: n("k1"),
                 },
                 role: RoleKey::cluster(c),
-                subjects: pick(&subjects_pool(), mask & 0x7f),
+                subjects: pick(&subjects_pool(), mask & 0xff),
             }))
         }),
         2 => (ns.clone(), sa_name.clone()).prop_map(|(ns, name)| {

@@ -1,7 +1,7 @@
 //! Admission (R7): the new violations a proposed change would create, and the
 //! verdict on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -663,12 +663,27 @@ fn excuse_all(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation 
 /// V(S') − V(S): violations after the change that were not there before, nor
 /// contained in one that was (a change that only removes rights adds none).
 fn new_violations(before: Evaluation, after: Evaluation) -> (Vec<Violation>, Vec<Excused>) {
-    let old: Vec<&Violation> = before
+    // By (policy, subject, namespace): only those can contain a violation
+    // (`Violation::within`), and scanning every old violation for each new
+    // one was quadratic — most of a decision once thousands are judged.
+    let mut old: HashMap<(&Name, &Identity, &Name), Vec<&Violation>> = HashMap::new();
+    for o in before
         .violations
         .iter()
         .chain(before.excused.iter().map(|e| &e.violation))
-        .collect();
-    let is_new = |v: &Violation| !old.iter().any(|o| v.within(o));
+    {
+        old.entry((&o.policy, &o.subject, &o.namespace))
+            .or_default()
+            .push(o);
+    }
+    let star = Name::from(CLUSTER_WIDE);
+    let is_new = |v: &Violation| {
+        let within = |ns: &Name| {
+            old.get(&(&v.policy, &v.subject, ns))
+                .is_some_and(|os| os.iter().any(|o| v.within(o)))
+        };
+        !within(&v.namespace) && !within(&star)
+    };
     let violations = after.violations.into_iter().filter(|v| is_new(v)).collect();
     let excused = after
         .excused

@@ -1,7 +1,7 @@
 //! Admission (R7): the new violations a proposed change would create, and the
 //! verdict on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -13,13 +13,13 @@ use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
-    Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, sort,
+    Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, saturated, sort,
     subject_violations_shared,
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{Index, Undo};
-use crate::model::{Binding, GRANT_LABEL, Identity, JitGrant, Object, RoleKey};
+use crate::model::{Binding, CLUSTER_WIDE, GRANT_LABEL, Identity, JitGrant, Name, Object, RoleKey};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -400,7 +400,7 @@ fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
 /// whose holdings the change can alter is judged in both states (R7.7),
 /// including those reached only through an aggregated ClusterRole that the
 /// changed role joins.
-fn rbac_change(
+pub(crate) fn rbac_change(
     index: &mut Index,
     confirmed: Option<&Index>,
     object: Object,
@@ -430,15 +430,98 @@ fn rbac_change(
             }
             // The pending changes may open edges the confirmed state lacks.
             add_actors(index, &roles, &mut subjects);
+            subjects.retain(|s| !saturated(confirmed, index, s));
             (violations_of(confirmed, &subjects), undo)
         }
         None => {
             subjects = affected_by(index, &object);
+            // RBAC objects only: the policies stay, as `saturated` needs.
+            subjects.retain(|s| !saturated(index, index, s));
+            if let Some(ns) = only_namespace(index, &object) {
+                return in_one_namespace(index, &subjects, object, &ns, now);
+            }
             let before = violations_of(index, &subjects);
             (before, index.apply(object))
         }
     };
     let mut after = violations_of(index, &subjects);
+    sort(&mut after);
+    let after = excuse_all(index, after, now);
+    let before = Evaluation {
+        violations: before,
+        excused: Vec::new(),
+    };
+    let (violations, excused) = new_violations(before, after);
+    let allowed = !violations.iter().any(|v| v.actions.deny);
+    (
+        Review {
+            allowed,
+            refusal: None,
+            violations,
+            excused,
+            warnings: Vec::new(),
+        },
+        Some(undo),
+    )
+}
+
+/// The namespace outside which `object` changes nobody's holdings: a
+/// RoleBinding of that namespace whose role, before and after the change,
+/// opens no escalation path a policy considers, naming only subjects that
+/// exist already. Its grants then count in that namespace alone (R2), it adds
+/// or removes no acts-as edge (R9.1; a missing role grants nothing, R2.3),
+/// and no subject starts to exist with what its implicit groups hold
+/// everywhere (R1.5).
+fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
+    let considered = considered(index);
+    let plain = |role: &RoleKey| {
+        index
+            .role(role)
+            .is_none_or(|e| !e.derives.iter().any(|d| considered.contains(d.kind)))
+    };
+    match object {
+        Object::Binding(b) => {
+            let ns = b.key.namespace.clone()?;
+            let old_plain = index.binding(&b.key).is_none_or(|old| plain(&old.role));
+            (old_plain && plain(&b.role) && b.subjects.iter().all(|s| index.exists(s)))
+                .then_some(ns)
+        }
+        _ => None,
+    }
+}
+
+/// [`rbac_change`] for a change that alters holdings in `ns` alone
+/// ([`only_namespace`]), on a single state: a violation elsewhere (another
+/// namespace's) is the same before and after, so only those in `ns` and
+/// cluster-wide can be new. The state after is judged first; a subject's
+/// state before only when it has such a violation after, which spares most
+/// decisions the walks (and the summary of every ServiceAccount) before.
+fn in_one_namespace(
+    index: &mut Index,
+    subjects: &BTreeSet<Identity>,
+    object: Object,
+    ns: &Name,
+    now: Timestamp,
+) -> (Review, Option<Undo>) {
+    let probe = index.apply(object.clone());
+    let mut after = Vec::new();
+    let mut again = BTreeSet::new();
+    {
+        let shared = Shared::new();
+        for s in subjects {
+            let vs: Vec<Violation> = subject_violations_shared(index, s, None, &shared)
+                .into_iter()
+                .filter(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE)
+                .collect();
+            if !vs.is_empty() {
+                again.insert(s.clone());
+            }
+            after.extend(vs);
+        }
+    }
+    index.undo(probe);
+    let before = violations_of(index, &again);
+    let undo = index.apply(object);
     sort(&mut after);
     let after = excuse_all(index, after, now);
     let before = Evaluation {
@@ -580,12 +663,27 @@ fn excuse_all(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation 
 /// V(S') − V(S): violations after the change that were not there before, nor
 /// contained in one that was (a change that only removes rights adds none).
 fn new_violations(before: Evaluation, after: Evaluation) -> (Vec<Violation>, Vec<Excused>) {
-    let old: Vec<&Violation> = before
+    // By (policy, subject, namespace): only those can contain a violation
+    // (`Violation::within`), and scanning every old violation for each new
+    // one was quadratic — most of a decision once thousands are judged.
+    let mut old: HashMap<(&Name, &Identity, &Name), Vec<&Violation>> = HashMap::new();
+    for o in before
         .violations
         .iter()
         .chain(before.excused.iter().map(|e| &e.violation))
-        .collect();
-    let is_new = |v: &Violation| !old.iter().any(|o| v.within(o));
+    {
+        old.entry((&o.policy, &o.subject, &o.namespace))
+            .or_default()
+            .push(o);
+    }
+    let star = Name::from(CLUSTER_WIDE);
+    let is_new = |v: &Violation| {
+        let within = |ns: &Name| {
+            old.get(&(&v.policy, &v.subject, ns))
+                .is_some_and(|os| os.iter().any(|o| v.within(o)))
+        };
+        !within(&v.namespace) && !within(&star)
+    };
     let violations = after.violations.into_iter().filter(|v| is_new(v)).collect();
     let excused = after
         .excused

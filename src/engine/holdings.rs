@@ -221,6 +221,14 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
     walk_all(index, subject, only, None)
 }
 
+/// What `subject` holds through the bindings that name it or its groups
+/// alone, no escalation path followed: never more than [`holdings`] finds.
+pub fn direct_holdings<'a>(index: &'a Index, subject: &Identity) -> Holdings<'a> {
+    let mut h = Holdings::default();
+    Walk::new(index, DerivedSet::NONE, None, &mut h, None).run(subject);
+    h
+}
+
 /// What every ServiceAccount of the cluster holds, computed once per
 /// evaluation or decision and shared by every subject that acts as all of
 /// them (a cluster-wide Pod creator, exec, token or impersonation grant):

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 
 use super::exception_rules;
 use super::holdings::{
-    ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, holdings,
-    holdings_shared,
+    ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, direct_holdings,
+    holdings, holdings_shared,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -164,6 +164,51 @@ pub fn subject_violations_shared<'a>(
 #[cfg(test)]
 pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> Vec<Violation> {
     judge(index, subject, None, None)
+}
+
+/// Whether no change of RBAC objects from `before` to `after` can give
+/// `subject` a new violation (R7.1), known without walking its escalation
+/// paths: every policy that governs it on `after` is the very one of
+/// `before`, under which, on `before`, its own bindings alone give it every
+/// duty cluster-wide, more than it may hold. Its violations on `before` then
+/// include a cluster-wide one with every duty (a walk only adds holdings, and
+/// both policy scopes report such a one), and any violation it has on `after`
+/// under that policy is within it. Holders of cluster-admin are so: judging
+/// them, each walk binding every role of the cluster, was most of a decision.
+pub(crate) fn saturated(before: &Index, after: &Index, subject: &Identity) -> bool {
+    let governed: Vec<&std::sync::Arc<Policy>> = after
+        .policies()
+        .filter(|(_, p)| p.subjects.selects(subject))
+        .map(|(_, p)| p)
+        .collect();
+    if governed.is_empty() {
+        // Judged on `after`, it has no violation at all.
+        return true;
+    }
+    if !before.exists(subject) {
+        return false;
+    }
+    let h = direct_holdings(before, subject);
+    governed.into_iter().all(|p| {
+        let Some(slot) = before.policy_slot_of(&p.name) else {
+            return false;
+        };
+        if !before
+            .policy_slot(slot)
+            .is_some_and(|b| std::sync::Arc::ptr_eq(b, p))
+        {
+            return false;
+        }
+        let n = p.permissions.len();
+        let mut cluster = FixedBitSet::with_capacity(n);
+        for x in h.by_policy.get(&slot).into_iter().flatten() {
+            if x.namespace.is_none() && (x.permission as usize) < n {
+                cluster.insert(x.permission as usize);
+            }
+        }
+        let d = duties_held(p, &cluster);
+        d.len() == p.duties.len() && d.len() > p.max_duties
+    })
 }
 
 fn judge<'a>(

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 
 use crate::crd::{SoDPolicySpec, compile_policy};
-use crate::engine::admission::affected_by;
+use crate::engine::admission::{affected_by, rbac_change};
 use crate::engine::index::Index;
 use crate::engine::{self, Evaluation};
 use crate::model::{Binding, BindingKey, Identity, Name, Object, ObjectKey, Role, RoleKey, Rule};
@@ -67,6 +67,8 @@ fn subjects_pool() -> Vec<Identity> {
         Identity::Group(n("system:serviceaccounts:a")),
         Identity::Group(n("g")),
         Identity::User(n("u")),
+        // What every User holds (R1.4), also one named for the first time.
+        Identity::Group(n("system:authenticated")),
     ]
 }
 
@@ -139,7 +141,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                         name: n(name),
                     },
                     role,
-                    subjects: pick(&subjects_pool(), mask & 0x7f),
+                    subjects: pick(&subjects_pool(), mask & 0xff),
                 }))
             }),
         1 => (cr_name.clone(), any::<u16>()).prop_map(|(c, mask)| {
@@ -149,7 +151,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                     name: n("k1"),
                 },
                 role: RoleKey::cluster(c),
-                subjects: pick(&subjects_pool(), mask & 0x7f),
+                subjects: pick(&subjects_pool(), mask & 0xff),
             }))
         }),
         2 => (ns.clone(), sa_name.clone()).prop_map(|(ns, name)| {
@@ -264,6 +266,51 @@ fn admission_judges_every_subject_a_change_affects(
             "{subject} gains {:?} (had {:?}) but is not judged; judged: {:?}",
             vs, old, judged
         );
+    }
+}
+
+/// The decision on an RBAC change (with its shortcuts: only the affected
+/// subjects, none that already violate everything) reports exactly the new
+/// violations (R7.1) that evaluating the whole state before and after it
+/// finds: V(S') less what is within a violation of V(S). Also in live mode
+/// (R7.8), with the state before given as the confirmed one.
+#[test]
+fn decision_equals_whole_state_before_and_after(
+    setup in proptest::collection::vec(arb_op(), 1..30),
+    change in arb_op(),
+) {
+    let Op::Apply(object) = change else {
+        return Ok(());
+    };
+    if matches!(object, Object::Policy(_)) {
+        return Ok(());
+    }
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &setup {
+        apply(&mut index, &mut model, op);
+    }
+    let before = eval(&Index::from_objects(model.values().cloned()));
+    let mut after_model = model.clone();
+    after_model.insert(object.key(), object.clone());
+    let after = eval(&Index::from_objects(after_model.values().cloned()));
+    let mut want = BTreeSet::new();
+    for v in &after.violations {
+        if !before.violations.iter().any(|o| v.within(o)) {
+            want.insert(format!("{} {} {} {:?}", v.policy, v.subject, v.namespace, v.duties));
+        }
+    }
+    let confirmed = index.clone();
+    for live in [false, true] {
+        let mut state = index.clone();
+        let (review, _) = rbac_change(&mut state, live.then_some(&confirmed), object.clone(), now());
+        let got: BTreeSet<String> = review
+            .violations
+            .iter()
+            .map(|v| format!("{} {} {} {:?}", v.policy, v.subject, v.namespace, v.duties))
+            .collect();
+        prop_assert_eq!(&got, &want, "live: {}", live);
+        prop_assert_eq!(review.allowed, want.is_empty());
     }
 }
 

@@ -444,25 +444,8 @@ pub(crate) fn rbac_change(
             (before, index.apply(object))
         }
     };
-    let mut after = violations_of(index, &subjects);
-    sort(&mut after);
-    let after = excuse_all(index, after, now);
-    let before = Evaluation {
-        violations: before,
-        excused: Vec::new(),
-    };
-    let (violations, excused) = new_violations(before, after);
-    let allowed = !violations.iter().any(|v| v.actions.deny);
-    (
-        Review {
-            allowed,
-            refusal: None,
-            violations,
-            excused,
-            warnings: Vec::new(),
-        },
-        Some(undo),
-    )
+    let after = violations_of(index, &subjects);
+    judged(index, before, after, now, undo)
 }
 
 /// The namespace outside which `object` changes nobody's holdings: a
@@ -522,6 +505,19 @@ fn in_one_namespace(
     index.undo(probe);
     let before = violations_of(index, &again);
     let undo = index.apply(object);
+    judged(index, before, after, now, undo)
+}
+
+/// The review of a change whose state is applied (`undo` puts it back):
+/// refused when a violation of the state after, not excused and not already
+/// in `before` (R7.1), is under a Deny policy.
+fn judged(
+    index: &Index,
+    before: Vec<Violation>,
+    mut after: Vec<Violation>,
+    now: Timestamp,
+    undo: Undo,
+) -> (Review, Option<Undo>) {
     sort(&mut after);
     let after = excuse_all(index, after, now);
     let before = Evaluation {

@@ -165,6 +165,15 @@ def main():
     if not check_line(leader is not None, "16 one replica leads", [r.leads() for r in replicas]):
         return 1
     follower = next(r for r in replicas if r is not leader)
+    # The violations gauge is the audit's: the leader exports the counts, a
+    # follower none (and -1 for the age of an audit it never ran), so a
+    # dashboard that sums over replicas counts each violation once.
+    lv = leader.sg.metric("sodguard_audit_violations")
+    fv = follower.sg.metric("sodguard_audit_violations")
+    fage = follower.sg.metric("sodguard_audit_last_success_age_seconds").get("", None)
+    check_line(sum(lv.values()) >= 1 and not fv and fage == -1,
+               "16 the leader exports the audit's violations gauge, the follower none (age -1)",
+               f"leader {lv}, follower {fv}, follower age {fage}")
     rep_rv = (get(f"{REPORTS}/sodguard") or {}).get("metadata", {}).get("resourceVersion")
     pol_rv = (get(f"{SOD}/sodpolicies/{POLICY}") or {}).get("metadata", {}).get("resourceVersion")
     writes0 = leader.writes()

@@ -129,12 +129,7 @@ async fn authorize(State(a): State<Authorizer>, headers: HeaderMap, body: Body) 
     .await
     .unwrap_or_else(|r| r);
     if response.status() != StatusCode::OK {
-        metrics
-            .refused
-            .get_or_create(&crate::runtime::metrics::CodeLabel {
-                code: response.status().as_u16().to_string(),
-            })
-            .inc();
+        metrics.count_refused(response.status().as_u16());
     }
     response
 }
@@ -155,10 +150,7 @@ fn log_authorization(
             subresource,
             name,
         } => {
-            let mut t = resource.clone();
-            if !subresource.is_empty() {
-                t = format!("{t}/{subresource}");
-            }
+            let mut t = crate::engine::usetime::resource_path(resource, subresource);
             if !group.is_empty() {
                 t = format!("{t}.{group}");
             }
@@ -325,12 +317,7 @@ async fn validate(State(webhook): State<Webhook>, headers: HeaderMap, body: Body
     // Refused requests (a bad body, too large, not ready, not the leader)
     // are counted too: otherwise a misconfigured API server looks idle.
     if response.status() != StatusCode::OK {
-        metrics
-            .refused
-            .get_or_create(&crate::runtime::metrics::CodeLabel {
-                code: response.status().as_u16().to_string(),
-            })
-            .inc();
+        metrics.count_refused(response.status().as_u16());
     }
     response
 }

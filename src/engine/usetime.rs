@@ -82,11 +82,7 @@ impl Access {
                 {
                     return false;
                 }
-                let resource = if subresource.is_empty() {
-                    resource.clone()
-                } else {
-                    format!("{resource}/{subresource}")
-                };
+                let resource = resource_path(resource, subresource);
                 Rule {
                     verbs: one(verb),
                     api_groups: one(group),
@@ -117,6 +113,16 @@ impl Access {
     fn in_scope(&self, namespace: &str) -> bool {
         namespace == CLUSTER_WIDE
             || matches!(self, Access::Resource { namespace: ns, .. } if ns.is_empty() || ns == namespace)
+    }
+}
+
+/// A review's resource as RBAC rules name it: `pods`, or `pods/exec` for a
+/// subresource.
+pub fn resource_path(resource: &str, subresource: &str) -> String {
+    if subresource.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}/{subresource}")
     }
 }
 
@@ -361,11 +367,7 @@ fn ended_grant(
     else {
         return None;
     };
-    let resource = if subresource.is_empty() {
-        resource.clone()
-    } else {
-        format!("{resource}/{subresource}")
-    };
+    let resource = resource_path(resource, subresource);
     let asked = Permission {
         verbs: vec![Name::from(verb.as_str())],
         api_groups: vec![Name::from(group.as_str())],

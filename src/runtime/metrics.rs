@@ -265,6 +265,17 @@ impl Metrics {
         self.latency.observe(seconds);
     }
 
+    /// A request answered with an HTTP error (bad body, too large, not
+    /// ready, not the leader): counted, or a misconfigured API server looks
+    /// idle.
+    pub fn count_refused(&self, code: u16) {
+        self.refused
+            .get_or_create(&CodeLabel {
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
     pub fn observe_authorize(&self, decision: &str, why: &str, seconds: f64) {
         self.authorize_requests
             .get_or_create(&AuthorizeLabels {

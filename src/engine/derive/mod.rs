@@ -90,7 +90,10 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
     }
     // Whoever can bind a role to themselves acts, through it, as whatever
     // that role's Pods, exec, tokens or impersonation reach: when anyone is
-    // affected, so may they be (judging more subjects is only slower).
+    // affected, so may they be (judging more subjects is only slower). And
+    // when a role changes, so may they even if nobody is bound to it: a
+    // role they can bind may grant `bind` on the changed one (a second
+    // step the direct lookup above does not see).
     let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
     loop {
         for x in std::mem::take(&mut fresh) {
@@ -98,7 +101,7 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
                 queue.push(x);
             }
         }
-        if !binders_taken && !queue.is_empty() {
+        if !binders_taken && (!queue.is_empty() || !roles.is_empty()) {
             binders_taken = true;
             for bkey in index.derivers() {
                 let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
+use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
@@ -894,7 +895,18 @@ impl<'a, 'h> Walk<'a, 'h> {
                     }
                 }
                 Power::ImpersonateServiceAccounts(Targets::All) => {
-                    self.every_service_account(item, d)
+                    self.every_service_account(item, d);
+                    // Impersonation does not ask whether the ServiceAccount
+                    // exists: the bindings naming a missing one apply too.
+                    let ghosts: Vec<Identity> = index
+                        .ghost_service_accounts(item.scope.map(|ns| &**ns))
+                        .collect();
+                    for g in ghosts {
+                        self.acts_as(item, d, g);
+                    }
+                    if item.scope.is_none() {
+                        self.any_service_account(item, d, true);
+                    }
                 }
                 Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
                     for name in names {
@@ -903,13 +915,16 @@ impl<'a, 'h> Walk<'a, 'h> {
                             // ServiceAccount exists: its bindings apply anyway.
                             Some(ns) => self.acts_as(item, d, sa(ns, name)),
                             None => {
-                                let nss: Vec<Name> =
-                                    index.service_account_namespaces().cloned().collect();
+                                let nss: Vec<Name> = index
+                                    .service_account_namespaces()
+                                    .filter(|ns| index.service_account_exists(ns, name))
+                                    .chain(index.ghost_namespaces_of(name))
+                                    .cloned()
+                                    .collect();
                                 for ns in nss {
-                                    if index.service_account_exists(&ns, name) {
-                                        self.acts_as(item, d, sa(&ns, name));
-                                    }
+                                    self.acts_as(item, d, sa(&ns, name));
                                 }
+                                self.any_service_account(item, d, false);
                             }
                         }
                     }
@@ -979,8 +994,36 @@ impl<'a, 'h> Walk<'a, 'h> {
         })
     }
 
+    /// A cluster-wide grant impersonates a ServiceAccount of any namespace,
+    /// one without any object or binding too, and so is in the group of
+    /// every ServiceAccount and in that of any namespace (R1.4): what those
+    /// groups hold is held even where no target exists. `covered`: only the
+    /// namespaces without a ServiceAccount (an every-ServiceAccount step
+    /// reaches the groups of the others already).
+    fn any_service_account(&mut self, item: &Item<'a>, d: &'a Derive, covered: bool) {
+        let index = self.index;
+        let mut groups: Vec<Identity> = index
+            .service_account_groups()
+            .filter(|g| {
+                !covered
+                    || g.strip_prefix(SERVICEACCOUNTS_OF)
+                        .is_none_or(|ns| index.service_accounts_in(ns).next().is_none())
+            })
+            .map(|g| Identity::Group(g.clone()))
+            .collect();
+        if !covered || index.service_accounts().next().is_none() {
+            groups.insert(0, Identity::Group(Name::from(ALL_SERVICEACCOUNTS)));
+        }
+        for g in groups {
+            self.acts_as(item, d, g);
+        }
+    }
+
     fn acts_as(&mut self, item: &Item<'a>, d: &'a Derive, id: Identity) {
+        // The summaries cover the ServiceAccounts that exist; a missing one
+        // (impersonated) is walked on its own.
         if let Identity::ServiceAccount { namespace, .. } = &id
+            && self.index.exists(&id)
             && (self.all_sas
                 || self
                     .grafted_ns

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::violations::affected_subjects;
 use crate::engine::index::{Derive, Index, Power, Targets};
+use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// The escalation paths some policy considers.
@@ -27,6 +28,11 @@ fn reaches(d: &Derive, scope: Option<&Name>, t: &Identity) -> bool {
             Power::Tokens(tg) | Power::ImpersonateServiceAccounts(tg),
             Identity::ServiceAccount { name, .. },
         ) => has(tg, name),
+        // Impersonating a ServiceAccount, one that does not exist too, gives
+        // its groups (R1.4): over-counting who is affected only costs time.
+        (Power::ImpersonateServiceAccounts(_), Identity::Group(n)) => {
+            n.starts_with(ALL_SERVICEACCOUNTS)
+        }
         (Power::ImpersonateUsers(tg), Identity::User(n)) => scope.is_none() && has(tg, n),
         (Power::ImpersonateGroups(Targets::Named(names)), Identity::Group(n)) => {
             scope.is_none() && names.contains(n)
@@ -118,8 +124,28 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             continue;
         }
         let Some(t) = queue.pop() else { break };
-        let scopes: [Option<&Name>; 2] = [t.namespace(), None];
-        let n = if t.namespace().is_some() { 2 } else { 1 };
+        // The group of a namespace's ServiceAccounts is reached from that
+        // namespace too, the group of all of them from every namespace
+        // (impersonating a missing ServiceAccount there).
+        if matches!(&t, Identity::Group(g) if &**g == ALL_SERVICEACCOUNTS) {
+            for bkey in index.derivers() {
+                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                    continue;
+                };
+                let scope = bkey.namespace.as_ref();
+                if entry
+                    .derives
+                    .iter()
+                    .any(|d| set.contains(d.kind) && reaches(d, scope, &t))
+                {
+                    take(bkey, &mut fresh);
+                }
+            }
+            continue;
+        }
+        let own = t.namespace().cloned().or_else(|| sa_group_namespace(&t));
+        let scopes: [Option<&Name>; 2] = [own.as_ref(), None];
+        let n = if own.is_some() { 2 } else { 1 };
         for scope in &scopes[2 - n..] {
             for bkey in index.derivers_in(*scope) {
                 let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
@@ -135,6 +161,12 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             }
         }
     }
+}
+
+/// `ns` of the group `system:serviceaccounts:ns`.
+fn sa_group_namespace(t: &Identity) -> Option<Name> {
+    let Identity::Group(g) = t else { return None };
+    g.strip_prefix(SERVICEACCOUNTS_OF).map(Name::from)
 }
 
 #[cfg(test)]

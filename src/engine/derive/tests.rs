@@ -47,6 +47,8 @@ fn rules_pool() -> Vec<Rule> {
         rule(&["bind"], RBAC, "clusterroles", &[]),
         rule(&["create"], RBAC, "rolebindings", &[]),
         rule(&["escalate", "update"], RBAC, "roles", &[]),
+        // Impersonating by name: the ServiceAccount need not exist.
+        rule(&["impersonate"], "", "serviceaccounts", &["y"]),
     ]
 }
 
@@ -69,6 +71,7 @@ fn subjects_pool() -> Vec<Identity> {
         Identity::User(n("u")),
         // What every User holds (R1.4), also one named for the first time.
         Identity::Group(n("system:authenticated")),
+        Identity::Group(n("system:serviceaccounts")),
     ]
 }
 
@@ -106,7 +109,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                     name: n(name),
                 },
                 labels: BTreeMap::new(),
-                rules: pick(&rules_pool(), mask & 0xfff),
+                rules: pick(&rules_pool(), mask & 0x1fff),
                 aggregation: None,
             }))
         }),
@@ -114,7 +117,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
             Op::Apply(Object::Role(Role {
                 key: RoleKey::cluster(name),
                 labels: BTreeMap::new(),
-                rules: pick(&rules_pool(), mask & 0xfff),
+                rules: pick(&rules_pool(), mask & 0x1fff),
                 aggregation: None,
             }))
         }),
@@ -141,7 +144,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                         name: n(name),
                     },
                     role,
-                    subjects: pick(&subjects_pool(), mask & 0xff),
+                    subjects: pick(&subjects_pool(), mask & 0x1ff),
                 }))
             }),
         1 => (cr_name.clone(), any::<u16>()).prop_map(|(c, mask)| {
@@ -151,7 +154,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                     name: n("k1"),
                 },
                 role: RoleKey::cluster(c),
-                subjects: pick(&subjects_pool(), mask & 0xff),
+                subjects: pick(&subjects_pool(), mask & 0x1ff),
             }))
         }),
         2 => (ns.clone(), sa_name.clone()).prop_map(|(ns, name)| {

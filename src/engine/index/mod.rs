@@ -18,6 +18,7 @@ pub use cow::{CowMap, CowSet, Names};
 pub use derive::{Derive, Derivers, Power, Targets, mount_rule, mounts_grant};
 pub use grants::Grant;
 
+use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
     Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, JitGrant, Name, Object,
     ObjectKey, Policy, Role, RoleKey, TokenSecret,
@@ -78,6 +79,13 @@ pub struct Index {
     roles: CowMap<RoleKey, Arc<RoleEntry>>,
     bindings: CowMap<BindingKey, Arc<Binding>>,
     by_subject: CowMap<Identity, Vec<BindingKey>>,
+    /// namespace → ServiceAccounts a binding names that do not exist:
+    /// impersonating one needs no ServiceAccount object, and its bindings
+    /// apply (R9.1), so an impersonator of them holds what they name.
+    ghosts: CowMap<Name, BTreeSet<Name>>,
+    /// The groups `system:serviceaccounts:NS` that a binding names: a
+    /// cluster-wide impersonator of ServiceAccounts can be in any of them.
+    sa_groups: CowSet<Name>,
     /// Shared lists: a ClusterRole may be bound tens of thousands of times,
     /// and a write copies only the list it changes.
     by_role: CowMap<RoleKey, Arc<Vec<BindingKey>>>,
@@ -182,8 +190,14 @@ impl Index {
                 let set = self
                     .service_accounts
                     .get_or_insert_with(namespace.clone(), BTreeSet::new);
-                set.replace(name.clone())
-                    .map(|name| Object::ServiceAccount { namespace, name })
+                let previous = set
+                    .replace(name.clone())
+                    .map(|name| Object::ServiceAccount {
+                        namespace: namespace.clone(),
+                        name,
+                    });
+                self.refresh_ghost(&namespace, &name);
+                previous
             }
             Object::Role(role) => self.put_role(role).map(Object::Role),
             Object::Binding(binding) => self.put_binding(binding).map(Object::Binding),
@@ -225,6 +239,7 @@ impl Index {
                 {
                     self.service_accounts.remove(namespace);
                 }
+                self.refresh_ghost(namespace, name);
                 removed.map(|name| Object::ServiceAccount {
                     namespace: namespace.clone(),
                     name,
@@ -325,14 +340,57 @@ impl Index {
         )
         .push(b.key.clone());
         self.note_binding(&b.key, &b.role);
+        for s in &b.subjects {
+            self.refresh_named(s);
+        }
         self.bindings.insert(b.key.clone(), Arc::new(b));
         previous
+    }
+
+    /// Keeps `ghosts` and `sa_groups` right for a subject whose bindings
+    /// changed.
+    fn refresh_named(&mut self, s: &Identity) {
+        match s {
+            Identity::ServiceAccount { namespace, name } => self.refresh_ghost(namespace, name),
+            Identity::Group(g) if g.starts_with(SERVICEACCOUNTS_OF) => {
+                if self.bindings_naming(s).is_empty() {
+                    self.sa_groups.take(g);
+                } else {
+                    self.sa_groups.replace(g.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps `ghosts` right for one ServiceAccount after a change to its
+    /// object or to a binding naming it.
+    fn refresh_ghost(&mut self, namespace: &Name, name: &Name) {
+        let id = Identity::ServiceAccount {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let ghost =
+            !self.service_account_exists(namespace, name) && !self.bindings_naming(&id).is_empty();
+        if ghost {
+            self.ghosts
+                .get_or_insert_with(namespace.clone(), BTreeSet::new)
+                .insert(name.clone());
+        } else if let Some(set) = self.ghosts.get_mut(namespace) {
+            set.remove(name);
+            if set.is_empty() {
+                self.ghosts.remove(namespace);
+            }
+        }
     }
 
     fn take_binding(&mut self, key: &BindingKey) -> Option<Binding> {
         let b = self.bindings.remove(key)?;
         for s in &b.subjects {
             unlink(&mut self.by_subject, s, key);
+        }
+        for s in &b.subjects {
+            self.refresh_named(s);
         }
         unlink(&mut self.by_role, &b.role, key);
         self.forget_binding(key);
@@ -599,6 +657,40 @@ impl Index {
             }
             _ => false,
         })
+    }
+
+    /// ServiceAccounts that a binding names but that do not exist, of `ns`
+    /// or (`None`) of every namespace: nobody runs Pods or mints tokens as
+    /// them, but impersonating them needs no object (R9.1).
+    pub fn ghost_service_accounts<'a>(
+        &'a self,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = Identity> + 'a {
+        let one = ns.map(|ns| self.ghosts.get_key_value(ns));
+        let pick: Box<dyn Iterator<Item = (&Name, &BTreeSet<Name>)> + 'a> = match one {
+            Some(kv) => Box::new(kv.into_iter()),
+            None => Box::new(self.ghosts.iter()),
+        };
+        pick.flat_map(|(ns, names)| {
+            names.iter().map(move |n| Identity::ServiceAccount {
+                namespace: ns.clone(),
+                name: n.clone(),
+            })
+        })
+    }
+
+    /// The namespaces where a ServiceAccount named `name` is a ghost
+    /// ([`ghost_service_accounts`](Self::ghost_service_accounts)).
+    pub fn ghost_namespaces_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Name> + 'a {
+        self.ghosts
+            .iter()
+            .filter(move |(_, names)| names.contains(name))
+            .map(|(ns, _)| ns)
+    }
+
+    /// The groups `system:serviceaccounts:NS` that a binding names.
+    pub fn service_account_groups(&self) -> impl Iterator<Item = &Name> {
+        self.sa_groups.iter()
     }
 
     /// Users and Groups named by at least one binding (R1.5).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sodguard end to end, on a real kube-apiserver (built from source by build.sh),
 # driven by the real kubectl — issue 4 §2, scenarios 1–9; issue 8: 10 (R7.8);
-# issue 12: 18 (just-in-time grants through kubectl sod, TokenRequests).
+# issue 12: 18 (just-in-time grants through kubectl sod, TokenRequests);
+# 19: impersonating a ServiceAccount that does not exist (R9.1).
 #
 #   tests/e2e/run.sh
 #
@@ -39,7 +40,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../lib/shared-scenarios.sh
 source "$ROOT/tests/lib/shared-scenarios.sh"
 SCENARIOS="${SODGUARD_E2E_SCENARIOS:-}"
-ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 17 18 16} "
+ONLY=" ${SODGUARD_E2E_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12 13 15 17 18 19 16} "
 START=$SECONDS
 
 WORK="$(mktemp -d "${SODGUARD_E2E_TMP:-${TMPDIR:-/tmp}}/sodguard-e2e.XXXXXX")"
@@ -1521,6 +1522,60 @@ EOF
   kc delete rolebindings,roles,serviceaccounts,pods --all -n "$NS17" --ignore-not-found --wait=false
   kc delete clusterroles,clusterrolebindings,sodpolicies,accessgrantpolicies -l "$LABEL" --ignore-not-found
   kc delete namespace "$NS17" "$SGNS17" --wait=false
+fi
+
+# ---- 19. impersonating a ServiceAccount that does not exist (R9.1) --------
+# The API server impersonates a ServiceAccount without looking it up: the
+# bindings that name a missing one apply to its impersonator. Shown on the
+# real authorizer with a real token, then judged by sodguard.
+if want 19; then
+  progress "scenario 19: impersonating a missing ServiceAccount"
+  NS19=e2e-s19
+  y_imp() { # NAME: a ClusterRole impersonating ServiceAccounts named ghost
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: %s, labels: {%s: "true"}}\nrules:\n' "$1" "$LABEL"
+    printf "%s\n" "- {apiGroups: [''], resources: [serviceaccounts], verbs: [impersonate], resourceNames: [ghost]}"
+  }
+  y_crb_sa() { # NAME CLUSTERROLE NS SA
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: %s, labels: {%s: "true"}}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n' \
+      "$1" "$LABEL" "$2" "$4" "$3"
+  }
+  if ! { apply_as alice "$(y_secret_policy)" && seed "$NS19" &&
+         apply_as alice "$(y_imp e2e-s19-impersonate-ghost; echo ---; y_rb "$NS19" ghost-reads Role secret-reader ghost)"; }; then
+    fail "19 setup: a RoleBinding names the missing ServiceAccount ghost" "$(kerr)"
+  else
+    ok "19 setup: a RoleBinding gives secret-reader to ServiceAccount $NS19/ghost, which does not exist"
+    # web holds nothing of the policy: impersonating ghost completes nothing.
+    apply_as alice "$(y_crb_sa e2e-s19-web-impersonates-ghost e2e-s19-impersonate-ghost "$NS19" web)"
+    if ((RC != 0)); then
+      fail "19 web may impersonate ghost (no conflict for it)" "$(kerr)"
+    else
+      kc create token web -n "$NS19" --duration 10m
+      tok="$OUT"
+      k19=(--kubeconfig /dev/null --server "$APISERVER_URL" --certificate-authority "$CL/pki/ca.crt" --token "$tok")
+      kc "${k19[@]}" get secrets -n "$NS19"
+      ((RC != 0)) && has "$ERR" Forbidden && ok "19 web itself may not read the namespace's Secrets" ||
+        fail "19 web itself may not read the namespace's Secrets" "rc $RC: $(kerr)"
+      kc "${k19[@]}" get secrets -n "$NS19" --as "system:serviceaccount:$NS19:ghost"
+      ((RC == 0)) && ok "19 the real authorizer: web reads them impersonating the missing ServiceAccount ghost" ||
+        fail "19 the real authorizer: web reads them impersonating the missing ServiceAccount ghost" "$(kerr)"
+    fi
+    # api holds secret-admin: impersonating ghost would add secret-use.
+    y_crb_sa e2e-s19-api-impersonates-ghost e2e-s19-impersonate-ghost "$NS19" api >"$WORK/m/s19-api.yaml"
+    kc --as alice apply -f "$WORK/m/s19-api.yaml"
+    if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then
+      ok "19 letting api (secret-admin) impersonate ghost is rejected"
+      missing=""
+      for s in "ServiceAccount:$NS19:api" "impersonates ServiceAccount $NS19/ghost" "RoleBinding $NS19/ghost-reads"; do
+        has "$ERR" "$s" || missing+=" '$s'"
+      done
+      [[ -z "$missing" ]] && ok "19 the denial shows the path through the missing ServiceAccount" ||
+        fail "19 the denial shows the path through the missing ServiceAccount" "missing$missing in: $ERR"
+    else
+      fail "19 letting api (secret-admin) impersonate ghost is rejected" "rc $RC: $(kerr)"
+    fi
+  fi
+  kc delete clusterroles,clusterrolebindings -l "$LABEL" --ignore-not-found
+  kc delete namespace "$NS19" --wait=false
 fi
 
 # ---- 16. the review-time audit (issue 11): reports, status, events, leader --

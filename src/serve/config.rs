@@ -58,6 +58,18 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SODGUARD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
+    /// Most TCP connections each TLS listener (webhook, peer) holds; more
+    /// wait in the kernel's backlog until one closes.
+    #[arg(long, env = "SODGUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A TLS handshake not finished in this time is dropped.
+    #[arg(long, env = "SODGUARD_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub tls_handshake_timeout: Duration,
+    /// A connection on which the client sends nothing for this long is
+    /// closed (before its first request or between requests); also the time
+    /// an HTTP/1.1 request head must arrive in.
+    #[arg(long, env = "SODGUARD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
     /// How long an admitted change the watch has not shown is assumed.
     #[arg(long, env = "SODGUARD_OVERLAY_TTL", default_value = "30s", value_parser = duration)]
     pub overlay_ttl: Duration,
@@ -232,6 +244,17 @@ impl ServeArgs {
         if self.overlay_ttl.is_zero() {
             return err("--overlay-ttl must be positive");
         }
+        if self.max_connections == 0 {
+            return err(
+                "--max-connections must be at least 1: with 0 the webhook would accept no connection",
+            );
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return err("--tls-handshake-timeout must be positive");
+        }
+        if self.idle_timeout.is_zero() {
+            return err("--idle-timeout must be positive");
+        }
         self.election()?;
         Ok(tls)
     }
@@ -404,6 +427,25 @@ mod tests {
                 .contains("contradicts")
         );
         assert!(parse(&["--self-signed", "--overlay-ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn connection_bounds_must_be_positive() {
+        assert!(parse(&["--self-signed"]).is_ok());
+        for (bad, flag) in [
+            (&["--max-connections", "0"][..], "--max-connections"),
+            (
+                &["--tls-handshake-timeout", "0s"],
+                "--tls-handshake-timeout",
+            ),
+            (&["--idle-timeout", "0s"], "--idle-timeout"),
+        ] {
+            let mut v = vec!["--self-signed"];
+            v.extend(bad);
+            let e = parse(&v).unwrap_err().0;
+            assert!(e.contains(flag), "{bad:?}: {e}");
+        }
+        assert!(parse(&["--self-signed", "--max-connections", "-1"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::{forward, http, tls};
+use crate::admission::{conn, forward, http, tls};
 use crate::cluster::watch;
 use crate::controllers::lease as leader;
 use crate::controllers::{audit, grants};
@@ -165,7 +165,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         ));
     }
 
-    let handle = axum_server::Handle::new();
+    let limits = conn::Limits {
+        max_connections: args.max_connections,
+        handshake_timeout: args.tls_handshake_timeout,
+        idle_timeout: args.idle_timeout,
+    };
+    let handle = conn::handle();
     let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -177,7 +182,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             addr: args.listen,
             source,
         })?;
-    webhook_listener.set_nonblocking(true)?;
     tracing::info!(
         listen = %webhook_listener.local_addr()?,
         probes = %probe_listener.local_addr()?,
@@ -187,7 +191,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 
     let shutdown = shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peer_handle = axum_server::Handle::new();
+    let peer_handle = conn::handle();
     let peer_server = match &cluster {
         Some(c) => {
             let listener = std::net::TcpListener::bind(c.peer_listen).map_err(|source| {
@@ -196,10 +200,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     source,
                 }
             })?;
-            listener.set_nonblocking(true)?;
             tracing::info!(peers = %listener.local_addr()?, identity = %c.replicas.leadership.identity(), "leader election on");
-            let server = axum_server::from_tcp_rustls(listener, c.peer_tls.clone())?
-                .handle(peer_handle.clone());
+            let server =
+                conn::server(listener, c.peer_tls.clone(), limits, "peer", &state.metrics)?
+                    .handle(peer_handle.clone());
             let app = forward::peer_router(c.replicas.clone());
             Some(tokio::spawn(async move {
                 if let Err(e) = server.serve(app.into_make_service()).await {
@@ -241,11 +245,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             let _ = stop_tx.send(true);
         });
     }
+    let metrics = state.metrics.clone();
     let app = match &cluster {
         Some(c) => forward::webhook_router(c.replicas.clone()),
         None => http::webhook_router(state, args.max_body_bytes),
     };
-    axum_server::from_tcp_rustls(webhook_listener, rustls_config)?
+    conn::server(webhook_listener, rustls_config, limits, "webhook", &metrics)?
         .handle(handle)
         .serve(app.into_make_service())
         .await?;

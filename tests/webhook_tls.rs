@@ -672,7 +672,10 @@ async fn silent_and_slow_connections_are_dropped_after_their_timeouts() {
             if tls.write_all(b"a").await.is_err() || tls.flush().await.is_err() {
                 return Some(start.elapsed());
             }
-            if let Some(_) = closed_within(&mut tls, Duration::from_millis(300)).await {
+            if closed_within(&mut tls, Duration::from_millis(300))
+                .await
+                .is_some()
+            {
                 return Some(start.elapsed());
             }
         }
@@ -684,7 +687,7 @@ async fn silent_and_slow_connections_are_dropped_after_their_timeouts() {
         got.is_some_and(|d| d >= Duration::from_millis(lo) && d <= Duration::from_millis(hi))
     };
     assert!(
-        within(no_handshake, 800, 3000),
+        within(no_handshake, 800, 1700),
         "no handshake: closed after {no_handshake:?}, expected ~1s"
     );
     assert!(

@@ -12,8 +12,8 @@ use common::objects::{config_map, examples_dir};
 use common::scenarios::pending;
 use common::webhook::{
     Ca, admission_request, admission_review, client, client_builder, closed_within, create_review,
-    identity, metric, metrics_text, open_sockets, send, serve_examples, spawn, tls_connect,
-    tls_connector, write_atomically as write,
+    identity, metric, metrics_text, open_sockets, send, serve_examples, spawn, spawn_after,
+    tls_connect, tls_connector, write_atomically as write,
 };
 use serde_json::{Value, json};
 
@@ -748,4 +748,32 @@ async fn a_legitimate_client_is_served_once_others_close() {
         .unwrap();
     assert_eq!(resp["response"]["uid"], "late");
     assert_eq!(resp["response"]["allowed"], true);
+}
+
+/// A low soft limit of open files (container runtimes often start processes
+/// at 1024) would cut `--max-connections` short and starve the server's own
+/// files: the server raises it to the hard limit at start.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_raises_its_limit_of_open_files() {
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let mut v = line.split_whitespace().skip(3);
+        (v.next().unwrap().into(), v.next().unwrap().into())
+    };
+    let (_, hard) = limits(std::process::id());
+    if hard == "256" {
+        return;
+    }
+    let examples = examples_dir();
+    let server = spawn_after(
+        "ulimit -Sn 256",
+        &["--self-signed", "--state", examples.to_str().unwrap()],
+    );
+    assert_eq!(limits(server.child.id()), (hard.clone(), hard));
 }

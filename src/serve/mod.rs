@@ -49,6 +49,8 @@ impl ServeError {
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let tls = args.validate()?;
     let election = args.election()?;
+    #[cfg(unix)]
+    raise_open_files(1 + u64::from(election.is_some()), args.max_connections);
     let (pair, names) = match &tls {
         Tls::Files { cert, key } => (
             tls::PemPair::read(cert, key)?,
@@ -346,6 +348,46 @@ fn replicas(
         peer_tls,
         peer_listen: settings.peer_listen,
     })
+}
+
+/// Files a replica opens besides its connections: listeners, the API
+/// server's watches, certificate reloads.
+const SPARE_FILES: u64 = 256;
+
+/// Raises the soft limit of open files to the hard one, as the Go runtime
+/// does: container runtimes often start processes at 1024, below what
+/// `--max-connections` lets clients open on two listeners, and past it
+/// `accept` fails and so does every other file the server needs (the
+/// watches' connections, certificate reloads). Warns when even the hard
+/// limit is too low.
+#[cfg(unix)]
+fn raise_open_files(listeners: u64, max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None: unlimited.
+    let mut soft = limit.current;
+    if soft.is_some() && soft != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
+        }
+    }
+    let needed = listeners
+        .saturating_mul(max_connections as u64)
+        .saturating_add(SPARE_FILES);
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            open_files = soft,
+            needed,
+            "the limit of open files is below what --max-connections lets clients open: lower --max-connections or raise the limit"
+        );
+    }
 }
 
 async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {

@@ -147,8 +147,24 @@ impl Drop for Server {
 
 /// `sodguard serve ARGS` on free local ports, once `/readyz` answers 200.
 pub fn spawn(args: &[&str]) -> Server {
+    spawn_with(Command::new(env!("CARGO_BIN_EXE_sodguard")), args)
+}
+
+/// [`spawn`], started by a shell that runs `prelude` first (e.g. `ulimit`)
+/// and then becomes the server (same process).
+pub fn spawn_after(prelude: &str, args: &[&str]) -> Server {
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        &format!("{prelude} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_sodguard"),
+    ]);
+    spawn_with(sh, args)
+}
+
+fn spawn_with(mut command: Command, args: &[&str]) -> Server {
     let (port, probe) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sodguard"))
+    let child = command
         .arg("serve")
         .args([
             "--listen",

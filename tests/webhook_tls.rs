@@ -777,3 +777,57 @@ fn the_server_raises_its_limit_of_open_files() {
     );
     assert_eq!(limits(server.child.id()), (hard.clone(), hard));
 }
+
+/// A client that keeps sending requests but reads no answer leaves the
+/// server's writes blocked, with no read pending to time out: it is dropped
+/// once a write has been blocked for `--idle-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_no_answer_is_dropped_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--idle-timeout", "2s"]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the answers pile up in the server's buffers.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(([127, 0, 0, 1], server.port).into())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(&ca.pem()).connect(name, tcp).await.unwrap();
+    let (_unread, mut w) = tokio::io::split(tls);
+    let request: &[u8] = b"POST /validate HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/json\r\nContent-Length: 1\r\n\r\nx";
+    let writer = tokio::spawn(async move {
+        // Pipelined requests (400 each) until the server stops reading.
+        while w.write_all(request).await.is_ok() {}
+    });
+    let start = Instant::now();
+    let mut seen_open = false;
+    let closed = loop {
+        let open = metric(&metrics_text(server.probe), OPEN);
+        seen_open |= open == 1.0;
+        if seen_open && open == 0.0 {
+            break Some(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    writer.abort();
+    let m = metrics_text(server.probe);
+    assert!(
+        seen_open && closed.is_some(),
+        "a client that reads nothing still held its connection after {closed:?}: {m}"
+    );
+    assert!(
+        metric(
+            &m,
+            r#"sodguard_connections_dropped_total{listener="webhook",reason="idle-timeout"}"#
+        ) >= 1.0,
+        "{m}"
+    );
+}

@@ -1,6 +1,7 @@
 //! What one client can make a TLS listener hold: at most `--max-connections`
 //! connections, a TLS handshake bounded by `--tls-handshake-timeout`, and a
-//! connection on which the client sends nothing for `--idle-timeout` closed.
+//! connection on which the client sends nothing, or reads no answer, for
+//! `--idle-timeout` closed.
 //!
 //! The cap is taken before `accept(2)`, not after: over it, new connections
 //! wait in the kernel's backlog, which costs this process no memory and no
@@ -179,23 +180,29 @@ impl AddrListener<Conn, Peer> for CappedListener {
     }
 }
 
-/// The error a read gets once the client has been silent for the idle
-/// timeout.
+/// The error a read or write gets once the client has been silent, or has
+/// read nothing, for the idle timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("the client sent nothing for the idle timeout")]
+#[error("the client sent or read nothing for the idle timeout")]
 pub struct IdleTimeout;
 
 /// An accepted connection: holds its listener's permit until dropped, and
-/// fails reads once the client has sent nothing for the idle timeout (during
-/// the handshake, before a first request, between requests).
+/// fails once the client has sent nothing for the idle timeout (during the
+/// handshake, before a first request, between requests) or has left a
+/// write blocked that long (it reads no answer: pipelined requests whose
+/// answers fill the socket buffers would otherwise hold the connection with
+/// no read pending, and so no timer).
 pub struct Conn {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
-    /// When the client last sent a byte. The timer is moved to
-    /// `last_read + idle_timeout` only when it fires, not on every read.
+    /// When the client last sent a byte. Each timer is moved to its deadline
+    /// only when it fires, not on every read or write.
     last_read: Instant,
-    timer: Pin<Box<Sleep>>,
+    read_timer: Pin<Box<Sleep>>,
+    /// Since when a write has made no progress (None: not blocked).
+    write_blocked: Option<Instant>,
+    write_timer: Pin<Box<Sleep>>,
     timed_out: bool,
     metrics: ListenerMetrics,
 }
@@ -214,26 +221,68 @@ impl Conn {
             _permit: permit,
             idle_timeout,
             last_read: now,
-            timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            read_timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            write_blocked: None,
+            write_timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
             timed_out: false,
             metrics,
         }
     }
 
-    fn idle_error() -> io::Error {
-        io::Error::new(io::ErrorKind::TimedOut, IdleTimeout)
-    }
-
-    /// Ready once the client has been silent for the idle timeout.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once `since + idle_timeout` has passed; `since()` is read again
+    /// each time the timer fires, as it may have moved meanwhile.
+    fn poll_expired(
+        timer: &mut Pin<Box<Sleep>>,
+        cx: &mut Context<'_>,
+        idle_timeout: Duration,
+        since: impl Fn() -> Instant,
+    ) -> Poll<()> {
         loop {
-            ready!(self.timer.as_mut().poll(cx));
-            let deadline = self.last_read + self.idle_timeout;
+            ready!(timer.as_mut().poll(cx));
+            let deadline = since() + idle_timeout;
             if deadline <= Instant::now() {
                 return Poll::Ready(());
             }
-            self.timer.as_mut().reset(deadline);
+            timer.as_mut().reset(deadline);
         }
+    }
+
+    /// The error of every read and write once timed out (counted once).
+    fn time_out(&mut self) -> io::Error {
+        if !self.timed_out {
+            self.timed_out = true;
+            self.metrics.dropped("idle-timeout");
+        }
+        io::Error::new(io::ErrorKind::TimedOut, IdleTimeout)
+    }
+
+    /// A write's result, with the write-stall timer armed while it is
+    /// pending.
+    fn on_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.write_blocked = None;
+            return result;
+        }
+        let since = match self.write_blocked {
+            Some(since) => since,
+            None => {
+                let now = Instant::now();
+                self.write_blocked = Some(now);
+                self.write_timer.as_mut().reset(now + self.idle_timeout);
+                now
+            }
+        };
+        ready!(Self::poll_expired(
+            &mut self.write_timer,
+            cx,
+            self.idle_timeout,
+            || since
+        ));
+        Poll::Ready(Err(self.time_out()))
     }
 }
 
@@ -251,7 +300,7 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.timed_out {
-            return Poll::Ready(Err(Self::idle_error()));
+            return Poll::Ready(Err(this.time_out()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.tcp).poll_read(cx, buf) {
@@ -262,10 +311,14 @@ impl AsyncRead for Conn {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                ready!(this.poll_idle(cx));
-                this.timed_out = true;
-                this.metrics.dropped("idle-timeout");
-                Poll::Ready(Err(Self::idle_error()))
+                let last_read = this.last_read;
+                ready!(Self::poll_expired(
+                    &mut this.read_timer,
+                    cx,
+                    this.idle_timeout,
+                    || last_read
+                ));
+                Poll::Ready(Err(this.time_out()))
             }
         }
     }
@@ -277,7 +330,12 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(this.time_out()));
+        }
+        let result = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.on_write(cx, result)
     }
 
     fn poll_write_vectored(
@@ -285,7 +343,12 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(this.time_out()));
+        }
+        let result = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.on_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {

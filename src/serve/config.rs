@@ -65,9 +65,10 @@ pub struct ServeArgs {
     /// A TLS handshake not finished in this time is dropped.
     #[arg(long, env = "SODGUARD_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub tls_handshake_timeout: Duration,
-    /// A connection on which the client sends nothing for this long is
-    /// closed (before its first request or between requests); also the time
-    /// an HTTP/1.1 request head must arrive in.
+    /// A connection on which the client sends nothing for this long (before
+    /// its first request or between requests), or leaves an answer unread
+    /// that long, is closed; also the time an HTTP/1.1 request head must
+    /// arrive in.
     #[arg(long, env = "SODGUARD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub idle_timeout: Duration,
     /// How long an admitted change the watch has not shown is assumed.

@@ -615,6 +615,12 @@ async fn a_client_cannot_make_the_server_hold_more_connections_than_the_cap() {
                 .unwrap(),
         );
     }
+    // Until the server has taken what it may (it stops at the cap), then a
+    // little longer for anything it should not take.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&metrics_text(server.probe), OPEN) < 4.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let during = open_sockets(&server);
     assert!(
@@ -686,8 +692,10 @@ async fn silent_and_slow_connections_are_dropped_after_their_timeouts() {
     let within = |got: Option<Duration>, lo: u64, hi: u64| {
         got.is_some_and(|d| d >= Duration::from_millis(lo) && d <= Duration::from_millis(hi))
     };
+    // The handshake timeout, not the later idle timeout, closed it: the
+    // counter below tells them apart even on a slow machine.
     assert!(
-        within(no_handshake, 800, 1700),
+        within(no_handshake, 800, 4000),
         "no handshake: closed after {no_handshake:?}, expected ~1s"
     );
     assert!(

@@ -186,6 +186,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
 }
 
+/// The largest `--max-connections`: more than a process can have files
+/// open under any usual limit (and within what a semaphore counts).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum Tls {
@@ -249,6 +253,11 @@ impl ServeArgs {
             return err(
                 "--max-connections must be at least 1: with 0 the webhook would accept no connection",
             );
+        }
+        if self.max_connections > MAX_CONNECTIONS {
+            return err(&format!(
+                "--max-connections must be at most {MAX_CONNECTIONS}: a cap no process can hold bounds nothing"
+            ));
         }
         if self.tls_handshake_timeout.is_zero() {
             return err("--tls-handshake-timeout must be positive");
@@ -447,6 +456,19 @@ mod tests {
             assert!(e.contains(flag), "{bad:?}: {e}");
         }
         assert!(parse(&["--self-signed", "--max-connections", "-1"]).is_err());
+        let huge = (MAX_CONNECTIONS + 1).to_string();
+        let e = parse(&["--self-signed", "--max-connections", &huge])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("at most"), "{e}");
+        assert!(
+            parse(&[
+                "--self-signed",
+                "--max-connections",
+                &usize::MAX.to_string()
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -259,11 +259,15 @@ impl ServeArgs {
                 "--max-connections must be at most {MAX_CONNECTIONS}: a cap no process can hold bounds nothing"
             ));
         }
-        if self.tls_handshake_timeout.is_zero() {
-            return err("--tls-handshake-timeout must be positive");
-        }
-        if self.idle_timeout.is_zero() {
-            return err("--idle-timeout must be positive");
+        // An hour is far beyond any use here, and keeps deadlines (now +
+        // timeout) far from the clock's end.
+        for (flag, d) in [
+            ("--tls-handshake-timeout", self.tls_handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return err(&format!("{flag} must be positive and at most 1h"));
+            }
         }
         self.election()?;
         Ok(tls)
@@ -456,6 +460,11 @@ mod tests {
             assert!(e.contains(flag), "{bad:?}: {e}");
         }
         assert!(parse(&["--self-signed", "--max-connections", "-1"]).is_err());
+        for flag in ["--tls-handshake-timeout", "--idle-timeout"] {
+            let e = parse(&["--self-signed", flag, "61m"]).unwrap_err().0;
+            assert!(e.contains(flag) && e.contains("at most 1h"), "{e}");
+            assert!(parse(&["--self-signed", flag, "1h"]).is_ok());
+        }
         let huge = (MAX_CONNECTIONS + 1).to_string();
         let e = parse(&["--self-signed", "--max-connections", &huge])
             .unwrap_err()

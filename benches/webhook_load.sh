@@ -19,6 +19,10 @@
 #                        (`go install github.com/tsenart/vegeta/v12@v12.13.0`,
 #                        on PATH or in VEGETA), so the latency is measured at
 #                        that rate, not at saturation
+#   CONNECTIONS 0        with RATE: no bound on vegeta's requests in flight
+#                        (its default: a new connection whenever every one is
+#                        busy), as a client that falls behind would do; the
+#                        server's --max-connections is what bounds it then
 #   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
 #                        0s for a build older than issue 11, whose gauge ran by
 #                        default)
@@ -161,14 +165,23 @@ for body in out:
     print(json.dumps({"method": "POST", "url": sys.argv[2], "header": {"Content-Type": ["application/json"]},
                       "body": base64.b64encode(json.dumps(body).encode()).decode()}))
 PY
+  bound=(-workers="$conns" -max-workers="$conns" -connections="$conns")
+  [ "$conns" != 0 ] || bound=()
+  # A sample of what the server holds each second, for the peak.
+  ( while kill -0 $pid 2>/dev/null; do
+      curl -s "127.0.0.1:$probe/metrics" | awk '/^sodguard_connections_open\{listener="webhook"\}/ { print $2 }'
+      sleep 1
+    done >"$work/open.txt" ) &
   "$vegeta" attack -format=json -targets="$work/targets.json" -rate="$rate" -duration="${secs}s" \
-    -insecure -keepalive -http2=false -workers="$conns" -max-workers="$conns" -connections="$conns" >"$work/results.bin"
+    -insecure -keepalive -http2=false "${bound[@]}" >"$work/results.bin"
+  echo "connections the server held: peak $(sort -n "$work/open.txt" | tail -1) (sampled each second)"
   "$vegeta" report -type=text <"$work/results.bin"
   "$vegeta" report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' <"$work/results.bin"
 else
   wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 fi
 grep -E "VmRSS|VmHWM" /proc/$pid/status
+curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_connections_(at_cap|dropped)_total' || true
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'
 # The server's own time per answer (from the body read to the answer), by
 # the histogram's buckets: what the decision costs without wrk's queueing.

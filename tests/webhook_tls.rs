@@ -11,8 +11,9 @@ mod common;
 use common::objects::{config_map, examples_dir};
 use common::scenarios::pending;
 use common::webhook::{
-    Ca, admission_request, admission_review, client, client_builder, create_review, identity, send,
-    serve_examples, spawn, write_atomically as write,
+    Ca, admission_request, admission_review, client, client_builder, closed_within, create_review,
+    identity, metric, metrics_text, open_sockets, send, serve_examples, spawn, spawn_after,
+    tls_connect, tls_connector, write_atomically as write,
 };
 use serde_json::{Value, json};
 
@@ -585,4 +586,256 @@ fn a_static_state_exports_the_audits_violations_gauge() {
     assert!((0.0..60.0).contains(&age), "{metrics}");
     assert!(!metrics.contains("sodguard_violations"), "{metrics}");
     drop(server);
+}
+
+// ---- what one client can make the server hold (--max-connections,
+// --tls-handshake-timeout, --idle-timeout) -------------------------------------
+
+const OPEN: &str = r#"sodguard_connections_open{listener="webhook"}"#;
+
+/// A client opening many connections (a load generator with no bound on
+/// requests in flight, or an attacker) makes the server hold at most
+/// `--max-connections` of them; the rest wait in the kernel's backlog, not
+/// in the server's memory or file descriptors.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_make_the_server_hold_more_connections_than_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--max-connections", "4"]);
+    let before = open_sockets(&server);
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        // The kernel completes the TCP handshake whether or not the server
+        // accepts: every connect succeeds.
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .unwrap(),
+        );
+    }
+    // Until the server has taken what it may (it stops at the cap), then a
+    // little longer for anything it should not take.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&metrics_text(server.probe), OPEN) < 4.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = open_sockets(&server);
+    assert!(
+        during <= before + 4,
+        "64 connections made the server hold {} sockets (cap 4)",
+        during - before
+    );
+    let m = metrics_text(server.probe);
+    assert_eq!(metric(&m, OPEN), 4.0, "{m}");
+    assert!(
+        metric(
+            &m,
+            r#"sodguard_connections_at_cap_total{listener="webhook"}"#
+        ) >= 1.0,
+        "{m}"
+    );
+    drop(held);
+}
+
+/// A connection that never finishes its TLS handshake is dropped after
+/// `--tls-handshake-timeout`; one that finishes it and then sends nothing,
+/// or dribbles a request head, after `--idle-timeout`. Each is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_connections_are_dropped_after_their_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(
+        &cert,
+        &key,
+        &["--tls-handshake-timeout", "1s", "--idle-timeout", "2s"],
+    );
+    let port = server.port;
+    let connector = tls_connector(&ca.pem());
+    let limit = Duration::from_secs(6);
+
+    let no_handshake = async {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        closed_within(&mut tcp, limit).await
+    };
+    let no_request = async {
+        let mut tls = tls_connect(&connector, port).await;
+        closed_within(&mut tls, limit).await
+    };
+    let dribbled_head = async {
+        let mut tls = tls_connect(&connector, port).await;
+        let start = Instant::now();
+        let head = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+        tls.write_all(head).await.unwrap();
+        // One byte every 300 ms: never silent for the idle timeout.
+        while start.elapsed() < limit {
+            if tls.write_all(b"a").await.is_err() || tls.flush().await.is_err() {
+                return Some(start.elapsed());
+            }
+            if closed_within(&mut tls, Duration::from_millis(300))
+                .await
+                .is_some()
+            {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    };
+    let (no_handshake, no_request, dribbled_head) =
+        tokio::join!(no_handshake, no_request, dribbled_head);
+    let within = |got: Option<Duration>, lo: u64, hi: u64| {
+        got.is_some_and(|d| d >= Duration::from_millis(lo) && d <= Duration::from_millis(hi))
+    };
+    // The handshake timeout, not the later idle timeout, closed it: the
+    // counter below tells them apart even on a slow machine.
+    assert!(
+        within(no_handshake, 800, 4000),
+        "no handshake: closed after {no_handshake:?}, expected ~1s"
+    );
+    assert!(
+        within(no_request, 1800, 4000),
+        "no request: closed after {no_request:?}, expected ~2s"
+    );
+    assert!(
+        within(dribbled_head, 1800, 4000),
+        "dribbled head: closed after {dribbled_head:?}, expected ~2s"
+    );
+    let m = metrics_text(server.probe);
+    assert_eq!(
+        metric(
+            &m,
+            r#"sodguard_connections_dropped_total{listener="webhook",reason="handshake-timeout"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            r#"sodguard_connections_dropped_total{listener="webhook",reason="idle-timeout"}"#
+        ) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, OPEN), 0.0, "{m}");
+}
+
+/// Over the cap a legitimate client waits (its connection in the backlog)
+/// rather than being refused, and is served as soon as another connection
+/// closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legitimate_client_is_served_once_others_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--max-connections", "2"]);
+    let connector = tls_connector(&ca.pem());
+    let mut first = Some(tls_connect(&connector, server.port).await);
+    let _second = tls_connect(&connector, server.port).await;
+    let https = client(&ca.pem());
+    let port = server.port;
+    let mut request = tokio::spawn(async move {
+        let (resp, _) = send(&https, port, &configmap_review("late")).await;
+        resp
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut request)
+            .await
+            .is_err(),
+        "a third connection was served while two were held (cap 2)"
+    );
+    drop(first.take());
+    let resp = tokio::time::timeout(Duration::from_secs(5), request)
+        .await
+        .expect("served within 5s once a connection closed")
+        .unwrap();
+    assert_eq!(resp["response"]["uid"], "late");
+    assert_eq!(resp["response"]["allowed"], true);
+}
+
+/// A low soft limit of open files (container runtimes often start processes
+/// at 1024) would cut `--max-connections` short and starve the server's own
+/// files: the server raises it to the hard limit at start.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_raises_its_limit_of_open_files() {
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let mut v = line.split_whitespace().skip(3);
+        (v.next().unwrap().into(), v.next().unwrap().into())
+    };
+    let (_, hard) = limits(std::process::id());
+    if hard == "256" {
+        return;
+    }
+    let examples = examples_dir();
+    let server = spawn_after(
+        "ulimit -Sn 256",
+        &["--self-signed", "--state", examples.to_str().unwrap()],
+    );
+    assert_eq!(limits(server.child.id()), (hard.clone(), hard));
+}
+
+/// A client that keeps sending requests but reads no answer leaves the
+/// server's writes blocked, with no read pending to time out: it is dropped
+/// once a write has been blocked for `--idle-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_no_answer_is_dropped_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
+    let server = serve_examples(&cert, &key, &["--idle-timeout", "2s"]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the answers pile up in the server's buffers.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(([127, 0, 0, 1], server.port).into())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(&ca.pem()).connect(name, tcp).await.unwrap();
+    let (_unread, mut w) = tokio::io::split(tls);
+    let request: &[u8] = b"POST /validate HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/json\r\nContent-Length: 1\r\n\r\nx";
+    let writer = tokio::spawn(async move {
+        // Pipelined requests (400 each) until the server stops reading.
+        while w.write_all(request).await.is_ok() {}
+    });
+    let start = Instant::now();
+    let mut seen_open = false;
+    let closed = loop {
+        let open = metric(&metrics_text(server.probe), OPEN);
+        seen_open |= open == 1.0;
+        if seen_open && open == 0.0 {
+            break Some(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    writer.abort();
+    let m = metrics_text(server.probe);
+    assert!(
+        seen_open && closed.is_some(),
+        "a client that reads nothing still held its connection after {closed:?}: {m}"
+    );
+    assert!(
+        metric(
+            &m,
+            r#"sodguard_connections_dropped_total{listener="webhook",reason="idle-timeout"}"#
+        ) >= 1.0,
+        "{m}"
+    );
 }

@@ -62,6 +62,19 @@ pub struct PolicyActionLabel {
     pub action: String,
 }
 
+/// A TLS listener: `webhook` or `peer`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: String,
+    /// `handshake-timeout`, `handshake-failed` or `idle-timeout`.
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabel {
     pub what: String,
@@ -104,6 +117,13 @@ pub struct Metrics {
     /// SubjectAccessReviews answered by `/authorize` (R13).
     pub authorize_requests: Family<AuthorizeLabels, Counter>,
     pub authorize_latency: Histogram,
+    /// TCP connections a TLS listener holds (at most --max-connections).
+    pub connections_open: Family<ListenerLabel, Gauge>,
+    /// Times a listener held --max-connections and left the next
+    /// connection in the kernel's backlog until one closed.
+    pub connections_at_cap: Family<ListenerLabel, Counter>,
+    /// Connections the server dropped before or between requests.
+    pub connections_dropped: Family<ListenerReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -231,7 +251,28 @@ impl Metrics {
             "Seconds since this replica's last successful audit (-1: none since it started or took the lead; always -1 on a follower)",
             audit_age.clone(),
         );
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "TCP connections held by a TLS listener (webhook, peer), at most --max-connections",
+            connections_open.clone(),
+        );
+        let connections_at_cap = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "connections_at_cap",
+            "Times a TLS listener held --max-connections and left new connections waiting in the kernel's backlog",
+            connections_at_cap.clone(),
+        );
+        let connections_dropped = Family::<ListenerReasonLabels, Counter>::default();
+        registry.register(
+            "connections_dropped",
+            "Connections closed by the server before or between requests, by reason (handshake-timeout, handshake-failed, idle-timeout)",
+            connections_dropped.clone(),
+        );
         Metrics {
+            connections_open,
+            connections_at_cap,
+            connections_dropped,
             audit_violations,
             audit_duration,
             audit_writes,

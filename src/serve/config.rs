@@ -58,6 +58,19 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SODGUARD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
+    /// Most TCP connections each TLS listener (webhook, peer) holds; more
+    /// wait in the kernel's backlog until one closes.
+    #[arg(long, env = "SODGUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A TLS handshake not finished in this time is dropped.
+    #[arg(long, env = "SODGUARD_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub tls_handshake_timeout: Duration,
+    /// A connection on which the client sends nothing for this long (before
+    /// its first request or between requests), or leaves an answer unread
+    /// that long, is closed; also the time an HTTP/1.1 request head must
+    /// arrive in.
+    #[arg(long, env = "SODGUARD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
     /// How long an admitted change the watch has not shown is assumed.
     #[arg(long, env = "SODGUARD_OVERLAY_TTL", default_value = "30s", value_parser = duration)]
     pub overlay_ttl: Duration,
@@ -173,6 +186,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
 }
 
+/// The largest `--max-connections`: more than a process can have files
+/// open under any usual limit (and within what a semaphore counts).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum Tls {
@@ -231,6 +248,26 @@ impl ServeArgs {
         }
         if self.overlay_ttl.is_zero() {
             return err("--overlay-ttl must be positive");
+        }
+        if self.max_connections == 0 {
+            return err(
+                "--max-connections must be at least 1: with 0 the webhook would accept no connection",
+            );
+        }
+        if self.max_connections > MAX_CONNECTIONS {
+            return err(&format!(
+                "--max-connections must be at most {MAX_CONNECTIONS}: a cap no process can hold bounds nothing"
+            ));
+        }
+        // An hour is far beyond any use here, and keeps deadlines (now +
+        // timeout) far from the clock's end.
+        for (flag, d) in [
+            ("--tls-handshake-timeout", self.tls_handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return err(&format!("{flag} must be positive and at most 1h"));
+            }
         }
         self.election()?;
         Ok(tls)
@@ -404,6 +441,43 @@ mod tests {
                 .contains("contradicts")
         );
         assert!(parse(&["--self-signed", "--overlay-ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn connection_bounds_must_be_positive() {
+        assert!(parse(&["--self-signed"]).is_ok());
+        for (bad, flag) in [
+            (&["--max-connections", "0"][..], "--max-connections"),
+            (
+                &["--tls-handshake-timeout", "0s"],
+                "--tls-handshake-timeout",
+            ),
+            (&["--idle-timeout", "0s"], "--idle-timeout"),
+        ] {
+            let mut v = vec!["--self-signed"];
+            v.extend(bad);
+            let e = parse(&v).unwrap_err().0;
+            assert!(e.contains(flag), "{bad:?}: {e}");
+        }
+        assert!(parse(&["--self-signed", "--max-connections", "-1"]).is_err());
+        for flag in ["--tls-handshake-timeout", "--idle-timeout"] {
+            let e = parse(&["--self-signed", flag, "61m"]).unwrap_err().0;
+            assert!(e.contains(flag) && e.contains("at most 1h"), "{e}");
+            assert!(parse(&["--self-signed", flag, "1h"]).is_ok());
+        }
+        let huge = (MAX_CONNECTIONS + 1).to_string();
+        let e = parse(&["--self-signed", "--max-connections", &huge])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("at most"), "{e}");
+        assert!(
+            parse(&[
+                "--self-signed",
+                "--max-connections",
+                &usize::MAX.to_string()
+            ])
+            .is_err()
+        );
     }
 
     #[test]

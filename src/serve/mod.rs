@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::{forward, http, tls};
+use crate::admission::{conn, forward, http, tls};
 use crate::cluster::watch;
 use crate::controllers::lease as leader;
 use crate::controllers::{audit, grants};
@@ -49,6 +49,8 @@ impl ServeError {
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let tls = args.validate()?;
     let election = args.election()?;
+    #[cfg(unix)]
+    raise_open_files(1 + u64::from(election.is_some()), args.max_connections);
     let (pair, names) = match &tls {
         Tls::Files { cert, key } => (
             tls::PemPair::read(cert, key)?,
@@ -165,7 +167,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         ));
     }
 
-    let handle = axum_server::Handle::new();
+    let limits = conn::Limits {
+        max_connections: args.max_connections,
+        handshake_timeout: args.tls_handshake_timeout,
+        idle_timeout: args.idle_timeout,
+    };
+    let handle = conn::handle();
     let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -177,7 +184,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             addr: args.listen,
             source,
         })?;
-    webhook_listener.set_nonblocking(true)?;
     tracing::info!(
         listen = %webhook_listener.local_addr()?,
         probes = %probe_listener.local_addr()?,
@@ -187,7 +193,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 
     let shutdown = shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peer_handle = axum_server::Handle::new();
+    let peer_handle = conn::handle();
     let peer_server = match &cluster {
         Some(c) => {
             let listener = std::net::TcpListener::bind(c.peer_listen).map_err(|source| {
@@ -196,10 +202,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     source,
                 }
             })?;
-            listener.set_nonblocking(true)?;
             tracing::info!(peers = %listener.local_addr()?, identity = %c.replicas.leadership.identity(), "leader election on");
-            let server = axum_server::from_tcp_rustls(listener, c.peer_tls.clone())?
-                .handle(peer_handle.clone());
+            let server =
+                conn::server(listener, c.peer_tls.clone(), limits, "peer", &state.metrics)?
+                    .handle(peer_handle.clone());
             let app = forward::peer_router(c.replicas.clone());
             Some(tokio::spawn(async move {
                 if let Err(e) = server.serve(app.into_make_service()).await {
@@ -241,11 +247,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             let _ = stop_tx.send(true);
         });
     }
+    let metrics = state.metrics.clone();
     let app = match &cluster {
         Some(c) => forward::webhook_router(c.replicas.clone()),
         None => http::webhook_router(state, args.max_body_bytes),
     };
-    axum_server::from_tcp_rustls(webhook_listener, rustls_config)?
+    conn::server(webhook_listener, rustls_config, limits, "webhook", &metrics)?
         .handle(handle)
         .serve(app.into_make_service())
         .await?;
@@ -341,6 +348,46 @@ fn replicas(
         peer_tls,
         peer_listen: settings.peer_listen,
     })
+}
+
+/// Files a replica opens besides its connections: listeners, the API
+/// server's watches, certificate reloads.
+const SPARE_FILES: u64 = 256;
+
+/// Raises the soft limit of open files to the hard one, as the Go runtime
+/// does: container runtimes often start processes at 1024, below what
+/// `--max-connections` lets clients open on two listeners, and past it
+/// `accept` fails and so does every other file the server needs (the
+/// watches' connections, certificate reloads). Warns when even the hard
+/// limit is too low.
+#[cfg(unix)]
+fn raise_open_files(listeners: u64, max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None: unlimited.
+    let mut soft = limit.current;
+    if soft.is_some() && soft != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
+        }
+    }
+    let needed = listeners
+        .saturating_mul(max_connections as u64)
+        .saturating_add(SPARE_FILES);
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            open_files = soft,
+            needed,
+            "the limit of open files is below what --max-connections lets clients open: lower --max-connections or raise the limit"
+        );
+    }
 }
 
 async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {

@@ -147,8 +147,24 @@ impl Drop for Server {
 
 /// `sodguard serve ARGS` on free local ports, once `/readyz` answers 200.
 pub fn spawn(args: &[&str]) -> Server {
+    spawn_with(Command::new(env!("CARGO_BIN_EXE_sodguard")), args)
+}
+
+/// [`spawn`], started by a shell that runs `prelude` first (e.g. `ulimit`)
+/// and then becomes the server (same process).
+pub fn spawn_after(prelude: &str, args: &[&str]) -> Server {
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        &format!("{prelude} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_sodguard"),
+    ]);
+    spawn_with(sh, args)
+}
+
+fn spawn_with(mut command: Command, args: &[&str]) -> Server {
     let (port, probe) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sodguard"))
+    let child = command
         .arg("serve")
         .args([
             "--listen",
@@ -314,4 +330,85 @@ pub async fn post_authorize(state: Arc<AppState>, body: impl Into<Body>) -> (Sta
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+// ---- what a server holds ---------------------------------------------------------
+
+/// The text of `/metrics` on the probe port.
+pub fn metrics_text(probe: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", probe)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut m = String::new();
+    std::io::Read::read_to_string(&mut s, &mut m).unwrap();
+    m
+}
+
+/// The value of the sample `name{labels}` (exactly as exported), 0 if absent.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// How many sockets the server process has open (listeners included), as
+/// the kernel sees it: what a client made it hold, whatever it reports.
+pub fn open_sockets(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// A TLS client (HTTP/1.1 by ALPN) trusting `ca_pem` only.
+pub fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A connection to `port` with its TLS handshake done, on which nothing is
+/// sent.
+pub async fn tls_connect(
+    connector: &tokio_rustls::TlsConnector,
+    port: u16,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// How long until the server closes `conn` (a read gets end of file or an
+/// error), waiting at most `limit`; None if it is still open then.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    conn: &mut S,
+    limit: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(limit, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return start.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
 }

@@ -159,6 +159,7 @@ refused "misspelled key webhok" "additional properties 'webhok' not allowed" --s
 refused "misspelled nested key" "additional properties 'excludeNamespace' not allowed" --set webhook.excludeNamespace[0]=ops
 refused "replicaCount=two" "want integer" --set replicaCount=two
 refused "watchSecrets as a string" "want boolean" --set-string watchSecrets=yes
+refused "connections.max=0" "minimum" --set connections.max=0
 
 # The chart README documents every value; Chart.yaml says where the project lives.
 missing="$(python3 - "$CHART" <<'PY'

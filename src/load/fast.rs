@@ -10,6 +10,7 @@
 //! an error, and whatever it accepts must read exactly as serde-saphyr reads
 //! it: the tests compare the two on generated and on real documents.
 
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Nesting the fast path reads; deeper documents go to serde-saphyr, which
@@ -189,11 +190,6 @@ impl<'a> Parser<'a> {
             && l.indent == indent
         {
             let (key, rest) = split_key(l.text)??;
-            // serde-saphyr refuses duplicate keys (its default, kept by
-            // `load`): its error is the one to report.
-            if m.contains_key(&key) {
-                return None;
-            }
             self.pos += 1;
             let v = if rest.is_empty() {
                 match self.at() {
@@ -217,7 +213,12 @@ impl<'a> Parser<'a> {
                 }
                 v
             };
-            m.insert(key, v);
+            // serde-saphyr refuses duplicate keys (its default, kept by
+            // `load`): its error is the one to report.
+            match m.entry(key) {
+                Entry::Vacant(e) => e.insert(v),
+                Entry::Occupied(_) => return None,
+            };
         }
         if self.deeper(indent) {
             return None;
@@ -367,7 +368,7 @@ fn plain_string(s: &str, flow: bool) -> bool {
     const RESOLVED: [&str; 12] = [
         "y", "n", "yes", "no", "on", "off", "true", "false", "null", "inf", "infinity", "nan",
     ];
-    !RESOLVED.iter().any(|w| s.eq_ignore_ascii_case(w))
+    s.len() > 8 || !RESOLVED.iter().any(|w| s.eq_ignore_ascii_case(w))
 }
 
 /// Whether `s` holds only characters that mean nothing in a plain scalar

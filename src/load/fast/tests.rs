@@ -237,6 +237,35 @@ const VALUES: &[&str] = &[
     "[,]",
     "[a, [b]]",
     "[a, {}]",
+    // Led by a digit: a UID, versions, durations, near-numbers.
+    "0cb26680-ea34-33d2",
+    "050896ce-d54e-b46e",
+    "1e-5",
+    "1E-5-3",
+    "1.2.3",
+    "1.0.0-rc1",
+    "1.2",
+    "0.5e-3",
+    "0e0",
+    "0x",
+    "0x1f-",
+    "0b101",
+    "0b2",
+    "0o7_7",
+    "12ab",
+    "1a-",
+    "1-2",
+    "1-e",
+    "1_0-",
+    "1_2",
+    "9_9",
+    "2e",
+    "4h",
+    "1+2",
+    "10:30",
+    "1:2:3",
+    "3.14.15",
+    "[1a, 2b-c, 1.2.3, 0x1F, 4h]",
     "] a",
     "a]",
     "a [b]",
@@ -447,4 +476,38 @@ fn agrees_on_every_yaml_file_at_hand() {
         }
     }
     assert!(accepted > 100, "{accepted} of {total} documents accepted");
+}
+
+/// A scalar led by a digit is a string for the fast path only when no
+/// number parser serde-saphyr tries could read it; serde-saphyr agrees.
+#[test]
+fn digit_led_strings() {
+    for s in [
+        "0cb26680-ea34-33d2-41a7-f3b6857d4b96",
+        "1.2.3",
+        "1.0.0-rc1",
+        "4h",
+        "10:30",
+        "1-2",
+        "2025-10-10T15:23:37Z",
+    ] {
+        let doc = format!("k: {s}\n");
+        assert!(agrees(&doc), "{doc}");
+        assert_eq!(parse(&doc), Some(json!({ "k": s })));
+    }
+    for s in [
+        "1e-5",
+        "1E5",
+        "0x1F",
+        "0b101",
+        "0o17",
+        "1_000",
+        "1.5",
+        "0.5e-3",
+        "0777",
+        "12ab",
+        "050896ce-d54e-b46e",
+    ] {
+        assert!(parse(&format!("k: {s}\n")).is_none(), "{s}");
+    }
 }

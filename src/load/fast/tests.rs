@@ -511,3 +511,14 @@ fn digit_led_strings() {
         assert!(parse(&format!("k: {s}\n")).is_none(), "{s}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// No input makes the fast path panic, and whatever it accepts reads
+    /// the same through serde-saphyr.
+    #[test]
+    fn never_panics(doc in "([-:#'\"\\[\\]{},&*!|>%@ \\ta-z0-9.é\u{2028}\r]{0,12}\n){0,8}") {
+        let _ = agrees(&doc);
+    }
+}

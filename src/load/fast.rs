@@ -1,15 +1,15 @@
 //! A fast path for the plain block YAML that generators and `kubectl get -o
 //! yaml` write: block mappings and sequences of one-line scalars. It reads
 //! them six or seven times faster than serde-saphyr because it does nothing
-//! else:
-//! at the first thing outside that subset (anchors, aliases, tags, block or
-//! multi-line scalars, escapes, comments after content, tabs, non-ASCII content,
-//! flow mappings, plain scalars that could resolve to anything but a string,
-//! `true`, `false`, `null` or a small decimal, duplicate keys, deep nesting…)
-//! it gives up and the document goes to serde-saphyr, which then decides —
-//! and reports errors — exactly as before. So the fast path never produces
-//! an error, and whatever it accepts must read exactly as serde-saphyr reads
-//! it: the tests compare the two on generated and on real documents.
+//! else: at the first thing outside that subset (anchors, aliases, tags,
+//! block or multi-line scalars, escapes, comments after content, tabs,
+//! non-ASCII content, flow mappings, plain scalars that could resolve to
+//! anything but a string, `true`, `false`, `null` or a small decimal,
+//! duplicate keys, deep nesting…) it gives up and the document goes to
+//! serde-saphyr, which then decides — and reports errors — exactly as
+//! before. So the fast path never produces an error, and whatever it accepts
+//! must read exactly as serde-saphyr reads it: the tests compare the two on
+//! generated and on real documents.
 
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};

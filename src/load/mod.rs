@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod fast;
 mod hygiene;
 mod state;
 pub use state::{LoadReport, load_state};
@@ -267,22 +268,42 @@ pub fn parse_str_each(
         // documents of one file may expand to is bounded as a whole.
         let mut remaining = expansion_budget(text.len());
         for (i, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
-            let v: Value = serde_saphyr::from_str_with_options(doc, yaml_options(remaining))
-                .map_err(|e| {
-                    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-                    LoadError::Yaml {
-                        path: path.to_path_buf(),
-                        document: i + 1,
-                        line: line + first_line as u64 - 1,
-                        column,
-                        message: yaml_message(&e.to_string()),
-                    }
-                })?;
+            // The fast path reads no alias, so a document within what is
+            // left of the budget is within serde-saphyr's scalar budget too.
+            let fast = if doc.len() <= remaining {
+                fast::parse(doc)
+            } else {
+                None
+            };
+            let v = match fast {
+                Some(v) => v,
+                None => parse_yaml(path, i + 1, first_line, doc, remaining)?,
+            };
             remaining = remaining.saturating_sub(text_size(&v));
             take(i + 1, v);
         }
     }
     misshapen.map_or(Ok(()), Err)
+}
+
+/// One document through serde-saphyr, its error placed in the file.
+fn parse_yaml(
+    path: &Path,
+    document: usize,
+    first_line: usize,
+    doc: &str,
+    remaining: usize,
+) -> Result<Value, LoadError> {
+    serde_saphyr::from_str_with_options(doc, yaml_options(remaining)).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        LoadError::Yaml {
+            path: path.to_path_buf(),
+            document,
+            line: line + first_line as u64 - 1,
+            column,
+            message: yaml_message(&e.to_string()),
+        }
+    })
 }
 
 fn push_document(

@@ -3,6 +3,7 @@
 //! `PolicyReport` / `ClusterPolicyReport`, which have the same fields.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -263,8 +264,11 @@ pub(crate) fn violation_message(v: &Violation) -> String {
         duties.join(", ")
     );
     for d in &v.explanation {
-        let paths: Vec<String> = d.paths.iter().map(|p| p.to_string()).collect();
-        m.push_str(&format!(" {}: {};", d.duty, paths.join(" | ")));
+        let _ = write!(m, " {}: ", d.duty);
+        for (i, p) in d.paths.iter().enumerate() {
+            let _ = write!(m, "{}{p}", if i == 0 { "" } else { " | " });
+        }
+        m.push(';');
     }
     if m.ends_with(';') {
         m.pop();

@@ -338,6 +338,7 @@ impl<'a> Shared<'a> {
         let mut h = Holdings::default();
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         w.reduce = Some(FastMap::default());
+        w.roots_of = Some(ns.clone());
         w.run_roots(index.service_accounts_in(ns).collect());
         // The walk stops at its first cluster-wide graft (`all_sas`).
         let nested = h.grafts.into_iter().next().and_then(|g| {
@@ -757,6 +758,9 @@ struct Walk<'a, 'h> {
     /// bindings are visited, if they [`saturate`](saturates) each, the walk
     /// stops (taken at the first visit).
     saturate: Option<Vec<u32>>,
+    /// In a namespace's summary: that namespace, whose ServiceAccounts are
+    /// all roots (in `seen`).
+    roots_of: Option<Name>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -783,6 +787,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             grafted_ns: None,
             repeats: shared.map(|_| Default::default()),
             saturate: None,
+            roots_of: None,
         }
     }
 
@@ -1061,6 +1066,12 @@ impl<'a, 'h> Walk<'a, 'h> {
     /// ServiceAccount of the scope (of every namespace when cluster-wide).
     fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
         let index = self.index;
+        // Every ServiceAccount (of the cluster, or of the namespace whose
+        // summary this is) is reached already: nobody new to list, as with
+        // `seen` (a summary's walk meets this once per ServiceAccount).
+        if self.all_sas || (item.scope.is_some() && item.scope == self.roots_of.as_ref()) {
+            return;
+        }
         if let (None, Some(shared)) = (item.scope, self.shared) {
             // The first such step is the shortest (breadth first); later ones
             // reach nobody new, as with `seen`.

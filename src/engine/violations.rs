@@ -286,6 +286,19 @@ fn policy_violations(
 ) {
     let (own, grafts, _) = held;
     let n = policy.permissions.len();
+    let mut all = FixedBitSet::with_capacity(n);
+    for h in own {
+        all.insert(h.permission as usize);
+    }
+    for (_, s) in grafts {
+        all.union_with(&s.all);
+    }
+    // Most subjects hold too little to violate anything: stop early, before
+    // anything is kept per namespace.
+    let all_duties = duties_held(policy, &all);
+    if all_duties.len() <= policy.max_duties {
+        return;
+    }
     let mut cluster = FixedBitSet::with_capacity(n);
     let mut per_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
     for h in own {
@@ -296,18 +309,6 @@ fn policy_violations(
                 .or_insert_with(|| FixedBitSet::with_capacity(n))
                 .insert(h.permission as usize),
         }
-    }
-    let mut all = cluster.clone();
-    for s in per_ns.values() {
-        all.union_with(s);
-    }
-    for (_, s) in grafts {
-        all.union_with(&s.all);
-    }
-    // Most subjects hold too little to violate anything: stop early.
-    let all_duties = duties_held(policy, &all);
-    if all_duties.len() <= policy.max_duties {
-        return;
     }
     for (_, s) in grafts {
         cluster.union_with(&s.cluster);
@@ -367,7 +368,8 @@ fn violation<'x, 'a>(
         .map(|&di| {
             let duty = &policy.duties[di];
             let mut best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
-                let perms: BTreeSet<usize> = perms.collect();
+                // A duty names a few permissions: a list beats a tree.
+                let perms: Vec<usize> = perms.collect();
                 let ok = |h: &Held<'_>| perms.contains(&(h.permission as usize));
                 // In the order the holdings were found: a subject's own up to
                 // a graft, the graft's, then the rest of its own.

@@ -23,7 +23,7 @@ use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
-use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
+use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -219,7 +219,7 @@ pub(super) fn principals(id: &Identity) -> Vec<(Identity, Via)> {
 /// Collects what `subject` holds of every policy (or only of `only`). Policies
 /// that consider the same escalation paths (R9.2) share one walk.
 pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> Holdings<'a> {
-    walk_all(index, subject, only, None)
+    walk_all(index, subject, only, None, None)
 }
 
 /// What `subject` holds through the bindings that name it or its groups
@@ -339,6 +339,7 @@ impl<'a> Shared<'a> {
         let mut h = Holdings::default();
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         w.reduce = Some(FastMap::default());
+        w.roots_of = Some(ns.clone());
         w.run_roots(index.service_accounts_in(ns).collect());
         // The walk stops at its first cluster-wide graft (`all_sas`).
         let nested = h.grafts.into_iter().next().and_then(|g| {
@@ -473,7 +474,46 @@ pub fn holdings_shared<'a>(
     only: Option<u32>,
     shared: &Shared<'a>,
 ) -> Holdings<'a> {
-    walk_all(index, subject, only, Some(shared))
+    walk_all(index, subject, only, Some(shared), None)
+}
+
+/// [`holdings_shared`] for judging `subject` under the policies `governed`
+/// (slots): a walk stops after the subject's own bindings when they alone
+/// give it every duty of each of those policies cluster-wide
+/// ([`saturates`]). What it found then is all a violation can show: every
+/// duty, each through a path with no derived step, shorter than any other.
+/// The holders of cluster-admin are so; each of their walks otherwise binds
+/// every role of the cluster and impersonates the others.
+pub(crate) fn holdings_judged<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    only: Option<u32>,
+    shared: &Shared<'a>,
+    governed: &[u32],
+) -> Holdings<'a> {
+    walk_all(index, subject, only, Some(shared), Some(governed))
+}
+
+/// Whether `held` (one policy's holdings) gives every duty of `policy`
+/// cluster-wide through paths with no derived step, more duties than it
+/// allows.
+pub(crate) fn saturates(policy: &Policy, held: &[Held<'_>]) -> bool {
+    let n = policy.permissions.len();
+    let mut cluster = FixedBitSet::with_capacity(n);
+    for x in held {
+        if x.namespace.is_none() && x.hops.is_none() && x.graft.is_none() {
+            cluster.insert(x.permission as usize);
+        }
+    }
+    policy.duties.len() > policy.max_duties
+        && policy.duties.iter().all(|d| {
+            let mut ps = d.permissions.clone();
+            if d.match_all {
+                ps.all(|p| cluster.contains(p))
+            } else {
+                ps.any(|p| cluster.contains(p))
+            }
+        })
 }
 
 fn walk_all<'a>(
@@ -481,6 +521,7 @@ fn walk_all<'a>(
     subject: &Identity,
     only: Option<u32>,
     shared: Option<&Shared<'a>>,
+    governed: Option<&[u32]>,
 ) -> Holdings<'a> {
     let mut groups: Vec<(DerivedSet, Vec<u32>)> = Vec::new();
     for (slot, p) in index.policies() {
@@ -497,7 +538,9 @@ fn walk_all<'a>(
     for (set, slots) in &groups {
         // With one group every policy of interest is in it: skip the filter.
         let filter = (!single || only.is_some()).then_some(slots.as_slice());
-        Walk::new(index, *set, filter, &mut h, shared).run(subject);
+        let mut w = Walk::new(index, *set, filter, &mut h, shared);
+        w.saturate = governed.map(|g| g.iter().copied().filter(|s| slots.contains(s)).collect());
+        w.run(subject);
     }
     h
 }
@@ -712,6 +755,13 @@ struct Walk<'a, 'h> {
         FastMap<(usize, Option<&'a Name>, Option<Option<&'a Name>>), u32>,
         FastMap<(&'a RoleKey, Option<&'a Name>), u32>,
     )>,
+    /// The policies (slots) the subject is judged under: once its own
+    /// bindings are visited, if they [`saturate`](saturates) each, the walk
+    /// stops (taken at the first visit).
+    saturate: Option<Vec<u32>>,
+    /// In a namespace's summary: that namespace, whose ServiceAccounts are
+    /// all roots (in `seen`).
+    roots_of: Option<Name>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -737,6 +787,8 @@ impl<'a, 'h> Walk<'a, 'h> {
             append_better: false,
             grafted_ns: None,
             repeats: shared.map(|_| Default::default()),
+            saturate: None,
+            roots_of: None,
         }
     }
 
@@ -819,9 +871,22 @@ impl<'a, 'h> Walk<'a, 'h> {
         let mut bound: FastSet<(&'a RoleKey, Option<&'a Name>)> = FastSet::default();
         let mut everything: HashSet<Option<Name>> = HashSet::new();
         let mut paired = Paired::default();
+        let mut saturate = self.saturate.take();
         loop {
             while let Some(item) = work.pop() {
                 self.role(&item, &mut caps);
+            }
+            // Only the subject's own bindings are without a derived step.
+            if let Some(slots) = saturate.take()
+                && !slots.is_empty()
+                && slots.iter().all(|slot| {
+                    let held = self.out.by_policy.get(slot).map_or(&[][..], Vec::as_slice);
+                    index.policy_slot(*slot).is_some_and(|p| saturates(p, held))
+                })
+            {
+                // Nobody else is visited: what they would add is never shown.
+                self.next.clear();
+                return;
             }
             if !self.set.contains(DerivedKind::RoleGrant) {
                 break;
@@ -1044,6 +1109,12 @@ impl<'a, 'h> Walk<'a, 'h> {
     /// ServiceAccount of the scope (of every namespace when cluster-wide).
     fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
         let index = self.index;
+        // Every ServiceAccount (of the cluster, or of the namespace whose
+        // summary this is) is reached already: nobody new to list, as with
+        // `seen` (a summary's walk meets this once per ServiceAccount).
+        if self.all_sas || (item.scope.is_some() && item.scope == self.roots_of.as_ref()) {
+            return;
+        }
         if let (None, Some(shared)) = (item.scope, self.shared) {
             // The first such step is the shortest (breadth first); later ones
             // reach nobody new, as with `seen`.

@@ -1,6 +1,6 @@
 //! Violations (R5) and the exceptions that excuse them (R6).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use fixedbitset::FixedBitSet;
@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::exception_rules;
 use super::holdings::{
     ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, direct_holdings,
-    holdings, holdings_shared,
+    holdings, holdings_judged,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -229,10 +229,14 @@ fn judge<'a>(
         return Vec::new();
     }
     let h = match shared {
-        Some(shared) => holdings_shared(index, subject, only, shared),
+        Some(shared) => {
+            let slots: Vec<u32> = governed.iter().map(|(slot, _)| *slot).collect();
+            holdings_judged(index, subject, only, shared, &slots)
+        }
         None => holdings(index, subject, only),
     };
     let mut out = Vec::new();
+    let mut texts = RuleTexts::new(index);
     for (slot, policy) in governed {
         let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
         let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
@@ -241,7 +245,7 @@ fn judge<'a>(
             .filter_map(|g| g.summary.get(&slot).map(|s| (g, s)))
             .collect();
         if !held.is_empty() || !grafts.is_empty() {
-            policy_violations(index, policy, subject, (held, &grafts, slot), &mut out);
+            policy_violations(policy, subject, (held, &grafts, slot), &mut texts, &mut out);
         }
     }
     out
@@ -274,14 +278,27 @@ type SlotHeld<'x, 'a> = (
 );
 
 fn policy_violations(
-    index: &Index,
     policy: &Policy,
     subject: &Identity,
     held: SlotHeld<'_, '_>,
+    texts: &mut RuleTexts,
     out: &mut Vec<Violation>,
 ) {
     let (own, grafts, _) = held;
     let n = policy.permissions.len();
+    let mut all = FixedBitSet::with_capacity(n);
+    for h in own {
+        all.insert(h.permission as usize);
+    }
+    for (_, s) in grafts {
+        all.union_with(&s.all);
+    }
+    // Most subjects hold too little to violate anything: stop early, before
+    // anything is kept per namespace.
+    let all_duties = duties_held(policy, &all);
+    if all_duties.len() <= policy.max_duties {
+        return;
+    }
     let mut cluster = FixedBitSet::with_capacity(n);
     let mut per_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
     for h in own {
@@ -292,18 +309,6 @@ fn policy_violations(
                 .or_insert_with(|| FixedBitSet::with_capacity(n))
                 .insert(h.permission as usize),
         }
-    }
-    let mut all = cluster.clone();
-    for s in per_ns.values() {
-        all.union_with(s);
-    }
-    for (_, s) in grafts {
-        all.union_with(&s.all);
-    }
-    // Most subjects hold too little to violate anything: stop early.
-    let all_duties = duties_held(policy, &all);
-    if all_duties.len() <= policy.max_duties {
-        return;
     }
     for (_, s) in grafts {
         cluster.union_with(&s.cluster);
@@ -317,13 +322,13 @@ fn policy_violations(
     let own_scopes = ByScope::of(own);
     let mut emit = |namespace: &str, duties: Vec<usize>, scope: Option<Option<&Name>>| {
         out.push(violation(
-            index,
             policy,
             subject,
             namespace,
             &duties,
             held,
             (&own_scopes, scope),
+            texts,
         ));
     };
     match policy.scope {
@@ -349,21 +354,22 @@ fn policy_violations(
 }
 
 fn violation<'x, 'a>(
-    index: &Index,
     policy: &Policy,
     subject: &Identity,
     namespace: &str,
     duties: &[usize],
     held: SlotHeld<'x, 'a>,
     (own_scopes, scope): (&'x ByScope<'a>, Option<Option<&Name>>),
+    texts: &mut RuleTexts,
 ) -> Violation {
     let (own, grafts, slot) = held;
     let mut explanation: Vec<DutyPaths> = duties
         .iter()
         .map(|&di| {
             let duty = &policy.duties[di];
-            let best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
-                let perms: BTreeSet<usize> = perms.collect();
+            let mut best = |perms: &mut dyn Iterator<Item = usize>| -> Option<Path> {
+                // A duty names a few permissions: a list beats a tree.
+                let perms: Vec<usize> = perms.collect();
                 let ok = |h: &Held<'_>| perms.contains(&(h.permission as usize));
                 // In the order the holdings were found: a subject's own up to
                 // a graft, the graft's, then the rest of its own.
@@ -388,8 +394,8 @@ fn violation<'x, 'a>(
                 }
                 let _ = slot;
                 best.map(|(_, x, g)| match g {
-                    Some(g) => path(index, &g.held(x)),
-                    None => path(index, x),
+                    Some(g) => path_with(&g.held(x), texts),
+                    None => path_with(x, texts),
                 })
             };
             let paths = if duty.match_all {
@@ -418,6 +424,29 @@ fn violation<'x, 'a>(
 }
 
 pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
+    path_with(h, &mut RuleTexts::new(index))
+}
+
+/// The rules of explanation steps as written for people, per (role, source,
+/// rule, permission focused on) by address, within one subject's judging: a
+/// subject violating in hundreds of namespaces shows the same few rules in
+/// each, and writing a rule costs more than the rest of its path.
+struct RuleTexts<'i> {
+    index: &'i Index,
+    texts: HashMap<(usize, usize, u32, usize), String>,
+}
+
+impl<'i> RuleTexts<'i> {
+    fn new(index: &'i Index) -> Self {
+        RuleTexts {
+            index,
+            texts: HashMap::new(),
+        }
+    }
+}
+
+fn path_with(h: &Held<'_>, texts: &mut RuleTexts) -> Path {
+    let index = texts.index;
     let mut steps = Vec::new();
     // A summary's path: the subject's hop to every ServiceAccount runs as the
     // one the path starts from.
@@ -437,7 +466,7 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
             let reach = reach.as_ref().unwrap_or(&hop.reach);
             let d = hop.derive;
             steps.push(rule_step(
-                index,
+                texts,
                 hop.via.clone(),
                 hop.binding,
                 hop.role,
@@ -461,7 +490,7 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
             .policy_slot(grant.policy)
             .and_then(|p| p.permissions.get(h.permission as usize));
         steps.push(rule_step(
-            index,
+            texts,
             h.via.clone(),
             *binding,
             role,
@@ -475,7 +504,7 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
 
 /// binding → role (→ source) → rule, the rule focused on `perm` when given.
 fn rule_step(
-    index: &Index,
+    texts: &mut RuleTexts,
     via: Via,
     binding: Option<&BindingKey>,
     role: &RoleKey,
@@ -483,24 +512,39 @@ fn rule_step(
     rule_index: u32,
     perm: Option<&crate::model::Permission>,
 ) -> Step {
-    let rule_owner = match source {
-        Some(src) => RoleKey {
-            namespace: None,
-            name: src.clone(),
-        },
-        None => role.clone(),
-    };
-    let rule = index
-        .role(&rule_owner)
-        .and_then(|e| e.role.rules.get(rule_index as usize))
-        .map(|r| match perm {
-            Some(perm) => match crate::rbac::focus(r, perm) {
-                (f, true) => format!("{f} (…)"),
-                (f, false) => f.to_string(),
-            },
-            None => r.to_string(),
+    let index = texts.index;
+    // Addresses of values in the index, alive while it is borrowed: equal
+    // addresses are equal values.
+    let key = (
+        std::ptr::from_ref(role) as usize,
+        source.map_or(0, |s| std::ptr::from_ref(s) as usize),
+        rule_index,
+        perm.map_or(0, |p| std::ptr::from_ref(p) as usize),
+    );
+    let rule = texts
+        .texts
+        .entry(key)
+        .or_insert_with(|| {
+            let rule_owner = match source {
+                Some(src) => RoleKey {
+                    namespace: None,
+                    name: src.clone(),
+                },
+                None => role.clone(),
+            };
+            index
+                .role(&rule_owner)
+                .and_then(|e| e.role.rules.get(rule_index as usize))
+                .map(|r| match perm {
+                    Some(perm) => match crate::rbac::focus(r, perm) {
+                        (f, true) => format!("{f} (…)"),
+                        (f, false) => f.to_string(),
+                    },
+                    None => r.to_string(),
+                })
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
+        .clone();
     Step::Rule {
         via,
         binding: binding.cloned(),

@@ -440,20 +440,26 @@ pub(crate) fn rbac_change(
             undo
         }
         None => {
-            subjects = affected_by(index, &object);
+            let gains = gains(index, &object);
+            subjects = match &gains {
+                // Nobody gains anything a policy counts (R7.3).
+                Some(slots) if slots.is_empty() => BTreeSet::new(),
+                _ => affected_by(index, &object),
+            };
+            if let Some(slots) = &gains {
+                subjects.retain(|s| {
+                    index
+                        .policies()
+                        .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
+                });
+            }
             // RBAC objects only: the policies stay, as `saturated` needs.
             subjects.retain(|s| !saturated(index, index, s));
-            let old_role = match &object {
-                Object::Role(r) if joins_aggregates(index, &object).is_none() => {
-                    Some(role_powers(index, &r.key))
-                }
-                _ => None,
-            };
             if let Some(ns) = only_namespace(index, &object) {
                 // Everyone gains the role's grants in `ns` at most.
                 if let Object::Binding(b) = &object {
-                    let none = BTreeSet::new();
-                    subjects.retain(|s| may_gain(index, &b.role, s, &none));
+                    let (_, creates) = acting_as_every_service_account(index, &ns);
+                    subjects.retain(|s| may_gain(index, &b.role, s, &creates));
                 }
                 scoped = Some((ns, subjects.clone()));
             } else if let Some((ns, role)) = edges_in_namespace(index, &object) {
@@ -462,25 +468,7 @@ pub(crate) fn rbac_change(
                 let within = subjects.intersection(&every).cloned().collect();
                 scoped = Some((ns, within));
             }
-            let probe = index.apply(object.clone());
-            if let (Some((old_grants, old_derives)), Object::Role(r)) = (old_role, &object) {
-                let (grants, derives) = role_powers(index, &r.key);
-                // No new escalation path, and no new aggregator (labels and
-                // selectors unchanged): whoever reaches the role, directly,
-                // through an aggregator or by binding it, gains its new
-                // grants at most. Only whom their policies govern can have a
-                // new violation (none when the change only removes, R7.3).
-                if derives.iter().all(|d| old_derives.contains(d)) {
-                    let slots: BTreeSet<u32> =
-                        grants.difference(&old_grants).map(|g| g.0).collect();
-                    subjects.retain(|s| {
-                        index
-                            .policies()
-                            .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
-                    });
-                }
-            }
-            probe
+            index.apply(object.clone())
         }
     };
     // The state after first; a subject's state before only when it has a
@@ -604,6 +592,37 @@ fn sa(ns: &Name, name: &Name) -> Identity {
     }
 }
 
+/// The policies whose permissions `object` can add to anyone's holdings,
+/// when that is all it adds: a role change that opens no new escalation
+/// path and joins no new aggregator (labels and selectors unchanged), or a
+/// binding whose role opens none and whose subjects all exist. Whoever
+/// reaches the role (directly, through an aggregator, by binding it) or the
+/// binding's subjects then gains the role's new grants at most, nobody acts
+/// as anyone new, so only subjects those policies govern can have a new
+/// violation (none when the change only removes rights, R7.3). `index` is
+/// left as it was.
+fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
+    match object {
+        Object::Role(r) if joins_aggregates(index, object).is_none() => {
+            let (old_grants, old_derives) = role_powers(index, &r.key);
+            let probe = index.apply(object.clone());
+            let (grants, derives) = role_powers(index, &r.key);
+            index.undo(probe);
+            derives
+                .iter()
+                .all(|d| old_derives.contains(d))
+                .then(|| grants.difference(&old_grants).map(|g| g.0).collect())
+        }
+        Object::Binding(b) if b.subjects.iter().all(|s| index.exists(s)) => {
+            let (grants, derives) = role_powers(index, &b.role);
+            derives
+                .is_empty()
+                .then(|| grants.into_iter().map(|g| g.0).collect())
+        }
+        _ => None,
+    }
+}
+
 /// What a role gives whoever holds it: its grants as (policy, permission,
 /// non-resource), and the escalation paths a policy considers.
 #[allow(clippy::type_complexity)]
@@ -629,12 +648,15 @@ fn role_powers(
     (grants, derives)
 }
 
-/// Whether `subject`, who acts as every ServiceAccount of the binding's
-/// namespace ([`edges_in_namespace`]), may gain a duty of a policy that
-/// governs it: only through the role's grants of that policy, what a Pod
-/// mounts when the role creates workloads and the subject does not already
-/// (`creates`), or what binding or escalating roles in N gives (any duty).
-/// Otherwise what it holds does not change.
+/// Whether `subject`, whose holdings a new RoleBinding of N changes in N
+/// alone (any subject when its role opens no path, [`only_namespace`]; one
+/// that acts as every ServiceAccount of N before it,
+/// [`edges_in_namespace`]), may gain a duty of a policy that governs it:
+/// only through the role's grants of that policy, unless its own Pods in N
+/// mount them already (`creates`: it holds them there), what a Pod mounts
+/// when the role creates workloads and the subject does not already, or
+/// what binding or escalating roles in N gives (any duty). Otherwise what
+/// it holds does not change.
 fn may_gain(
     index: &Index,
     role: &RoleKey,
@@ -653,24 +675,23 @@ fn may_gain(
     {
         return true;
     }
-    let mut slots: BTreeSet<u32> = entry
-        .grants
-        .iter()
-        .filter(|g| !g.non_resource)
-        .map(|g| g.policy)
-        .collect();
-    if !creates.contains(subject) && entry.derives.iter().any(|d| d.power == Power::Workloads) {
-        for (slot, p) in index.policies() {
-            if p.derived.contains(DerivedKind::WorkloadCreation)
-                && p.permissions.iter().any(mounts_grant)
-            {
-                slots.insert(slot);
-            }
+    let mounts_held = creates.contains(subject);
+    let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
+    index.policies().any(|(slot, p)| {
+        if !p.subjects.selects(subject) {
+            return false;
         }
-    }
-    index
-        .policies()
-        .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(subject))
+        let pods = p.derived.contains(DerivedKind::WorkloadCreation);
+        // What its own Pods mount it holds in N already.
+        let mounted = |pi: u32| {
+            pods && mounts_held && p.permissions.get(pi as usize).is_some_and(mounts_grant)
+        };
+        entry
+            .grants
+            .iter()
+            .any(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
+            || (pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant))
+    })
 }
 
 /// The review of a change whose state is applied (`undo` puts it back):

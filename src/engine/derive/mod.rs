@@ -126,6 +126,53 @@ fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
         }
 }
 
+/// Whoever impersonates an identity whose implicit groups (R1.4) include
+/// `group`, named or not: an impersonated User or ServiceAccount needs no
+/// binding (nor, for impersonation, to exist) to hold what its groups hold,
+/// so it is not among the group's members the index knows.
+fn implicit_group_actors(
+    index: &Index,
+    set: DerivedSet,
+    group: &str,
+    out: &mut BTreeSet<Identity>,
+) {
+    use crate::model::identity_groups::{
+        ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF,
+    };
+    if !set.contains(DerivedKind::Impersonation) {
+        return;
+    }
+    let of_ns = group.strip_prefix(SERVICEACCOUNTS_OF);
+    let users = group == ALL_AUTHENTICATED;
+    if !users && group != ALL_SERVICEACCOUNTS && of_ns.is_none() {
+        return;
+    }
+    for bkey in index.derivers() {
+        let scope = bkey.namespace.as_ref();
+        let Some(binding) = index.binding(bkey) else {
+            continue;
+        };
+        let Some(entry) = index.role(&binding.role) else {
+            continue;
+        };
+        let hit = entry.derives.iter().any(|d| {
+            set.contains(d.kind)
+                && match &d.power {
+                    Power::ImpersonateUsers(_) => users && scope.is_none(),
+                    Power::ImpersonateServiceAccounts(_) => {
+                        of_ns.is_none_or(|ns| scope.is_none_or(|s| &**s == ns))
+                    }
+                    _ => false,
+                }
+        });
+        if hit {
+            for s in &binding.subjects {
+                affected_subjects(index, s, out);
+            }
+        }
+    }
+}
+
 /// R9.4: adds to `out` everyone who acts as one of its identities, or can
 /// bind one of `roles` to themselves, transitively. Only the bindings whose
 /// roles open an escalation path are looked at ([`Index::derivers_in`]), in
@@ -189,6 +236,9 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             continue;
         }
         let Some(t) = queue.pop() else { break };
+        if let Identity::Group(g) = &t {
+            implicit_group_actors(index, set, g, &mut fresh);
+        }
         let scopes: [Option<&Name>; 2] = [t.namespace(), None];
         let n = if t.namespace().is_some() { 2 } else { 1 };
         for scope in &scopes[2 - n..] {

@@ -637,3 +637,66 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
     );
     decision_equals_whole_states(&index, &model, &change).unwrap();
 }
+
+/// Impersonating a User that no binding names still holds what every User
+/// holds (its implicit group `system:authenticated`, R1.4): a binding for
+/// that group changes the impersonator's holdings, though the User is not
+/// among the group's members the index knows (found by
+/// `decision_on_edges_within_a_namespace_equals_whole_state`; seed kept).
+#[test]
+fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
+    let mut model = BTreeMap::new();
+    let mut index = Index::new();
+    for o in [
+        policy("p1", None),
+        Object::Role(Role {
+            key: RoleKey::cluster("imp"),
+            labels: BTreeMap::new(),
+            rules: vec![rule(&["impersonate"], "", "users", &["u"])],
+            aggregation: None,
+        }),
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: None,
+                name: n("k"),
+            },
+            role: RoleKey::cluster("imp"),
+            subjects: vec![Identity::Group(n("g"))],
+        }),
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n("a")),
+                name: n("both"),
+            },
+            labels: BTreeMap::new(),
+            rules: vec![
+                rule(&["create"], "", "secrets", &[]),
+                rule(&["get"], "", "secrets", &[]),
+            ],
+            aggregation: None,
+        }),
+    ] {
+        apply(&mut index, &mut model, &Op::Apply(o));
+    }
+    let change = Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n("a")),
+            name: n("b"),
+        },
+        role: RoleKey {
+            namespace: Some(n("a")),
+            name: n("both"),
+        },
+        subjects: vec![Identity::Group(n("system:authenticated"))],
+    });
+    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    assert!(
+        review
+            .violations
+            .iter()
+            .any(|v| v.subject == Identity::Group(n("g"))),
+        "{:?}",
+        review.violations
+    );
+    decision_equals_whole_states(&index, &model, &change).unwrap();
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
-use super::derive::{add_actors, considered};
+use super::derive::{acting_as_every_service_account, add_actors, considered};
 use super::holdings::Shared;
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
@@ -18,8 +18,10 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{Index, Undo};
-use crate::model::{Binding, CLUSTER_WIDE, GRANT_LABEL, Identity, JitGrant, Name, Object, RoleKey};
+use crate::engine::index::{Index, Power, Targets, Undo, mounts_grant};
+use crate::model::{
+    Binding, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object, RoleKey,
+};
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -407,14 +409,18 @@ pub(crate) fn rbac_change(
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
-    let (before, undo) = match confirmed {
+    // Subjects whose holdings the change alters in one namespace alone: a
+    // violation of theirs elsewhere (another namespace's) is the same before
+    // and after, so only those there and cluster-wide can be new.
+    let mut scoped: Option<(Name, BTreeSet<Identity>)> = None;
+    let probe = match confirmed {
         Some(confirmed) => {
             collect_affected(index, &object, &mut subjects);
             let joins = joins_aggregates(index, &object);
             collect_affected(confirmed, &object, &mut subjects);
             add_actors(confirmed, &changed_roles(confirmed, &object), &mut subjects);
             let mut roles = changed_roles(index, &object);
-            let undo = index.apply(object);
+            let undo = index.apply(object.clone());
             if let Some(k) = &joins {
                 collect_role_subjects(index, k, &mut subjects);
                 roles.push(k.clone());
@@ -431,20 +437,70 @@ pub(crate) fn rbac_change(
             // The pending changes may open edges the confirmed state lacks.
             add_actors(index, &roles, &mut subjects);
             subjects.retain(|s| !saturated(confirmed, index, s));
-            (violations_of(confirmed, &subjects), undo)
+            undo
         }
         None => {
-            subjects = affected_by(index, &object);
+            let gains = gains(index, &object);
+            subjects = match &gains {
+                // Nobody gains anything a policy counts (R7.3).
+                Some(slots) if slots.is_empty() => BTreeSet::new(),
+                _ => affected_by(index, &object),
+            };
+            if let Some(slots) = &gains {
+                subjects.retain(|s| {
+                    index
+                        .policies()
+                        .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
+                });
+            }
             // RBAC objects only: the policies stay, as `saturated` needs.
             subjects.retain(|s| !saturated(index, index, s));
             if let Some(ns) = only_namespace(index, &object) {
-                return in_one_namespace(index, &subjects, object, &ns, now);
+                // Everyone gains the role's grants in `ns` at most.
+                if let Object::Binding(b) = &object {
+                    let (_, creates) = acting_as_every_service_account(index, &ns);
+                    subjects.retain(|s| may_gain(index, &b.role, s, &creates));
+                }
+                scoped = Some((ns, subjects.clone()));
+            } else if let Some((ns, role)) = edges_in_namespace(index, &object) {
+                let (every, creates) = acting_as_every_service_account(index, &ns);
+                subjects.retain(|s| !every.contains(s) || may_gain(index, &role, s, &creates));
+                let within = subjects.intersection(&every).cloned().collect();
+                scoped = Some((ns, within));
             }
-            let before = violations_of(index, &subjects);
+            index.apply(object.clone())
+        }
+    };
+    // The state after first; a subject's state before only when it has a
+    // violation after (only those can be new): most judged subjects have
+    // none, and their walks before (the summary of every ServiceAccount
+    // among them) are spared.
+    let mut after = Vec::new();
+    let mut again = BTreeSet::new();
+    {
+        let shared = Shared::new();
+        for s in &subjects {
+            let mut vs = subject_violations_shared(index, s, None, &shared);
+            if let Some((ns, within)) = &scoped
+                && within.contains(s)
+            {
+                vs.retain(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE);
+            }
+            if !vs.is_empty() {
+                again.insert(s.clone());
+            }
+            after.extend(vs);
+        }
+    }
+    let (before, undo) = match confirmed {
+        Some(confirmed) => (violations_of(confirmed, &again), probe),
+        None if again.is_empty() => (Vec::new(), probe),
+        None => {
+            index.undo(probe);
+            let before = violations_of(index, &again);
             (before, index.apply(object))
         }
     };
-    let after = violations_of(index, &subjects);
     judged(index, before, after, now, undo)
 }
 
@@ -473,39 +529,169 @@ fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
     }
 }
 
-/// [`rbac_change`] for a change that alters holdings in `ns` alone
-/// ([`only_namespace`]), on a single state: a violation elsewhere (another
-/// namespace's) is the same before and after, so only those in `ns` and
-/// cluster-wide can be new. The state after is judged first; a subject's
-/// state before only when it has such a violation after, which spares most
-/// decisions the walks (and the summary of every ServiceAccount) before.
-fn in_one_namespace(
-    index: &mut Index,
-    subjects: &BTreeSet<Identity>,
-    object: Object,
-    ns: &Name,
-    now: Timestamp,
-) -> (Review, Option<Undo>) {
-    let probe = index.apply(object.clone());
-    let mut after = Vec::new();
-    let mut again = BTreeSet::new();
-    {
-        let shared = Shared::new();
-        for s in subjects {
-            let vs: Vec<Violation> = subject_violations_shared(index, s, None, &shared)
-                .into_iter()
-                .filter(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE)
-                .collect();
-            if !vs.is_empty() {
-                again.insert(s.clone());
+/// A new RoleBinding of namespace N (and its role) whose role's escalation
+/// paths, among those a policy considers, only act as ServiceAccounts of N
+/// that exist (Pods, exec, tokens, impersonation of N's ServiceAccounts; a
+/// RoleBinding impersonates no User or Group, R9.1; bind and escalate in N),
+/// naming only subjects that exist already. Whoever acts as every
+/// ServiceAccount of N before it reaches every identity it adds an edge to,
+/// so reaches nobody new: what they hold changes in N at most.
+fn edges_in_namespace(index: &Index, object: &Object) -> Option<(Name, RoleKey)> {
+    let Object::Binding(b) = object else {
+        return None;
+    };
+    let ns = b.key.namespace.as_ref()?;
+    if index.binding(&b.key).is_some() || !b.subjects.iter().all(|s| index.exists(s)) {
+        return None;
+    }
+    let considered = considered(index);
+    let entry = index.role(&b.role)?;
+    let mut grant = false;
+    for d in entry.derives.iter().filter(|d| considered.contains(d.kind)) {
+        match &d.power {
+            Power::Workloads
+            | Power::Exec
+            | Power::Tokens(_)
+            | Power::ImpersonateServiceAccounts(Targets::All)
+            | Power::ImpersonateUsers(_)
+            | Power::ImpersonateGroups(_) => {}
+            Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
+                if !names.iter().all(|n| index.exists(&sa(ns, n))) {
+                    return None;
+                }
             }
-            after.extend(vs);
+            Power::Bind { .. }
+            | Power::CreateRoleBindings
+            | Power::CreateClusterRoleBindings
+            | Power::Escalate { .. }
+            | Power::WriteRoles { .. } => grant = true,
         }
     }
-    index.undo(probe);
-    let before = violations_of(index, &again);
-    let undo = index.apply(object);
-    judged(index, before, after, now, undo)
+    // A RoleGrant half held in N binds, in N, the Roles of N and the
+    // ClusterRoles: none of them may impersonate a ServiceAccount of N that
+    // does not exist (nobody acts as it yet; its bindings may reach anywhere).
+    if grant {
+        let ghost = index.roles().any(|e| {
+            e.role.key.namespace.as_ref().is_none_or(|r| r == ns) && e.derives.iter().any(|d| {
+                considered.contains(d.kind)
+                    && matches!(&d.power, Power::ImpersonateServiceAccounts(Targets::Named(names))
+                            if names.iter().any(|n| !index.exists(&sa(ns, n))))
+            })
+        });
+        if ghost {
+            return None;
+        }
+    }
+    Some((ns.clone(), b.role.clone()))
+}
+
+fn sa(ns: &Name, name: &Name) -> Identity {
+    Identity::ServiceAccount {
+        namespace: ns.clone(),
+        name: name.clone(),
+    }
+}
+
+/// The policies whose permissions `object` can add to anyone's holdings,
+/// when that is all it adds: a role change that opens no new escalation
+/// path and joins no new aggregator (labels and selectors unchanged), or a
+/// binding whose role opens none and whose subjects all exist. Whoever
+/// reaches the role (directly, through an aggregator, by binding it) or the
+/// binding's subjects then gains the role's new grants at most, nobody acts
+/// as anyone new, so only subjects those policies govern can have a new
+/// violation (none when the change only removes rights, R7.3). `index` is
+/// left as it was.
+fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
+    match object {
+        Object::Role(r) if joins_aggregates(index, object).is_none() => {
+            let (old_grants, old_derives) = role_powers(index, &r.key);
+            let probe = index.apply(object.clone());
+            let (grants, derives) = role_powers(index, &r.key);
+            index.undo(probe);
+            derives
+                .iter()
+                .all(|d| old_derives.contains(d))
+                .then(|| grants.difference(&old_grants).map(|g| g.0).collect())
+        }
+        Object::Binding(b) if b.subjects.iter().all(|s| index.exists(s)) => {
+            let (grants, derives) = role_powers(index, &b.role);
+            derives
+                .is_empty()
+                .then(|| grants.into_iter().map(|g| g.0).collect())
+        }
+        _ => None,
+    }
+}
+
+/// What a role gives whoever holds it: its grants as (policy, permission,
+/// non-resource), and the escalation paths a policy considers.
+#[allow(clippy::type_complexity)]
+fn role_powers(
+    index: &Index,
+    key: &RoleKey,
+) -> (BTreeSet<(u32, u32, bool)>, Vec<(DerivedKind, Power)>) {
+    let considered = considered(index);
+    let Some(entry) = index.role(key) else {
+        return (BTreeSet::new(), Vec::new());
+    };
+    let grants = entry
+        .grants
+        .iter()
+        .map(|g| (g.policy, g.permission, g.non_resource))
+        .collect();
+    let derives = entry
+        .derives
+        .iter()
+        .filter(|d| considered.contains(d.kind))
+        .map(|d| (d.kind, d.power.clone()))
+        .collect();
+    (grants, derives)
+}
+
+/// Whether `subject`, whose holdings a new RoleBinding of N changes in N
+/// alone (any subject when its role opens no path, [`only_namespace`]; one
+/// that acts as every ServiceAccount of N before it,
+/// [`edges_in_namespace`]), may gain a duty of a policy that governs it:
+/// only through the role's grants of that policy, unless its own Pods in N
+/// mount them already (`creates`: it holds them there), what a Pod mounts
+/// when the role creates workloads and the subject does not already, or
+/// what binding or escalating roles in N gives (any duty). Otherwise what
+/// it holds does not change.
+fn may_gain(
+    index: &Index,
+    role: &RoleKey,
+    subject: &Identity,
+    creates: &BTreeSet<Identity>,
+) -> bool {
+    let Some(entry) = index.role(role) else {
+        return false;
+    };
+    let considered = considered(index);
+    // Binding or escalating in N may give every duty there.
+    if entry
+        .derives
+        .iter()
+        .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
+    {
+        return true;
+    }
+    let mounts_held = creates.contains(subject);
+    let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
+    index.policies().any(|(slot, p)| {
+        if !p.subjects.selects(subject) {
+            return false;
+        }
+        let pods = p.derived.contains(DerivedKind::WorkloadCreation);
+        // What its own Pods mount it holds in N already.
+        let mounted = |pi: u32| {
+            pods && mounts_held && p.permissions.get(pi as usize).is_some_and(mounts_grant)
+        };
+        entry
+            .grants
+            .iter()
+            .any(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
+            || (pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant))
+    })
 }
 
 /// The review of a change whose state is applied (`undo` puts it back):

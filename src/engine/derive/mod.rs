@@ -16,6 +16,77 @@ pub(super) fn considered(index: &Index) -> DerivedSet {
         .fold(DerivedSet::NONE, |acc, (_, p)| acc.union(p.derived))
 }
 
+/// The escalation paths every policy considers: an edge of these kinds is
+/// in the walk of every policy.
+pub(super) fn common(index: &Index) -> DerivedSet {
+    let mut policies = index.policies().peekable();
+    if policies.peek().is_none() {
+        return DerivedSet::NONE;
+    }
+    let all: Vec<DerivedSet> = policies.map(|(_, p)| p.derived).collect();
+    DerivedKind::ALL
+        .into_iter()
+        .filter(|k| all.iter().all(|set| set.contains(*k)))
+        .collect()
+}
+
+/// Whether a power acts as every ServiceAccount of the namespace it is held
+/// in (of every namespace when held cluster-wide), as the walk follows it.
+fn every_service_account(p: &Power) -> bool {
+    matches!(
+        p,
+        Power::Workloads
+            | Power::Exec
+            | Power::Tokens(Targets::All)
+            | Power::ImpersonateServiceAccounts(Targets::All)
+    )
+}
+
+/// Who acts as every ServiceAccount of `ns` in the walk of every policy,
+/// by a power of their own bindings (or their groups') held in `ns` or
+/// cluster-wide; and, among them, those whose power is workload creation,
+/// who hold what a Pod mounts in `ns` (R9.1) already. Read from the
+/// per-scope derivers, never by walking.
+pub fn acting_as_every_service_account(
+    index: &Index,
+    ns: &Name,
+) -> (BTreeSet<Identity>, BTreeSet<Identity>) {
+    let set = common(index);
+    let mut all = BTreeSet::new();
+    let mut workloads = BTreeSet::new();
+    if set.is_empty() {
+        return (all, workloads);
+    }
+    for scope in [Some(ns), None] {
+        for bkey in index.derivers_in(scope) {
+            let Some(binding) = index.binding(bkey) else {
+                continue;
+            };
+            let Some(entry) = index.role(&binding.role) else {
+                continue;
+            };
+            let mut every = false;
+            let mut creates = false;
+            for d in &entry.derives {
+                if set.contains(d.kind) && every_service_account(&d.power) {
+                    every = true;
+                    creates |= d.power == Power::Workloads;
+                }
+            }
+            if !every {
+                continue;
+            }
+            for s in &binding.subjects {
+                affected_subjects(index, s, &mut all);
+                if creates {
+                    affected_subjects(index, s, &mut workloads);
+                }
+            }
+        }
+    }
+    (all, workloads)
+}
+
 /// Whether power `d`, held through a binding of the right scope, reaches `t`.
 fn reaches(d: &Derive, scope: Option<&Name>, t: &Identity) -> bool {
     let has = |targets: &Targets, n: &Name| match targets {
@@ -59,6 +130,53 @@ fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
             Targets::All => true,
             Targets::Named(names) => names.contains(&role.name),
         }
+}
+
+/// Whoever impersonates an identity whose implicit groups (R1.4) include
+/// `group`, named or not: an impersonated User or ServiceAccount needs no
+/// binding (nor, for impersonation, to exist) to hold what its groups hold,
+/// so it is not among the group's members the index knows.
+fn implicit_group_actors(
+    index: &Index,
+    set: DerivedSet,
+    group: &str,
+    out: &mut BTreeSet<Identity>,
+) {
+    use crate::model::identity_groups::{
+        ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF,
+    };
+    if !set.contains(DerivedKind::Impersonation) {
+        return;
+    }
+    let of_ns = group.strip_prefix(SERVICEACCOUNTS_OF);
+    let users = group == ALL_AUTHENTICATED;
+    if !users && group != ALL_SERVICEACCOUNTS && of_ns.is_none() {
+        return;
+    }
+    for bkey in index.derivers() {
+        let scope = bkey.namespace.as_ref();
+        let Some(binding) = index.binding(bkey) else {
+            continue;
+        };
+        let Some(entry) = index.role(&binding.role) else {
+            continue;
+        };
+        let hit = entry.derives.iter().any(|d| {
+            set.contains(d.kind)
+                && match &d.power {
+                    Power::ImpersonateUsers(_) => users && scope.is_none(),
+                    Power::ImpersonateServiceAccounts(_) => {
+                        of_ns.is_none_or(|ns| scope.is_none_or(|s| &**s == ns))
+                    }
+                    _ => false,
+                }
+        });
+        if hit {
+            for s in &binding.subjects {
+                affected_subjects(index, s, out);
+            }
+        }
+    }
 }
 
 /// R9.4: adds to `out` everyone who acts as one of its identities, or can
@@ -124,6 +242,9 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             continue;
         }
         let Some(t) = queue.pop() else { break };
+        if let Identity::Group(g) = &t {
+            implicit_group_actors(index, set, g, &mut fresh);
+        }
         // The group of a namespace's ServiceAccounts is reached from that
         // namespace too, the group of all of them from every namespace
         // (impersonating a missing ServiceAccount there).

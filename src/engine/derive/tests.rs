@@ -293,28 +293,58 @@ fn decision_equals_whole_state_before_and_after(
     for op in &setup {
         apply(&mut index, &mut model, op);
     }
-    let before = eval(&Index::from_objects(model.values().cloned()));
-    let mut after_model = model.clone();
-    after_model.insert(object.key(), object.clone());
-    let after = eval(&Index::from_objects(after_model.values().cloned()));
-    let mut want = BTreeSet::new();
-    for v in &after.violations {
-        if !before.violations.iter().any(|o| v.within(o)) {
-            want.insert(format!("{} {} {} {:?}", v.policy, v.subject, v.namespace, v.duties));
+    decision_equals_whole_states(&index, &model, &object)?;
+}
+
+/// The same on the changes the namespace shortcut of admission takes most:
+/// a new RoleBinding of a role whose escalation paths stay in its namespace
+/// (Pods, exec, tokens, impersonation; no RoleGrant half), its subjects
+/// anyone, on a random cluster whose other subjects create Pods or exec
+/// there or cluster-wide.
+#[test]
+fn decision_on_edges_within_a_namespace_equals_whole_state(
+    setup in proptest::collection::vec(arb_op(), 1..30),
+    ns in prop_oneof![Just("a"), Just("b")],
+    cluster_role in any::<bool>(),
+    rules in any::<u8>(),
+    subjects in any::<u8>(),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &setup {
+        apply(&mut index, &mut model, op);
+    }
+    let key = if cluster_role {
+        RoleKey::cluster("c3")
+    } else {
+        RoleKey {
+            namespace: Some(n(ns)),
+            name: n("r3"),
         }
-    }
-    let confirmed = index.clone();
-    for live in [false, true] {
-        let mut state = index.clone();
-        let (review, _) = rbac_change(&mut state, live.then_some(&confirmed), object.clone(), now());
-        let got: BTreeSet<String> = review
-            .violations
-            .iter()
-            .map(|v| format!("{} {} {} {:?}", v.policy, v.subject, v.namespace, v.duties))
-            .collect();
-        prop_assert_eq!(&got, &want, "live: {}", live);
-        prop_assert_eq!(review.allowed, want.is_empty());
-    }
+    };
+    let role = Object::Role(Role {
+        key: key.clone(),
+        labels: BTreeMap::new(),
+        // The first eight of the pool: duties, Pods, exec, tokens,
+        // impersonation; no RoleGrant half.
+        rules: pick(&rules_pool(), u16::from(rules)),
+        aggregation: None,
+    });
+    apply(&mut index, &mut model, &Op::Apply(role));
+    let object = Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n(ns)),
+            name: n("b3"),
+        },
+        role: key,
+        // Subjects that exist: one named for the first time takes the
+        // general path.
+        subjects: pick(&subjects_pool(), u16::from(subjects))
+            .into_iter()
+            .filter(|s| index.exists(s))
+            .collect(),
+    });
+    decision_equals_whole_states(&index, &model, &object)?;
 }
 
 /// Sharing what every ServiceAccount holds (engine::Shared) changes no
@@ -372,6 +402,47 @@ fn namespace_summaries_equal_walks_of_their_service_accounts(
     }
 }}
 
+/// The decision on `object` (single state and live mode) reports exactly
+/// V(S') less what is within a violation of V(S), both evaluated from
+/// scratch on the objects of `model` (those of `index`).
+fn decision_equals_whole_states(
+    index: &Index,
+    model: &BTreeMap<ObjectKey, Object>,
+    object: &Object,
+) -> Result<(), TestCaseError> {
+    let before = eval(&Index::from_objects(model.values().cloned()));
+    let mut after_model = model.clone();
+    after_model.insert(object.key(), object.clone());
+    let after = eval(&Index::from_objects(after_model.values().cloned()));
+    let mut want = BTreeSet::new();
+    for v in &after.violations {
+        if !before.violations.iter().any(|o| v.within(o)) {
+            want.insert(format!(
+                "{} {} {} {:?}",
+                v.policy, v.subject, v.namespace, v.duties
+            ));
+        }
+    }
+    let confirmed = index.clone();
+    for live in [false, true] {
+        let mut state = index.clone();
+        let (review, _) = rbac_change(
+            &mut state,
+            live.then_some(&confirmed),
+            object.clone(),
+            now(),
+        );
+        let got: BTreeSet<String> = review
+            .violations
+            .iter()
+            .map(|v| format!("{} {} {} {:?}", v.policy, v.subject, v.namespace, v.duties))
+            .collect();
+        prop_assert_eq!(&got, &want, "live: {}", live);
+        prop_assert_eq!(review.allowed, want.is_empty());
+    }
+    Ok(())
+}
+
 /// The shortest depth per (permission, namespace) of a namespace summary's
 /// holdings; an error if a path does not start from a ServiceAccount of `ns`.
 #[allow(clippy::type_complexity)]
@@ -417,4 +488,218 @@ fn shape(ev: &Evaluation) -> Vec<(String, Vec<(usize, String)>)> {
             (t, paths)
         })
         .collect()
+}
+
+/// A subject that execs into every Pod of a namespace acts as its
+/// ServiceAccounts but mounts nothing itself: a Role that lets one of them
+/// create Pods gives it, through that ServiceAccount, what a Pod mounts
+/// (R9.1), a duty its own rules do not name. The namespace shortcut of
+/// admission must judge it, though the Role grants no duty.
+#[test]
+fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
+    let role = |name: &str, rules: Vec<Rule>| {
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n("a")),
+                name: n(name),
+            },
+            labels: BTreeMap::new(),
+            rules,
+            aggregation: None,
+        })
+    };
+    let binding = |name: &str, role: &str, subject: Identity| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("a")),
+                name: n(name),
+            },
+            role: RoleKey {
+                namespace: Some(n("a")),
+                name: n(role),
+            },
+            subjects: vec![subject],
+        })
+    };
+    let mut model = BTreeMap::new();
+    let mut index = Index::new();
+    for o in [
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        role("exec", vec![rule(&["create"], "", "pods/exec", &[])]),
+        role("admin", vec![rule(&["create"], "", "secrets", &[])]),
+        role("pods", vec![rule(&["create"], "", "pods", &[])]),
+        binding("e", "exec", Identity::User(n("u"))),
+        binding("s", "admin", Identity::User(n("u"))),
+    ] {
+        apply(&mut index, &mut model, &Op::Apply(o));
+    }
+    let change = binding("p", "pods", Identity::service_account("a", "x"));
+    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    assert!(!review.allowed, "{:?}", review.violations);
+    assert_eq!(review.violations[0].subject, Identity::User(n("u")));
+    decision_equals_whole_states(&index, &model, &change).unwrap();
+}
+
+/// A RoleBinding that lets a ServiceAccount of `a` bind a Role of `a` that
+/// impersonates a ServiceAccount of `a` that does not exist: nobody acted as
+/// that one before, and a ClusterRoleBinding naming it gives it a duty
+/// everywhere. Whoever execs into `a`'s Pods gains that duty cluster-wide,
+/// and a violation in `b`: not a change within `a`.
+#[test]
+fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_namespace() {
+    let role = |ns: Option<&str>, name: &str, rules: Vec<Rule>| {
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: ns.map(n),
+                name: n(name),
+            },
+            labels: BTreeMap::new(),
+            rules,
+            aggregation: None,
+        })
+    };
+    let binding = |ns: Option<&str>, name: &str, role: RoleKey, subject: Identity| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: ns.map(n),
+                name: n(name),
+            },
+            role,
+            subjects: vec![subject],
+        })
+    };
+    let in_a = |name: &str| RoleKey {
+        namespace: Some(n("a")),
+        name: n(name),
+    };
+    let mut model = BTreeMap::new();
+    let mut index = Index::new();
+    for o in [
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        role(
+            Some("a"),
+            "exec",
+            vec![rule(&["create"], "", "pods/exec", &[])],
+        ),
+        role(
+            Some("a"),
+            "grant",
+            vec![
+                rule(&["bind"], RBAC, "roles", &[]),
+                rule(&["create"], RBAC, "rolebindings", &[]),
+            ],
+        ),
+        role(
+            Some("a"),
+            "imp",
+            vec![rule(&["impersonate"], "", "serviceaccounts", &["ghost"])],
+        ),
+        role(None, "admin", vec![rule(&["create"], "", "secrets", &[])]),
+        role(Some("b"), "use", vec![rule(&["get"], "", "secrets", &[])]),
+        binding(Some("a"), "e", in_a("exec"), Identity::User(n("u"))),
+        binding(
+            None,
+            "k",
+            RoleKey::cluster("admin"),
+            Identity::service_account("a", "ghost"),
+        ),
+        binding(
+            Some("b"),
+            "u",
+            RoleKey {
+                namespace: Some(n("b")),
+                name: n("use"),
+            },
+            Identity::User(n("u")),
+        ),
+    ] {
+        apply(&mut index, &mut model, &Op::Apply(o));
+    }
+    let change = binding(
+        Some("a"),
+        "g",
+        in_a("grant"),
+        Identity::service_account("a", "x"),
+    );
+    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    assert!(
+        review
+            .violations
+            .iter()
+            .any(|v| v.subject == Identity::User(n("u")) && &*v.namespace == "b"),
+        "{:?}",
+        review.violations
+    );
+    decision_equals_whole_states(&index, &model, &change).unwrap();
+}
+
+/// Impersonating a User that no binding names still holds what every User
+/// holds (its implicit group `system:authenticated`, R1.4): a binding for
+/// that group changes the impersonator's holdings, though the User is not
+/// among the group's members the index knows (found by
+/// `decision_on_edges_within_a_namespace_equals_whole_state`; seed kept).
+#[test]
+fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
+    let mut model = BTreeMap::new();
+    let mut index = Index::new();
+    for o in [
+        policy("p1", None),
+        Object::Role(Role {
+            key: RoleKey::cluster("imp"),
+            labels: BTreeMap::new(),
+            rules: vec![rule(&["impersonate"], "", "users", &["u"])],
+            aggregation: None,
+        }),
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: None,
+                name: n("k"),
+            },
+            role: RoleKey::cluster("imp"),
+            subjects: vec![Identity::Group(n("g"))],
+        }),
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n("a")),
+                name: n("both"),
+            },
+            labels: BTreeMap::new(),
+            rules: vec![
+                rule(&["create"], "", "secrets", &[]),
+                rule(&["get"], "", "secrets", &[]),
+            ],
+            aggregation: None,
+        }),
+    ] {
+        apply(&mut index, &mut model, &Op::Apply(o));
+    }
+    let change = Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n("a")),
+            name: n("b"),
+        },
+        role: RoleKey {
+            namespace: Some(n("a")),
+            name: n("both"),
+        },
+        subjects: vec![Identity::Group(n("system:authenticated"))],
+    });
+    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    assert!(
+        review
+            .violations
+            .iter()
+            .any(|v| v.subject == Identity::Group(n("g"))),
+        "{:?}",
+        review.violations
+    );
+    decision_equals_whole_states(&index, &model, &change).unwrap();
 }

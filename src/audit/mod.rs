@@ -78,7 +78,8 @@ pub struct AuditEvent {
     /// exception and its end).
     pub key: String,
     pub on: ObjectReference,
-    pub note: String,
+    /// The whole text: [`AuditEvent::note_text`] is what an Event holds.
+    pub note: std::sync::Arc<str>,
 }
 
 /// Everything one audit finds.
@@ -115,6 +116,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
             },
         );
     }
+    let mut buf = String::new();
     for v in &ev.violations {
         if let Some(p) = a.policies.get_mut(&v.policy) {
             p.violations += 1;
@@ -122,14 +124,15 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
                 *p.by_action.entry(action).or_default() += 1;
             }
         }
-        let result = report::violation_result(v);
-        // The result's message is the event's note: written once (at 100k
-        // bindings with derived holdings an audit has ~90,000 of them).
+        let result = report::violation_result(v, &mut buf);
+        // The result's message is the event's note, shared: at 100k bindings
+        // with derived holdings an audit has ~90,000 of them, and the
+        // controller raises at most a hundred events per audit.
         a.events.push(AuditEvent {
             kind: EventKind::ViolationFound,
             key: violation_key(v),
             on: event_target(&v.subject, &v.policy),
-            note: truncate(&result.message, 1000),
+            note: result.message.clone(),
         });
         a.add(v.namespace.clone(), result);
     }
@@ -226,6 +229,13 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
     a
 }
 
+impl AuditEvent {
+    /// The note as an Event carries it (at most 1,000 bytes).
+    pub fn note_text(&self) -> String {
+        truncate(&self.note, 1000)
+    }
+}
+
 impl Audit {
     fn wake_at(&mut self, t: Timestamp) {
         if t > self.at && self.next_change.is_none_or(|n| t < n) {
@@ -287,7 +297,8 @@ fn exception_events(
             note: format!(
                 "SoDException {} for {} under SoDPolicy {} ends at {end}",
                 e.name, e.subject, e.policy
-            ),
+            )
+            .into(),
         }),
         Phase::Expired if now.duration_since(end) <= EXPIRY_NOTICE => out.push(AuditEvent {
             kind: EventKind::ExceptionExpired,
@@ -296,7 +307,8 @@ fn exception_events(
             note: format!(
                 "SoDException {} for {} under SoDPolicy {} ended at {end}; the violations it excused count again",
                 e.name, e.subject, e.policy
-            ),
+            )
+            .into(),
         }),
         _ => {}
     }

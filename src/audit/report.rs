@@ -2,8 +2,10 @@
 //! (`openreports.io/v1alpha1`), or the older `wgpolicyk8s.io/v1alpha2`
 //! `PolicyReport` / `ClusterPolicyReport`, which have the same fields.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,10 @@ const CATEGORY: &str = "Segregation of duties";
 /// The name of the first report of a namespace (and of the cluster report);
 /// the next parts are `sodguard-2`, `sodguard-3`, …
 const NAME: &str = "sodguard";
+
+/// A report's words: most are the same few constants in every result (an
+/// audit at 100k bindings writes ~90,000 results), so they are not copied.
+pub type Text = Cow<'static, str>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -71,8 +77,8 @@ impl ReportFormat {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    pub kind: String,
+    pub api_version: Option<Text>,
+    pub kind: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
@@ -83,21 +89,26 @@ pub struct ObjectReference {
 pub struct ReportResult {
     pub policy: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<Text>,
     /// `fail`, `warn` or `skip`.
-    pub result: String,
+    pub result: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub category: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<String>,
+    pub severity: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
+    pub source: Option<Text>,
+    /// Shared with the violation's event, whose note it is.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub message: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ObjectReference>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<Text, String>,
+}
+
+fn is_empty(s: &Arc<str>) -> bool {
+    s.is_empty()
 }
 
 impl ReportResult {
@@ -186,7 +197,7 @@ fn split(ns: Option<&Name>, results: &[ReportResult], format: ReportFormat, out:
     for (i, chunk) in chunks.into_iter().enumerate() {
         let mut summary = Summary::default();
         for r in chunk {
-            match r.result.as_str() {
+            match &*r.result {
                 "fail" => summary.fail += 1,
                 "warn" => summary.warn += 1,
                 "skip" => summary.skip += 1,
@@ -230,7 +241,12 @@ pub(crate) fn subject_ref(id: &Identity) -> ObjectReference {
     }
 }
 
-fn base(policy: &str, rule: &str, result: &str, severity: &str) -> ReportResult {
+fn base(
+    policy: &str,
+    rule: &'static str,
+    result: &'static str,
+    severity: &'static str,
+) -> ReportResult {
     ReportResult {
         policy: policy.into(),
         rule: Some(rule.into()),
@@ -238,7 +254,7 @@ fn base(policy: &str, rule: &str, result: &str, severity: &str) -> ReportResult 
         category: Some(CATEGORY.into()),
         severity: Some(severity.into()),
         source: Some(SOURCE.into()),
-        message: String::new(),
+        message: Arc::from(""),
         resources: Vec::new(),
         properties: BTreeMap::new(),
     }
@@ -254,15 +270,25 @@ fn where_held(ns: &str) -> String {
 
 /// The violation and, for each duty, the paths that grant it (R5.4).
 pub(crate) fn violation_message(v: &Violation) -> String {
-    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
-    let mut m = format!(
-        "{} holds {} duties of SoDPolicy {} {} ({}):",
+    let mut m = String::new();
+    write_violation_message(v, &mut m);
+    m
+}
+
+fn write_violation_message(v: &Violation, m: &mut String) {
+    let _ = write!(
+        m,
+        "{} holds {} duties of SoDPolicy {} {} (",
         v.subject,
         v.duties.len(),
         v.policy,
         where_held(&v.namespace),
-        duties.join(", ")
     );
+    for (i, d) in v.duties.iter().enumerate() {
+        m.push_str(if i == 0 { "" } else { ", " });
+        m.push_str(d);
+    }
+    m.push_str("):");
     for d in &v.explanation {
         let _ = write!(m, " {}: ", d.duty);
         for (i, p) in d.paths.iter().enumerate() {
@@ -273,10 +299,9 @@ pub(crate) fn violation_message(v: &Violation) -> String {
     if m.ends_with(';') {
         m.pop();
     }
-    m
 }
 
-fn violation_props(v: &Violation) -> BTreeMap<String, String> {
+fn violation_props(v: &Violation) -> BTreeMap<Text, String> {
     let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
     BTreeMap::from([
         ("namespace".into(), v.namespace.to_string()),
@@ -285,10 +310,14 @@ fn violation_props(v: &Violation) -> BTreeMap<String, String> {
     ])
 }
 
-pub(crate) fn violation_result(v: &Violation) -> ReportResult {
+/// `buf` is scratch space, reused from one violation to the next: the
+/// message is written once, then copied once into what it is shared as.
+pub(crate) fn violation_result(v: &Violation, buf: &mut String) -> ReportResult {
     let result = if v.actions.deny { "fail" } else { "warn" };
+    buf.clear();
+    write_violation_message(v, buf);
     ReportResult {
-        message: violation_message(v),
+        message: Arc::from(buf.as_str()),
         resources: vec![subject_ref(&v.subject)],
         properties: violation_props(v),
         ..base(&v.policy, "duties", result, "high")
@@ -305,7 +334,8 @@ pub(crate) fn excused_result(x: &Excused) -> ReportResult {
             x.exception,
             x.expires_at,
             violation_message(&x.violation)
-        ),
+        )
+        .into(),
         resources: vec![subject_ref(&x.violation.subject)],
         properties,
         ..base(&x.violation.policy, "duties", "skip", "info")
@@ -317,7 +347,8 @@ pub(crate) fn break_glass_result(e: &Exception, end: Timestamp, due: Timestamp) 
         message: format!(
             "break-glass SoDException {} for {} ended at {end} and has no review (spec.review was due by {due})",
             e.name, e.subject
-        ),
+        )
+        .into(),
         resources: vec![
             ObjectReference {
                 api_version: Some(crate::crd::API_VERSION.into()),
@@ -356,7 +387,8 @@ pub(crate) fn grant_result(
                 .as_deref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
-        ),
+        )
+        .into(),
         resources: vec![ObjectReference {
             api_version: Some("rbac.authorization.k8s.io/v1".into()),
             kind: binding.kind().into(),
@@ -408,7 +440,7 @@ pub(crate) fn token_result(
         ),
     };
     ReportResult {
-        message,
+        message: message.into(),
         resources: vec![secret, subject_ref(sa)],
         properties,
         ..base(&policy.name, rule, result, "medium")

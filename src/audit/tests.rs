@@ -241,12 +241,12 @@ fn token_secrets_of_duty_holders_are_reported_and_stale_ones_fail() {
     };
     let old = by_secret("old").unwrap();
     assert_eq!(
-        (old.rule.as_deref(), old.result.as_str()),
+        (old.rule.as_deref(), &*old.result),
         (Some("stale-token"), "fail")
     );
     let new = by_secret("new").unwrap();
     assert_eq!(
-        (new.rule.as_deref(), new.result.as_str()),
+        (new.rule.as_deref(), &*new.result),
         (Some("long-lived-token"), "warn")
     );
     assert!(by_secret("idle-token").is_none());
@@ -424,4 +424,27 @@ fn an_expired_grant_whose_binding_remains_fails_and_its_end_wakes_the_audit() {
         "{}",
         r.message
     );
+}
+
+/// The note shares the result's whole message; what an Event carries is cut
+/// to 1,000 bytes on a character boundary, whatever the message's length.
+#[test]
+fn an_event_note_is_the_message_cut_to_what_an_event_holds() {
+    let objs = both_duties("pay", "api");
+    let mut all = vec![policy("p", json!({}))];
+    all.extend(objs);
+    let a = run(&all, now());
+    let e = &a.events[0];
+    let r = &ns_results(&a, "pay")[0];
+    assert!(std::sync::Arc::ptr_eq(&e.note, &r.message));
+    assert_eq!(e.note_text(), *r.message);
+    for len in [999, 1000, 1001, 4000] {
+        let long = AuditEvent {
+            note: "é".repeat(len / 2 + 1)[..].into(),
+            ..e.clone()
+        };
+        let t = long.note_text();
+        assert!(t.len() <= 1000 + '…'.len_utf8(), "{len}: {}", t.len());
+        assert!(long.note.starts_with(t.trim_end_matches('…')));
+    }
 }

@@ -384,8 +384,8 @@ impl Controller {
             }
             self.ensure_leader()?;
             let reference = K8sRef {
-                api_version: e.on.api_version.clone(),
-                kind: Some(e.on.kind.clone()),
+                api_version: e.on.api_version.as_deref().map(String::from),
+                kind: Some(e.on.kind.to_string()),
                 namespace: e.on.namespace.clone(),
                 name: Some(e.on.name.clone()),
                 ..K8sRef::default()
@@ -393,7 +393,7 @@ impl Controller {
             let event = Event {
                 type_: EventType::Warning,
                 reason: e.kind.reason().into(),
-                note: Some(e.note.clone()),
+                note: Some(e.note_text()),
                 action: "Audit".into(),
                 secondary: None,
             };

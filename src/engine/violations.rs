@@ -29,8 +29,8 @@ pub enum Step {
         /// The ClusterRole the rule is aggregated from, if it is.
         source: Option<Name>,
         rule_index: u32,
-        /// The rule, written for people.
-        rule: String,
+        /// The rule, written for people (shared by every path through it).
+        rule: std::sync::Arc<str>,
     },
     /// `⇒ runs as ServiceAccount a/backup`, and the like.
     Derived { kind: DerivedKind, text: String },
@@ -433,7 +433,7 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
 /// each, and writing a rule costs more than the rest of its path.
 struct RuleTexts<'i> {
     index: &'i Index,
-    texts: HashMap<(usize, usize, u32, usize), String>,
+    texts: HashMap<(usize, usize, u32, usize), std::sync::Arc<str>>,
 }
 
 impl<'i> RuleTexts<'i> {
@@ -543,6 +543,7 @@ fn rule_step(
                     None => r.to_string(),
                 })
                 .unwrap_or_default()
+                .into()
         })
         .clone();
     Step::Rule {

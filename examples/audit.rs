@@ -38,9 +38,12 @@ fn main() {
         let (t, cpu0) = (Instant::now(), thread_cpu());
         let ev = engine::evaluate(&index, at);
         let evaluate = t.elapsed();
-        let found = audit::audit(&index, &ev, at);
+        let mut found = audit::audit(&index, &ev, at);
         let audited = t.elapsed() - evaluate;
-        let reports = audit::reports(&found, ReportFormat::Openreports);
+        let reports = audit::reports(
+            std::mem::take(&mut found.results),
+            ReportFormat::Openreports,
+        );
         let reported = t.elapsed() - evaluate - audited;
         let cpu = thread_cpu().zip(cpu0).map(|(b, a)| b - a);
         drop(ev);

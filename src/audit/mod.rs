@@ -18,7 +18,7 @@ use crate::model::{CLUSTER_WIDE, Exception, Identity, Name, TokenAction, TokenSe
 
 pub use report::{
     MANAGED_BY, MANAGED_BY_LABEL, MAX_RESULTS, ObjectReference, Report, ReportFormat, ReportResult,
-    Summary, reports,
+    Results, Summary, reports,
 };
 pub use status::{
     exception_status, invalid_exception_status, invalid_policy_status, policy_status,
@@ -91,7 +91,7 @@ pub struct Audit {
     pub policies: BTreeMap<Name, PolicyAudit>,
     pub exceptions: BTreeMap<Name, ExceptionAudit>,
     /// Results by report: `None` is the cluster report, else a namespace.
-    pub results: BTreeMap<Option<Name>, Vec<ReportResult>>,
+    pub results: Results,
     pub events: Vec<AuditEvent>,
     /// The next time the audit's findings change with no change to the
     /// state (an exception opens, nears its end or ends, a token turns

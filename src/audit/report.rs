@@ -10,7 +10,6 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::Audit;
 use crate::engine::{Excused, Violation};
 use crate::model::{CLUSTER_WIDE, Exception, Identity, Name, Policy, TokenSecret};
 
@@ -171,32 +170,46 @@ impl Report {
     }
 }
 
-/// The reports of an audit: one per namespace with results, one cluster
+/// An audit's results by report: `None` is the cluster report, else a
+/// namespace.
+pub type Results = BTreeMap<Option<Name>, Vec<ReportResult>>;
+
+/// The reports of an audit's results (`Audit::results`, moved: at 100k
+/// bindings they are ~90,000): one per namespace with results, one cluster
 /// report (always, so that "nothing found" is visible), each split in parts
 /// of at most [`MAX_RESULTS`]. Ordered: cluster first, then by namespace.
-pub fn reports(audit: &Audit, format: ReportFormat) -> Vec<Report> {
+pub fn reports(mut results: Results, format: ReportFormat) -> Vec<Report> {
     let mut out = Vec::new();
-    let empty = Vec::new();
-    let cluster = audit.results.get(&None).unwrap_or(&empty);
-    split(None, cluster, format, &mut out);
-    for (ns, results) in &audit.results {
+    split(
+        None,
+        results.remove(&None).unwrap_or_default(),
+        format,
+        &mut out,
+    );
+    for (ns, results) in results {
         if let Some(ns) = ns {
-            split(Some(ns), results, format, &mut out);
+            split(Some(&ns), results, format, &mut out);
         }
     }
     out
 }
 
-fn split(ns: Option<&Name>, results: &[ReportResult], format: ReportFormat, out: &mut Vec<Report>) {
+fn split(
+    ns: Option<&Name>,
+    mut results: Vec<ReportResult>,
+    format: ReportFormat,
+    out: &mut Vec<Report>,
+) {
     let (kind, _) = format.kind(ns.is_none());
-    let chunks: Vec<&[ReportResult]> = if results.is_empty() {
-        vec![&[]]
-    } else {
-        results.chunks(MAX_RESULTS).collect()
-    };
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    let mut parts = Vec::new();
+    while results.len() > MAX_RESULTS {
+        let rest = results.split_off(MAX_RESULTS);
+        parts.push(std::mem::replace(&mut results, rest));
+    }
+    parts.push(results);
+    for (i, chunk) in parts.into_iter().enumerate() {
         let mut summary = Summary::default();
-        for r in chunk {
+        for r in &chunk {
             match &*r.result {
                 "fail" => summary.fail += 1,
                 "warn" => summary.warn += 1,
@@ -219,7 +232,7 @@ fn split(ns: Option<&Name>, results: &[ReportResult], format: ReportFormat, out:
             },
             source: Some(SOURCE.into()),
             summary,
-            results: chunk.to_vec(),
+            results: chunk,
         });
     }
 }

@@ -91,7 +91,7 @@ fn a_denied_violation_is_a_fail_result_in_its_namespace_report_with_the_paths() 
     assert_eq!(a.events[0].kind, EventKind::ViolationFound);
     assert_eq!(a.events[0].on.kind, "ServiceAccount");
     // Nothing cluster-wide: the cluster report exists and is empty.
-    let reps = reports(&a, ReportFormat::Openreports);
+    let reps = reports(a.results.clone(), ReportFormat::Openreports);
     assert_eq!(reps.len(), 2);
     assert_eq!(reps[0].kind, "ClusterReport");
     assert!(reps[0].results.is_empty());
@@ -124,7 +124,7 @@ fn a_cluster_wide_violation_goes_to_the_cluster_report() {
                "subjects": [{"kind": "ServiceAccount", "name": "api", "namespace": "pay"}]}),
     ];
     let a = run(&objs, now());
-    let reps = reports(&a, ReportFormat::Policyreport);
+    let reps = reports(a.results.clone(), ReportFormat::Policyreport);
     assert_eq!(reps.len(), 1);
     assert_eq!(reps[0].kind, "ClusterPolicyReport");
     assert_eq!(reps[0].api_version, "wgpolicyk8s.io/v1alpha2");
@@ -301,7 +301,7 @@ fn reports_are_split_over_max_results_in_a_stable_order() {
         }
     }
     let a = run(&objs, now());
-    let reps = reports(&a, ReportFormat::Openreports);
+    let reps = reports(a.results.clone(), ReportFormat::Openreports);
     let big: Vec<&Report> = reps
         .iter()
         .filter(|r| r.metadata.namespace.as_deref() == Some("big"))
@@ -318,7 +318,10 @@ fn reports_are_split_over_max_results_in_a_stable_order() {
         format!("sa-{:05}", n - 1)
     );
     // The same state gives the same reports.
-    assert_eq!(reps, reports(&run(&objs, now()), ReportFormat::Openreports));
+    assert_eq!(
+        reps,
+        reports(run(&objs, now()).results, ReportFormat::Openreports)
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub fn run(args: &ReportArgs) -> Result<u8, CliError> {
     let ev = engine::evaluate(&index, now);
     let evaluated = start.elapsed();
     let found = audit::audit(&index, &ev, now);
-    let reports = audit::reports(&found, args.format);
+    let reports = audit::reports(found.results, args.format);
     tracing::info!(
         evaluate_ms = evaluated.as_secs_f64() * 1e3,
         audit_ms = (start.elapsed() - evaluated).as_secs_f64() * 1e3,

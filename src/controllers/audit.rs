@@ -202,8 +202,8 @@ impl Controller {
         let state = self.state.clone();
         let format = self.settings.format;
         let (found, reports) = tokio::task::spawn_blocking(move || {
-            let found = evaluate(&state);
-            let reports = audit::reports(&found, format);
+            let mut found = evaluate(&state);
+            let reports = audit::reports(std::mem::take(&mut found.results), format);
             (found, reports)
         })
         .await?;
@@ -524,7 +524,7 @@ mod tests {
         );
         let now = Timestamp::now();
         let found = audit::audit(&index, &engine::evaluate(&index, now), now);
-        let mut reports = audit::reports(&found, ReportFormat::Openreports);
+        let mut reports = audit::reports(found.results, ReportFormat::Openreports);
         reports.pop().unwrap()
     }
 

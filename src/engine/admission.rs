@@ -531,8 +531,9 @@ fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
 
 /// A new RoleBinding of namespace N (and its role) whose role's escalation
 /// paths, among those a policy considers, only act as ServiceAccounts of N
-/// that exist (Pods, exec, tokens, impersonation of N's ServiceAccounts; a
-/// RoleBinding impersonates no User or Group, R9.1; bind and escalate in N),
+/// that exist (Pods, exec, tokens, impersonation of N's existing
+/// ServiceAccounts by name; a RoleBinding impersonates no User or Group,
+/// R9.1; bind and escalate in N),
 /// naming only subjects that exist already. Whoever acts as every
 /// ServiceAccount of N before it reaches every identity it adds an edge to,
 /// so reaches nobody new: what they hold changes in N at most.
@@ -549,12 +550,18 @@ fn edges_in_namespace(index: &Index, object: &Object) -> Option<(Name, RoleKey)>
     let mut grant = false;
     for d in entry.derives.iter().filter(|d| considered.contains(d.kind)) {
         match &d.power {
+            // Pods run as, exec reaches and tokens are issued for existing
+            // ServiceAccounts only.
             Power::Workloads
             | Power::Exec
             | Power::Tokens(_)
-            | Power::ImpersonateServiceAccounts(Targets::All)
             | Power::ImpersonateUsers(_)
             | Power::ImpersonateGroups(_) => {}
+            // Impersonating every ServiceAccount of N reaches those that do
+            // not exist too, which hold what the ServiceAccount groups hold
+            // anywhere (R1.4): nobody acting as N's existing ones reaches
+            // them.
+            Power::ImpersonateServiceAccounts(Targets::All) => return None,
             Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
                 if !names.iter().all(|n| index.exists(&sa(ns, n))) {
                     return None;

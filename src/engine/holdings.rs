@@ -966,11 +966,25 @@ impl<'a, 'h> Walk<'a, 'h> {
                     let ghosts: Vec<Identity> = index
                         .ghost_service_accounts(item.scope.map(|ns| &**ns))
                         .collect();
+                    let none = ghosts.is_empty();
                     for g in ghosts {
                         self.acts_as(item, d, g);
                     }
-                    if item.scope.is_none() {
-                        self.any_service_account(item, d, true);
+                    match item.scope {
+                        None => self.any_service_account(item, d, true),
+                        // A namespace without any ServiceAccount, existing
+                        // or named: one impersonated there (any name) is
+                        // still in the groups of all ServiceAccounts and of
+                        // the namespace (R1.4).
+                        Some(ns) if none && index.service_accounts_in(ns).next().is_none() => {
+                            for g in [
+                                Name::from(ALL_SERVICEACCOUNTS),
+                                Name::from(format!("{SERVICEACCOUNTS_OF}{ns}")),
+                            ] {
+                                self.acts_as(item, d, Identity::Group(g));
+                            }
+                        }
+                        Some(_) => {}
                     }
                 }
                 Power::ImpersonateServiceAccounts(Targets::Named(names)) => {

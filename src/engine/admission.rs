@@ -602,13 +602,14 @@ fn sa(ns: &Name, name: &Name) -> Identity {
 /// The policies whose permissions `object` can add to anyone's holdings,
 /// when that is all it adds: a role change that opens no new escalation
 /// path and joins no new aggregator (labels and selectors unchanged), or a
-/// binding whose role opens none and whose subjects all exist. Whoever
+/// binding whose role opens none and whose subjects all exist (or are
+/// Groups). Whoever
 /// reaches the role (directly, through an aggregator, by binding it) or the
 /// binding's subjects then gains the role's new grants at most, nobody acts
 /// as anyone new, so only subjects those policies govern can have a new
 /// violation (none when the change only removes rights, R7.3). `index` is
 /// left as it was.
-fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
+pub(crate) fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
     match object {
         Object::Role(r) if joins_aggregates(index, object).is_none() => {
             let (old_grants, old_derives) = role_powers(index, &r.key);
@@ -620,7 +621,16 @@ fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
                 .all(|d| old_derives.contains(d))
                 .then(|| grants.difference(&old_grants).map(|g| g.0).collect())
         }
-        Object::Binding(b) if b.subjects.iter().all(|s| index.exists(s)) => {
+        // A Group named for the first time holds this binding alone (no
+        // implicit groups, R1.4) and is reached by whoever impersonates it
+        // whether it existed or not; a new User or ServiceAccount may be
+        // reached anew (impersonating all Users, Pods of an unwatched
+        // namespace) with what its implicit groups hold.
+        Object::Binding(b)
+            if b.subjects
+                .iter()
+                .all(|s| matches!(s, Identity::Group(_)) || index.exists(s)) =>
+        {
             let (grants, derives) = role_powers(index, &b.role);
             derives
                 .is_empty()

@@ -521,9 +521,7 @@ fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
             subjects: vec![subject],
         })
     };
-    let mut model = BTreeMap::new();
-    let mut index = Index::new();
-    for o in [
+    let (index, model) = state([
         policy("p1", None),
         Object::ServiceAccount {
             namespace: n("a"),
@@ -534,9 +532,7 @@ fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
         role("pods", vec![rule(&["create"], "", "pods", &[])]),
         binding("e", "exec", Identity::User(n("u"))),
         binding("s", "admin", Identity::User(n("u"))),
-    ] {
-        apply(&mut index, &mut model, &Op::Apply(o));
-    }
+    ]);
     let change = binding("p", "pods", Identity::service_account("a", "x"));
     let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
     assert!(!review.allowed, "{:?}", review.violations);
@@ -576,9 +572,7 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
         namespace: Some(n("a")),
         name: n(name),
     };
-    let mut model = BTreeMap::new();
-    let mut index = Index::new();
-    for o in [
+    let (index, model) = state([
         policy("p1", None),
         Object::ServiceAccount {
             namespace: n("a"),
@@ -620,25 +614,16 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
             },
             Identity::User(n("u")),
         ),
-    ] {
-        apply(&mut index, &mut model, &Op::Apply(o));
-    }
+    ]);
     let change = binding(
         Some("a"),
         "g",
         in_a("grant"),
         Identity::service_account("a", "x"),
     );
-    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
-    assert!(
-        review
-            .violations
-            .iter()
-            .any(|v| v.subject == Identity::User(n("u")) && &*v.namespace == "b"),
-        "{:?}",
-        review.violations
-    );
-    decision_equals_whole_states(&index, &model, &change).unwrap();
+    decision_reports(&index, &model, &change, |v| {
+        v.subject == Identity::User(n("u")) && &*v.namespace == "b"
+    });
 }
 
 /// Impersonating a User that no binding names still holds what every User
@@ -648,9 +633,7 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
 /// `decision_on_edges_within_a_namespace_equals_whole_state`; seed kept).
 #[test]
 fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
-    let mut model = BTreeMap::new();
-    let mut index = Index::new();
-    for o in [
+    let (index, model) = state([
         policy("p1", None),
         Object::Role(Role {
             key: RoleKey::cluster("imp"),
@@ -678,9 +661,7 @@ fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
             ],
             aggregation: None,
         }),
-    ] {
-        apply(&mut index, &mut model, &Op::Apply(o));
-    }
+    ]);
     let change = Object::Binding(Binding {
         key: BindingKey {
             namespace: Some(n("a")),
@@ -692,16 +673,9 @@ fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
         },
         subjects: vec![Identity::Group(n("system:authenticated"))],
     });
-    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
-    assert!(
-        review
-            .violations
-            .iter()
-            .any(|v| v.subject == Identity::Group(n("g"))),
-        "{:?}",
-        review.violations
-    );
-    decision_equals_whole_states(&index, &model, &change).unwrap();
+    decision_reports(&index, &model, &change, |v| {
+        v.subject == Identity::Group(n("g"))
+    });
 }
 
 /// A binding that names a Group for the first time, of a role that opens no
@@ -713,9 +687,7 @@ fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
 /// hold: that takes the general path.
 #[test]
 fn a_group_named_for_the_first_time_gains_only_the_roles_grants() {
-    let mut model = BTreeMap::new();
-    let mut index = Index::new();
-    for o in [
+    let (mut index, model) = state([
         policy("p1", None),
         Object::Role(Role {
             key: RoleKey::cluster("pods"),
@@ -729,9 +701,7 @@ fn a_group_named_for_the_first_time_gains_only_the_roles_grants() {
             rules: vec![rule(&["get"], "", "secrets", &[])],
             aggregation: None,
         }),
-    ] {
-        apply(&mut index, &mut model, &Op::Apply(o));
-    }
+    ]);
     let binding = |role: &str, subject: Identity| {
         Object::Binding(Binding {
             key: BindingKey {
@@ -759,4 +729,31 @@ fn a_group_named_for_the_first_time_gains_only_the_roles_grants() {
     for change in [binding("pods", all_sas.clone()), binding("reader", all_sas)] {
         decision_equals_whole_states(&index, &model, &change).unwrap();
     }
+}
+
+/// The index and the objects (by key) of a state built from `objects`.
+fn state(objects: impl IntoIterator<Item = Object>) -> (Index, BTreeMap<ObjectKey, Object>) {
+    let mut model = BTreeMap::new();
+    let mut index = Index::new();
+    for o in objects {
+        apply(&mut index, &mut model, &Op::Apply(o));
+    }
+    (index, model)
+}
+
+/// The decision on `change` reports a violation `expected` accepts, and
+/// exactly the new violations of the whole states before and after.
+fn decision_reports(
+    index: &Index,
+    model: &BTreeMap<ObjectKey, Object>,
+    change: &Object,
+    expected: impl Fn(&engine::Violation) -> bool,
+) {
+    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    assert!(
+        review.violations.iter().any(expected),
+        "{:?}",
+        review.violations
+    );
+    decision_equals_whole_states(index, model, change).unwrap();
 }

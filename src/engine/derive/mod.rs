@@ -153,25 +153,44 @@ fn implicit_group_actors(
     if !users && group != ALL_SERVICEACCOUNTS && of_ns.is_none() {
         return;
     }
-    for bkey in index.derivers() {
-        let scope = bkey.namespace.as_ref();
+    take_subjects(
+        index,
+        index.derivers(),
+        set,
+        |d, scope| match &d.power {
+            Power::ImpersonateUsers(_) => users && scope.is_none(),
+            Power::ImpersonateServiceAccounts(_) => {
+                of_ns.is_none_or(|ns| scope.is_none_or(|s| &**s == ns))
+            }
+            _ => false,
+        },
+        out,
+    );
+}
+
+/// Adds to `out` the subjects of those bindings among `bkeys` whose role
+/// has a power, of a kind in `set`, that `hit` accepts for the binding's
+/// scope (its namespace; `None` cluster-wide).
+fn take_subjects<'a>(
+    index: &'a Index,
+    bkeys: impl IntoIterator<Item = &'a BindingKey>,
+    set: DerivedSet,
+    hit: impl Fn(&Derive, Option<&Name>) -> bool,
+    out: &mut BTreeSet<Identity>,
+) {
+    for bkey in bkeys {
         let Some(binding) = index.binding(bkey) else {
             continue;
         };
         let Some(entry) = index.role(&binding.role) else {
             continue;
         };
-        let hit = entry.derives.iter().any(|d| {
-            set.contains(d.kind)
-                && match &d.power {
-                    Power::ImpersonateUsers(_) => users && scope.is_none(),
-                    Power::ImpersonateServiceAccounts(_) => {
-                        of_ns.is_none_or(|ns| scope.is_none_or(|s| &**s == ns))
-                    }
-                    _ => false,
-                }
-        });
-        if hit {
+        let scope = bkey.namespace.as_ref();
+        if entry
+            .derives
+            .iter()
+            .any(|d| set.contains(d.kind) && hit(d, scope))
+        {
             for s in &binding.subjects {
                 affected_subjects(index, s, out);
             }
@@ -190,27 +209,14 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
     }
     let mut queue: Vec<Identity> = out.iter().cloned().collect();
     let mut fresh = BTreeSet::new();
-    let take = |b: &BindingKey, fresh: &mut BTreeSet<Identity>| {
-        if let Some(binding) = index.binding(b) {
-            for s in &binding.subjects {
-                affected_subjects(index, s, fresh);
-            }
-        }
-    };
     if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
-        for bkey in index.derivers() {
-            let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
-                continue;
-            };
-            let scope = bkey.namespace.as_ref();
-            if entry
-                .derives
-                .iter()
-                .any(|d| set.contains(d.kind) && roles.iter().any(|r| binds(d, scope, r)))
-            {
-                take(bkey, &mut fresh);
-            }
-        }
+        take_subjects(
+            index,
+            index.derivers(),
+            set,
+            |d, scope| roles.iter().any(|r| binds(d, scope, r)),
+            &mut fresh,
+        );
     }
     // Whoever can bind a role to themselves acts, through it, as whatever
     // that role's Pods, exec, tokens or impersonation reach: when anyone is
@@ -227,18 +233,13 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
         }
         if !binders_taken && (!queue.is_empty() || !roles.is_empty()) {
             binders_taken = true;
-            for bkey in index.derivers() {
-                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
-                    continue;
-                };
-                if entry
-                    .derives
-                    .iter()
-                    .any(|d| set.contains(d.kind) && matches!(d.power, Power::Bind { .. }))
-                {
-                    take(bkey, &mut fresh);
-                }
-            }
+            take_subjects(
+                index,
+                index.derivers(),
+                set,
+                |d, _| matches!(d.power, Power::Bind { .. }),
+                &mut fresh,
+            );
             continue;
         }
         let Some(t) = queue.pop() else { break };
@@ -248,39 +249,16 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
         // The group of a namespace's ServiceAccounts is reached from that
         // namespace too, the group of all of them from every namespace
         // (impersonating a missing ServiceAccount there).
+        let hit = |d: &Derive, scope: Option<&Name>| reaches(d, scope, &t);
         if matches!(&t, Identity::Group(g) if &**g == ALL_SERVICEACCOUNTS) {
-            for bkey in index.derivers() {
-                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
-                    continue;
-                };
-                let scope = bkey.namespace.as_ref();
-                if entry
-                    .derives
-                    .iter()
-                    .any(|d| set.contains(d.kind) && reaches(d, scope, &t))
-                {
-                    take(bkey, &mut fresh);
-                }
-            }
+            take_subjects(index, index.derivers(), set, hit, &mut fresh);
             continue;
         }
         let own = t.namespace().cloned().or_else(|| sa_group_namespace(&t));
-        let scopes: [Option<&Name>; 2] = [own.as_ref(), None];
-        let n = if own.is_some() { 2 } else { 1 };
-        for scope in &scopes[2 - n..] {
-            for bkey in index.derivers_in(*scope) {
-                let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
-                    continue;
-                };
-                if entry
-                    .derives
-                    .iter()
-                    .any(|d| set.contains(d.kind) && reaches(d, *scope, &t))
-                {
-                    take(bkey, &mut fresh);
-                }
-            }
+        if own.is_some() {
+            take_subjects(index, index.derivers_in(own.as_ref()), set, hit, &mut fresh);
         }
+        take_subjects(index, index.derivers_in(None), set, hit, &mut fresh);
     }
 }
 

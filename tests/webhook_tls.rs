@@ -385,25 +385,11 @@ async fn an_oversized_body_gets_413_over_http1_and_http2() {
 /// which nghttp2/curl report as a stream error instead of the 413).
 #[tokio::test]
 async fn an_oversized_body_over_http2_is_answered_413_without_a_stream_reset() {
-    use rustls::pki_types::pem::PemObject;
-
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new();
     let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
     let server = serve_examples(&cert, &key, &["--max-body-bytes", "524288"]);
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tls_connector(&ca.pem(), b"h2");
 
     const LEN: usize = 3 * 512 * 1024;
     for declared in [true, false] {
@@ -655,7 +641,7 @@ async fn silent_and_slow_connections_are_dropped_after_their_timeouts() {
         &["--tls-handshake-timeout", "1s", "--idle-timeout", "2s"],
     );
     let port = server.port;
-    let connector = tls_connector(&ca.pem());
+    let connector = tls_connector(&ca.pem(), b"http/1.1");
     let limit = Duration::from_secs(6);
 
     let no_handshake = async {
@@ -734,7 +720,7 @@ async fn a_legitimate_client_is_served_once_others_close() {
     let ca = Ca::new();
     let (cert, key) = ca.serving_pair(dir.path(), "c.pem", "k.pem");
     let server = serve_examples(&cert, &key, &["--max-connections", "2"]);
-    let connector = tls_connector(&ca.pem());
+    let connector = tls_connector(&ca.pem(), b"http/1.1");
     let mut first = Some(tls_connect(&connector, server.port).await);
     let _second = tls_connect(&connector, server.port).await;
     let https = client(&ca.pem());
@@ -804,7 +790,10 @@ async fn a_client_that_reads_no_answer_is_dropped_after_the_idle_timeout() {
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tls_connector(&ca.pem()).connect(name, tcp).await.unwrap();
+    let tls = tls_connector(&ca.pem(), b"http/1.1")
+        .connect(name, tcp)
+        .await
+        .unwrap();
     let (_unread, mut w) = tokio::io::split(tls);
     let request: &[u8] = b"POST /validate HTTP/1.1\r\nHost: localhost\r\n\
         Content-Type: application/json\r\nContent-Length: 1\r\n\r\nx";

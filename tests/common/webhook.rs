@@ -361,8 +361,9 @@ pub fn open_sockets(server: &Server) -> usize {
         .count()
 }
 
-/// A TLS client (HTTP/1.1 by ALPN) trusting `ca_pem` only.
-pub fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
+/// A TLS client offering `alpn` (`b"http/1.1"`, `b"h2"`) and trusting
+/// `ca_pem` only.
+pub fn tls_connector(ca_pem: &str, alpn: &[u8]) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -375,7 +376,7 @@ pub fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 

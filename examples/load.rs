@@ -40,36 +40,6 @@ fn process_cpu() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The options `load` gives serde-saphyr (`load::yaml_options`).
-fn saphyr_options(max_text: usize) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = 50_000_000;
-    budget.max_events = 100_000_000;
-    budget.max_total_scalar_bytes = max_text;
-    budget.max_reader_input_bytes = None;
-    budget.max_aliases = 10_000;
-    budget.max_recorded_anchor_events = 200_000;
-    let mut o = serde_saphyr::Options::default();
-    o.budget = Some(budget);
-    o
-}
-
-/// Documents split at `---` lines: what `load` splits for these inputs.
-fn documents(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim_end() == "---" && offset > start {
-            out.push(&text[start..offset]);
-            start = offset;
-        }
-        offset += line.len();
-    }
-    out.push(&text[start..]);
-    out
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "/tmp/synth-full".into()));
@@ -89,10 +59,12 @@ fn main() {
         let (cpu, wall) = (thread_cpu(), Instant::now());
         let mut docs = 0;
         for (_, text) in &texts {
-            for doc in documents(text) {
-                let v: serde_json::Value =
-                    serde_saphyr::from_str_with_options(doc, saphyr_options(64 << 20))
-                        .expect("valid YAML");
+            for (_, doc) in sodguard::load::split_documents(text) {
+                let v: serde_json::Value = serde_saphyr::from_str_with_options(
+                    doc,
+                    sodguard::load::yaml_options(64 << 20),
+                )
+                .expect("valid YAML");
                 docs += usize::from(!v.is_null());
             }
         }

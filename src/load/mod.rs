@@ -413,8 +413,9 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// One document can be large (a big ConfigMap, a generated ClusterRole): lift
-/// the size limits, keep those that stop alias and nesting bombs.
-fn yaml_options(max_text: usize) -> serde_saphyr::Options {
+/// the size limits, keep those that stop alias and nesting bombs. Public for
+/// `examples/load.rs`, which times serde-saphyr alone with these options.
+pub fn yaml_options(max_text: usize) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 50_000_000;
     budget.max_events = 100_000_000;
@@ -432,8 +433,9 @@ fn yaml_options(max_text: usize) -> serde_saphyr::Options {
 /// `%YAML`/`%TAG` directives and comments before it) to the next marker or
 /// `...`. Markers at the start of a line are never content in YAML, even in
 /// block scalars, so this is exact; parsing one document at a time keeps
-/// document numbers true to the file, empty documents included.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
+/// document numbers true to the file, empty documents included. Public for
+/// `examples/load.rs`.
+pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let is_marker = |l: &str, m: &str| {
         l.strip_prefix(m)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))

@@ -129,6 +129,15 @@ kc() {
 # first line(s) of the last kubectl's stderr, for FAIL lines
 kerr() { printf 'rc=%s %s' "$RC" "$(printf '%s' "${ERR:-$OUT}" | head -c 500)"; }
 has() { [[ "$1" == *"$2"* ]]; }
+# NAME TEXT STRING...: ok when TEXT holds every STRING, else fail naming those missing.
+expect_all() {
+  local name=$1 text=$2 missing="" s
+  shift 2
+  for s in "$@"; do
+    has "$text" "$s" || missing+=" '$s'"
+  done
+  [[ -z "$missing" ]] && ok "$name" || fail "$name" "missing$missing in: $text"
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -350,13 +359,9 @@ if want 1 && [[ -f "$WORK/m/s1-conflict.yaml" ]]; then
     ok "1 kubectl apply of a RoleBinding completing a conflict is rejected by the webhook"
     DENIAL1="${ERR#*"$WEBHOOK_DENIAL"}"
     progress "kubectl said: $ERR"
-    missing=""
-    for s in "SoDPolicy $SECRET_POLICY" "ServiceAccount:e2e-s1:api" "secret-admin" "secret-use" \
-             "RoleBinding e2e-s1/api-writes" "RoleBinding e2e-s1/api-reads"; do
-      has "$ERR" "$s" || missing+=" '$s'"
-    done
-    [[ -z "$missing" ]] && ok "1 stderr names the policy, the subject, the duties and their bindings" ||
-      fail "1 stderr names the policy, the subject, the duties and their bindings" "missing$missing in: $ERR"
+    expect_all "1 stderr names the policy, the subject, the duties and their bindings" "$ERR" \
+      "SoDPolicy $SECRET_POLICY" "ServiceAccount:e2e-s1:api" "secret-admin" "secret-use" \
+      "RoleBinding e2e-s1/api-writes" "RoleBinding e2e-s1/api-reads"
   else
     fail "1 kubectl apply of a RoleBinding completing a conflict is rejected by the webhook" "$(kerr)"
   fi
@@ -1564,12 +1569,8 @@ if want 19; then
     kc --as alice apply -f "$WORK/m/s19-api.yaml"
     if ((RC != 0)) && has "$ERR" "$WEBHOOK_DENIAL"; then
       ok "19 letting api (secret-admin) impersonate ghost is rejected"
-      missing=""
-      for s in "ServiceAccount:$NS19:api" "impersonates ServiceAccount $NS19/ghost" "RoleBinding $NS19/ghost-reads"; do
-        has "$ERR" "$s" || missing+=" '$s'"
-      done
-      [[ -z "$missing" ]] && ok "19 the denial shows the path through the missing ServiceAccount" ||
-        fail "19 the denial shows the path through the missing ServiceAccount" "missing$missing in: $ERR"
+      expect_all "19 the denial shows the path through the missing ServiceAccount" "$ERR" \
+        "ServiceAccount:$NS19:api" "impersonates ServiceAccount $NS19/ghost" "RoleBinding $NS19/ghost-reads"
     else
       fail "19 letting api (secret-admin) impersonate ghost is rejected" "rc $RC: $(kerr)"
     fi

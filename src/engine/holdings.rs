@@ -762,6 +762,14 @@ struct Walk<'a, 'h> {
     /// In a namespace's summary: that namespace, whose ServiceAccounts are
     /// all roots (in `seen`).
     roots_of: Option<Name>,
+    /// [`Walk::any_service_account`] was done, with this `covered`: its
+    /// groups are in `seen` already. Done again for every identity holding
+    /// the power (each of 50,000 ServiceAccounts once `edit` is bound to all
+    /// of them), listing the groups took minutes for nothing.
+    any_sas_done: Option<bool>,
+    /// The scopes whose missing ServiceAccounts (impersonated by all) were
+    /// reached already: listing them again reaches nobody new.
+    ghosts_done: HashSet<Option<&'a Name>>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -789,6 +797,8 @@ impl<'a, 'h> Walk<'a, 'h> {
             repeats: shared.map(|_| Default::default()),
             saturate: None,
             roots_of: None,
+            any_sas_done: None,
+            ghosts_done: HashSet::new(),
         }
     }
 
@@ -963,10 +973,17 @@ impl<'a, 'h> Walk<'a, 'h> {
                     self.every_service_account(item, d);
                     // Impersonation does not ask whether the ServiceAccount
                     // exists: the bindings naming a missing one apply too.
-                    let ghosts: Vec<Identity> = index
+                    let ghosts: Vec<Identity> = if self.ghosts_done.insert(item.scope) {
+                        index
+                            .ghost_service_accounts(item.scope.map(|ns| &**ns))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let none = index
                         .ghost_service_accounts(item.scope.map(|ns| &**ns))
-                        .collect();
-                    let none = ghosts.is_empty();
+                        .next()
+                        .is_none();
                     for g in ghosts {
                         self.acts_as(item, d, g);
                     }
@@ -1080,6 +1097,12 @@ impl<'a, 'h> Walk<'a, 'h> {
     /// namespaces without a ServiceAccount (an every-ServiceAccount step
     /// reaches the groups of the others already).
     fn any_service_account(&mut self, item: &Item<'a>, d: &'a Derive, covered: bool) {
+        // Uncovered lists more groups than covered: after it, nothing is new.
+        match self.any_sas_done {
+            Some(false) => return,
+            Some(true) if covered => return,
+            _ => self.any_sas_done = Some(covered),
+        }
         let index = self.index;
         let mut groups: Vec<Identity> = index
             .service_account_groups()

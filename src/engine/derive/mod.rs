@@ -2,7 +2,7 @@
 //! change can alter include everyone who acts as an affected subject, or can
 //! bind a changed role, transitively.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::violations::affected_subjects;
 use crate::engine::index::{Derive, Index, Power, Targets};
@@ -225,6 +225,7 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
     // role they can bind may grant `bind` on the changed one (a second
     // step the direct lookup above does not see).
     let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
+    let mut actors = Actors::default();
     loop {
         for x in std::mem::take(&mut fresh) {
             if out.insert(x.clone()) {
@@ -244,7 +245,24 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
         }
         let Some(t) = queue.pop() else { break };
         if let Identity::Group(g) = &t {
-            implicit_group_actors(index, set, g, &mut fresh);
+            match sa_group_namespace(&t) {
+                // One per namespace: read from the namespace's bindings and
+                // the cluster-wide ones, as implicit_group_actors would.
+                Some(ns) if set.contains(DerivedKind::Impersonation) => {
+                    for scope in [Some(&ns), None] {
+                        actors.take(
+                            index,
+                            set,
+                            scope,
+                            Bucket::AnyServiceAccountImpersonation,
+                            None,
+                            &mut fresh,
+                        );
+                    }
+                }
+                Some(_) => {}
+                None => implicit_group_actors(index, set, g, &mut fresh),
+            }
         }
         // The group of a namespace's ServiceAccounts is reached from that
         // namespace too, the group of all of them from every namespace
@@ -254,11 +272,185 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
             take_subjects(index, index.derivers(), set, hit, &mut fresh);
             continue;
         }
-        let own = t.namespace().cloned().or_else(|| sa_group_namespace(&t));
-        if own.is_some() {
-            take_subjects(index, index.derivers_in(own.as_ref()), set, hit, &mut fresh);
+        actors.of(index, set, &t, &mut fresh);
+    }
+}
+
+/// Who acts as an identity, read one scope (a namespace, or cluster-wide)
+/// at a time. The bindings of a scope whose power reaches every
+/// ServiceAccount there (Pods, exec, tokens or impersonation of all), or
+/// every User, reach each of them alike: they are taken once per scope, not
+/// once per target (50,000 ServiceAccounts and thousands of Users, each
+/// against every cluster-wide binding, took minutes). Powers that name their
+/// targets are looked up by name, each name once.
+#[derive(Default)]
+struct Actors<'a> {
+    scopes: HashMap<Option<Name>, ScopeActors<'a>>,
+    taken: HashSet<(Option<Name>, Bucket, Option<Name>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bucket {
+    EveryServiceAccount,
+    ServiceAccount,
+    AnyServiceAccountImpersonation,
+    EveryUser,
+    User,
+    Group,
+}
+
+/// The bindings of one scope whose role has a power of a considered kind,
+/// by whom the power reaches (as [`reaches`] says).
+#[derive(Default)]
+struct ScopeActors<'a> {
+    every_sa: Vec<&'a BindingKey>,
+    named_sa: HashMap<&'a Name, Vec<&'a BindingKey>>,
+    /// Impersonation of ServiceAccounts, all or named: it reaches the
+    /// ServiceAccount groups (R1.4).
+    sa_impersonation: Vec<&'a BindingKey>,
+    every_user: Vec<&'a BindingKey>,
+    named_user: HashMap<&'a Name, Vec<&'a BindingKey>>,
+    named_group: HashMap<&'a Name, Vec<&'a BindingKey>>,
+}
+
+impl<'a> ScopeActors<'a> {
+    fn of(index: &'a Index, set: DerivedSet, scope: Option<&Name>) -> Self {
+        let mut out = ScopeActors::default();
+        for bkey in index.derivers_in(scope) {
+            let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+                continue;
+            };
+            let (mut every_sa, mut sa_imp, mut every_user) = (false, false, false);
+            let (mut sas, mut users, mut groups) =
+                (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+            for d in entry.derives.iter().filter(|d| set.contains(d.kind)) {
+                every_sa |= every_service_account(&d.power);
+                match &d.power {
+                    Power::Tokens(Targets::Named(n)) => sas.extend(n.iter()),
+                    Power::ImpersonateServiceAccounts(t) => {
+                        sa_imp = true;
+                        if let Targets::Named(n) = t {
+                            sas.extend(n.iter());
+                        }
+                    }
+                    Power::ImpersonateUsers(Targets::All) => every_user = true,
+                    Power::ImpersonateUsers(Targets::Named(n)) => users.extend(n.iter()),
+                    Power::ImpersonateGroups(Targets::Named(n)) => groups.extend(n.iter()),
+                    _ => {}
+                }
+            }
+            if every_sa {
+                out.every_sa.push(bkey);
+            }
+            if sa_imp {
+                out.sa_impersonation.push(bkey);
+            }
+            if every_user {
+                out.every_user.push(bkey);
+            }
+            for (names, map) in [
+                (sas, &mut out.named_sa),
+                (users, &mut out.named_user),
+                (groups, &mut out.named_group),
+            ] {
+                for n in names {
+                    map.entry(n).or_default().push(bkey);
+                }
+            }
         }
-        take_subjects(index, index.derivers_in(None), set, hit, &mut fresh);
+        out
+    }
+
+    fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[&'a BindingKey] {
+        match bucket {
+            Bucket::EveryServiceAccount => &self.every_sa,
+            Bucket::AnyServiceAccountImpersonation => &self.sa_impersonation,
+            Bucket::EveryUser => &self.every_user,
+            Bucket::ServiceAccount => lookup(&self.named_sa, name),
+            Bucket::User => lookup(&self.named_user, name),
+            Bucket::Group => lookup(&self.named_group, name),
+        }
+    }
+}
+
+fn lookup<'m, 'a>(
+    m: &'m HashMap<&'a Name, Vec<&'a BindingKey>>,
+    name: Option<&Name>,
+) -> &'m [&'a BindingKey] {
+    name.and_then(|n| m.get(n)).map_or(&[], Vec::as_slice)
+}
+
+impl<'a> Actors<'a> {
+    /// Adds to `out`, once, the subjects of the bindings of `scope` in
+    /// `bucket` (for `name`, for the named buckets).
+    fn take(
+        &mut self,
+        index: &'a Index,
+        set: DerivedSet,
+        scope: Option<&Name>,
+        bucket: Bucket,
+        name: Option<&Name>,
+        out: &mut BTreeSet<Identity>,
+    ) {
+        if !self.taken.insert((scope.cloned(), bucket, name.cloned())) {
+            return;
+        }
+        let actors = self
+            .scopes
+            .entry(scope.cloned())
+            .or_insert_with(|| ScopeActors::of(index, set, scope));
+        for bkey in actors.bucket(bucket, name) {
+            if let Some(b) = index.binding(bkey) {
+                for s in &b.subjects {
+                    affected_subjects(index, s, out);
+                }
+            }
+        }
+    }
+
+    /// Adds to `out` whoever acts as `t` (a ServiceAccount, a User, or a
+    /// Group other than every ServiceAccount's) by a binding of its own
+    /// namespace or a cluster-wide one, as [`reaches`] says.
+    fn of(
+        &mut self,
+        index: &'a Index,
+        set: DerivedSet,
+        t: &Identity,
+        out: &mut BTreeSet<Identity>,
+    ) {
+        match t {
+            Identity::ServiceAccount { namespace, name } => {
+                for scope in [Some(namespace), None] {
+                    self.take(index, set, scope, Bucket::EveryServiceAccount, None, out);
+                    self.take(index, set, scope, Bucket::ServiceAccount, Some(name), out);
+                }
+            }
+            // Users and Groups are impersonated by cluster-wide bindings
+            // only.
+            Identity::User(n) => {
+                self.take(index, set, None, Bucket::EveryUser, None, out);
+                self.take(index, set, None, Bucket::User, Some(n), out);
+            }
+            Identity::Group(g) => {
+                let own = sa_group_namespace(t);
+                for scope in [own.as_ref(), None] {
+                    if g.starts_with(ALL_SERVICEACCOUNTS) {
+                        self.take(
+                            index,
+                            set,
+                            scope,
+                            Bucket::AnyServiceAccountImpersonation,
+                            None,
+                            out,
+                        );
+                    }
+                    if scope.is_none() {
+                        self.take(index, set, None, Bucket::Group, Some(g), out);
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -1025,3 +1025,34 @@ mod authorize {
         assert_eq!(body["status"], json!({"allowed": false}), "{body}");
     }
 }
+
+/// A decision past `--decision-budget` is refused (fail closed) with the
+/// reason, counted by work and why; the same request within the budget is
+/// judged as always (here: denied for its violation).
+#[tokio::test]
+async fn a_decision_past_its_budget_is_refused_and_counted() {
+    let judged = post(state(Mode::Static), api_reads()).await.1;
+    assert_eq!(judged["response"]["allowed"], false, "{judged}");
+    let message = judged["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("segregation of duties"), "{message}");
+
+    let no_time = sodguard::engine::Budget {
+        violations: usize::MAX,
+        time: Some(Duration::ZERO),
+    };
+    let s = state(Mode::Static).with_decision_budget(no_time);
+    let (status, body) = post(s.clone(), api_reads()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    let message = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("too many to judge within sodguard's decision budget")
+            && message.contains("--decision-budget"),
+        "{message}"
+    );
+    let metrics = s.metrics.render();
+    assert!(
+        metrics.contains(r#"sodguard_budget_exhausted_total{work="decision",why="time"} 1"#),
+        "{metrics}"
+    );
+}

@@ -544,14 +544,7 @@ fn a_static_state_exports_the_audits_violations_gauge() {
     let server = spawn(&["--self-signed", "--state", examples.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
-        let m = {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.probe)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut m = String::new();
-            std::io::Read::read_to_string(&mut s, &mut m).unwrap();
-            m
-        };
+        let m = scrape(server.probe);
         if m.contains("sodguard_audit_violations{") || Instant::now() > deadline {
             break m;
         }
@@ -572,6 +565,44 @@ fn a_static_state_exports_the_audits_violations_gauge() {
     assert!((0.0..60.0).contains(&age), "{metrics}");
     assert!(!metrics.contains("sodguard_violations"), "{metrics}");
     drop(server);
+}
+
+/// An audit past `--audit-budget` writes nothing and exports no counts: it
+/// is counted as stopped short, and the audit's age says none succeeded.
+#[test]
+fn an_audit_past_its_budget_exports_no_counts_and_says_why() {
+    let examples = examples_dir();
+    let server = spawn(&[
+        "--self-signed",
+        "--state",
+        examples.to_str().unwrap(),
+        "--audit-budget",
+        "1ns",
+    ]);
+    let want = r#"sodguard_budget_exhausted_total{work="audit",why="time"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let m = scrape(server.probe);
+        if m.contains(want) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metrics.contains(want), "{metrics}");
+    assert!(!metrics.contains("sodguard_audit_violations{"), "{metrics}");
+    assert!(
+        metrics.contains("sodguard_audit_last_success_age_seconds -1"),
+        "{metrics}"
+    );
+}
+
+fn scrape(probe: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", probe)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut m = String::new();
+    std::io::Read::read_to_string(&mut s, &mut m).unwrap();
+    m
 }
 
 // ---- what one client can make the server hold (--max-connections,

@@ -43,7 +43,9 @@ impl std::fmt::Display for Latency {
 /// after one untimed pass to warm up.
 pub fn measure_latency(index: &mut Index, reqs: &[Request], calls: usize) -> Latency {
     let now = bench_now();
-    time_reviews(reqs, calls, |r| engine::review(index, r, now))
+    time_reviews(reqs, calls, |r| {
+        engine::review_within(index, r, now, serve_budget())
+    })
 }
 
 /// The same in live mode (R7.8) with something pending: judged on the
@@ -57,8 +59,17 @@ pub fn measure_latency_live(
 ) -> Latency {
     let now = bench_now();
     time_reviews(reqs, calls, |r| {
-        engine::review_against(Some(confirmed), assumed, r, now).0
+        engine::review_against(Some(confirmed), assumed, r, now, serve_budget()).0
     })
+}
+
+/// `sodguard serve`'s default decision budget (--decision-budget,
+/// --decision-max-violations): what a decision may do in production.
+pub fn serve_budget() -> engine::Budget {
+    engine::Budget {
+        violations: 1000,
+        time: Some(Duration::from_secs(2)),
+    }
 }
 
 fn time_reviews(

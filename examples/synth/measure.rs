@@ -11,7 +11,7 @@ use sodguard::model::{Identity, Object};
 
 use super::generate::{Config, Error, generate_into};
 use super::heap;
-use super::latency::{measure_latency, measure_latency_live};
+use super::latency::{measure_latency, measure_latency_live, serve_budget};
 use super::load::{Parsed, convert_into, load_objects};
 use super::requests::{bench_now, heavy_requests, prepare_requests};
 
@@ -186,16 +186,23 @@ fn time_heavy(index: &mut Index, heavy: &[(&'static str, Request)]) {
     let now = bench_now();
     for (name, req) in heavy {
         let n = 5;
-        let first = engine::review(index, req, now);
+        let budget = serve_budget();
+        let first = engine::review_within(index, req, now, budget);
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(engine::review(index, req, now));
+            std::hint::black_box(engine::review_within(index, req, now, budget));
         }
         println!(
-            "review:   {name}: {:.2?} each (allowed: {}, {} new violation(s))",
+            "review:   {name}: {:.2?} each (allowed: {}, {} new violation(s){})",
             t.elapsed() / n,
             first.allowed,
-            first.violations.len()
+            first.violations.len(),
+            first
+                .refusal
+                .iter()
+                .chain(&first.warnings)
+                .map(|w| format!("; {w}"))
+                .collect::<String>()
         );
     }
 }

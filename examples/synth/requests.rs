@@ -121,7 +121,8 @@ fn completing_bindings<'a>(
 /// Rarer, costlier admission requests, named: a ClusterRoleBinding that
 /// names the group of all ServiceAccounts (every ServiceAccount is affected)
 /// and UPDATEs of ClusterRoles that aggregation folds into `view` (hence
-/// `edit` and `admin`) or into a team aggregator. All are allowed.
+/// `edit` and `admin`) or into a team aggregator. All are allowed, but for
+/// the ClusterRoleBinding of `edit` to every ServiceAccount.
 pub fn heavy_requests(objects: &[Object]) -> Vec<(&'static str, Request)> {
     let mut out = vec![(
         "clusterrolebinding_group_all_serviceaccounts",
@@ -136,6 +137,22 @@ pub fn heavy_requests(objects: &[Object]) -> Vec<(&'static str, Request)> {
             }),
         ),
     )];
+    // Every ServiceAccount may then read and write Secrets, run Pods as and
+    // impersonate every other one: each violates in every namespace. The
+    // decision budget must end it (a denial), not the cluster's size.
+    out.push((
+        "clusterrolebinding_group_all_serviceaccounts_edit",
+        request(
+            Operation::Create,
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "bench-all-serviceaccounts-edit"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts"}],
+            }),
+        ),
+    ));
     let member = |label: &str| {
         objects.iter().find_map(|o| match o {
             Object::Role(r)

@@ -376,6 +376,9 @@ async fn answer(
     let mut decided = decided;
     decided.warnings.extend(hygiene_warnings(&incoming));
     let decision = if decided.allowed { "allowed" } else { "denied" };
+    if let Some(e) = &decided.stopped {
+        state.metrics.count_exhausted("decision", e);
+    }
     let kind = crate::decode::kinds::metric_kind(&incoming.kind.kind);
     state.metrics.observe_request(
         kind,

@@ -38,6 +38,8 @@ pub struct Settings {
     pub format: ReportFormat,
     /// This replica, as the events' reporting instance.
     pub instance: String,
+    /// What one evaluation may do (`--audit-budget`, `--audit-max-violations`).
+    pub budget: engine::Budget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,13 @@ pub enum AuditError {
     Kube { what: String, source: kube::Error },
     #[error("lost the lead during the audit")]
     NotLeader,
+    /// The state has more to judge than the budget allows: nothing is
+    /// written (a partial audit would delete the reports of the subjects it
+    /// did not reach), and it is not retried before the next interval.
+    #[error(
+        "the audit stopped short, nothing written: {0} (raise --audit-budget or --audit-max-violations)"
+    )]
+    Incomplete(#[from] engine::Exhausted),
 }
 
 fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> AuditError {
@@ -133,6 +142,9 @@ impl Controller {
         let mut pending: Option<(Instant, Instant)> = None;
         let mut last_run: Option<Instant> = None;
         let mut wake: Option<Timestamp> = None;
+        // After an audit that ran out of budget: no other before this, or
+        // every change would start another that runs out the same way.
+        let mut held_off: Option<Instant> = None;
         loop {
             tick.tick().await;
             let changes = self.state.changes();
@@ -158,6 +170,9 @@ impl Controller {
                 last.elapsed() >= self.settings.debounce
                     || first.elapsed() >= self.settings.debounce * 5
             });
+            if held_off.is_some_and(|t| Instant::now() < t) {
+                continue;
+            }
             let due = last_run.is_none_or(|t| t.elapsed() >= self.settings.interval)
                 || debounced
                 || wake.is_some_and(|w| Timestamp::now() >= w);
@@ -178,6 +193,11 @@ impl Controller {
                         events = w.events,
                         "audit done"
                     );
+                }
+                Err(e @ AuditError::Incomplete(_)) => {
+                    tracing::warn!(error = %e, "audit failed");
+                    held_off = Some(Instant::now() + self.settings.interval);
+                    wake = None;
                 }
                 Err(e) => {
                     // Retried at the next change, wake-up or interval.
@@ -201,12 +221,14 @@ impl Controller {
     async fn audit_once(&mut self) -> Result<(Writes, Option<Timestamp>), AuditError> {
         let state = self.state.clone();
         let format = self.settings.format;
+        let budget = self.settings.budget;
         let (found, reports) = tokio::task::spawn_blocking(move || {
-            let mut found = evaluate(&state);
+            let mut found = evaluate(&state, budget)?;
             let reports = audit::reports(std::mem::take(&mut found.results), format);
-            (found, reports)
+            Ok::<_, engine::Exhausted>((found, reports))
         })
-        .await?;
+        .await?
+        .inspect_err(|e| self.state.metrics.count_exhausted("audit", e))?;
         export_counts(&self.state, &found);
         let mut w = Writes::default();
         self.write_policy_status(&found, &mut w).await?;
@@ -415,11 +437,13 @@ impl Controller {
 
 /// The audit of a snapshot of `state` at its time: whole-state work, run
 /// off the async threads and without the decision lock.
-fn evaluate(state: &AppState) -> Audit {
+fn evaluate(state: &AppState, budget: engine::Budget) -> Result<Audit, engine::Exhausted> {
     let index = state.snapshot();
     let now = state.now();
-    let ev = engine::evaluate(&index, now);
-    audit::audit(&index, &ev, now)
+    match engine::evaluate_within(&index, now, budget) {
+        (ev, None) => Ok(audit::audit(&index, &ev, now)),
+        (_, Some(e)) => Err(e),
+    }
 }
 
 /// The violations gauge, from the audit alone (issue 11).
@@ -436,23 +460,32 @@ fn export_counts(state: &AppState, found: &Audit) {
 /// The audit of a fixed state (`serve --state`): nothing to write to, so
 /// only its metrics, at start, when a finding changes with time and every
 /// `interval` (which keeps the audit's age meaningful for alerts).
-pub fn spawn_static(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_static(
+    state: Arc<AppState>,
+    interval: Duration,
+    budget: engine::Budget,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let start = Instant::now();
             let s = state.clone();
             let next = match tokio::task::spawn_blocking(move || {
-                let found = evaluate(&s);
+                let found = evaluate(&s, budget)?;
                 export_counts(&s, &found);
-                found.next_change
+                Ok::<_, AuditError>(found.next_change)
             })
             .await
+            .map_err(AuditError::from)
+            .flatten()
             {
                 Ok(next) => {
                     state.metrics.audit_succeeded();
                     next
                 }
                 Err(e) => {
+                    if let AuditError::Incomplete(x) = &e {
+                        state.metrics.count_exhausted("audit", x);
+                    }
                     tracing::warn!(error = %e, "audit failed");
                     None
                 }

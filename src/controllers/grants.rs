@@ -54,7 +54,8 @@ pub struct Plan {
 }
 
 /// The plan for `index` at `now`: pure, so it is tested without a cluster.
-pub fn plan(index: &mut engine::index::Index, now: Timestamp) -> Plan {
+/// `budget` bounds each binding's judging, as its admission would be.
+pub fn plan(index: &mut engine::index::Index, now: Timestamp, budget: engine::Budget) -> Plan {
     let mut p = Plan::default();
     let grants: Vec<Arc<JitGrant>> = index.grants().cloned().collect();
     for g in &grants {
@@ -67,7 +68,7 @@ pub fn plan(index: &mut engine::index::Index, now: Timestamp) -> Plan {
             GrantPhase::Active => match &existing {
                 None => {
                     // R10.3: judged again at activation, on today's state.
-                    let review = engine::judge_grant_binding(index, g, now);
+                    let review = engine::judge_grant_binding(index, g, now, budget);
                     if review.allowed {
                         p.create.push(g.clone());
                     } else {
@@ -212,7 +213,7 @@ impl Controller {
         let state = self.state.clone();
         let p = tokio::task::spawn_blocking(move || {
             let mut index = state.snapshot();
-            plan(&mut index, Timestamp::now())
+            plan(&mut index, Timestamp::now(), state.decision_budget())
         })
         .await?;
         for key in &p.delete {
@@ -450,7 +451,11 @@ mod tests {
     #[test]
     fn an_approved_grant_is_bound_from_its_completing_approval_for_its_duration() {
         let mut i = index(&[grant("g", "web", approved())]);
-        let p = plan(&mut i, at("2026-11-28T12:30:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T12:30:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert_eq!(p.create.len(), 1);
         let s = phase(&p, "g");
         assert_eq!(s["phase"], "Active");
@@ -460,7 +465,11 @@ mod tests {
         // One approval is not enough (approvalsRequired defaults to 2).
         let one = json!({"approvals": [{"user": "bob", "at": "2026-11-28T12:00:00Z"}]});
         let mut i = index(&[grant("g", "web", one)]);
-        let p = plan(&mut i, at("2026-11-28T12:30:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T12:30:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert!(p.create.is_empty());
         assert_eq!(phase(&p, "g")["phase"], "Pending");
     }
@@ -469,14 +478,22 @@ mod tests {
     fn break_glass_is_bound_at_once_and_expired_bindings_are_deleted() {
         let bg = json!({"breakGlass": true, "duration": "30m"});
         let mut i = index(&[grant("g", "web", bg.clone())]);
-        let p = plan(&mut i, at("2026-11-28T11:01:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T11:01:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert_eq!(p.create.len(), 1);
         // Came back after the expiry, with the binding still there.
         let mut i = index(&[
             grant("g", "web", bg),
             binding("sodguard-grant-g", "web", "reader"),
         ]);
-        let p = plan(&mut i, at("2026-11-28T13:00:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T13:00:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert!(p.create.is_empty());
         assert_eq!(p.delete.len(), 1);
         assert_eq!(phase(&p, "g")["phase"], "Expired");
@@ -485,7 +502,11 @@ mod tests {
     #[test]
     fn a_grant_that_would_complete_a_conflict_is_not_activated_and_says_why() {
         let mut i = index(&[grant("g", "api", approved()), binding("w", "api", "writer")]);
-        let p = plan(&mut i, at("2026-11-28T12:30:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T12:30:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert!(p.create.is_empty());
         let s = phase(&p, "g");
         assert_eq!(s["phase"], "Refused");
@@ -495,13 +516,21 @@ mod tests {
     #[test]
     fn the_binding_of_a_deleted_grant_is_deleted_and_foreign_bindings_are_not_taken_for_ours() {
         let mut i = index(&[binding("sodguard-grant-gone", "web", "reader")]);
-        let p = plan(&mut i, at("2026-11-28T12:30:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T12:30:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert_eq!(p.delete.len(), 1);
         let mut i = index(&[
             grant("g", "web", approved()),
             binding("sodguard-grant-g", "api", "reader"),
         ]);
-        let p = plan(&mut i, at("2026-11-28T12:30:00Z"));
+        let p = plan(
+            &mut i,
+            at("2026-11-28T12:30:00Z"),
+            engine::Budget::UNLIMITED,
+        );
         assert_eq!(phase(&p, "g")["phase"], "Refused");
         assert!(p.create.is_empty() && p.delete.is_empty());
     }

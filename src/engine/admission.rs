@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
+use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{acting_as_every_service_account, add_actors, considered};
 use super::holdings::Shared;
 use super::refusal::{Refusal, refuse};
@@ -26,7 +27,13 @@ use crate::model::{
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
 pub fn review(index: &mut Index, req: &Request, now: Timestamp) -> Review {
-    let (review, undo) = decide(index, None, req, now);
+    review_within(index, req, now, Budget::UNLIMITED)
+}
+
+/// [`review`] within `budget`: past it, the change is refused unless a new
+/// violation under Deny was already found (then it is denied for that).
+pub fn review_within(index: &mut Index, req: &Request, now: Timestamp, budget: Budget) -> Review {
+    let (review, undo) = decide(index, None, req, now, &budget.start());
     if let Some(u) = undo {
         index.undo(u);
     }
@@ -41,7 +48,7 @@ pub fn review_and_apply(
     req: &Request,
     now: Timestamp,
 ) -> (Review, Option<Undo>) {
-    let (review, undo) = decide(index, None, req, now);
+    let (review, undo) = decide(index, None, req, now, &Budget::UNLIMITED.start());
     match undo {
         Some(u) if !review.allowed || req.dry_run => {
             index.undo(u);
@@ -70,8 +77,9 @@ pub fn review_against(
     assumed: &mut Index,
     req: &Request,
     now: Timestamp,
+    budget: Budget,
 ) -> (Review, Option<Assumption>) {
-    let (review, undo) = decide(assumed, confirmed, req, now);
+    let (review, undo) = decide(assumed, confirmed, req, now, &budget.start());
     let Some(undo) = undo else {
         return (review, None);
     };
@@ -91,6 +99,7 @@ fn decide(
     confirmed: Option<&Index>,
     req: &Request,
     now: Timestamp,
+    meter: &Meter,
 ) -> (Review, Option<Undo>) {
     // R7.9: the object must be what the API server says it is admitting, or
     // a RoleBinding could pass as a ConfigMap.
@@ -139,26 +148,7 @@ fn decide(
                 Err(e) => return (Review::refuse(e.to_string()), None),
             };
             match object {
-                Object::Policy(p) => {
-                    let name = p.name.clone();
-                    let before = evaluate_policy(index, &name, now);
-                    let undo = index.apply(Object::Policy(p));
-                    let after = evaluate_policy(index, &name, now);
-                    let mut review = Review::allow();
-                    let n = after.violations.len();
-                    if n > 0 {
-                        let subjects: BTreeSet<&Identity> =
-                            after.violations.iter().map(|v| &v.subject).collect();
-                        review.warnings.push(format!(
-                            "SoDPolicy {name}: {} subject(s) already violate it ({n} violation(s)); they are reported, not removed",
-                            subjects.len()
-                        ));
-                    }
-                    let (violations, excused) = new_violations(before, after);
-                    review.violations = violations;
-                    review.excused = excused;
-                    (review, Some(undo))
-                }
+                Object::Policy(p) => policy_change(index, p, now, meter),
                 Object::Exception(e) => {
                     let old = match req.operation {
                         // R6.4: who may change what depends on the old
@@ -184,11 +174,46 @@ fn decide(
                         Err(reason) => (Review::refuse(reason), None),
                     }
                 }
-                Object::Grant(g) => grant_change(index, confirmed, req, g, now),
-                object => rbac_change(index, confirmed, object, now),
+                Object::Grant(g) => grant_change(index, confirmed, req, g, now, meter),
+                object => rbac_change(index, confirmed, object, now, meter),
             }
         }
     }
+}
+
+/// A policy is always admitted (R7.1 counts violations a change to RBAC
+/// creates, not those a new policy finds); what it finds already is said.
+/// Counting them is whole-state work, bounded by the decision's budget.
+fn policy_change(
+    index: &mut Index,
+    p: Arc<crate::model::Policy>,
+    now: Timestamp,
+    meter: &Meter,
+) -> (Review, Option<Undo>) {
+    let name = p.name.clone();
+    let (before, stopped_before) = evaluate_policy(index, &name, now, meter);
+    let undo = index.apply(Object::Policy(p));
+    let (after, stopped_after) = evaluate_policy(index, &name, now, meter);
+    let mut review = Review::allow();
+    if let Some(e) = stopped_before.or(stopped_after) {
+        review.warnings.push(format!(
+            "SoDPolicy {name}: subjects already violate it, more than sodguard counts within a decision ({e}); the audit reports them"
+        ));
+        review.stopped = Some(e);
+        return (review, Some(undo));
+    }
+    let n = after.violations.len();
+    if n > 0 {
+        let subjects: BTreeSet<&Identity> = after.violations.iter().map(|v| &v.subject).collect();
+        review.warnings.push(format!(
+            "SoDPolicy {name}: {} subject(s) already violate it ({n} violation(s)); they are reported, not removed",
+            subjects.len()
+        ));
+    }
+    let (violations, excused) = new_violations(before, after);
+    review.violations = violations;
+    review.excused = excused;
+    (review, Some(undo))
 }
 
 /// The users kube-controller-manager's garbage collector deletes as (with
@@ -256,6 +281,7 @@ fn grant_change(
     req: &Request,
     g: Arc<JitGrant>,
     now: Timestamp,
+    meter: &Meter,
 ) -> (Review, Option<Undo>) {
     let old = match req.operation {
         // R6.4: who may change what depends on the old object; without it,
@@ -281,7 +307,7 @@ fn grant_change(
             role: g.role.clone(),
             subjects: vec![g.subject.clone()],
         };
-        let (judged, undo) = rbac_change(index, confirmed, Object::Binding(binding), now);
+        let (judged, undo) = rbac_change(index, confirmed, Object::Binding(binding), now, meter);
         if let Some(u) = undo {
             index.undo(u);
         }
@@ -295,13 +321,18 @@ fn grant_change(
 
 /// R10.3 at activation: the verdict on the binding `g` would create, judged
 /// as that binding's own admission would be; the index is left as it was.
-pub fn judge_grant_binding(index: &mut Index, g: &JitGrant, now: Timestamp) -> Review {
+pub fn judge_grant_binding(
+    index: &mut Index,
+    g: &JitGrant,
+    now: Timestamp,
+    budget: Budget,
+) -> Review {
     let binding = Binding {
         key: g.binding_key(),
         role: g.role.clone(),
         subjects: vec![g.subject.clone()],
     };
-    let (review, undo) = rbac_change(index, None, Object::Binding(binding), now);
+    let (review, undo) = rbac_change(index, None, Object::Binding(binding), now, &budget.start());
     if let Some(u) = undo {
         index.undo(u);
     }
@@ -407,8 +438,13 @@ pub(crate) fn rbac_change(
     confirmed: Option<&Index>,
     object: Object,
     now: Timestamp,
+    meter: &Meter,
 ) -> (Review, Option<Undo>) {
     let mut subjects = BTreeSet::new();
+    // The state before the change, on one state: taken just before the change
+    // is applied (a clone shares the index's shards), so that each subject is
+    // judged before and after at once and only its new violations are kept.
+    let mut before_copy = None;
     // Subjects whose holdings the change alters in one namespace alone: a
     // violation of theirs elsewhere (another namespace's) is the same before
     // and after, so only those there and cluster-wide can be new.
@@ -468,40 +504,128 @@ pub(crate) fn rbac_change(
                 let within = subjects.intersection(&every).cloned().collect();
                 scoped = Some((ns, within));
             }
+            if !subjects.is_empty() {
+                before_copy = Some(index.clone());
+            }
             index.apply(object.clone())
         }
     };
-    // The state after first; a subject's state before only when it has a
-    // violation after (only those can be new): most judged subjects have
-    // none, and their walks before (the summary of every ServiceAccount
-    // among them) are spared.
-    let mut after = Vec::new();
-    let mut again = BTreeSet::new();
-    {
-        let shared = Shared::new();
-        for s in &subjects {
-            let mut vs = subject_violations_shared(index, s, None, &shared);
-            if let Some((ns, within)) = &scoped
-                && within.contains(s)
-            {
-                vs.retain(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE);
+    let before = confirmed.or(before_copy.as_ref());
+    let found = judge_subjects(index, before, &subjects, scoped.as_ref(), now, meter);
+    drop(before_copy);
+    (found.review(subjects.len()), Some(probe))
+}
+
+/// The new violations of the subjects a change affects (R7.1), and whether
+/// judging stopped before the last of them.
+#[derive(Default)]
+struct Found {
+    violations: Vec<Violation>,
+    excused: Vec<Excused>,
+    /// New violations not under Deny that were not kept: past the budget,
+    /// only what decides is kept.
+    unlisted: usize,
+    judged: usize,
+    stopped: Option<Exhausted>,
+}
+
+/// Judges each subject on the state after the change (`after`) and, when it
+/// has a violation there, on the state before (`before`): only its new
+/// violations are kept, so the memory a decision takes grows with what it
+/// finds, not with the violations the cluster already has. Stops at the
+/// meter's deadline, and once it keeps more than the meter allows and one of
+/// them denies (the verdict cannot change).
+fn judge_subjects(
+    after: &Index,
+    before: Option<&Index>,
+    subjects: &BTreeSet<Identity>,
+    scoped: Option<&(Name, BTreeSet<Identity>)>,
+    now: Timestamp,
+    meter: &Meter,
+) -> Found {
+    let mut found = Found::default();
+    let total = subjects.len();
+    let (shared_after, shared_before) = (Shared::new(), Shared::new());
+    for s in subjects {
+        if let Err(e) = meter.check_time(found.judged, total) {
+            found.stopped = Some(e);
+            break;
+        }
+        found.judged += 1;
+        let mut vs = subject_violations_shared(after, s, None, &shared_after);
+        if let Some((ns, within)) = scoped
+            && within.contains(s)
+        {
+            vs.retain(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE);
+        }
+        // Most judged subjects have no violation after: their walks before
+        // (the summary of every ServiceAccount among them) are spared.
+        let Some(before) = before.filter(|_| !vs.is_empty()) else {
+            continue;
+        };
+        let old = Evaluation {
+            violations: subject_violations_shared(before, s, None, &shared_before),
+            excused: Vec::new(),
+        };
+        sort(&mut vs);
+        let (new, excused) = new_violations(old, excuse(after, vs, now));
+        found.excused.extend(excused);
+        for v in new {
+            if found.violations.len() < meter.violations() || v.actions.deny {
+                found.violations.push(v);
+            } else {
+                found.unlisted += 1;
             }
-            if !vs.is_empty() {
-                again.insert(s.clone());
-            }
-            after.extend(vs);
+        }
+        let denies = found.violations.iter().any(|v| v.actions.deny);
+        if denies && let Err(e) = meter.check(found.violations.len(), found.judged, total) {
+            found.stopped = Some(e);
+            break;
         }
     }
-    let (before, undo) = match confirmed {
-        Some(confirmed) => (violations_of(confirmed, &again), probe),
-        None if again.is_empty() => (Vec::new(), probe),
-        None => {
-            index.undo(probe);
-            let before = violations_of(index, &again);
-            (before, index.apply(object))
+    sort(&mut found.violations);
+    found
+        .excused
+        .sort_by(|a, b| a.violation.tuple().cmp(&b.violation.tuple()));
+    found
+}
+
+impl Found {
+    /// The verdict: refused when a new violation is under Deny (R7.1); when
+    /// judging stopped short of that, refused too (fail closed): the
+    /// subjects not judged may have one.
+    fn review(self, subjects: usize) -> Review {
+        let allowed = !self.violations.iter().any(|v| v.actions.deny);
+        let mut warnings = Vec::new();
+        match &self.stopped {
+            Some(e) if allowed => {
+                return Review {
+                    stopped: self.stopped.clone(),
+                    ..Review::refuse(format!(
+                        "this change affects {subjects} subjects, too many to judge within sodguard's decision budget ({e}); split it into smaller changes, or raise --decision-budget"
+                    ))
+                };
+            }
+            Some(e) => warnings.push(format!(
+                "judging stopped once the change was refused ({e}): other subjects may gain violations too"
+            )),
+            None => {}
         }
-    };
-    judged(index, before, after, now, undo)
+        if self.unlisted > 0 {
+            warnings.push(format!(
+                "{} more new violation(s) not under Deny are not listed",
+                self.unlisted
+            ));
+        }
+        Review {
+            allowed,
+            refusal: None,
+            violations: self.violations,
+            excused: self.excused,
+            warnings,
+            stopped: self.stopped,
+        }
+    }
 }
 
 /// The namespace outside which `object` changes nobody's holdings: a
@@ -711,36 +835,6 @@ fn may_gain(
     })
 }
 
-/// The review of a change whose state is applied (`undo` puts it back):
-/// refused when a violation of the state after, not excused and not already
-/// in `before` (R7.1), is under a Deny policy.
-fn judged(
-    index: &Index,
-    before: Vec<Violation>,
-    mut after: Vec<Violation>,
-    now: Timestamp,
-    undo: Undo,
-) -> (Review, Option<Undo>) {
-    sort(&mut after);
-    let after = excuse_all(index, after, now);
-    let before = Evaluation {
-        violations: before,
-        excused: Vec::new(),
-    };
-    let (violations, excused) = new_violations(before, after);
-    let allowed = !violations.iter().any(|v| v.actions.deny);
-    (
-        Review {
-            allowed,
-            refusal: None,
-            violations,
-            excused,
-            warnings: Vec::new(),
-        },
-        Some(undo),
-    )
-}
-
 /// The subjects whose holdings `object` can change on a single state (R7.7,
 /// R9.4): those it names or whose roles it changes, the members of the groups
 /// among them, the subjects of aggregators the role joins, and whoever acts as
@@ -831,14 +925,6 @@ fn newly_named(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
     }
 }
 
-fn violations_of(index: &Index, subjects: &BTreeSet<Identity>) -> Vec<Violation> {
-    let shared = Shared::new();
-    subjects
-        .iter()
-        .flat_map(|s| subject_violations_shared(index, s, None, &shared))
-        .collect()
-}
-
 /// The key of a ClusterRole whose change may make aggregated ClusterRoles
 /// reach it that did not before: one that is new, or whose labels or
 /// aggregation selectors change. Namespaced Roles are never aggregated.
@@ -853,10 +939,6 @@ fn joins_aggregates(index: &Index, object: &Object) -> Option<RoleKey> {
         .role(&r.key)
         .is_some_and(|e| e.role.labels == r.labels && e.role.aggregation == r.aggregation);
     (!unchanged).then(|| r.key.clone())
-}
-
-fn excuse_all(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation {
-    excuse(index, raw, now)
 }
 
 /// V(S') − V(S): violations after the change that were not there before, nor

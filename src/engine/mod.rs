@@ -4,6 +4,7 @@
 
 mod admission;
 mod assume;
+mod budget;
 pub mod credentials;
 mod derive;
 mod exception_rules;
@@ -20,8 +21,9 @@ pub(crate) mod violations;
 pub mod wording;
 
 pub use admission::judge_grant_binding;
-pub use admission::{review, review_against, review_and_apply};
+pub use admission::{review, review_against, review_and_apply, review_within};
 pub use assume::{Assumption, assumption};
+pub use budget::{Budget, Exhausted};
 pub use exception_rules::{Phase, Standing, standing};
 pub use explain::{ExceptionStanding, Explanation, PolicyHoldings, ScopeHoldings, explain};
 pub use grant_rules::{
@@ -34,7 +36,7 @@ pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, Us
 pub use verdict::Review;
 pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Step, SubjectList, Violation, affected_subjects,
-    evaluate, evaluate_policy, evaluate_subjects, subject_list, subject_violations,
+    evaluate, evaluate_subjects, evaluate_within, subject_list, subject_violations,
     subject_violations_shared, subjects,
 };
 

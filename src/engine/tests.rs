@@ -523,3 +523,123 @@ fn a_harmless_binding_that_makes_a_subject_exist_is_judged() {
         assert_eq!(r.violations[0].subject.to_string(), who);
     }
 }
+
+/// A ClusterRole with both duties of `state()`'s policy, bound to every
+/// ServiceAccount of `namespaces` namespaces of `per` ServiceAccounts each:
+/// every one of them violates.
+fn crowded(namespaces: usize, per: usize) -> Index {
+    let mut index = state();
+    for n in 0..namespaces {
+        for s in 0..per {
+            apply(
+                &mut index,
+                json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": format!("sa{s}"), "namespace": format!("ns{n}")}}),
+            );
+        }
+    }
+    apply(
+        &mut index,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "both"},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]}),
+    );
+    index
+}
+
+/// A change that gives every subject a violation is decided within the
+/// budget: denied as soon as more than the budget's new violations include
+/// one under Deny, the rest not judged; past its time, refused (fail
+/// closed) unless already denied.
+#[test]
+fn a_change_too_large_for_the_decision_budget_is_refused_not_judged_to_the_end() {
+    let mut index = crowded(4, 5);
+    let req = create(crb("all", "both", all_serviceaccounts()), "alice");
+    let full = review(&mut index, &req, now());
+    assert!(!full.allowed && full.refusal.is_none());
+    assert_eq!(
+        full.violations.len(),
+        21,
+        "every ServiceAccount, pay:api too"
+    );
+    assert!(full.warnings.is_empty(), "{:?}", full.warnings);
+
+    let few = Budget {
+        violations: 3,
+        time: None,
+    };
+    let r = review_within(&mut index, &req, now(), few);
+    assert!(!r.allowed && r.refusal.is_none());
+    assert_eq!(r.violations.len(), 4, "stops once more than 3 are kept");
+    assert!(r.violations.iter().all(|v| full.violations.contains(v)));
+    assert!(
+        r.warnings[0].contains("judging stopped") && r.warnings[0].contains("judged 4 of 21"),
+        "{:?}",
+        r.warnings
+    );
+
+    // No time at all: nothing is judged, and the change is refused.
+    let none = Budget {
+        violations: usize::MAX,
+        time: Some(std::time::Duration::ZERO),
+    };
+    let r = review_within(&mut index, &req, now(), none);
+    assert!(!r.allowed && r.violations.is_empty());
+    let why = r.refusal.unwrap();
+    assert!(
+        why.contains("affects 21 subjects") && why.contains("--decision-budget"),
+        "{why}"
+    );
+    // A change no subject needs judging for is still decided.
+    let harmless = create(crb("all", "configmaps", all_serviceaccounts()), "alice");
+    apply(&mut index, cluster_role("configmaps", "configmaps", "get"));
+    assert!(review_within(&mut index, &harmless, now(), none).allowed);
+    // The state is left as it was.
+    assert_eq!(review(&mut index, &req, now()), full);
+}
+
+/// Under Warn nothing is refused: past the budget's count, new violations
+/// are counted, not kept, and judging goes on to the end.
+#[test]
+fn new_violations_past_the_budget_that_refuse_nothing_are_counted_not_kept() {
+    let mut index = crowded(2, 3);
+    let warn = policy(json!({"duties": duties(), "validationActions": ["Warn"]}));
+    apply(&mut index, warn);
+    let req = create(crb("all", "both", all_serviceaccounts()), "alice");
+    let few = Budget {
+        violations: 2,
+        time: None,
+    };
+    let r = review_within(&mut index, &req, now(), few);
+    assert!(r.allowed, "{:?}", r.refusal);
+    assert_eq!(r.violations.len(), 2);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("5 more new violation(s)")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+/// An evaluation within a budget stops once it holds more violations than
+/// allowed, and says how far it got.
+#[test]
+fn an_evaluation_past_its_budget_stops_and_says_so() {
+    let mut index = crowded(3, 4);
+    apply(&mut index, crb("all", "both", all_serviceaccounts()));
+    let all = evaluate(&index, now());
+    assert_eq!(all.violations.len(), 13);
+    let (ev, stopped) = evaluate_within(&index, now(), Budget::UNLIMITED);
+    assert_eq!((ev, stopped), (all.clone(), None));
+    let few = Budget {
+        violations: 5,
+        time: None,
+    };
+    let (ev, stopped) = evaluate_within(&index, now(), few);
+    let stopped = stopped.expect("stopped");
+    assert_eq!(
+        stopped.to_string(),
+        "more than 5 violations (judged 6 of 13 subjects)"
+    );
+    assert_eq!(stopped.metric_label(), "violations");
+    assert_eq!(ev.violations.len(), 6);
+}

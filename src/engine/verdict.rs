@@ -15,6 +15,9 @@ pub struct Review {
     pub excused: Vec<Excused>,
     /// Other things the requester should know.
     pub warnings: Vec<String>,
+    /// Why judging stopped before the last affected subject (the decision
+    /// budget), if it did.
+    pub stopped: Option<super::budget::Exhausted>,
 }
 
 impl Review {

@@ -6,6 +6,7 @@ use std::fmt;
 use fixedbitset::FixedBitSet;
 use jiff::Timestamp;
 
+use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
     ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, direct_holdings,
@@ -582,25 +583,64 @@ pub fn excuse(index: &Index, raw: Vec<Violation>, now: Timestamp) -> Evaluation 
 
 /// All violations of the state.
 pub fn evaluate(index: &Index, now: Timestamp) -> Evaluation {
-    evaluate_filtered(index, now, None)
+    evaluate_filtered(index, now, None, &Budget::UNLIMITED.start()).0
 }
 
-/// The violations of the state under one policy.
-pub fn evaluate_policy(index: &Index, policy: &str, now: Timestamp) -> Evaluation {
+/// [`evaluate`] within `budget`: when it runs out, the violations of the
+/// subjects judged so far and why it stopped. An incomplete evaluation must
+/// not be read as the state's: subjects not judged may violate.
+pub fn evaluate_within(
+    index: &Index,
+    now: Timestamp,
+    budget: Budget,
+) -> (Evaluation, Option<Exhausted>) {
+    evaluate_filtered(index, now, None, &budget.start())
+}
+
+/// The violations of the state under one policy, within `meter`.
+pub(crate) fn evaluate_policy(
+    index: &Index,
+    policy: &str,
+    now: Timestamp,
+    meter: &Meter,
+) -> (Evaluation, Option<Exhausted>) {
     match index.policy_slot_of(policy) {
-        Some(slot) => evaluate_filtered(index, now, Some(slot)),
-        None => Evaluation::default(),
+        Some(slot) => evaluate_filtered(index, now, Some(slot), meter),
+        None => (Evaluation::default(), None),
     }
 }
 
-fn evaluate_filtered(index: &Index, now: Timestamp, only: Option<u32>) -> Evaluation {
+fn evaluate_filtered(
+    index: &Index,
+    now: Timestamp,
+    only: Option<u32>,
+    meter: &Meter,
+) -> (Evaluation, Option<Exhausted>) {
     let mut raw = Vec::new();
     let shared = Shared::new();
+    let mut stopped = None;
+    let (mut judged, mut total) = (0, 0);
     for_each_subject(index, only, |id| {
+        total += 1;
+        if stopped.is_some() {
+            return;
+        }
+        if let Err(e) = meter.check(raw.len(), judged, 0) {
+            stopped = Some(e);
+            return;
+        }
+        judged += 1;
         raw.extend(subject_violations_shared(index, id, only, &shared));
     });
+    if stopped.is_none() {
+        stopped = meter.check(raw.len(), judged, 0).err();
+    }
+    // The subjects are counted as they are listed: known only now.
+    if let Some(e) = &mut stopped {
+        e.set_subjects(total);
+    }
     sort(&mut raw);
-    excuse(index, raw, now)
+    (excuse(index, raw, now), stopped)
 }
 
 /// Whether the policies (or only `only`) govern ServiceAccounts, and

@@ -46,6 +46,14 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Work stopped by its budget: `decision` or `audit`, and `time` or
+/// `violations`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabel {
+    pub work: &'static str,
+    pub why: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: String,
@@ -109,6 +117,8 @@ pub struct Metrics {
     pub audit_duration: Histogram,
     /// API writes of the audit, by what was written.
     pub audit_writes: Family<WriteLabel, Counter>,
+    /// Decisions and audits stopped short by their budget.
+    pub budget_exhausted: Family<BudgetLabel, Counter>,
     audit_age: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     last_audit: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Answers to `/validate` other than an AdmissionReview (4xx, 5xx), by
@@ -245,6 +255,12 @@ impl Metrics {
             "API writes of the audit (status, report, report deletion, event)",
             audit_writes.clone(),
         );
+        let budget_exhausted = Family::<BudgetLabel, Counter>::default();
+        registry.register(
+            "budget_exhausted",
+            "Decisions and audits stopped short by their budget (--decision-budget, --audit-budget and their violation limits), by work and why",
+            budget_exhausted.clone(),
+        );
         let audit_age = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "audit_last_success_age_seconds",
@@ -276,6 +292,7 @@ impl Metrics {
             audit_violations,
             audit_duration,
             audit_writes,
+            budget_exhausted,
             audit_age,
             last_audit: Arc::default(),
             registry: Arc::new(registry),
@@ -399,6 +416,15 @@ impl Metrics {
     pub fn audit_wrote(&self, what: &str) {
         self.audit_writes
             .get_or_create(&WriteLabel { what: what.into() })
+            .inc();
+    }
+
+    pub fn count_exhausted(&self, work: &'static str, e: &crate::engine::Exhausted) {
+        self.budget_exhausted
+            .get_or_create(&BudgetLabel {
+                work,
+                why: e.metric_label(),
+            })
             .inc();
     }
 

@@ -176,6 +176,8 @@ pub struct AppState {
     engine: std::sync::Mutex<Engine>,
     ready: AtomicBool,
     overlay_ttl: Duration,
+    /// What one decision may do (`--decision-budget`).
+    decision_budget: engine::Budget,
     /// A fixed clock, for static states judged at a given time.
     clock: Option<Timestamp>,
     pub metrics: Metrics,
@@ -198,6 +200,7 @@ impl AppState {
             }),
             ready: AtomicBool::new(mode == Mode::Static),
             overlay_ttl,
+            decision_budget: engine::Budget::UNLIMITED,
             clock: None,
             metrics,
             changes: std::sync::atomic::AtomicU64::new(0),
@@ -205,6 +208,18 @@ impl AppState {
         });
         state.refresh_object_metrics();
         state
+    }
+
+    /// Bounds every decision by `budget`.
+    pub fn with_decision_budget(mut self: Arc<Self>, budget: engine::Budget) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.decision_budget = budget;
+        }
+        self
+    }
+
+    pub fn decision_budget(&self) -> engine::Budget {
+        self.decision_budget
     }
 
     /// Judges exceptions at `now` instead of the real time.
@@ -269,7 +284,7 @@ impl AppState {
 
     fn decide_locked(&self, e: &mut Engine, req: &Request, now: Timestamp) -> Review {
         match self.mode {
-            Mode::Static => engine::review(&mut e.confirmed, req, now),
+            Mode::Static => engine::review_within(&mut e.confirmed, req, now, self.decision_budget),
             Mode::Live => {
                 let Engine {
                     confirmed,
@@ -278,7 +293,8 @@ impl AppState {
                 } = &mut *e;
                 // Outside the overlay's keys the two states are equal.
                 let confirmed = (!overlay.is_empty()).then_some(&*confirmed);
-                let (review, assumption) = engine::review_against(confirmed, assumed, req, now);
+                let (review, assumption) =
+                    engine::review_against(confirmed, assumed, req, now, self.decision_budget);
                 if let Some(a) = assumption {
                     e.assume(a, Instant::now() + self.overlay_ttl);
                 }

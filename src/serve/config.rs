@@ -71,6 +71,23 @@ pub struct ServeArgs {
     /// arrive in.
     #[arg(long, env = "SODGUARD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub idle_timeout: Duration,
+    /// Most time one admission decision may judge for. A change that affects
+    /// more subjects than that is refused (fail closed) unless a new
+    /// violation under Deny was found already; keep it below the webhook's
+    /// timeoutSeconds (and --forward-timeout with leader election).
+    #[arg(long, env = "SODGUARD_DECISION_BUDGET", default_value = "2s", value_parser = duration)]
+    pub decision_budget: Duration,
+    /// Most new violations one decision keeps and lists; past it, one under
+    /// Deny ends the judging (the change is refused) and others are counted.
+    #[arg(long, env = "SODGUARD_DECISION_MAX_VIOLATIONS", default_value_t = 1000)]
+    pub decision_max_violations: usize,
+    /// Most time one audit's evaluation may take; an audit that stops short
+    /// writes nothing and counts as failed (its age metric grows).
+    #[arg(long, env = "SODGUARD_AUDIT_BUDGET", default_value = "2m", value_parser = duration)]
+    pub audit_budget: Duration,
+    /// Most violations one audit holds; past it, the audit stops short.
+    #[arg(long, env = "SODGUARD_AUDIT_MAX_VIOLATIONS", default_value_t = 250_000)]
+    pub audit_max_violations: usize,
     /// How long an admitted change the watch has not shown is assumed.
     #[arg(long, env = "SODGUARD_OVERLAY_TTL", default_value = "30s", value_parser = duration)]
     pub overlay_ttl: Duration,
@@ -269,8 +286,48 @@ impl ServeArgs {
                 return err(&format!("{flag} must be positive and at most 1h"));
             }
         }
-        self.election()?;
+        for (flag, d) in [
+            ("--decision-budget", self.decision_budget),
+            ("--audit-budget", self.audit_budget),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return err(&format!("{flag} must be positive and at most 1h"));
+            }
+        }
+        if self.decision_budget > Duration::from_secs(30) {
+            return err(
+                "--decision-budget must be at most 30s: the API server waits at most that long for a webhook",
+            );
+        }
+        if self.decision_max_violations == 0 || self.audit_max_violations == 0 {
+            return err("--decision-max-violations and --audit-max-violations must be at least 1");
+        }
+        if let Some(e) = self.election()?
+            && self.decision_budget >= e.forward_timeout
+        {
+            return err(&format!(
+                "--decision-budget ({:#}) must be below --forward-timeout ({:#}): a follower would answer 503 before the leader's decision arrives",
+                jiff::SignedDuration::try_from(self.decision_budget).unwrap_or_default(),
+                jiff::SignedDuration::try_from(e.forward_timeout).unwrap_or_default()
+            ));
+        }
         Ok(tls)
+    }
+
+    /// What one admission decision may do.
+    pub fn decision_budget(&self) -> crate::engine::Budget {
+        crate::engine::Budget {
+            violations: self.decision_max_violations,
+            time: Some(self.decision_budget),
+        }
+    }
+
+    /// What one audit's evaluation may do.
+    pub fn audit_budget(&self) -> crate::engine::Budget {
+        crate::engine::Budget {
+            violations: self.audit_max_violations,
+            time: Some(self.audit_budget),
+        }
     }
 
     /// The leader election settings (None: this replica decides alone).
@@ -520,6 +577,37 @@ mod tests {
         "--peer-ca",
         "ca.crt",
     ];
+
+    #[test]
+    fn budgets_must_be_positive_and_fit_the_timeouts() {
+        for (bad, why) in [
+            (
+                &["--decision-budget", "0s"][..],
+                "--decision-budget must be positive",
+            ),
+            (&["--audit-budget", "0s"], "--audit-budget must be positive"),
+            (&["--decision-budget", "31s"], "at most 30s"),
+            (&["--decision-max-violations", "0"], "at least 1"),
+            (&["--audit-max-violations", "0"], "at least 1"),
+        ] {
+            let mut v = vec!["--self-signed"];
+            v.extend(bad);
+            let e = parse(&v).unwrap_err().0;
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(parse(&["--self-signed", "--decision-budget", "30s"]).is_ok());
+        // With leader election a follower waits --forward-timeout (3s) for
+        // the leader: a longer decision would come back as a 503.
+        let mut v = ELECTION.to_vec();
+        v.extend(["--decision-budget", "3s"]);
+        let e = with_files(&v).unwrap_err().0;
+        assert!(
+            e.contains("--decision-budget (3s) must be below --forward-timeout (3s)"),
+            "{e}"
+        );
+        v.extend(["--forward-timeout", "4s"]);
+        assert!(with_files(&v).is_ok());
+    }
 
     #[test]
     fn leader_election_settings_must_be_whole_and_consistent() {

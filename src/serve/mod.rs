@@ -84,7 +84,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let mut index = Index::new();
         index.set_unwatched_namespaces(&args.excluded_namespaces);
         index.set_grant_controller(args.grant_controller_user.clone());
-        let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics);
+        let state = AppState::new(Mode::Live, index, args.overlay_ttl, metrics)
+            .with_decision_budget(args.decision_budget());
         watch::spawn_all(client.clone(), state.clone(), args.watch_secrets);
         live_client = Some(client);
         state
@@ -97,7 +98,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             skipped = report.skipped_total(),
             "static state loaded"
         );
-        AppState::new(Mode::Static, index, args.overlay_ttl, metrics).with_clock(args.now)
+        AppState::new(Mode::Static, index, args.overlay_ttl, metrics)
+            .with_clock(args.now)
+            .with_decision_budget(args.decision_budget())
     };
     spawn_housekeeping(state.clone());
     if args.violations_interval.is_some() {
@@ -107,7 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     if live_client.is_none() && !args.audit_interval.is_zero() {
         // Nothing to write to: the audit of the files gives the metrics alone.
-        audit::spawn_static(state.clone(), args.audit_interval);
+        audit::spawn_static(state.clone(), args.audit_interval, args.audit_budget());
     }
     let audit_client = live_client.clone();
     let mut targets = vec![tls::ReloadTarget {
@@ -154,6 +157,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 debounce: args.audit_debounce,
                 format: args.report_format,
                 instance,
+                budget: args.audit_budget(),
             },
         );
     }

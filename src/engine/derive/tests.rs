@@ -13,6 +13,10 @@ use proptest::prelude::*;
 use crate::crd::{SoDPolicySpec, compile_policy};
 use crate::engine::admission::{affected_by, gains, rbac_change};
 use crate::engine::index::Index;
+
+fn unlimited() -> crate::engine::budget::Meter {
+    crate::engine::Budget::UNLIMITED.start()
+}
 use crate::engine::{self, Evaluation};
 use crate::model::{Binding, BindingKey, Identity, Name, Object, ObjectKey, Role, RoleKey, Rule};
 
@@ -431,6 +435,7 @@ fn decision_equals_whole_states(
             live.then_some(&confirmed),
             object.clone(),
             now(),
+            &unlimited(),
         );
         let got: BTreeSet<String> = review
             .violations
@@ -534,7 +539,13 @@ fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
         binding("s", "admin", Identity::User(n("u"))),
     ]);
     let change = binding("p", "pods", Identity::service_account("a", "x"));
-    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    let (review, _) = rbac_change(
+        &mut index.clone(),
+        None,
+        change.clone(),
+        now(),
+        &unlimited(),
+    );
     assert!(!review.allowed, "{:?}", review.violations);
     assert_eq!(review.violations[0].subject, Identity::User(n("u")));
     decision_equals_whole_states(&index, &model, &change).unwrap();
@@ -749,7 +760,13 @@ fn decision_reports(
     change: &Object,
     expected: impl Fn(&engine::Violation) -> bool,
 ) {
-    let (review, _) = rbac_change(&mut index.clone(), None, change.clone(), now());
+    let (review, _) = rbac_change(
+        &mut index.clone(),
+        None,
+        change.clone(),
+        now(),
+        &unlimited(),
+    );
     assert!(
         review.violations.iter().any(expected),
         "{:?}",

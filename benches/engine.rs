@@ -28,7 +28,7 @@ mod synth {
     pub mod write;
 
     pub use generate::{Config, generate};
-    pub use latency::{measure_latency, measure_latency_live};
+    pub use latency::{measure_latency, measure_latency_live, pend_one};
     pub use load::load_objects;
     pub use requests::{bench_now, heavy_requests, prepare_requests};
 }
@@ -66,6 +66,7 @@ fn main() {
         let lat = synth::measure_latency(&mut index, &reqs, 100_000);
         eprintln!("review latency (Instant per call): {lat}");
         let mut assumed = index.clone();
+        synth::pend_one(&mut assumed);
         let lat = synth::measure_latency_live(&index, &mut assumed, &reqs, 100_000);
         eprintln!("review latency, live mode (confirmed + assumed): {lat}");
     }

@@ -48,9 +48,10 @@ pub fn measure_latency(index: &mut Index, reqs: &[Request], calls: usize) -> Lat
     })
 }
 
-/// The same in live mode (R7.8) with something pending: judged on the
-/// confirmed state before and the assumed state after; what an admitted
-/// request adds is not kept, so that every call sees the same state.
+/// The same in live mode (R7.8) with something pending (see [`pend_one`]):
+/// judged on the confirmed state before and the assumed state after; what
+/// an admitted request adds is not kept, so that every call sees the same
+/// state.
 pub fn measure_latency_live(
     confirmed: &Index,
     assumed: &mut Index,
@@ -61,6 +62,30 @@ pub fn measure_latency_live(
     time_reviews(reqs, calls, |r| {
         engine::review_against(Some(confirmed), assumed, r, now, serve_budget()).0
     })
+}
+
+/// One admitted change the watch has not shown yet, as a live server holds
+/// it: a namespace's RoleBinding given one more existing ServiceAccount of
+/// its namespace.
+pub fn pend_one(assumed: &mut Index) {
+    use sodguard::model::Object;
+    let found = assumed.bindings().find_map(|b| {
+        let ns = b.key.namespace.as_ref()?;
+        b.role.namespace.as_ref()?;
+        let extra = assumed
+            .service_accounts_in(ns)
+            .find(|sa| !b.subjects.contains(sa))?;
+        let mut b = b.clone();
+        b.subjects.push(extra);
+        Some(b)
+    });
+    let Some(a) = found.and_then(|b| engine::assumption(assumed, Object::Binding(b))) else {
+        return;
+    };
+    let _ = assumed.apply(a.merged);
+    if let Some(s) = a.shadow {
+        let _ = assumed.apply(s);
+    }
 }
 
 /// `sodguard serve`'s default decision budget (--decision-budget,

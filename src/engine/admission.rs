@@ -440,74 +440,30 @@ pub(crate) fn rbac_change(
     now: Timestamp,
     meter: &Meter,
 ) -> (Review, Option<Undo>) {
-    let mut subjects = BTreeSet::new();
     // The state before the change, on one state: taken just before the change
     // is applied (a clone shares the index's shards), so that each subject is
     // judged before and after at once and only its new violations are kept.
     let mut before_copy = None;
-    // Subjects whose holdings the change alters in one namespace alone: a
-    // violation of theirs elsewhere (another namespace's) is the same before
-    // and after, so only those there and cluster-wide can be new.
-    let mut scoped: Option<(Name, BTreeSet<Identity>)> = None;
-    let probe = match confirmed {
+    let (subjects, scoped, probe) = match confirmed {
         Some(confirmed) => {
-            collect_affected(index, &object, &mut subjects);
-            let joins = joins_aggregates(index, &object);
-            collect_affected(confirmed, &object, &mut subjects);
-            add_actors(confirmed, &changed_roles(confirmed, &object), &mut subjects);
-            let mut roles = changed_roles(index, &object);
-            let undo = index.apply(object.clone());
-            if let Some(k) = &joins {
-                collect_role_subjects(index, k, &mut subjects);
-                roles.push(k.clone());
-                roles.extend(
-                    index
-                        .aggregators_reaching(k)
-                        .into_iter()
-                        .map(|name| RoleKey {
-                            namespace: None,
-                            name,
-                        }),
-                );
-            }
-            // The pending changes may open edges the confirmed state lacks.
-            add_actors(index, &roles, &mut subjects);
-            subjects.retain(|s| !saturated(confirmed, index, s));
-            undo
+            // R7.8: the assumed state (`index`) holds everything the
+            // confirmed one does and what admitted changes add; what those
+            // add may never happen. The shortcuts are taken on the assumed
+            // state, but whatever would let a subject off because of what it
+            // already holds (existing, violating everything, creating Pods)
+            // is read from the confirmed state, so that a change that never
+            // happens can only make the decision stricter.
+            let (subjects, scoped) = select(index, Some(confirmed), &object);
+            let probe = index.apply(object.clone());
+            (subjects, scoped, probe)
         }
         None => {
-            let gains = gains(index, &object);
-            subjects = match &gains {
-                // Nobody gains anything a policy counts (R7.3).
-                Some(slots) if slots.is_empty() => BTreeSet::new(),
-                _ => affected_by(index, &object),
-            };
-            if let Some(slots) = &gains {
-                subjects.retain(|s| {
-                    index
-                        .policies()
-                        .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
-                });
-            }
-            // RBAC objects only: the policies stay, as `saturated` needs.
-            subjects.retain(|s| !saturated(index, index, s));
-            if let Some(ns) = only_namespace(index, &object) {
-                // Everyone gains the role's grants in `ns` at most.
-                if let Object::Binding(b) = &object {
-                    let (_, creates) = acting_as_every_service_account(index, &ns);
-                    subjects.retain(|s| may_gain(index, &b.role, s, &creates));
-                }
-                scoped = Some((ns, subjects.clone()));
-            } else if let Some((ns, role)) = edges_in_namespace(index, &object) {
-                let (every, creates) = acting_as_every_service_account(index, &ns);
-                subjects.retain(|s| !every.contains(s) || may_gain(index, &role, s, &creates));
-                let within = subjects.intersection(&every).cloned().collect();
-                scoped = Some((ns, within));
-            }
+            let (subjects, scoped) = select(index, None, &object);
             if !subjects.is_empty() {
                 before_copy = Some(index.clone());
             }
-            index.apply(object.clone())
+            let probe = index.apply(object.clone());
+            (subjects, scoped, probe)
         }
     };
     let before = confirmed.or(before_copy.as_ref());
@@ -628,6 +584,74 @@ impl Found {
     }
 }
 
+/// Subjects whose holdings the change can alter in a way that may add a
+/// violation, on one state (`index`, left as it was), and those among them
+/// for whom it can only do so in one namespace: a violation of theirs
+/// elsewhere is the same before and after, so only those there and
+/// cluster-wide can be new.
+///
+/// With `confirmed` (live mode, R7.8), `index` is the assumed state: it holds
+/// everything the confirmed one does, and what admitted changes add, which
+/// may never happen. Every reason to let a subject off for what it already
+/// is or holds (it exists, violates everything, acts as every ServiceAccount
+/// of the namespace, creates Pods there) is then read from `confirmed`, where
+/// it holds less, so that a change that never happens can only make the
+/// decision stricter; what the change gives is read from `index`, where it
+/// gives more.
+#[allow(clippy::type_complexity)]
+fn select(
+    index: &mut Index,
+    confirmed: Option<&Index>,
+    object: &Object,
+) -> (BTreeSet<Identity>, Option<(Name, BTreeSet<Identity>)>) {
+    let named_exist = |state: &Index| match object {
+        Object::Binding(b) => b
+            .subjects
+            .iter()
+            .all(|s| matches!(s, Identity::Group(_)) || state.exists(s)),
+        _ => true,
+    };
+    let gains = match confirmed {
+        Some(c) if !named_exist(c) => None,
+        _ => gains(index, confirmed, object),
+    };
+    let mut subjects = match &gains {
+        // Nobody gains anything a policy counts (R7.3).
+        Some(slots) if slots.is_empty() => BTreeSet::new(),
+        _ => affected_by(index, object),
+    };
+    let index: &Index = index;
+    let guard = confirmed.unwrap_or(index);
+    if let (Some(c), Object::Binding(b)) = (confirmed, object) {
+        // Named for the first time on the confirmed state (R1.5).
+        subjects.extend(b.subjects.iter().filter(|s| !c.exists(s)).cloned());
+    }
+    if let Some(slots) = &gains {
+        subjects.retain(|s| {
+            index
+                .policies()
+                .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
+        });
+    }
+    // RBAC objects only: the policies stay, as `saturated` needs.
+    subjects.retain(|s| !saturated(guard, index, s));
+    let mut scoped = None;
+    if let Some(ns) = only_namespace(index, guard, object) {
+        // Everyone gains the role's grants in `ns` at most.
+        if let Object::Binding(b) = object {
+            let (_, creates) = acting_as_every_service_account(guard, &ns);
+            subjects.retain(|s| may_gain(index, &b.role, s, &creates));
+        }
+        scoped = Some((ns, subjects.clone()));
+    } else if let Some((ns, role)) = edges_in_namespace(index, guard, object) {
+        let (every, creates) = acting_as_every_service_account(guard, &ns);
+        subjects.retain(|s| !every.contains(s) || may_gain(index, &role, s, &creates));
+        let within = subjects.intersection(&every).cloned().collect();
+        scoped = Some((ns, within));
+    }
+    (subjects, scoped)
+}
+
 /// The namespace outside which `object` changes nobody's holdings: a
 /// RoleBinding of that namespace whose role, before and after the change,
 /// opens no escalation path a policy considers, naming only subjects that
@@ -635,7 +659,8 @@ impl Found {
 /// or removes no acts-as edge (R9.1; a missing role grants nothing, R2.3),
 /// and no subject starts to exist with what its implicit groups hold
 /// everywhere (R1.5).
-fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
+/// Existence is read from `guard` (the confirmed state in live mode).
+fn only_namespace(index: &Index, guard: &Index, object: &Object) -> Option<Name> {
     let considered = considered(index);
     let plain = |role: &RoleKey| {
         index
@@ -646,7 +671,7 @@ fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
         Object::Binding(b) => {
             let ns = b.key.namespace.clone()?;
             let old_plain = index.binding(&b.key).is_none_or(|old| plain(&old.role));
-            (old_plain && plain(&b.role) && b.subjects.iter().all(|s| index.exists(s)))
+            (old_plain && plain(&b.role) && b.subjects.iter().all(|s| guard.exists(s)))
                 .then_some(ns)
         }
         _ => None,
@@ -661,12 +686,13 @@ fn only_namespace(index: &Index, object: &Object) -> Option<Name> {
 /// naming only subjects that exist already. Whoever acts as every
 /// ServiceAccount of N before it reaches every identity it adds an edge to,
 /// so reaches nobody new: what they hold changes in N at most.
-fn edges_in_namespace(index: &Index, object: &Object) -> Option<(Name, RoleKey)> {
+/// Existence is read from `guard` (the confirmed state in live mode).
+fn edges_in_namespace(index: &Index, guard: &Index, object: &Object) -> Option<(Name, RoleKey)> {
     let Object::Binding(b) = object else {
         return None;
     };
     let ns = b.key.namespace.as_ref()?;
-    if index.binding(&b.key).is_some() || !b.subjects.iter().all(|s| index.exists(s)) {
+    if index.binding(&b.key).is_some() || !b.subjects.iter().all(|s| guard.exists(s)) {
         return None;
     }
     let considered = considered(index);
@@ -687,7 +713,7 @@ fn edges_in_namespace(index: &Index, object: &Object) -> Option<(Name, RoleKey)>
             // them.
             Power::ImpersonateServiceAccounts(Targets::All) => return None,
             Power::ImpersonateServiceAccounts(Targets::Named(names)) => {
-                if !names.iter().all(|n| index.exists(&sa(ns, n))) {
+                if !names.iter().all(|n| guard.exists(&sa(ns, n))) {
                     return None;
                 }
             }
@@ -706,7 +732,7 @@ fn edges_in_namespace(index: &Index, object: &Object) -> Option<(Name, RoleKey)>
             e.role.key.namespace.as_ref().is_none_or(|r| r == ns) && e.derives.iter().any(|d| {
                 considered.contains(d.kind)
                     && matches!(&d.power, Power::ImpersonateServiceAccounts(Targets::Named(names))
-                            if names.iter().any(|n| !index.exists(&sa(ns, n))))
+                            if names.iter().any(|n| !guard.exists(&sa(ns, n))))
             })
         });
         if ghost {
@@ -733,10 +759,19 @@ fn sa(ns: &Name, name: &Name) -> Identity {
 /// as anyone new, so only subjects those policies govern can have a new
 /// violation (none when the change only removes rights, R7.3). `index` is
 /// left as it was.
-pub(crate) fn gains(index: &mut Index, object: &Object) -> Option<BTreeSet<u32>> {
+///
+/// With `old` (the confirmed state in live mode), what the role gave before
+/// the change is read there: the assumed state may already hold a pending
+/// version of it that gives more, which would hide what the change gives on
+/// the confirmed state.
+pub(crate) fn gains(
+    index: &mut Index,
+    old: Option<&Index>,
+    object: &Object,
+) -> Option<BTreeSet<u32>> {
     match object {
-        Object::Role(r) if joins_aggregates(index, object).is_none() => {
-            let (old_grants, old_derives) = role_powers(index, &r.key);
+        Object::Role(r) if joins_aggregates(old.unwrap_or(index), object).is_none() => {
+            let (old_grants, old_derives) = role_powers(old.unwrap_or(index), &r.key);
             let probe = index.apply(object.clone());
             let (grants, derives) = role_powers(index, &r.key);
             index.undo(probe);

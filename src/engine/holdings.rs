@@ -81,28 +81,50 @@ impl Held<'_> {
     }
 
     /// Which path an explanation prefers: the shortest, then direct before
-    /// group, own rules before aggregated ones, then by binding and rule.
-    pub fn rank(&self) -> (u32, bool, bool, Option<&BindingKey>, u32) {
+    /// group (then by group), own rules before aggregated ones, then by
+    /// binding, rule and role. Two holdings rank equal only through the same rule of the same
+    /// role and binding, so which one a walk finds first (a subject's own
+    /// walk, or a shared summary's) does not change the path shown.
+    pub fn rank(&self) -> Rank<'_> {
         match (&self.end, &self.hops) {
-            (End::Rule { binding, grant, .. }, _) => (
+            (
+                End::Rule {
+                    binding,
+                    grant,
+                    role,
+                },
+                _,
+            ) => (
                 self.depth(),
-                self.via != Via::Direct,
+                &self.via,
                 grant.source.is_some(),
                 *binding,
                 grant.rule,
+                Some(*role),
             ),
             // Granted by the last step itself: rank by the rule that opens it.
             (End::Derived, Some(hop)) => (
                 self.depth(),
-                hop.via != Via::Direct,
+                &hop.via,
                 hop.derive.source.is_some(),
                 hop.binding,
                 hop.derive.rule,
+                Some(hop.role),
             ),
-            (End::Derived, None) => (0, false, false, None, 0),
+            (End::Derived, None) => (0, &Via::Direct, false, None, 0, None),
         }
     }
 }
+
+/// How a holding ranks among paths to the same permission (lower first).
+pub type Rank<'x> = (
+    u32,
+    &'x Via,
+    bool,
+    Option<&'x BindingKey>,
+    u32,
+    Option<&'x RoleKey>,
+);
 
 /// Everything a subject holds, per policy slot.
 #[derive(Debug, Default)]

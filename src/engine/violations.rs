@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
-    ByScope, End, Graft, Held, Hop, Reach, ReachText, Shared, SlotSummary, Via, direct_holdings,
-    holdings, holdings_judged,
+    ByScope, End, Graft, Held, Hop, Rank, Reach, ReachText, Shared, SlotSummary, Via,
+    direct_holdings, holdings, holdings_judged,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -268,8 +268,6 @@ fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
         .map(|(i, _)| i)
         .collect()
 }
-
-type Rank<'x> = (u32, bool, bool, Option<&'x BindingKey>, u32);
 
 /// A subject's holdings of one policy: its own, and the summaries it grafts.
 type SlotHeld<'x, 'a> = (

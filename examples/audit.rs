@@ -10,6 +10,9 @@
 //! one), with the thread's CPU time, then audits the same state five minutes later and counts what the
 //! controller would write: statuses that differ from the first audit's (as
 //! stored) and reports that differ. Nothing changed, so the target is 0.
+//! The evaluation has the controller's default budget (`--audit-budget 2m`,
+//! `--audit-max-violations 250000`): past it, the example says where it
+//! stopped, as the controller would, and ends.
 
 use std::time::Instant;
 
@@ -34,10 +37,25 @@ fn main() {
     });
     println!("load: {:.2} s", t.elapsed().as_secs_f64());
     let now = Timestamp::now();
+    // `sodguard serve`'s default --audit-budget and --audit-max-violations:
+    // an audit that stops short writes nothing.
+    let budget = engine::Budget {
+        violations: 250_000,
+        time: Some(std::time::Duration::from_secs(120)),
+    };
     let run = |at: Timestamp| {
         let (t, cpu0) = (Instant::now(), thread_cpu());
-        let ev = engine::evaluate(&index, at);
+        let (ev, stopped) = engine::evaluate_within(&index, at, budget);
         let evaluate = t.elapsed();
+        if let Some(e) = stopped {
+            let cpu = thread_cpu().zip(cpu0).map(|(b, a)| b - a);
+            println!(
+                "audit stopped short (writes nothing): {e}, after {:.0} ms wall, {} CPU",
+                evaluate.as_secs_f64() * 1e3,
+                cpu.map_or("?".to_string(), |c| format!("{:.0} ms", c * 1e3)),
+            );
+            std::process::exit(0);
+        }
         let mut found = audit::audit(&index, &ev, at);
         let audited = t.elapsed() - evaluate;
         let reports = audit::reports(

@@ -205,6 +205,22 @@ fn time_heavy(index: &mut Index, heavy: &[(&'static str, Request)]) {
                 .map(|w| format!("; {w}"))
                 .collect::<String>()
         );
+        if name.ends_with("_edit") {
+            // A budget shorter than the first subject's walk: the walk
+            // itself must stop at the deadline.
+            let tight = engine::Budget {
+                time: Some(std::time::Duration::from_millis(100)),
+                ..budget
+            };
+            let t = Instant::now();
+            let r = engine::review_within(index, req, now, tight);
+            println!(
+                "review:   {name} with a 100 ms budget: {:.2?} (allowed: {}; {})",
+                t.elapsed(),
+                r.allowed,
+                r.refusal.unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -501,14 +501,21 @@ fn judge_subjects(
 ) -> Found {
     let mut found = Found::default();
     let total = subjects.len();
-    let (shared_after, shared_before) = (Shared::new(), Shared::new());
+    let shared_after = Shared::until(meter.deadline());
+    let shared_before = Shared::until(meter.deadline());
     for s in subjects {
         if let Err(e) = meter.check_time(found.judged, total) {
             found.stopped = Some(e);
             break;
         }
-        found.judged += 1;
         let mut vs = subject_violations_shared(after, s, None, &shared_after);
+        // A walk cut short holds less than the subject does: nothing judged
+        // on it counts (a denial among the subjects judged before stands).
+        if shared_after.interrupted() {
+            found.stopped = Some(meter.timed_out(found.judged, total));
+            break;
+        }
+        found.judged += 1;
         if let Some((ns, within)) = scoped
             && within.contains(s)
         {
@@ -523,6 +530,11 @@ fn judge_subjects(
             violations: subject_violations_shared(before, s, None, &shared_before),
             excused: Vec::new(),
         };
+        if shared_before.interrupted() {
+            found.judged -= 1;
+            found.stopped = Some(meter.timed_out(found.judged, total));
+            break;
+        }
         sort(&mut vs);
         let (new, excused) = new_violations(old, excuse(after, vs, now));
         found.excused.extend(excused);

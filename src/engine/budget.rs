@@ -115,6 +115,20 @@ impl Meter {
         }
     }
 
+    /// When the time is up, if ever.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The [`Exhausted`] of a time that ran out in the middle of judging.
+    pub(crate) fn timed_out(&self, judged: usize, subjects: usize) -> Exhausted {
+        Exhausted::Time {
+            limit: self.budget.time.unwrap_or_default(),
+            judged,
+            subjects,
+        }
+    }
+
     /// Most violations to keep.
     pub(crate) fn violations(&self) -> usize {
         self.budget.violations

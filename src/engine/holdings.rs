@@ -282,6 +282,11 @@ pub struct Shared<'a> {
             HashMap<Name, Rc<NsSummary<'a>>>,
         )>,
     >,
+    /// Walks with this `Shared` stop at this time (a decision's budget):
+    /// their holdings, and the summaries made meanwhile, are then partial
+    /// and `interrupted` says so.
+    deadline: Option<std::time::Instant>,
+    interrupted: std::cell::Cell<bool>,
 }
 
 /// What every ServiceAccount of one namespace holds (a [`Shared`] summary
@@ -303,6 +308,32 @@ struct Nested<'a> {
 impl<'a> Shared<'a> {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A `Shared` whose walks stop at `deadline`: one subject's walk (every
+    /// ServiceAccount acting as every other one) can take seconds.
+    pub(crate) fn until(deadline: Option<std::time::Instant>) -> Self {
+        Shared {
+            deadline,
+            ..Self::default()
+        }
+    }
+
+    /// Whether a walk stopped at the deadline: what was found since, and
+    /// every summary kept, may be partial.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.interrupted.get()
+    }
+
+    fn out_of_time(&self) -> bool {
+        if self.interrupted.get() {
+            return true;
+        }
+        let late = self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d);
+        self.interrupted.set(late);
+        late
     }
 
     fn roles(&self, index: &'a Index) -> &BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> {
@@ -846,6 +877,10 @@ impl<'a, 'h> Walk<'a, 'h> {
         // identity does not depend on the order the index keeps things in.
         while !level.is_empty() {
             for (id, chain, root) in level {
+                if self.shared.is_some_and(Shared::out_of_time) {
+                    self.next.clear();
+                    return;
+                }
                 self.root = root;
                 self.visit(&id, chain);
             }

@@ -643,3 +643,20 @@ fn an_evaluation_past_its_budget_stops_and_says_so() {
     assert_eq!(stopped.metric_label(), "violations");
     assert_eq!(ev.violations.len(), 6);
 }
+
+/// One subject's walk stops at its deadline and says so: a decision then
+/// counts nothing judged on it.
+#[test]
+fn a_walk_past_its_deadline_stops_and_says_so() {
+    let mut index = crowded(2, 2);
+    apply(&mut index, crb("all", "both", all_serviceaccounts()));
+    let sa = crate::model::Identity::service_account("ns0", "sa0");
+    let unhurried = holdings::Shared::until(None);
+    let all = subject_violations_shared(&index, &sa, None, &unhurried);
+    assert!(!unhurried.interrupted());
+    assert_eq!(all.len(), 1);
+    let late = holdings::Shared::until(Some(std::time::Instant::now()));
+    let cut = subject_violations_shared(&index, &sa, None, &late);
+    assert!(late.interrupted());
+    assert!(cut.len() < all.len(), "{cut:?}");
+}

@@ -660,3 +660,36 @@ fn a_walk_past_its_deadline_stops_and_says_so() {
     assert!(late.interrupted());
     assert!(cut.len() < all.len(), "{cut:?}");
 }
+
+/// A new policy is admitted whatever it finds; counting what it finds is
+/// whole-state work, bounded like any decision: past the budget it says so
+/// instead of listing them.
+#[test]
+fn a_new_policy_counts_existing_violations_within_the_budget() {
+    let mut index = crowded(2, 3);
+    apply(&mut index, crb("all", "both", all_serviceaccounts()));
+    let mut second = policy(json!({"duties": duties()}));
+    second["metadata"]["name"] = "q".into();
+    let req = create(second, "alice");
+    let full = review(&mut index, &req, now());
+    assert!(full.allowed);
+    assert_eq!(full.violations.len(), 7);
+    assert!(
+        full.warnings[0].contains("7 subject(s) already violate it"),
+        "{:?}",
+        full.warnings
+    );
+    let few = Budget {
+        violations: 2,
+        time: None,
+    };
+    let r = review_within(&mut index, &req, now(), few);
+    assert!(r.allowed && r.violations.is_empty());
+    assert!(
+        r.warnings[0].contains("more than sodguard counts within a decision")
+            && r.warnings[0].contains("more than 2 violations"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.stopped.is_some());
+}

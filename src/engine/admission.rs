@@ -440,11 +440,7 @@ pub(crate) fn rbac_change(
     now: Timestamp,
     meter: &Meter,
 ) -> (Review, Option<Undo>) {
-    // The state before the change, on one state: taken just before the change
-    // is applied (a clone shares the index's shards), so that each subject is
-    // judged before and after at once and only its new violations are kept.
-    let mut before_copy = None;
-    let (subjects, scoped, probe) = match confirmed {
+    let (subjects, scoped, mut probe) = match confirmed {
         Some(confirmed) => {
             // R7.8: the assumed state (`index`) holds everything the
             // confirmed one does and what admitted changes add; what those
@@ -459,16 +455,31 @@ pub(crate) fn rbac_change(
         }
         None => {
             let (subjects, scoped) = select(index, None, &object);
-            if !subjects.is_empty() {
-                before_copy = Some(index.clone());
-            }
             let probe = index.apply(object.clone());
             (subjects, scoped, probe)
         }
     };
-    let before = confirmed.or(before_copy.as_ref());
-    let found = judge_subjects(index, before, &subjects, scoped.as_ref(), now, meter);
-    drop(before_copy);
+    let mut found = judge_subjects(index, confirmed, &subjects, 0, scoped.as_ref(), now, meter);
+    if let Some(at) = found.needs_before {
+        // On one state, the state before the change is needed once a subject
+        // has a violation after it: a clone taken with the change undone (it
+        // shares the index's shards; the change applied again copies the few
+        // it touches), so that each subject is judged before and after at
+        // once and only its new violations are kept. Most decisions never
+        // get here, and pay no copy.
+        index.undo(probe);
+        let before = index.clone();
+        probe = index.apply(object);
+        found = judge_subjects(
+            index,
+            Some(&before),
+            &subjects,
+            at,
+            scoped.as_ref(),
+            now,
+            meter,
+        );
+    }
     (found.review(subjects.len()), Some(probe))
 }
 
@@ -481,6 +492,9 @@ struct Found {
     /// New violations not under Deny that were not kept: past the budget,
     /// only what decides is kept.
     unlisted: usize,
+    /// Judged without the state before: where the first subject with a
+    /// violation after the change is (the ones before it have none).
+    needs_before: Option<usize>,
     judged: usize,
     stopped: Option<Exhausted>,
 }
@@ -490,20 +504,27 @@ struct Found {
 /// violations are kept, so the memory a decision takes grows with what it
 /// finds, not with the violations the cluster already has. Stops at the
 /// meter's deadline, and once it keeps more than the meter allows and one of
-/// them denies (the verdict cannot change).
+/// them denies (the verdict cannot change). Without `before`, stops at the
+/// first subject with a violation after and says where (`needs_before`);
+/// the subjects before `skip` are known to have none.
+#[allow(clippy::too_many_arguments)]
 fn judge_subjects(
     after: &Index,
     before: Option<&Index>,
     subjects: &BTreeSet<Identity>,
+    skip: usize,
     scoped: Option<&(Name, BTreeSet<Identity>)>,
     now: Timestamp,
     meter: &Meter,
 ) -> Found {
-    let mut found = Found::default();
+    let mut found = Found {
+        judged: skip,
+        ..Found::default()
+    };
     let total = subjects.len();
     let shared_after = Shared::until(meter.deadline());
     let shared_before = Shared::until(meter.deadline());
-    for s in subjects {
+    for s in subjects.iter().skip(skip) {
         if let Err(e) = meter.check_time(found.judged, total) {
             found.stopped = Some(e);
             break;
@@ -523,8 +544,12 @@ fn judge_subjects(
         }
         // Most judged subjects have no violation after: their walks before
         // (the summary of every ServiceAccount among them) are spared.
-        let Some(before) = before.filter(|_| !vs.is_empty()) else {
+        if vs.is_empty() {
             continue;
+        }
+        let Some(before) = before else {
+            found.needs_before = Some(found.judged - 1);
+            return found;
         };
         let old = Evaluation {
             violations: subject_violations_shared(before, s, None, &shared_before),
@@ -645,8 +670,6 @@ fn select(
                 .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
         });
     }
-    // RBAC objects only: the policies stay, as `saturated` needs.
-    subjects.retain(|s| !saturated(guard, index, s));
     let mut scoped = None;
     if let Some(ns) = only_namespace(index, guard, object) {
         // Everyone gains the role's grants in `ns` at most.
@@ -661,6 +684,9 @@ fn select(
         let within = subjects.intersection(&every).cloned().collect();
         scoped = Some((ns, within));
     }
+    // RBAC objects only: the policies stay, as `saturated` needs. Last, as
+    // it walks each subject's own bindings: the checks above are cheaper.
+    subjects.retain(|s| !saturated(guard, index, s));
     (subjects, scoped)
 }
 

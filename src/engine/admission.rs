@@ -440,25 +440,8 @@ pub(crate) fn rbac_change(
     now: Timestamp,
     meter: &Meter,
 ) -> (Review, Option<Undo>) {
-    let (subjects, scoped, mut probe) = match confirmed {
-        Some(confirmed) => {
-            // R7.8: the assumed state (`index`) holds everything the
-            // confirmed one does and what admitted changes add; what those
-            // add may never happen. The shortcuts are taken on the assumed
-            // state, but whatever would let a subject off because of what it
-            // already holds (existing, violating everything, creating Pods)
-            // is read from the confirmed state, so that a change that never
-            // happens can only make the decision stricter.
-            let (subjects, scoped) = select(index, Some(confirmed), &object);
-            let probe = index.apply(object.clone());
-            (subjects, scoped, probe)
-        }
-        None => {
-            let (subjects, scoped) = select(index, None, &object);
-            let probe = index.apply(object.clone());
-            (subjects, scoped, probe)
-        }
-    };
+    let (subjects, scoped) = select(index, confirmed, &object);
+    let mut probe = index.apply(object.clone());
     let mut found = judge_subjects(index, confirmed, &subjects, 0, scoped.as_ref(), now, meter);
     if let Some(at) = found.needs_before {
         // On one state, the state before the change is needed once a subject
@@ -524,8 +507,9 @@ fn judge_subjects(
     let total = subjects.len();
     let shared_after = Shared::until(meter.deadline());
     let shared_before = Shared::until(meter.deadline());
-    for s in subjects.iter().skip(skip) {
-        if let Err(e) = meter.check_time(found.judged, total) {
+    for (i, s) in subjects.iter().enumerate().skip(skip) {
+        // `found.judged` is `i` here: the subjects before this one.
+        if let Err(e) = meter.check_time(i, total) {
             found.stopped = Some(e);
             break;
         }
@@ -533,10 +517,9 @@ fn judge_subjects(
         // A walk cut short holds less than the subject does: nothing judged
         // on it counts (a denial among the subjects judged before stands).
         if shared_after.interrupted() {
-            found.stopped = Some(meter.timed_out(found.judged, total));
+            found.stopped = Some(meter.timed_out(i, total));
             break;
         }
-        found.judged += 1;
         if let Some((ns, within)) = scoped
             && within.contains(s)
         {
@@ -545,10 +528,11 @@ fn judge_subjects(
         // Most judged subjects have no violation after: their walks before
         // (the summary of every ServiceAccount among them) are spared.
         if vs.is_empty() {
+            found.judged = i + 1;
             continue;
         }
         let Some(before) = before else {
-            found.needs_before = Some(found.judged - 1);
+            found.needs_before = Some(i);
             return found;
         };
         let old = Evaluation {
@@ -556,10 +540,10 @@ fn judge_subjects(
             excused: Vec::new(),
         };
         if shared_before.interrupted() {
-            found.judged -= 1;
-            found.stopped = Some(meter.timed_out(found.judged, total));
+            found.stopped = Some(meter.timed_out(i, total));
             break;
         }
+        found.judged = i + 1;
         sort(&mut vs);
         let (new, excused) = new_violations(old, excuse(after, vs, now));
         found.excused.extend(excused);
@@ -641,17 +625,7 @@ fn select(
     confirmed: Option<&Index>,
     object: &Object,
 ) -> (BTreeSet<Identity>, Option<(Name, BTreeSet<Identity>)>) {
-    let named_exist = |state: &Index| match object {
-        Object::Binding(b) => b
-            .subjects
-            .iter()
-            .all(|s| matches!(s, Identity::Group(_)) || state.exists(s)),
-        _ => true,
-    };
-    let gains = match confirmed {
-        Some(c) if !named_exist(c) => None,
-        _ => gains(index, confirmed, object),
-    };
+    let gains = gains(index, confirmed, object);
     let mut subjects = match &gains {
         // Nobody gains anything a policy counts (R7.3).
         Some(slots) if slots.is_empty() => BTreeSet::new(),
@@ -799,9 +773,10 @@ fn sa(ns: &Name, name: &Name) -> Identity {
 /// left as it was.
 ///
 /// With `old` (the confirmed state in live mode), what the role gave before
-/// the change is read there: the assumed state may already hold a pending
-/// version of it that gives more, which would hide what the change gives on
-/// the confirmed state.
+/// the change, and which subjects exist, are read there: the assumed state
+/// may already hold a pending version of the role that gives more, or a
+/// pending subject, which would hide what the change gives on the confirmed
+/// state.
 pub(crate) fn gains(
     index: &mut Index,
     old: Option<&Index>,
@@ -826,7 +801,7 @@ pub(crate) fn gains(
         Object::Binding(b)
             if b.subjects
                 .iter()
-                .all(|s| matches!(s, Identity::Group(_)) || index.exists(s)) =>
+                .all(|s| matches!(s, Identity::Group(_)) || old.unwrap_or(index).exists(s)) =>
         {
             let (grants, derives) = role_powers(index, &b.role);
             derives

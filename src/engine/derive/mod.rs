@@ -133,24 +133,23 @@ fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
 }
 
 /// Whoever impersonates an identity whose implicit groups (R1.4) include
-/// `group`, named or not: an impersonated User or ServiceAccount needs no
-/// binding (nor, for impersonation, to exist) to hold what its groups hold,
-/// so it is not among the group's members the index knows.
+/// `group` (every authenticated identity's, or every ServiceAccount's), named
+/// or not: an impersonated User or ServiceAccount needs no binding (nor, for
+/// impersonation, to exist) to hold what its groups hold, so it is not among
+/// the group's members the index knows. A namespace's ServiceAccount group is
+/// read per scope by [`Actors`].
 fn implicit_group_actors(
     index: &Index,
     set: DerivedSet,
     group: &str,
     out: &mut BTreeSet<Identity>,
 ) {
-    use crate::model::identity_groups::{
-        ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF,
-    };
+    use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS};
     if !set.contains(DerivedKind::Impersonation) {
         return;
     }
-    let of_ns = group.strip_prefix(SERVICEACCOUNTS_OF);
     let users = group == ALL_AUTHENTICATED;
-    if !users && group != ALL_SERVICEACCOUNTS && of_ns.is_none() {
+    if !users && group != ALL_SERVICEACCOUNTS {
         return;
     }
     take_subjects(
@@ -159,13 +158,21 @@ fn implicit_group_actors(
         set,
         |d, scope| match &d.power {
             Power::ImpersonateUsers(_) => users && scope.is_none(),
-            Power::ImpersonateServiceAccounts(_) => {
-                of_ns.is_none_or(|ns| scope.is_none_or(|s| &**s == ns))
-            }
+            Power::ImpersonateServiceAccounts(_) => true,
             _ => false,
         },
         out,
     );
+}
+
+/// Adds the subjects of binding `bkey` (and the known members of its groups)
+/// to `out`.
+fn take_binding(index: &Index, bkey: &BindingKey, out: &mut BTreeSet<Identity>) {
+    if let Some(b) = index.binding(bkey) {
+        for s in &b.subjects {
+            affected_subjects(index, s, out);
+        }
+    }
 }
 
 /// Adds to `out` the subjects of those bindings among `bkeys` whose role
@@ -179,10 +186,7 @@ fn take_subjects<'a>(
     out: &mut BTreeSet<Identity>,
 ) {
     for bkey in bkeys {
-        let Some(binding) = index.binding(bkey) else {
-            continue;
-        };
-        let Some(entry) = index.role(&binding.role) else {
+        let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
             continue;
         };
         let scope = bkey.namespace.as_ref();
@@ -191,9 +195,7 @@ fn take_subjects<'a>(
             .iter()
             .any(|d| set.contains(d.kind) && hit(d, scope))
         {
-            for s in &binding.subjects {
-                affected_subjects(index, s, out);
-            }
+            take_binding(index, bkey, out);
         }
     }
 }
@@ -209,20 +211,15 @@ fn take_binders(
     hit: impl Fn(&Derive, Option<&Name>) -> bool,
     out: &mut BTreeSet<Identity>,
 ) {
+    let binds = |d: &&Derive| set.contains(d.kind) && matches!(d.power, Power::Bind { .. });
     for entry in index.roles() {
-        let binds = |d: &&Derive| set.contains(d.kind) && matches!(d.power, Power::Bind { .. });
         if !entry.derives.iter().any(|d| binds(&d)) {
             continue;
         }
         for bkey in index.bindings_of_role(&entry.role.key) {
             let scope = bkey.namespace.as_ref();
-            if !entry.derives.iter().filter(binds).any(|d| hit(d, scope)) {
-                continue;
-            }
-            if let Some(b) = index.binding(bkey) {
-                for s in &b.subjects {
-                    affected_subjects(index, s, out);
-                }
+            if entry.derives.iter().filter(binds).any(|d| hit(d, scope)) {
+                take_binding(index, bkey, out);
             }
         }
     }
@@ -268,24 +265,7 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>
         }
         let Some(t) = queue.pop() else { break };
         if let Identity::Group(g) = &t {
-            match sa_group_namespace(&t) {
-                // One per namespace: read from the namespace's bindings and
-                // the cluster-wide ones, as implicit_group_actors would.
-                Some(ns) if set.contains(DerivedKind::Impersonation) => {
-                    for scope in [Some(&ns), None] {
-                        actors.take(
-                            index,
-                            set,
-                            scope,
-                            Bucket::AnyServiceAccountImpersonation,
-                            None,
-                            &mut fresh,
-                        );
-                    }
-                }
-                Some(_) => {}
-                None => implicit_group_actors(index, set, g, &mut fresh),
-            }
+            implicit_group_actors(index, set, g, &mut fresh);
         }
         // The group of a namespace's ServiceAccounts is reached from that
         // namespace too, the group of all of them from every namespace
@@ -423,11 +403,7 @@ impl<'a> Actors<'a> {
             .entry(scope.cloned())
             .or_insert_with(|| ScopeActors::of(index, set, scope));
         for bkey in actors.bucket(bucket, name) {
-            if let Some(b) = index.binding(bkey) {
-                for s in &b.subjects {
-                    affected_subjects(index, s, out);
-                }
-            }
+            take_binding(index, bkey, out);
         }
     }
 

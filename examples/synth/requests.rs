@@ -124,35 +124,33 @@ fn completing_bindings<'a>(
 /// `edit` and `admin`) or into a team aggregator. All are allowed, but for
 /// the ClusterRoleBinding of `edit` to every ServiceAccount.
 pub fn heavy_requests(objects: &[Object]) -> Vec<(&'static str, Request)> {
-    let mut out = vec![(
-        "clusterrolebinding_group_all_serviceaccounts",
+    // A ClusterRoleBinding CREATE of ClusterRole `role` for every
+    // ServiceAccount.
+    let for_all_serviceaccounts = |role: &str| {
         request(
             Operation::Create,
             json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRoleBinding",
-                "metadata": {"name": "bench-all-serviceaccounts-view"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "metadata": {"name": format!("bench-all-serviceaccounts-{role}")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts"}],
             }),
+        )
+    };
+    let mut out = vec![
+        (
+            "clusterrolebinding_group_all_serviceaccounts",
+            for_all_serviceaccounts("view"),
         ),
-    )];
-    // Every ServiceAccount may then read and write Secrets, run Pods as and
-    // impersonate every other one: each violates in every namespace. The
-    // decision budget must end it (a denial), not the cluster's size.
-    out.push((
-        "clusterrolebinding_group_all_serviceaccounts_edit",
-        request(
-            Operation::Create,
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": "bench-all-serviceaccounts-edit"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts"}],
-            }),
+        // Every ServiceAccount may then read and write Secrets, run Pods as
+        // and impersonate every other one: each violates in every namespace.
+        // The decision budget must end it (a denial), not the cluster's size.
+        (
+            "clusterrolebinding_group_all_serviceaccounts_edit",
+            for_all_serviceaccounts("edit"),
         ),
-    ));
+    ];
     let member = |label: &str| {
         objects.iter().find_map(|o| match o {
             Object::Role(r)

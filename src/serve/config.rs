@@ -500,6 +500,13 @@ mod tests {
         assert!(parse(&["--self-signed", "--overlay-ttl", "soon"]).is_err());
     }
 
+    /// Why `--self-signed` with `more` is refused (it must be).
+    fn self_signed_refused(more: &[&str]) -> String {
+        let mut v = vec!["--self-signed"];
+        v.extend(more);
+        parse(&v).unwrap_err().0
+    }
+
     #[test]
     fn connection_bounds_must_be_positive() {
         assert!(parse(&["--self-signed"]).is_ok());
@@ -511,9 +518,7 @@ mod tests {
             ),
             (&["--idle-timeout", "0s"], "--idle-timeout"),
         ] {
-            let mut v = vec!["--self-signed"];
-            v.extend(bad);
-            let e = parse(&v).unwrap_err().0;
+            let e = self_signed_refused(bad);
             assert!(e.contains(flag), "{bad:?}: {e}");
         }
         assert!(parse(&["--self-signed", "--max-connections", "-1"]).is_err());
@@ -590,9 +595,7 @@ mod tests {
             (&["--decision-max-violations", "0"], "at least 1"),
             (&["--audit-max-violations", "0"], "at least 1"),
         ] {
-            let mut v = vec!["--self-signed"];
-            v.extend(bad);
-            let e = parse(&v).unwrap_err().0;
+            let e = self_signed_refused(bad);
             assert!(e.contains(why), "{bad:?}: {e}");
         }
         assert!(parse(&["--self-signed", "--decision-budget", "30s"]).is_ok());

@@ -249,19 +249,9 @@ fn admission_judges_every_subject_a_change_affects(
     setup in proptest::collection::vec(arb_op(), 1..30),
     change in arb_op(),
 ) {
-    let Op::Apply(object) = change else {
-        // Removals are always allowed (R7.3): nothing to judge.
+    let Some((mut index, mut model, object)) = rbac_case(&setup, change) else {
         return Ok(());
     };
-    if matches!(object, Object::Policy(_)) {
-        // A policy change is judged on the whole state.
-        return Ok(());
-    }
-    let mut index = Index::new();
-    let mut model = BTreeMap::new();
-    for op in &setup {
-        apply(&mut index, &mut model, op);
-    }
     let judged = affected_by(&mut index, &object);
     let before = tuples(&eval(&Index::from_objects(model.values().cloned())));
     model.insert(object.key(), object.clone());
@@ -286,17 +276,9 @@ fn decision_equals_whole_state_before_and_after(
     setup in proptest::collection::vec(arb_op(), 1..30),
     change in arb_op(),
 ) {
-    let Op::Apply(object) = change else {
+    let Some((index, model, object)) = rbac_case(&setup, change) else {
         return Ok(());
     };
-    if matches!(object, Object::Policy(_)) {
-        return Ok(());
-    }
-    let mut index = Index::new();
-    let mut model = BTreeMap::new();
-    for op in &setup {
-        apply(&mut index, &mut model, op);
-    }
     decision_equals_whole_states(&index, &model, &object)?;
 }
 
@@ -313,17 +295,9 @@ fn live_decision_with_pending_changes_misses_no_new_violation(
     admitted in proptest::collection::vec(arb_op(), 1..4),
     change in arb_op(),
 ) {
-    let Op::Apply(object) = change else {
+    let Some((confirmed, _, object)) = rbac_case(&setup, change) else {
         return Ok(());
     };
-    if matches!(object, Object::Policy(_)) {
-        return Ok(());
-    }
-    let mut confirmed = Index::new();
-    let mut model = BTreeMap::new();
-    for op in &setup {
-        apply(&mut confirmed, &mut model, op);
-    }
     let mut assumed = confirmed.clone();
     for op in &admitted {
         let Op::Apply(o) = op else { continue };
@@ -828,6 +802,25 @@ fn a_group_named_for_the_first_time_gains_only_the_roles_grants() {
     for change in [binding("pods", all_sas.clone()), binding("reader", all_sas)] {
         decision_equals_whole_states(&index, &model, &change).unwrap();
     }
+}
+
+/// The state `setup` builds and the object `change` applies, for the tests
+/// of an RBAC change's decision: `None` for a removal (always allowed, R7.3,
+/// nothing to judge) and for a policy (judged on the whole state).
+#[allow(clippy::type_complexity)]
+fn rbac_case(setup: &[Op], change: Op) -> Option<(Index, BTreeMap<ObjectKey, Object>, Object)> {
+    let Op::Apply(object) = change else {
+        return None;
+    };
+    if matches!(object, Object::Policy(_)) {
+        return None;
+    }
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in setup {
+        apply(&mut index, &mut model, op);
+    }
+    Some((index, model, object))
 }
 
 /// The index and the objects (by key) of a state built from `objects`.

@@ -227,8 +227,7 @@ impl Controller {
             let reports = audit::reports(std::mem::take(&mut found.results), format);
             Ok::<_, engine::Exhausted>((found, reports))
         })
-        .await?
-        .inspect_err(|e| self.state.metrics.count_exhausted("audit", e))?;
+        .await??;
         export_counts(&self.state, &found);
         let mut w = Writes::default();
         self.write_policy_status(&found, &mut w).await?;
@@ -436,13 +435,17 @@ impl Controller {
 }
 
 /// The audit of a snapshot of `state` at its time: whole-state work, run
-/// off the async threads and without the decision lock.
+/// off the async threads and without the decision lock. One that runs out of
+/// `budget` is counted here, for the controller and the static audit alike.
 fn evaluate(state: &AppState, budget: engine::Budget) -> Result<Audit, engine::Exhausted> {
     let index = state.snapshot();
     let now = state.now();
     match engine::evaluate_within(&index, now, budget) {
         (ev, None) => Ok(audit::audit(&index, &ev, now)),
-        (_, Some(e)) => Err(e),
+        (_, Some(e)) => {
+            state.metrics.count_exhausted("audit", &e);
+            Err(e)
+        }
     }
 }
 
@@ -483,9 +486,6 @@ pub fn spawn_static(
                     next
                 }
                 Err(e) => {
-                    if let AuditError::Incomplete(x) = &e {
-                        state.metrics.count_exhausted("audit", x);
-                    }
                     tracing::warn!(error = %e, "audit failed");
                     None
                 }

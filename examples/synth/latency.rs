@@ -97,6 +97,27 @@ pub fn serve_budget() -> engine::Budget {
     }
 }
 
+/// A decision slower than this is named on stderr.
+const SLOW: Duration = Duration::from_millis(50);
+
+/// The binding a request creates: name, namespace, subjects and role.
+fn describe(r: &Request) -> String {
+    let o = r.object.as_ref();
+    let field = |p: &str| {
+        o.and_then(|o| o.pointer(p))
+            .map_or_else(String::new, ToString::to_string)
+    };
+    format!(
+        "{} {}/{}: {} -> {} {}",
+        field("/kind"),
+        field("/metadata/namespace"),
+        field("/metadata/name"),
+        field("/subjects"),
+        field("/roleRef/kind"),
+        field("/roleRef/name"),
+    )
+}
+
 fn time_reviews(
     reqs: &[Request],
     calls: usize,
@@ -113,6 +134,16 @@ fn time_reviews(
         let review = review(r);
         let dt = t.elapsed();
         times.push(dt);
+        if dt > SLOW && i < reqs.len() {
+            // Once per request: which ones are slow matters more than how often.
+            eprintln!(
+                "slow:     {dt:.1?} for {} (allowed: {}, refused: {:?}, {} new violation(s))",
+                describe(r),
+                review.allowed,
+                review.refusal.as_ref().map(|x| x.to_string()),
+                review.violations.len()
+            );
+        }
         if review.allowed {
             allowed += 1;
         } else {

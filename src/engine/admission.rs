@@ -1,7 +1,7 @@
 //! Admission (R7): the new violations a proposed change would create, and the
 //! verdict on it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -9,13 +9,13 @@ use jiff::Timestamp;
 use super::assume::{Assumption, assumption};
 use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{acting_as_every_service_account, add_actors, considered};
-use super::holdings::Shared;
+use super::holdings::{Shared, direct_holdings};
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, saturated, sort,
-    subject_violations_shared,
+    subject_violations_bare, subject_violations_shared,
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
@@ -513,7 +513,7 @@ fn judge_subjects(
             found.stopped = Some(e);
             break;
         }
-        let mut vs = subject_violations_shared(after, s, None, &shared_after);
+        let mut vs = subject_violations_bare(after, s, &shared_after);
         // A walk cut short holds less than the subject does: nothing judged
         // on it counts (a denial among the subjects judged before stands).
         if shared_after.interrupted() {
@@ -536,16 +536,27 @@ fn judge_subjects(
             return found;
         };
         let old = Evaluation {
-            violations: subject_violations_shared(before, s, None, &shared_before),
+            violations: subject_violations_bare(before, s, &shared_before),
             excused: Vec::new(),
         };
         if shared_before.interrupted() {
             found.stopped = Some(meter.timed_out(i, total));
             break;
         }
-        found.judged = i + 1;
         sort(&mut vs);
-        let (new, excused) = new_violations(old, excuse(after, vs, now));
+        let (mut new, mut excused) = new_violations(old, excuse(after, vs, now));
+        if !new.is_empty() || !excused.is_empty() {
+            // What is new is shown with its paths: the same walk on the same
+            // state (its summaries kept in `shared_after`) finds the same
+            // violations, now explained.
+            let explained = subject_violations_shared(after, s, None, &shared_after);
+            if shared_after.interrupted() {
+                found.stopped = Some(meter.timed_out(i, total));
+                break;
+            }
+            explain(&mut new, &mut excused, explained);
+        }
+        found.judged = i + 1;
         found.excused.extend(excused);
         for v in new {
             if found.violations.len() < meter.violations() || v.actions.deny {
@@ -565,6 +576,24 @@ fn judge_subjects(
         .excused
         .sort_by(|a, b| a.violation.tuple().cmp(&b.violation.tuple()));
     found
+}
+
+/// Puts on each bare violation of one subject (`new`, `excused`) the paths
+/// of the same violation in `explained`.
+fn explain(new: &mut [Violation], excused: &mut [Excused], explained: Vec<Violation>) {
+    let mut by_tuple: HashMap<(Name, Name, Vec<Name>), Violation> = explained
+        .into_iter()
+        .map(|v| ((v.policy.clone(), v.namespace.clone(), v.duties.clone()), v))
+        .collect();
+    let bare = new
+        .iter_mut()
+        .chain(excused.iter_mut().map(|e| &mut e.violation));
+    for v in bare {
+        let key = (v.policy.clone(), v.namespace.clone(), v.duties.clone());
+        if let Some(x) = by_tuple.remove(&key) {
+            v.explanation = x.explanation;
+        }
+    }
 }
 
 impl Found {
@@ -620,7 +649,7 @@ impl Found {
 /// decision stricter; what the change gives is read from `index`, where it
 /// gives more.
 #[allow(clippy::type_complexity)]
-fn select(
+pub(crate) fn select(
     index: &mut Index,
     confirmed: Option<&Index>,
     object: &Object,
@@ -644,17 +673,21 @@ fn select(
                 .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
         });
     }
+    // What a subject holds lets it off a grant only on a single state: with
+    // admitted changes pending, one of them may take that holding away (a
+    // role narrowed, R7.8) while the change judged gives it for good.
+    let held_on = confirmed.is_none().then_some(index);
     let mut scoped = None;
     if let Some(ns) = only_namespace(index, guard, object) {
         // Everyone gains the role's grants in `ns` at most.
         if let Object::Binding(b) = object {
             let (_, creates) = acting_as_every_service_account(guard, &ns);
-            subjects.retain(|s| may_gain(index, &b.role, s, &creates));
+            subjects.retain(|s| may_gain(index, held_on, b, s, &creates));
         }
         scoped = Some((ns, subjects.clone()));
-    } else if let Some((ns, role)) = edges_in_namespace(index, guard, object) {
+    } else if let Some((ns, b)) = edges_in_namespace(index, guard, object) {
         let (every, creates) = acting_as_every_service_account(guard, &ns);
-        subjects.retain(|s| !every.contains(s) || may_gain(index, &role, s, &creates));
+        subjects.retain(|s| !every.contains(s) || may_gain(index, held_on, b, s, &creates));
         let within = subjects.intersection(&every).cloned().collect();
         scoped = Some((ns, within));
     }
@@ -699,7 +732,11 @@ fn only_namespace(index: &Index, guard: &Index, object: &Object) -> Option<Name>
 /// ServiceAccount of N before it reaches every identity it adds an edge to,
 /// so reaches nobody new: what they hold changes in N at most.
 /// Existence is read from `guard` (the confirmed state in live mode).
-fn edges_in_namespace(index: &Index, guard: &Index, object: &Object) -> Option<(Name, RoleKey)> {
+fn edges_in_namespace<'o>(
+    index: &Index,
+    guard: &Index,
+    object: &'o Object,
+) -> Option<(Name, &'o Binding)> {
     let Object::Binding(b) = object else {
         return None;
     };
@@ -751,7 +788,7 @@ fn edges_in_namespace(index: &Index, guard: &Index, object: &Object) -> Option<(
             return None;
         }
     }
-    Some((ns.clone(), b.role.clone()))
+    Some((ns.clone(), b))
 }
 
 fn sa(ns: &Name, name: &Name) -> Identity {
@@ -837,23 +874,28 @@ fn role_powers(
     (grants, derives)
 }
 
-/// Whether `subject`, whose holdings a new RoleBinding of N changes in N
-/// alone (any subject when its role opens no path, [`only_namespace`]; one
-/// that acts as every ServiceAccount of N before it,
-/// [`edges_in_namespace`]), may gain a duty of a policy that governs it:
-/// only through the role's grants of that policy, unless its own Pods in N
-/// mount them already (`creates`: it holds them there), what a Pod mounts
-/// when the role creates workloads and the subject does not already, or
-/// what binding or escalating roles in N gives (any duty). Otherwise what
-/// it holds does not change.
+/// Whether `subject`, whose holdings a new RoleBinding `binding` of N
+/// changes in N alone (any subject when its role opens no path,
+/// [`only_namespace`]; one that acts as every ServiceAccount of N before
+/// it, [`edges_in_namespace`]), may gain a duty of a policy that governs it:
+/// only through a grant of the role it does not hold in N already (its own
+/// bindings on `held_on` give it there or cluster-wide, read only on a
+/// single state; its own Pods in N mount, `creates`), what a Pod mounts when the role creates workloads
+/// and the subject does not already, or what binding or escalating roles in
+/// N gives (any duty) when the role's RoleGrant half can pair. Otherwise
+/// what it holds after is what it held before.
 fn may_gain(
     index: &Index,
-    role: &RoleKey,
+    held_on: Option<&Index>,
+    binding: &Binding,
     subject: &Identity,
     creates: &BTreeSet<Identity>,
 ) -> bool {
-    let Some(entry) = index.role(role) else {
+    let Some(entry) = index.role(&binding.role) else {
         return false;
+    };
+    let Some(ns) = binding.key.namespace.as_ref() else {
+        return true;
     };
     let considered = considered(index);
     // Binding or escalating in N may give every duty there.
@@ -861,11 +903,13 @@ fn may_gain(
         .derives
         .iter()
         .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
+        && may_pair(index, binding, &entry.derives)
     {
         return true;
     }
     let mounts_held = creates.contains(subject);
     let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
+    let mut held: Option<HashSet<(u32, u32)>> = None;
     index.policies().any(|(slot, p)| {
         if !p.subjects.selects(subject) {
             return false;
@@ -875,11 +919,95 @@ fn may_gain(
         let mounted = |pi: u32| {
             pods && mounts_held && p.permissions.get(pi as usize).is_some_and(mounts_grant)
         };
-        entry
+        let mut new_grant = entry
             .grants
             .iter()
-            .any(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
-            || (pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant))
+            .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
+            .peekable();
+        if new_grant.peek().is_some() {
+            let held = held.get_or_insert_with(|| match held_on {
+                Some(state) => held_in(index, state, subject, ns),
+                None => HashSet::new(),
+            });
+            if new_grant.any(|g| !held.contains(&(slot, g.permission))) {
+                return true;
+            }
+        }
+        pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant)
+    })
+}
+
+/// The (policy, permission) pairs `subject`'s own bindings (no escalation
+/// path) give it in `ns` or cluster-wide on `guard`, of the policies that
+/// are the very same on `index`: a grant of one of them in `ns` adds
+/// nothing.
+fn held_in(index: &Index, guard: &Index, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+    let same = |slot: u32| match (index.policy_slot(slot), guard.policy_slot(slot)) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    let h = direct_holdings(guard, subject);
+    let mut out = HashSet::new();
+    for (slot, xs) in &h.by_policy {
+        if !same(*slot) {
+            continue;
+        }
+        for x in xs {
+            if x.namespace.is_none_or(|n| n == ns) {
+                out.insert((*slot, x.permission));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the RoleGrant halves of `derives` (a new binding's role) can
+/// complete a pair for a subject of `binding` (R9.1: `bind` with the right
+/// to create bindings, `escalate` with the right to write roles): a half
+/// alone gives nothing, and each identity pairs only its own halves. Read
+/// on `index`, where each subject holds at least as much; a Group's
+/// members pair with their own bindings too, so a Group may always pair.
+fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::Derive]) -> bool {
+    #[derive(Default)]
+    struct Halves {
+        bind: bool,
+        bindings: bool,
+        escalate: bool,
+        write: bool,
+    }
+    impl Halves {
+        fn add(&mut self, p: &Power) {
+            match p {
+                Power::Bind { .. } => self.bind = true,
+                Power::CreateRoleBindings | Power::CreateClusterRoleBindings => {
+                    self.bindings = true;
+                }
+                Power::Escalate { .. } => self.escalate = true,
+                Power::WriteRoles { .. } => self.write = true,
+                _ => {}
+            }
+        }
+        fn pairs(&self) -> bool {
+            (self.bind && self.bindings) || (self.escalate && self.write)
+        }
+    }
+    binding.subjects.iter().any(|t| {
+        if matches!(t, Identity::Group(_)) {
+            return true;
+        }
+        let mut h = Halves::default();
+        for d in derives {
+            h.add(&d.power);
+        }
+        for principal in std::iter::once(t.clone()).chain(t.implicit_groups()) {
+            for bkey in index.bindings_naming(&principal) {
+                let role = index.binding(bkey).and_then(|b| index.role(&b.role));
+                for d in role.into_iter().flat_map(|e| e.derives.iter()) {
+                    h.add(&d.power);
+                }
+            }
+        }
+        h.pairs()
     })
 }
 

@@ -693,3 +693,103 @@ fn a_new_policy_counts_existing_violations_within_the_budget() {
     );
     assert!(r.stopped.is_some());
 }
+
+/// The subjects a RoleBinding of `pay` for ServiceAccount `pay/web` to
+/// `role` makes admission judge, on `state()` with `extra` objects.
+fn judged_for(extra: &[Value], role: &str) -> Vec<String> {
+    let mut index = state();
+    apply(
+        &mut index,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "pay"}}),
+    );
+    for o in extra {
+        apply(&mut index, o.clone());
+    }
+    let mut binding = rb("new", "Role", role);
+    binding["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
+    let object = convert(&binding).unwrap().unwrap();
+    let (subjects, _) = admission::select(&mut index, None, &object);
+    subjects.iter().map(ToString::to_string).collect()
+}
+
+fn role(name: &str, rules: Value) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name, "namespace": "pay"},
+           "rules": rules})
+}
+
+/// ServiceAccount `ctl/ops`, that creates Jobs in every namespace: it acts
+/// as every ServiceAccount (R9.1).
+fn ops_creates_jobs() -> [Value; 3] {
+    [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ops", "namespace": "ctl"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "jobs"},
+               "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]}),
+        crb("ops-jobs", "jobs", ops()),
+    ]
+}
+
+fn ops() -> Value {
+    json!({"kind": "ServiceAccount", "name": "ops", "namespace": "ctl"})
+}
+
+const OPS: &str = "ServiceAccount:ctl:ops";
+
+/// A ServiceAccount that creates Jobs everywhere acts as `pay/web` already:
+/// a grant to `pay/web` is its grant too, but one it holds in `pay` already
+/// gives it nothing new, and it is not judged (judging each such subject
+/// walked what every ServiceAccount holds, twice per decision). A grant it
+/// lacks makes it judged.
+#[test]
+fn who_acts_as_the_bound_serviceaccount_is_judged_only_for_grants_it_lacks() {
+    // Its Pods mount the Secrets (`get`); creating them it lacks.
+    let writer = role(
+        "writer",
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
+    );
+    let mut ops_jobs = ops_creates_jobs().to_vec();
+    ops_jobs.push(writer);
+    let judged = judged_for(&ops_jobs, "writer");
+    assert!(judged.contains(&OPS.to_string()), "{judged:?}");
+    assert!(
+        judged.contains(&"ServiceAccount:pay:web".to_string()),
+        "{judged:?}"
+    );
+
+    // `ops` creates Secrets everywhere itself: the binding adds nothing to it.
+    let mut holds = ops_jobs.clone();
+    holds.push(cluster_role("secret-creator", "secrets", "create"));
+    holds.push(crb("ops-creates", "secret-creator", ops()));
+    let judged = judged_for(&holds, "writer");
+    assert!(!judged.contains(&OPS.to_string()), "{judged:?}");
+    assert!(
+        judged.contains(&"ServiceAccount:pay:web".to_string()),
+        "{judged:?}"
+    );
+}
+
+/// Half of a RoleGrant (R9.1: `create rolebindings` without `bind` or
+/// `escalate`) gives nothing by itself: who acts as the ServiceAccount it is
+/// bound to is judged only when that ServiceAccount holds the other half.
+#[test]
+fn half_a_role_grant_makes_nobody_acting_as_its_subject_judged() {
+    let access = role(
+        "access",
+        json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]}]),
+    );
+    let mut ops_jobs = ops_creates_jobs().to_vec();
+    ops_jobs.push(access);
+    let judged = judged_for(&ops_jobs, "access");
+    assert!(!judged.contains(&OPS.to_string()), "{judged:?}");
+
+    // With `bind` on roles, `pay/web` can now bind any Role of `pay`.
+    let mut pairs = ops_jobs;
+    pairs.push(role(
+        "binder",
+        json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]}]),
+    ));
+    let mut b = rb("web-binds", "Role", "binder");
+    b["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
+    pairs.push(b);
+    let judged = judged_for(&pairs, "access");
+    assert!(judged.contains(&OPS.to_string()), "{judged:?}");
+}

@@ -157,14 +157,34 @@ pub fn subject_violations_shared<'a>(
     only: Option<u32>,
     shared: &Shared<'a>,
 ) -> Vec<Violation> {
-    judge(index, subject, only, Some(shared))
+    judge(index, subject, only, Some(shared), Explain::Paths)
+}
+
+/// [`subject_violations_shared`] without explanations: each duty's `paths`
+/// is empty. What a violation is (R7.1 compares (policy, subject,
+/// namespace, duties)) is the same; finding each duty's best path is most of
+/// the cost of judging a subject, and a decision needs it only for the
+/// violations that are new.
+pub(crate) fn subject_violations_bare<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    shared: &Shared<'a>,
+) -> Vec<Violation> {
+    judge(index, subject, None, Some(shared), Explain::Nothing)
+}
+
+/// Whether a judged violation carries its explanation paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Explain {
+    Paths,
+    Nothing,
 }
 
 /// A subject's violations from its own walk, nothing shared: what
 /// [`Shared`] must not change.
 #[cfg(test)]
 pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> Vec<Violation> {
-    judge(index, subject, None, None)
+    judge(index, subject, None, None, Explain::Paths)
 }
 
 /// Whether no change of RBAC objects from `before` to `after` can give
@@ -217,6 +237,7 @@ fn judge<'a>(
     subject: &Identity,
     only: Option<u32>,
     shared: Option<&Shared<'a>>,
+    explain: Explain,
 ) -> Vec<Violation> {
     if !index.exists(subject) {
         return Vec::new();
@@ -246,7 +267,13 @@ fn judge<'a>(
             .filter_map(|g| g.summary.get(&slot).map(|s| (g, s)))
             .collect();
         if !held.is_empty() || !grafts.is_empty() {
-            policy_violations(policy, subject, (held, &grafts, slot), &mut texts, &mut out);
+            policy_violations(
+                policy,
+                subject,
+                (held, &grafts, slot),
+                (&mut texts, explain),
+                &mut out,
+            );
         }
     }
     out
@@ -280,7 +307,7 @@ fn policy_violations(
     policy: &Policy,
     subject: &Identity,
     held: SlotHeld<'_, '_>,
-    texts: &mut RuleTexts,
+    (texts, explain): (&mut RuleTexts, Explain),
     out: &mut Vec<Violation>,
 ) {
     let (own, grafts, _) = held;
@@ -320,6 +347,10 @@ fn policy_violations(
     }
     let own_scopes = ByScope::of(own);
     let mut emit = |namespace: &str, duties: Vec<usize>, scope: Option<Option<&Name>>| {
+        if explain == Explain::Nothing {
+            out.push(bare_violation(policy, subject, namespace, &duties));
+            return;
+        }
         out.push(violation(
             policy,
             subject,
@@ -409,6 +440,31 @@ fn violation<'x, 'a>(
                 duty: duty.name.clone(),
                 paths,
             }
+        })
+        .collect();
+    explanation.sort_by(|a, b| a.duty.cmp(&b.duty));
+    Violation {
+        policy: policy.name.clone(),
+        subject: subject.clone(),
+        namespace: Name::from(namespace),
+        duties: explanation.iter().map(|d| d.duty.clone()).collect(),
+        explanation,
+        actions: policy.actions,
+    }
+}
+
+/// A violation without its paths: each duty named, none explained.
+fn bare_violation(
+    policy: &Policy,
+    subject: &Identity,
+    namespace: &str,
+    duties: &[usize],
+) -> Violation {
+    let mut explanation: Vec<DutyPaths> = duties
+        .iter()
+        .map(|&di| DutyPaths {
+            duty: policy.duties[di].name.clone(),
+            paths: Vec::new(),
         })
         .collect();
     explanation.sort_by(|a, b| a.duty.cmp(&b.duty));

@@ -681,13 +681,15 @@ pub(crate) fn select(
     if let Some(ns) = only_namespace(index, guard, object) {
         // Everyone gains the role's grants in `ns` at most.
         if let Object::Binding(b) = object {
-            let (_, creates) = acting_as_every_service_account(guard, &ns);
-            subjects.retain(|s| may_gain(index, held_on, b, s, &creates));
+            let (every, creates) = acting_as_every_service_account(guard, &ns);
+            let held = AlreadyHeld::new(held_on, &every);
+            subjects.retain(|s| may_gain(index, &held, b, s, &creates));
         }
         scoped = Some((ns, subjects.clone()));
     } else if let Some((ns, b)) = edges_in_namespace(index, guard, object) {
         let (every, creates) = acting_as_every_service_account(guard, &ns);
-        subjects.retain(|s| !every.contains(s) || may_gain(index, held_on, b, s, &creates));
+        let held = AlreadyHeld::new(held_on, &every);
+        subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s, &creates));
         let within = subjects.intersection(&every).cloned().collect();
         scoped = Some((ns, within));
     }
@@ -878,15 +880,14 @@ fn role_powers(
 /// changes in N alone (any subject when its role opens no path,
 /// [`only_namespace`]; one that acts as every ServiceAccount of N before
 /// it, [`edges_in_namespace`]), may gain a duty of a policy that governs it:
-/// only through a grant of the role it does not hold in N already (its own
-/// bindings on `held_on` give it there or cluster-wide, read only on a
-/// single state; its own Pods in N mount, `creates`), what a Pod mounts when the role creates workloads
+/// only through a grant of the role it does not hold in N already
+/// ([`AlreadyHeld`]; its own Pods in N mount, `creates`), what a Pod mounts when the role creates workloads
 /// and the subject does not already, or what binding or escalating roles in
 /// N gives (any duty) when the role's RoleGrant half can pair. Otherwise
 /// what it holds after is what it held before.
 fn may_gain(
     index: &Index,
-    held_on: Option<&Index>,
+    already: &AlreadyHeld<'_>,
     binding: &Binding,
     subject: &Identity,
     creates: &BTreeSet<Identity>,
@@ -925,16 +926,53 @@ fn may_gain(
             .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
             .peekable();
         if new_grant.peek().is_some() {
-            let held = held.get_or_insert_with(|| match held_on {
-                Some(state) => held_in(index, state, subject, ns),
-                None => HashSet::new(),
-            });
+            let held = held.get_or_insert_with(|| already.of(index, subject, ns));
             if new_grant.any(|g| !held.contains(&(slot, g.permission))) {
                 return true;
             }
         }
         pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant)
     })
+}
+
+/// What subjects hold in a namespace N before a change, known without
+/// walking their escalation paths: a grant of it in N gives them nothing
+/// new. Read only on a single state (`state`), see [`select`].
+struct AlreadyHeld<'i> {
+    state: Option<&'i Index>,
+    /// Who acts as every ServiceAccount of N: it holds what their own
+    /// bindings give them too.
+    every: &'i BTreeSet<Identity>,
+    of_every_sa: std::cell::OnceCell<HashSet<(u32, u32)>>,
+}
+
+impl<'i> AlreadyHeld<'i> {
+    fn new(state: Option<&'i Index>, every: &'i BTreeSet<Identity>) -> Self {
+        AlreadyHeld {
+            state,
+            every,
+            of_every_sa: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The (policy, permission) pairs `subject` holds in `ns` or
+    /// cluster-wide, of the policies that are the same on `index`.
+    fn of(&self, index: &Index, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+        let Some(state) = self.state else {
+            return HashSet::new();
+        };
+        let mut held = held_in(index, state, subject, ns);
+        if self.every.contains(subject) {
+            let all = self.of_every_sa.get_or_init(|| {
+                state
+                    .service_accounts_in(ns)
+                    .flat_map(|x| held_in(index, state, &x, ns))
+                    .collect()
+            });
+            held.extend(all.iter().copied());
+        }
+        held
+    }
 }
 
 /// The (policy, permission) pairs `subject`'s own bindings (no escalation

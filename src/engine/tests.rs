@@ -736,19 +736,27 @@ const OPS: &str = "ServiceAccount:ctl:ops";
 
 /// A ServiceAccount that creates Jobs everywhere acts as `pay/web` already:
 /// a grant to `pay/web` is its grant too, but one it holds in `pay` already
-/// gives it nothing new, and it is not judged (judging each such subject
-/// walked what every ServiceAccount holds, twice per decision). A grant it
-/// lacks makes it judged.
+/// (its own bindings give it, or those of a ServiceAccount of `pay` it acts
+/// as) gives it nothing new, and it is not judged (judging each such
+/// subject walked what every ServiceAccount holds, twice per decision). A
+/// grant it lacks makes it judged.
 #[test]
 fn who_acts_as_the_bound_serviceaccount_is_judged_only_for_grants_it_lacks() {
-    // Its Pods mount the Secrets (`get`); creating them it lacks.
+    // Its Pods mount the Secrets (`get`); creating them it lacks, once
+    // `pay/api` no longer creates them either.
     let writer = role(
         "writer",
         json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
     );
+    let api_configmaps = role(
+        "w",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
+    );
     let mut ops_jobs = ops_creates_jobs().to_vec();
     ops_jobs.push(writer);
-    let judged = judged_for(&ops_jobs, "writer");
+    let mut lacks = ops_jobs.clone();
+    lacks.push(api_configmaps.clone());
+    let judged = judged_for(&lacks, "writer");
     assert!(judged.contains(&OPS.to_string()), "{judged:?}");
     assert!(
         judged.contains(&"ServiceAccount:pay:web".to_string()),
@@ -756,7 +764,7 @@ fn who_acts_as_the_bound_serviceaccount_is_judged_only_for_grants_it_lacks() {
     );
 
     // `ops` creates Secrets everywhere itself: the binding adds nothing to it.
-    let mut holds = ops_jobs.clone();
+    let mut holds = lacks.clone();
     holds.push(cluster_role("secret-creator", "secrets", "create"));
     holds.push(crb("ops-creates", "secret-creator", ops()));
     let judged = judged_for(&holds, "writer");
@@ -765,6 +773,10 @@ fn who_acts_as_the_bound_serviceaccount_is_judged_only_for_grants_it_lacks() {
         judged.contains(&"ServiceAccount:pay:web".to_string()),
         "{judged:?}"
     );
+
+    // `pay/api` creates Secrets in `pay` (`state()`), and `ops` acts as it.
+    let judged = judged_for(&ops_jobs, "writer");
+    assert!(!judged.contains(&OPS.to_string()), "{judged:?}");
 }
 
 /// Half of a RoleGrant (R9.1: `create rolebindings` without `bind` or

@@ -8,8 +8,10 @@ use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
 use super::budget::{Budget, Exhausted, Meter};
-use super::derive::{acting_as_every_service_account, add_actors, considered};
-use super::holdings::{Shared, direct_holdings};
+use super::derive::{
+    acting_as_every_service_account, add_actors, common, considered, every_service_account,
+};
+use super::holdings::{End, Shared, direct_holdings};
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
@@ -21,7 +23,8 @@ use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{Index, Power, Targets, Undo, mounts_grant};
 use crate::model::{
-    Binding, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object, RoleKey,
+    Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
+    RoleKey,
 };
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
@@ -673,22 +676,18 @@ pub(crate) fn select(
                 .any(|(slot, p)| slots.contains(&slot) && p.subjects.selects(s))
         });
     }
-    // What a subject holds lets it off a grant only on a single state: with
-    // admitted changes pending, one of them may take that holding away (a
-    // role narrowed, R7.8) while the change judged gives it for good.
-    let held_on = confirmed.is_none().then_some(index);
     let mut scoped = None;
     if let Some(ns) = only_namespace(index, guard, object) {
         // Everyone gains the role's grants in `ns` at most.
         if let Object::Binding(b) = object {
             let (every, creates) = acting_as_every_service_account(guard, &ns);
-            let held = AlreadyHeld::new(held_on, &every);
+            let held = AlreadyHeld::new(index, guard, &every);
             subjects.retain(|s| may_gain(index, &held, b, s, &creates));
         }
         scoped = Some((ns, subjects.clone()));
     } else if let Some((ns, b)) = edges_in_namespace(index, guard, object) {
         let (every, creates) = acting_as_every_service_account(guard, &ns);
-        let held = AlreadyHeld::new(held_on, &every);
+        let held = AlreadyHeld::new(index, guard, &every);
         subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s, &creates));
         let within = subjects.intersection(&every).cloned().collect();
         scoped = Some((ns, within));
@@ -926,7 +925,7 @@ fn may_gain(
             .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
             .peekable();
         if new_grant.peek().is_some() {
-            let held = held.get_or_insert_with(|| already.of(index, subject, ns));
+            let held = held.get_or_insert_with(|| already.of(subject, ns));
             if new_grant.any(|g| !held.contains(&(slot, g.permission))) {
                 return true;
             }
@@ -937,9 +936,17 @@ fn may_gain(
 
 /// What subjects hold in a namespace N before a change, known without
 /// walking their escalation paths: a grant of it in N gives them nothing
-/// new. Read only on a single state (`state`), see [`select`].
+/// new.
+///
+/// With admitted changes pending (live mode, R7.8), `index` is the assumed
+/// state and `guard` the confirmed one. A pending change may take a holding
+/// away (a role narrowed) while the change judged gives it for good, so
+/// only what bindings and roles that no pending change touches give counts:
+/// the same object on both states (they share it until one of them writes
+/// it). On a single state, `index` is `guard` and everything counts.
 struct AlreadyHeld<'i> {
-    state: Option<&'i Index>,
+    index: &'i Index,
+    guard: &'i Index,
     /// Who acts as every ServiceAccount of N: it holds what their own
     /// bindings give them too.
     every: &'i BTreeSet<Identity>,
@@ -947,56 +954,103 @@ struct AlreadyHeld<'i> {
 }
 
 impl<'i> AlreadyHeld<'i> {
-    fn new(state: Option<&'i Index>, every: &'i BTreeSet<Identity>) -> Self {
+    fn new(index: &'i Index, guard: &'i Index, every: &'i BTreeSet<Identity>) -> Self {
         AlreadyHeld {
-            state,
+            index,
+            guard,
             every,
             of_every_sa: std::cell::OnceCell::new(),
         }
     }
 
-    /// The (policy, permission) pairs `subject` holds in `ns` or
-    /// cluster-wide, of the policies that are the same on `index`.
-    fn of(&self, index: &Index, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
-        let Some(state) = self.state else {
-            return HashSet::new();
+    fn pending(&self) -> bool {
+        !std::ptr::eq(self.index, self.guard)
+    }
+
+    /// Whether binding `key` and role `role` are the same on both states.
+    fn untouched(&self, key: &BindingKey, role: &RoleKey) -> bool {
+        let same_binding = match (self.index.binding(key), self.guard.binding(key)) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            _ => false,
         };
-        let mut held = held_in(index, state, subject, ns);
-        if self.every.contains(subject) {
+        let same_role = match (self.index.role(role), self.guard.role(role)) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            _ => false,
+        };
+        same_binding && same_role
+    }
+
+    /// The (policy, permission) pairs `subject` holds in `ns` or
+    /// cluster-wide.
+    fn of(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+        let mut held = self.own(subject, ns);
+        if self.every.contains(subject)
+            && (!self.pending() || self.acts_as_all_for_good(subject, ns))
+        {
             let all = self.of_every_sa.get_or_init(|| {
-                state
+                self.guard
                     .service_accounts_in(ns)
-                    .flat_map(|x| held_in(index, state, &x, ns))
+                    .flat_map(|x| self.own(&x, ns))
                     .collect()
             });
             held.extend(all.iter().copied());
         }
         held
     }
-}
 
-/// The (policy, permission) pairs `subject`'s own bindings (no escalation
-/// path) give it in `ns` or cluster-wide on `guard`, of the policies that
-/// are the very same on `index`: a grant of one of them in `ns` adds
-/// nothing.
-fn held_in(index: &Index, guard: &Index, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
-    let same = |slot: u32| match (index.policy_slot(slot), guard.policy_slot(slot)) {
-        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
-        _ => false,
-    };
-    let h = direct_holdings(guard, subject);
-    let mut out = HashSet::new();
-    for (slot, xs) in &h.by_policy {
-        if !same(*slot) {
-            continue;
-        }
-        for x in xs {
-            if x.namespace.is_none_or(|n| n == ns) {
-                out.insert((*slot, x.permission));
+    /// What `subject`'s own bindings (no escalation path) give it in `ns`
+    /// or cluster-wide, of the policies that are the same on both states.
+    fn own(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+        let same = |slot: u32| match (self.index.policy_slot(slot), self.guard.policy_slot(slot)) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let h = direct_holdings(self.guard, subject);
+        let mut out = HashSet::new();
+        for (slot, xs) in &h.by_policy {
+            if !same(*slot) {
+                continue;
+            }
+            for x in xs {
+                let End::Rule {
+                    binding: Some(key),
+                    role,
+                    ..
+                } = &x.end
+                else {
+                    continue;
+                };
+                if x.namespace.is_none_or(|n| n == ns) && self.untouched(key, role) {
+                    out.insert((*slot, x.permission));
+                }
             }
         }
+        out
     }
-    out
+
+    /// Whether `subject` acts as every ServiceAccount of `ns` by a power of
+    /// its own bindings (or its groups') that no pending change touches, in
+    /// the walk of every policy: it does so whatever the pending changes do.
+    fn acts_as_all_for_good(&self, subject: &Identity, ns: &Name) -> bool {
+        let set = common(self.guard);
+        let guard = self.guard;
+        std::iter::once(subject.clone())
+            .chain(subject.implicit_groups())
+            .any(|principal| {
+                guard.bindings_naming(&principal).iter().any(|key| {
+                    let Some(b) = guard.binding(key) else {
+                        return false;
+                    };
+                    b.key.namespace.as_ref().is_none_or(|n| n == ns)
+                        && self.untouched(key, &b.role)
+                        && guard.role(&b.role).is_some_and(|e| {
+                            e.derives
+                                .iter()
+                                .any(|d| set.contains(d.kind) && every_service_account(&d.power))
+                        })
+                })
+            })
+    }
 }
 
 /// Whether the RoleGrant halves of `derives` (a new binding's role) can

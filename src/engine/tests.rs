@@ -697,6 +697,12 @@ fn a_new_policy_counts_existing_violations_within_the_budget() {
 /// The subjects a RoleBinding of `pay` for ServiceAccount `pay/web` to
 /// `role` makes admission judge, on `state()` with `extra` objects.
 fn judged_for(extra: &[Value], role: &str) -> Vec<String> {
+    judged_with_pending(extra, &[], role)
+}
+
+/// [`judged_for`] in live mode (R7.8), with `pending` admitted and assumed
+/// but not yet shown by the watches (none: a single state).
+fn judged_with_pending(extra: &[Value], pending: &[Value], role: &str) -> Vec<String> {
     let mut index = state();
     apply(
         &mut index,
@@ -708,7 +714,19 @@ fn judged_for(extra: &[Value], role: &str) -> Vec<String> {
     let mut binding = rb("new", "Role", role);
     binding["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
     let object = convert(&binding).unwrap().unwrap();
-    let (subjects, _) = admission::select(&mut index, None, &object);
+    let subjects = if pending.is_empty() {
+        admission::select(&mut index, None, &object).0
+    } else {
+        let mut assumed = index.clone();
+        for o in pending {
+            let a = assumption(&assumed, convert(o).unwrap().unwrap()).unwrap();
+            let _ = assumed.apply(a.merged);
+            if let Some(shadow) = a.shadow {
+                let _ = assumed.apply(shadow);
+            }
+        }
+        admission::select(&mut assumed, Some(&index), &object).0
+    };
     subjects.iter().map(ToString::to_string).collect()
 }
 
@@ -803,5 +821,36 @@ fn half_a_role_grant_makes_nobody_acting_as_its_subject_judged() {
     b["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
     pairs.push(b);
     let judged = judged_for(&pairs, "access");
+    assert!(judged.contains(&OPS.to_string()), "{judged:?}");
+}
+
+/// With admitted changes pending (R7.8), a holding lets a subject off a
+/// grant only when no pending change touches the binding and role that give
+/// it: a narrowing pending would take it away, and the grant judged would
+/// then be new.
+#[test]
+fn with_changes_pending_only_holdings_they_do_not_touch_let_a_subject_off() {
+    let writer = role(
+        "writer",
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
+    );
+    let mut ops_jobs = ops_creates_jobs().to_vec();
+    ops_jobs.push(writer);
+    let unrelated = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "other", "namespace": "ctl"}});
+    // `pay/api` creates Secrets in `pay` through Role `w`, and `ops` acts
+    // as it: with an unrelated change pending, still let off.
+    let judged = judged_with_pending(&ops_jobs, std::slice::from_ref(&unrelated), "writer");
+    assert!(!judged.contains(&OPS.to_string()), "{judged:?}");
+    // `w` narrowed to ConfigMaps, not yet shown by the watch: judged.
+    let narrowed = role(
+        "w",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
+    );
+    let judged = judged_with_pending(&ops_jobs, &[narrowed], "writer");
+    assert!(judged.contains(&OPS.to_string()), "{judged:?}");
+    // The Jobs `ops` creates everywhere narrowed away: judged.
+    let no_jobs = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "jobs"},
+               "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]});
+    let judged = judged_with_pending(&ops_jobs, &[no_jobs], "writer");
     assert!(judged.contains(&OPS.to_string()), "{judged:?}");
 }

@@ -32,7 +32,7 @@ pub(super) fn common(index: &Index) -> DerivedSet {
 
 /// Whether a power acts as every ServiceAccount of the namespace it is held
 /// in (of every namespace when held cluster-wide), as the walk follows it.
-fn every_service_account(p: &Power) -> bool {
+pub(super) fn every_service_account(p: &Power) -> bool {
     matches!(
         p,
         Power::Workloads

@@ -770,6 +770,11 @@ type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// starts from.
 type Reached<'a> = (Identity, Option<Rc<Hop<'a>>>, Option<Rc<Identity>>);
 
+/// The number of derived steps of a path ending in `chain`.
+fn depth(chain: &Option<Rc<Hop<'_>>>) -> u32 {
+    chain.as_ref().map_or(0, |h| h.depth)
+}
+
 struct Walk<'a, 'h> {
     index: &'a Index,
     set: DerivedSet,
@@ -885,7 +890,10 @@ impl<'a, 'h> Walk<'a, 'h> {
                 self.visit(&id, chain);
             }
             level = std::mem::take(&mut self.next);
-            level.sort_by(|a, b| a.0.cmp(&b.0));
+            // Shallowest first: a RoleGrant pairing adds a step without a new
+            // identity, so one level holds paths of several depths, and the
+            // first to reach an identity keeps its path.
+            level.sort_by(|a, b| depth(&a.1).cmp(&depth(&b.1)).then_with(|| a.0.cmp(&b.0)));
         }
     }
 

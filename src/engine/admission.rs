@@ -11,7 +11,7 @@ use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{
     acting_as_every_service_account, add_actors, common, considered, every_service_account,
 };
-use super::holdings::{End, Shared, direct_holdings};
+use super::holdings::{End, Shared, direct_holdings, principals};
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
@@ -969,15 +969,8 @@ impl<'i> AlreadyHeld<'i> {
 
     /// Whether binding `key` and role `role` are the same on both states.
     fn untouched(&self, key: &BindingKey, role: &RoleKey) -> bool {
-        let same_binding = match (self.index.binding(key), self.guard.binding(key)) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            _ => false,
-        };
-        let same_role = match (self.index.role(role), self.guard.role(role)) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            _ => false,
-        };
-        same_binding && same_role
+        same_object(self.index.binding(key), self.guard.binding(key))
+            && same_object(self.index.role(role), self.guard.role(role))
     }
 
     /// The (policy, permission) pairs `subject` holds in `ns` or
@@ -1001,14 +994,11 @@ impl<'i> AlreadyHeld<'i> {
     /// What `subject`'s own bindings (no escalation path) give it in `ns`
     /// or cluster-wide, of the policies that are the same on both states.
     fn own(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
-        let same = |slot: u32| match (self.index.policy_slot(slot), self.guard.policy_slot(slot)) {
-            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
-            _ => false,
-        };
+        let policy = |state: &'i Index, slot: u32| state.policy_slot(slot).map(|p| &**p);
         let h = direct_holdings(self.guard, subject);
         let mut out = HashSet::new();
         for (slot, xs) in &h.by_policy {
-            if !same(*slot) {
+            if !same_object(policy(self.index, *slot), policy(self.guard, *slot)) {
                 continue;
             }
             for x in xs {
@@ -1034,23 +1024,27 @@ impl<'i> AlreadyHeld<'i> {
     fn acts_as_all_for_good(&self, subject: &Identity, ns: &Name) -> bool {
         let set = common(self.guard);
         let guard = self.guard;
-        std::iter::once(subject.clone())
-            .chain(subject.implicit_groups())
-            .any(|principal| {
-                guard.bindings_naming(&principal).iter().any(|key| {
-                    let Some(b) = guard.binding(key) else {
-                        return false;
-                    };
-                    b.key.namespace.as_ref().is_none_or(|n| n == ns)
-                        && self.untouched(key, &b.role)
-                        && guard.role(&b.role).is_some_and(|e| {
-                            e.derives
-                                .iter()
-                                .any(|d| set.contains(d.kind) && every_service_account(&d.power))
-                        })
-                })
+        principals(subject).into_iter().any(|(principal, _)| {
+            guard.bindings_naming(&principal).iter().any(|key| {
+                let Some(b) = guard.binding(key) else {
+                    return false;
+                };
+                b.key.namespace.as_ref().is_none_or(|n| n == ns)
+                    && self.untouched(key, &b.role)
+                    && guard.role(&b.role).is_some_and(|e| {
+                        e.derives
+                            .iter()
+                            .any(|d| set.contains(d.kind) && every_service_account(&d.power))
+                    })
             })
+        })
     }
+}
+
+/// Whether both states hold the very same object (or neither holds it:
+/// then it is not the same).
+fn same_object<T>(a: Option<&T>, b: Option<&T>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if std::ptr::eq(a, b))
 }
 
 /// Whether the RoleGrant halves of `derives` (a new binding's role) can
@@ -1060,7 +1054,7 @@ impl<'i> AlreadyHeld<'i> {
 /// on `index`, where each subject holds at least as much; a Group's
 /// members pair with their own bindings too, so a Group may always pair.
 fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::Derive]) -> bool {
-    #[derive(Default)]
+    #[derive(Default, Clone, Copy)]
     struct Halves {
         bind: bool,
         bindings: bool,
@@ -1083,15 +1077,16 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
             (self.bind && self.bindings) || (self.escalate && self.write)
         }
     }
+    let mut role = Halves::default();
+    for d in derives {
+        role.add(&d.power);
+    }
     binding.subjects.iter().any(|t| {
         if matches!(t, Identity::Group(_)) {
             return true;
         }
-        let mut h = Halves::default();
-        for d in derives {
-            h.add(&d.power);
-        }
-        for principal in std::iter::once(t.clone()).chain(t.implicit_groups()) {
+        let mut h = role;
+        for (principal, _) in principals(t) {
             for bkey in index.bindings_naming(&principal) {
                 let role = index.binding(bkey).and_then(|b| index.role(&b.role));
                 for d in role.into_iter().flat_map(|e| e.derives.iter()) {

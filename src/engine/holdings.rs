@@ -77,7 +77,7 @@ pub struct Held<'a> {
 impl Held<'_> {
     /// How many derived steps the path takes.
     pub fn depth(&self) -> u32 {
-        self.hops.as_ref().map_or(0, |h| h.depth) + self.graft.as_ref().map_or(0, |g| g.depth)
+        depth(&self.hops) + self.graft.as_ref().map_or(0, |g| g.depth)
     }
 
     /// Which path an explanation prefers: the shortest, then direct before
@@ -1145,7 +1145,7 @@ impl<'a, 'h> Walk<'a, 'h> {
 
     fn hop(&self, item: &Item<'a>, d: &'a Derive, reach: Reach) -> Rc<Hop<'a>> {
         Rc::new(Hop {
-            depth: item.chain.as_ref().map_or(0, |h| h.depth) + 1,
+            depth: depth(&item.chain) + 1,
             prev: item.chain.clone(),
             via: item.via.clone(),
             binding: item.binding,
@@ -1521,7 +1521,7 @@ impl<'a, 'h> Walk<'a, 'h> {
                 }
                 // This walk paired the same power the same way before, no
                 // deeper: every role it binds is a repeat.
-                let depth = half.item.chain.as_ref().map_or(0, |h| h.depth);
+                let depth = depth(&half.item.chain);
                 let combo = (std::ptr::from_ref(half.derive) as usize, scope, which);
                 let combo_repeat = match &mut self.repeats {
                     Some((paired, _)) => match paired.get_mut(&combo) {

@@ -752,6 +752,14 @@ fn ops() -> Value {
 
 const OPS: &str = "ServiceAccount:ctl:ops";
 
+/// Role `pay/writer`: creates Secrets.
+fn writer() -> Value {
+    role(
+        "writer",
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
+    )
+}
+
 /// A ServiceAccount that creates Jobs everywhere acts as `pay/web` already:
 /// a grant to `pay/web` is its grant too, but one it holds in `pay` already
 /// (its own bindings give it, or those of a ServiceAccount of `pay` it acts
@@ -762,16 +770,12 @@ const OPS: &str = "ServiceAccount:ctl:ops";
 fn who_acts_as_the_bound_serviceaccount_is_judged_only_for_grants_it_lacks() {
     // Its Pods mount the Secrets (`get`); creating them it lacks, once
     // `pay/api` no longer creates them either.
-    let writer = role(
-        "writer",
-        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
-    );
     let api_configmaps = role(
         "w",
         json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
     );
     let mut ops_jobs = ops_creates_jobs().to_vec();
-    ops_jobs.push(writer);
+    ops_jobs.push(writer());
     let mut lacks = ops_jobs.clone();
     lacks.push(api_configmaps.clone());
     let judged = judged_for(&lacks, "writer");
@@ -830,12 +834,8 @@ fn half_a_role_grant_makes_nobody_acting_as_its_subject_judged() {
 /// then be new.
 #[test]
 fn with_changes_pending_only_holdings_they_do_not_touch_let_a_subject_off() {
-    let writer = role(
-        "writer",
-        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]),
-    );
     let mut ops_jobs = ops_creates_jobs().to_vec();
-    ops_jobs.push(writer);
+    ops_jobs.push(writer());
     let unrelated = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "other", "namespace": "ctl"}});
     // `pay/api` creates Secrets in `pay` through Role `w`, and `ops` acts
     // as it: with an unrelated change pending, still let off.

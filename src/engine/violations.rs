@@ -393,7 +393,7 @@ fn violation<'x, 'a>(
     texts: &mut RuleTexts,
 ) -> Violation {
     let (own, grafts, slot) = held;
-    let mut explanation: Vec<DutyPaths> = duties
+    let explanation: Vec<DutyPaths> = duties
         .iter()
         .map(|&di| {
             let duty = &policy.duties[di];
@@ -442,15 +442,7 @@ fn violation<'x, 'a>(
             }
         })
         .collect();
-    explanation.sort_by(|a, b| a.duty.cmp(&b.duty));
-    Violation {
-        policy: policy.name.clone(),
-        subject: subject.clone(),
-        namespace: Name::from(namespace),
-        duties: explanation.iter().map(|d| d.duty.clone()).collect(),
-        explanation,
-        actions: policy.actions,
-    }
+    assemble(policy, subject, namespace, explanation)
 }
 
 /// A violation without its paths: each duty named, none explained.
@@ -460,13 +452,24 @@ fn bare_violation(
     namespace: &str,
     duties: &[usize],
 ) -> Violation {
-    let mut explanation: Vec<DutyPaths> = duties
+    let explanation = duties
         .iter()
         .map(|&di| DutyPaths {
             duty: policy.duties[di].name.clone(),
             paths: Vec::new(),
         })
         .collect();
+    assemble(policy, subject, namespace, explanation)
+}
+
+/// A violation of `policy` with its duties, named by `explanation` in name
+/// order.
+fn assemble(
+    policy: &Policy,
+    subject: &Identity,
+    namespace: &str,
+    mut explanation: Vec<DutyPaths>,
+) -> Violation {
     explanation.sort_by(|a, b| a.duty.cmp(&b.duty));
     Violation {
         policy: policy.name.clone(),

@@ -282,12 +282,21 @@ pub struct Shared<'a> {
             HashMap<Name, Rc<NsSummary<'a>>>,
         )>,
     >,
+    /// The rules of explanation steps as written for people, by address
+    /// in the index (`violations::RuleTexts`), for every subject judged with
+    /// this `Shared`: the same few rules explain the paths of thousands of
+    /// subjects.
+    pub(crate) rule_texts: RefCell<RuleTextCache>,
     /// Walks with this `Shared` stop at this time (a decision's budget):
     /// their holdings, and the summaries made meanwhile, are then partial
     /// and `interrupted` says so.
     deadline: Option<std::time::Instant>,
     interrupted: std::cell::Cell<bool>,
 }
+
+/// Rule texts by (role, source, rule, permission focused on), each by its
+/// address in the index: equal while the index is borrowed.
+pub(crate) type RuleTextCache = FastMap<(usize, usize, u32, usize), std::sync::Arc<str>>;
 
 /// What every ServiceAccount of one namespace holds (a [`Shared`] summary
 /// of one namespace), and the cluster-wide summary its walk grafted, if any.

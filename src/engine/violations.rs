@@ -1,6 +1,6 @@
 //! Violations (R5) and the exceptions that excuse them (R6).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use fixedbitset::FixedBitSet;
@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
-    ByScope, End, Graft, Held, Hop, Rank, Reach, ReachText, Shared, SlotSummary, Via,
-    direct_holdings, holdings, holdings_judged,
+    ByScope, End, Graft, Held, Hop, Rank, Reach, ReachText, RuleTextCache, Shared, SlotSummary,
+    Via, direct_holdings, holdings, holdings_judged,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -258,7 +258,7 @@ fn judge<'a>(
         None => holdings(index, subject, only),
     };
     let mut out = Vec::new();
-    let mut texts = RuleTexts::new(index);
+    let mut texts = RuleTexts::taken(index, shared);
     for (slot, policy) in governed {
         let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
         let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
@@ -276,6 +276,7 @@ fn judge<'a>(
             );
         }
     }
+    texts.give_back(shared);
     out
 }
 
@@ -303,6 +304,9 @@ type SlotHeld<'x, 'a> = (
     u32,
 );
 
+/// Permissions held per namespace, in name order.
+type NsIter<'m, 'n> = std::collections::btree_map::Iter<'m, &'n Name, FixedBitSet>;
+
 fn policy_violations(
     policy: &Policy,
     subject: &Identity,
@@ -326,11 +330,11 @@ fn policy_violations(
         return;
     }
     let mut cluster = FixedBitSet::with_capacity(n);
-    let mut per_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
+    let mut own_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
     for h in own {
         match h.namespace {
             None => cluster.insert(h.permission as usize),
-            Some(ns) => per_ns
+            Some(ns) => own_ns
                 .entry(ns)
                 .or_insert_with(|| FixedBitSet::with_capacity(n))
                 .insert(h.permission as usize),
@@ -338,12 +342,6 @@ fn policy_violations(
     }
     for (_, s) in grafts {
         cluster.union_with(&s.cluster);
-        for (ns, bs) in &s.per_ns {
-            per_ns
-                .entry(ns)
-                .or_insert_with(|| FixedBitSet::with_capacity(n))
-                .union_with(bs);
-        }
     }
     let own_scopes = ByScope::of(own);
     let mut emit = |namespace: &str, duties: Vec<usize>, scope: Option<Option<&Name>>| {
@@ -371,9 +369,25 @@ fn policy_violations(
             if star_violates {
                 emit(CLUSTER_WIDE, star.clone(), Some(None));
             }
-            for (ns, perms) in &per_ns {
-                let mut u = cluster.clone();
-                u.union_with(perms);
+            // The namespaces in name order, each with the union of what the
+            // subject and its grafts hold there. A summary holds something
+            // in most namespaces: its sorted list is merged, not copied.
+            let mut lists: Vec<std::iter::Peekable<NsIter<'_, '_>>> =
+                std::iter::once(own_ns.iter().peekable())
+                    .chain(grafts.iter().map(|(_, s)| s.per_ns.iter().peekable()))
+                    .collect();
+            let mut u = FixedBitSet::with_capacity(n);
+            while let Some(ns) = lists
+                .iter_mut()
+                .filter_map(|l| l.peek().map(|(ns, _)| **ns))
+                .min()
+            {
+                u.clone_from(&cluster);
+                for l in &mut lists {
+                    if let Some((_, perms)) = l.next_if(|(other, _)| **other == ns) {
+                        u.union_with(perms);
+                    }
+                }
                 let d = duties_held(policy, &u);
                 if d.len() > policy.max_duties && !(star_violates && d == star) {
                     emit(ns, d, Some(Some(ns)));
@@ -486,19 +500,35 @@ pub(crate) fn path(index: &Index, h: &Held<'_>) -> Path {
 }
 
 /// The rules of explanation steps as written for people, per (role, source,
-/// rule, permission focused on) by address, within one subject's judging: a
-/// subject violating in hundreds of namespaces shows the same few rules in
-/// each, and writing a rule costs more than the rest of its path.
+/// rule, permission focused on) by address: a subject violating in hundreds
+/// of namespaces shows the same few rules in each, and writing a rule costs
+/// more than the rest of its path. Kept in the [`Shared`] of an evaluation
+/// (taken for one subject's judging, then given back), so that every subject
+/// shares them.
 struct RuleTexts<'i> {
     index: &'i Index,
-    texts: HashMap<(usize, usize, u32, usize), std::sync::Arc<str>>,
+    texts: RuleTextCache,
 }
 
 impl<'i> RuleTexts<'i> {
     fn new(index: &'i Index) -> Self {
         RuleTexts {
             index,
-            texts: HashMap::new(),
+            texts: RuleTextCache::default(),
+        }
+    }
+
+    /// The texts kept in `shared`, if any, until [`RuleTexts::give_back`].
+    fn taken(index: &'i Index, shared: Option<&Shared<'_>>) -> Self {
+        RuleTexts {
+            index,
+            texts: shared.map(|s| s.rule_texts.take()).unwrap_or_default(),
+        }
+    }
+
+    fn give_back(self, shared: Option<&Shared<'_>>) {
+        if let Some(s) = shared {
+            s.rule_texts.replace(self.texts);
         }
     }
 }

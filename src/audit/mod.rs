@@ -261,19 +261,19 @@ fn violation_key(v: &Violation) -> String {
 }
 
 /// Where an event about `subject` goes: its ServiceAccount, or the policy.
-fn event_target(subject: &Identity, policy: &str) -> ObjectReference {
+fn event_target(subject: &Identity, policy: &Name) -> ObjectReference {
     match subject {
         Identity::ServiceAccount { namespace, name } => ObjectReference {
             api_version: Some("v1".into()),
             kind: "ServiceAccount".into(),
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
+            namespace: Some(namespace.clone()),
+            name: name.clone(),
         },
         _ => ObjectReference {
             api_version: Some(crate::crd::API_VERSION.into()),
             kind: "SoDPolicy".into(),
             namespace: None,
-            name: policy.to_string(),
+            name: policy.clone(),
         },
     }
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Excused, Violation};
@@ -28,6 +29,9 @@ const NAME: &str = "sodguard";
 /// A report's words: most are the same few constants in every result (an
 /// audit at 100k bindings writes ~90,000 results), so they are not copied.
 pub type Text = Cow<'static, str>;
+
+/// A result's properties, by name.
+pub type Properties = LiteMap<Text, Name>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -79,14 +83,14 @@ pub struct ObjectReference {
     pub api_version: Option<Text>,
     pub kind: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
+    pub namespace: Option<Name>,
+    pub name: Name,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportResult {
-    pub policy: String,
+    pub policy: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Text>,
     /// `fail`, `warn` or `skip`.
@@ -102,8 +106,10 @@ pub struct ReportResult {
     pub message: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ObjectReference>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub properties: BTreeMap<Text, String>,
+    /// A few entries: a sorted list, not a tree (a tree's node is larger
+    /// than all of them, times ~90,000 results at 100k bindings).
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    pub properties: Properties,
 }
 
 fn is_empty(s: &Arc<str>) -> bool {
@@ -242,26 +248,26 @@ pub(crate) fn subject_ref(id: &Identity) -> ObjectReference {
         Identity::ServiceAccount { namespace, name } => ObjectReference {
             api_version: Some("v1".into()),
             kind: "ServiceAccount".into(),
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
+            namespace: Some(namespace.clone()),
+            name: name.clone(),
         },
         Identity::User(n) | Identity::Group(n) => ObjectReference {
             api_version: Some("rbac.authorization.k8s.io/v1".into()),
             kind: id.kind().into(),
             namespace: None,
-            name: n.to_string(),
+            name: n.clone(),
         },
     }
 }
 
 fn base(
-    policy: &str,
+    policy: &Name,
     rule: &'static str,
     result: &'static str,
     severity: &'static str,
 ) -> ReportResult {
     ReportResult {
-        policy: policy.into(),
+        policy: policy.clone(),
         rule: Some(rule.into()),
         result: result.into(),
         category: Some(CATEGORY.into()),
@@ -269,7 +275,7 @@ fn base(
         source: Some(SOURCE.into()),
         message: Arc::from(""),
         resources: Vec::new(),
-        properties: BTreeMap::new(),
+        properties: Properties::new(),
     }
 }
 
@@ -314,12 +320,12 @@ fn write_violation_message(v: &Violation, m: &mut String) {
     }
 }
 
-fn violation_props(v: &Violation) -> BTreeMap<Text, String> {
+fn violation_props(v: &Violation) -> Properties {
     let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
-    BTreeMap::from([
-        ("namespace".into(), v.namespace.to_string()),
-        ("duties".into(), duties.join(",")),
-        ("actions".into(), v.actions.names().join(",")),
+    Properties::from_iter([
+        ("namespace".into(), v.namespace.clone()),
+        ("duties".into(), duties.join(",").into()),
+        ("actions".into(), v.actions.names().join(",").into()),
     ])
 }
 
@@ -339,8 +345,8 @@ pub(crate) fn violation_result(v: &Violation, buf: &mut String) -> ReportResult 
 
 pub(crate) fn excused_result(x: &Excused) -> ReportResult {
     let mut properties = violation_props(&x.violation);
-    properties.insert("exception".into(), x.exception.to_string());
-    properties.insert("expiresAt".into(), x.expires_at.to_string());
+    properties.insert("exception".into(), x.exception.clone());
+    properties.insert("expiresAt".into(), x.expires_at.to_string().into());
     ReportResult {
         message: format!(
             "excused by SoDException {} until {}: {}",
@@ -367,14 +373,14 @@ pub(crate) fn break_glass_result(e: &Exception, end: Timestamp, due: Timestamp) 
                 api_version: Some(crate::crd::API_VERSION.into()),
                 kind: "SoDException".into(),
                 namespace: None,
-                name: e.name.to_string(),
+                name: e.name.clone(),
             },
             subject_ref(&e.subject),
         ],
-        properties: BTreeMap::from([
-            ("exception".into(), e.name.to_string()),
-            ("endedAt".into(), end.to_string()),
-            ("reviewDue".into(), due.to_string()),
+        properties: Properties::from_iter([
+            ("exception".into(), e.name.clone()),
+            ("endedAt".into(), end.to_string().into()),
+            ("reviewDue".into(), due.to_string().into()),
         ]),
         ..base(&e.policy, "break-glass-review", "fail", "high")
     }
@@ -386,9 +392,9 @@ pub(crate) fn grant_result(
     st: &crate::engine::GrantStanding,
 ) -> ReportResult {
     let binding = g.binding_key();
-    let mut properties = BTreeMap::new();
+    let mut properties = Properties::new();
     if let Some(e) = st.expires_at {
-        properties.insert("expiresAt".into(), e.to_string());
+        properties.insert("expiresAt".into(), e.to_string().into());
     }
     properties.insert("phase".into(), st.phase.as_str().into());
     ReportResult {
@@ -405,11 +411,11 @@ pub(crate) fn grant_result(
         resources: vec![ObjectReference {
             api_version: Some("rbac.authorization.k8s.io/v1".into()),
             kind: binding.kind().into(),
-            namespace: binding.namespace.as_ref().map(|n| n.to_string()),
-            name: binding.name.to_string(),
+            namespace: binding.namespace.clone(),
+            name: binding.name.clone(),
         }],
         properties,
-        ..base(&g.key().to_string(), "expired-grant-bound", "fail", "high")
+        ..base(&g.key().to_string().into(), "expired-grant-bound", "fail", "high")
     }
 }
 
@@ -422,18 +428,18 @@ pub(crate) fn token_result(
     let secret = ObjectReference {
         api_version: Some("v1".into()),
         kind: "Secret".into(),
-        namespace: Some(t.namespace.to_string()),
-        name: t.name.to_string(),
+        namespace: Some(t.namespace.clone()),
+        name: t.name.clone(),
     };
-    let mut properties = BTreeMap::from([("namespace".into(), t.namespace.to_string())]);
+    let mut properties = Properties::from_iter([("namespace".into(), t.namespace.clone())]);
     if let Some(c) = t.created {
-        properties.insert("createdAt".into(), c.to_string());
+        properties.insert("createdAt".into(), c.to_string().into());
     }
     let (rule, result, message) = match stale {
         Some(max) => {
             // Not its age: a finding's text must not change from one audit
             // to the next while the Secret only ages (no report churn).
-            properties.insert("maxAge".into(), format!("{max:#}"));
+            properties.insert("maxAge".into(), format!("{max:#}").into());
             (
                 "stale-token",
                 "fail",

@@ -407,8 +407,8 @@ impl Controller {
             let reference = K8sRef {
                 api_version: e.on.api_version.as_deref().map(String::from),
                 kind: Some(e.on.kind.to_string()),
-                namespace: e.on.namespace.clone(),
-                name: Some(e.on.name.clone()),
+                namespace: e.on.namespace.as_deref().map(String::from),
+                name: Some(e.on.name.to_string()),
                 ..K8sRef::default()
             };
             let event = Event {

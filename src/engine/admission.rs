@@ -1025,10 +1025,8 @@ impl<'i> AlreadyHeld<'i> {
         let set = common(self.guard);
         let guard = self.guard;
         principals(subject).into_iter().any(|(principal, _)| {
-            guard.bindings_naming(&principal).iter().any(|key| {
-                let Some(b) = guard.binding(key) else {
-                    return false;
-                };
+            guard.bindings_naming(&principal).iter().any(|b| {
+                let key = &b.key;
                 b.key.namespace.as_ref().is_none_or(|n| n == ns)
                     && self.untouched(key, &b.role)
                     && guard.role(&b.role).is_some_and(|e| {
@@ -1087,8 +1085,8 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
         }
         let mut h = role;
         for (principal, _) in principals(t) {
-            for bkey in index.bindings_naming(&principal) {
-                let role = index.binding(bkey).and_then(|b| index.role(&b.role));
+            for b in index.bindings_naming(&principal) {
+                let role = index.role(&b.role);
                 for d in role.into_iter().flat_map(|e| e.derives.iter()) {
                     h.add(&d.power);
                 }

@@ -174,7 +174,7 @@ impl<'a> Graft<'a> {
 #[derive(Debug, Default)]
 pub struct ByScope<'n> {
     cluster: Vec<usize>,
-    namespaces: HashMap<&'n Name, Vec<usize>>,
+    namespaces: FastMap<&'n Name, Vec<usize>>,
 }
 
 impl<'n> ByScope<'n> {
@@ -196,34 +196,61 @@ impl<'n> ByScope<'n> {
         &'x self,
         held: &'x [Held<'a>],
         scope: Option<Option<&Name>>,
-    ) -> Box<dyn Iterator<Item = &'x Held<'a>> + 'x> {
-        match scope {
-            None => Box::new(held.iter()),
-            Some(None) => Box::new(self.cluster.iter().map(move |&i| &held[i])),
-            Some(Some(ns)) => {
-                let a = &self.cluster;
-                let b = self.namespaces.get(ns).map_or(&[][..], Vec::as_slice);
-                let (mut i, mut j) = (0, 0);
-                Box::new(std::iter::from_fn(move || {
-                    let k = match (a.get(i), b.get(j)) {
-                        (Some(&x), Some(&y)) if x < y => {
-                            i += 1;
-                            x
-                        }
-                        (_, Some(&y)) => {
-                            j += 1;
-                            y
-                        }
-                        (Some(&x), None) => {
-                            i += 1;
-                            x
-                        }
-                        (None, None) => return None,
-                    };
-                    held.get(k)
-                }))
-            }
+    ) -> Within<'x, 'a> {
+        let (all, a, b): (bool, &[usize], &[usize]) = match scope {
+            None => (true, &[], &[]),
+            Some(None) => (false, &self.cluster, &[]),
+            Some(Some(ns)) => (
+                false,
+                &self.cluster,
+                self.namespaces.get(ns).map_or(&[][..], Vec::as_slice),
+            ),
+        };
+        Within {
+            held,
+            all: all.then_some(0),
+            a,
+            b,
         }
+    }
+}
+
+/// [`ByScope::within`]: every holding in order, or two sorted lists of
+/// positions merged (a violation asks this per graft and duty: no
+/// allocation).
+pub(crate) struct Within<'x, 'a> {
+    held: &'x [Held<'a>],
+    /// Every holding, from this position.
+    all: Option<usize>,
+    a: &'x [usize],
+    b: &'x [usize],
+}
+
+impl<'x, 'a> Iterator for Within<'x, 'a> {
+    type Item = &'x Held<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(i) = &mut self.all {
+            let h = self.held.get(*i)?;
+            *i += 1;
+            return Some(h);
+        }
+        let k = match (self.a.first(), self.b.first()) {
+            (Some(&x), Some(&y)) if x < y => {
+                self.a = &self.a[1..];
+                x
+            }
+            (_, Some(&y)) => {
+                self.b = &self.b[1..];
+                y
+            }
+            (Some(&x), None) => {
+                self.a = &self.a[1..];
+                x
+            }
+            (None, None) => return None,
+        };
+        self.held.get(k)
     }
 }
 
@@ -930,10 +957,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         let index = self.index;
         let mut work: Vec<Item<'a>> = Vec::new();
         for (principal, via) in principals(id) {
-            for bkey in index.bindings_naming(&principal) {
-                let Some(binding) = index.binding(bkey) else {
-                    continue;
-                };
+            for binding in index.bindings_naming(&principal) {
                 // R2.3: a binding to a missing role grants nothing.
                 let Some(entry) = index.role(&binding.role) else {
                     continue;

@@ -78,7 +78,10 @@ pub struct Index {
     service_accounts: CowMap<Name, BTreeSet<Name>>,
     roles: CowMap<RoleKey, Arc<RoleEntry>>,
     bindings: CowMap<BindingKey, Arc<Binding>>,
-    by_subject: CowMap<Identity, Vec<BindingKey>>,
+    /// The bindings themselves, not their keys: a walk visits the bindings
+    /// of every subject it reaches, and a second lookup per binding was a
+    /// tenth of an audit.
+    by_subject: CowMap<Identity, Vec<Arc<Binding>>>,
     /// namespace → ServiceAccounts a binding names that do not exist:
     /// impersonating one needs no ServiceAccount object, and its bindings
     /// apply (R9.1), so an impersonator of them holds what they name.
@@ -329,10 +332,11 @@ impl Index {
     fn put_binding(&mut self, mut b: Binding) -> Option<Binding> {
         self.canon_binding(&mut b);
         let previous = self.take_binding(&b.key);
+        let b = Arc::new(b);
         for s in &b.subjects {
             self.by_subject
                 .get_or_insert_with(s.clone(), Vec::new)
-                .push(b.key.clone());
+                .push(b.clone());
         }
         Arc::make_mut(
             self.by_role
@@ -343,7 +347,7 @@ impl Index {
         for s in &b.subjects {
             self.refresh_named(s);
         }
-        self.bindings.insert(b.key.clone(), Arc::new(b));
+        self.bindings.insert(b.key.clone(), b);
         previous
     }
 
@@ -387,7 +391,14 @@ impl Index {
     fn take_binding(&mut self, key: &BindingKey) -> Option<Binding> {
         let b = self.bindings.remove(key)?;
         for s in &b.subjects {
-            unlink(&mut self.by_subject, s, key);
+            if let Some(v) = self.by_subject.get_mut(s) {
+                if let Some(i) = v.iter().position(|x| x.key == *key) {
+                    v.swap_remove(i);
+                }
+                if v.is_empty() {
+                    self.by_subject.remove(s);
+                }
+            }
         }
         for s in &b.subjects {
             self.refresh_named(s);
@@ -571,7 +582,7 @@ impl Index {
     }
 
     /// The bindings that name `id` as a subject.
-    pub fn bindings_naming(&self, id: &Identity) -> &[BindingKey] {
+    pub fn bindings_naming(&self, id: &Identity) -> &[Arc<Binding>] {
         self.by_subject.get(id).map_or(&[], Vec::as_slice)
     }
 

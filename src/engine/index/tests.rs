@@ -323,6 +323,7 @@ fn names_are_interned() {
     let keys: Vec<&BindingKey> = index
         .bindings_naming(&Identity::service_account("payments", "api"))
         .iter()
+        .map(|b| &b.key)
         .collect();
     assert_eq!(keys.len(), 3);
     let a = keys[0].namespace.as_ref().unwrap();

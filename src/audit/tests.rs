@@ -83,7 +83,10 @@ fn a_denied_violation_is_a_fail_result_in_its_namespace_report_with_the_paths() 
         "{}",
         r.message
     );
-    assert_eq!(r.properties.get("duties").map(|v| &**v), Some("secret-admin,secret-use"));
+    assert_eq!(
+        r.properties.get("duties").map(|v| &**v),
+        Some("secret-admin,secret-use")
+    );
     let p = &a.policies["p"];
     assert_eq!((p.violations, p.excused), (1, 0));
     assert_eq!(p.by_action.get("Deny"), Some(&1));
@@ -128,7 +131,10 @@ fn a_cluster_wide_violation_goes_to_the_cluster_report() {
     assert_eq!(reps.len(), 1);
     assert_eq!(reps[0].kind, "ClusterPolicyReport");
     assert_eq!(reps[0].api_version, "wgpolicyk8s.io/v1alpha2");
-    assert_eq!(reps[0].results[0].properties.get("namespace").map(|v| &**v), Some("*"));
+    assert_eq!(
+        reps[0].results[0].properties.get("namespace").map(|v| &**v),
+        Some("*")
+    );
 }
 
 #[test]
@@ -140,7 +146,10 @@ fn an_excused_violation_is_a_skip_naming_the_exception_and_its_expiry() {
     let r = &ns_results(&a, "pay")[0];
     assert_eq!(r.result, "skip");
     assert_eq!(r.properties.get("exception").map(|v| &**v), Some("x"));
-    assert_eq!(r.properties.get("expiresAt").map(|v| &**v), Some("2026-11-28T18:00:00Z"));
+    assert_eq!(
+        r.properties.get("expiresAt").map(|v| &**v),
+        Some("2026-11-28T18:00:00Z")
+    );
     assert_eq!(
         (a.policies["p"].violations, a.policies["p"].excused),
         (0, 1)

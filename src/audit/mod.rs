@@ -117,6 +117,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
         );
     }
     let mut buf = String::new();
+    a.events.reserve_exact(ev.violations.len());
     for v in &ev.violations {
         if let Some(p) = a.policies.get_mut(&v.policy) {
             p.violations += 1;

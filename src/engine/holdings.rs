@@ -254,6 +254,25 @@ impl<'x, 'a> Iterator for Within<'x, 'a> {
     }
 }
 
+/// The groups a cluster-wide impersonator of any ServiceAccount is in
+/// (R1.4), as [`Walk::any_service_account`] reaches them: `covered`, only
+/// those of namespaces without a ServiceAccount.
+fn service_account_groups(index: &Index, covered: bool) -> Vec<Identity> {
+    let mut groups: Vec<Identity> = index
+        .service_account_groups()
+        .filter(|g| {
+            !covered
+                || g.strip_prefix(SERVICEACCOUNTS_OF)
+                    .is_none_or(|ns| index.service_accounts_in(ns).next().is_none())
+        })
+        .map(|g| Identity::Group(g.clone()))
+        .collect();
+    if !covered || index.service_accounts().next().is_none() {
+        groups.insert(0, Identity::Group(Name::from(ALL_SERVICEACCOUNTS)));
+    }
+    groups
+}
+
 /// The principals an identity acts as without any derivation, with how it
 /// reaches each.
 pub(super) fn principals(id: &Identity) -> Vec<(Identity, Via)> {
@@ -314,6 +333,9 @@ pub struct Shared<'a> {
     /// this `Shared`: the same few rules explain the paths of thousands of
     /// subjects.
     pub(crate) rule_texts: RefCell<RuleTextCache>,
+    /// [`service_account_groups`], not covered and covered: the same for
+    /// every walk of the state, and listing them looks up every namespace.
+    sa_groups: [std::cell::OnceCell<Rc<Vec<Identity>>>; 2],
     /// Walks with this `Shared` stop at this time (a decision's budget):
     /// their holdings, and the summaries made meanwhile, are then partial
     /// and `interrupted` says so.
@@ -816,7 +838,7 @@ struct Walk<'a, 'h> {
     set: DerivedSet,
     slots: Option<&'h [u32]>,
     out: &'h mut Holdings<'a>,
-    seen: HashSet<Identity>,
+    seen: FastSet<Identity>,
     /// The identities reached by the level being visited, for the next,
     /// with the ServiceAccount their path starts from in a summary.
     next: Vec<Reached<'a>>,
@@ -839,7 +861,7 @@ struct Walk<'a, 'h> {
     append_better: bool,
     /// A subject's walk (not a summary's) with `shared`: the namespaces whose
     /// summary it grafted, whose ServiceAccounts it reaches already.
-    grafted_ns: Option<HashSet<&'a Name>>,
+    grafted_ns: Option<FastSet<&'a Name>>,
     /// With `shared`: the depth at which this walk first paired each
     /// (bind power, scope, roles) and bound each (role, scope), so an
     /// identity reached later that can bind the same roles (every holder of
@@ -879,7 +901,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             set,
             slots,
             out,
-            seen: HashSet::new(),
+            seen: FastSet::default(),
             next: Vec::new(),
             mounts: None,
             shared,
@@ -944,7 +966,7 @@ impl<'a, 'h> Walk<'a, 'h> {
         }
         self.seen.insert(subject.clone());
         if self.shared.is_some() {
-            self.grafted_ns = Some(HashSet::new());
+            self.grafted_ns = Some(FastSet::default());
             // Only the best holding per (policy, permission, namespace) can
             // be shown or counted.
             self.reduce = Some(FastMap::default());
@@ -1201,21 +1223,14 @@ impl<'a, 'h> Walk<'a, 'h> {
             Some(true) if covered => return,
             _ => self.any_sas_done = Some(covered),
         }
-        let index = self.index;
-        let mut groups: Vec<Identity> = index
-            .service_account_groups()
-            .filter(|g| {
-                !covered
-                    || g.strip_prefix(SERVICEACCOUNTS_OF)
-                        .is_none_or(|ns| index.service_accounts_in(ns).next().is_none())
-            })
-            .map(|g| Identity::Group(g.clone()))
-            .collect();
-        if !covered || index.service_accounts().next().is_none() {
-            groups.insert(0, Identity::Group(Name::from(ALL_SERVICEACCOUNTS)));
-        }
-        for g in groups {
-            self.acts_as(item, d, g);
+        let groups = match self.shared {
+            Some(shared) => shared.sa_groups[usize::from(covered)]
+                .get_or_init(|| Rc::new(service_account_groups(self.index, covered)))
+                .clone(),
+            None => Rc::new(service_account_groups(self.index, covered)),
+        };
+        for g in groups.iter() {
+            self.acts_as(item, d, g.clone());
         }
     }
 
@@ -1223,19 +1238,18 @@ impl<'a, 'h> Walk<'a, 'h> {
         // The summaries cover the ServiceAccounts that exist; a missing one
         // (impersonated) is walked on its own.
         if let Identity::ServiceAccount { namespace, .. } = &id
-            && self.index.exists(&id)
             && (self.all_sas
                 || self
                     .grafted_ns
                     .as_ref()
                     .is_some_and(|g| g.contains(namespace)))
+            && self.index.exists(&id)
         {
             return;
         }
-        if self.seen.contains(&id) {
+        if !self.seen.insert(id.clone()) {
             return;
         }
-        self.seen.insert(id.clone());
         let hop = self.hop(item, d, Reach::ActsAs(id.clone()));
         self.next.push((id, Some(hop), self.root.clone()));
     }

@@ -22,8 +22,10 @@ use std::rc::Rc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
-use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
+use crate::model::Binding;
+use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
+use std::sync::Arc;
 
 /// How the subject reaches the principal whose binding grants a permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -333,6 +335,14 @@ pub struct Shared<'a> {
     /// this `Shared`: the same few rules explain the paths of thousands of
     /// subjects.
     pub(crate) rule_texts: RefCell<RuleTextCache>,
+    /// The bindings of the groups every ServiceAccount, and every user, is
+    /// in: a summary's walk visits 50,000 identities in them.
+    group_bindings: [std::cell::OnceCell<&'a [Arc<Binding>]>; 2],
+    /// The role of each binding a walk visited, by the binding's address in
+    /// the index: a ServiceAccount's bindings are visited by the cluster's
+    /// summary, its namespace's and its own walk, and looking a role up by
+    /// name costs more than the rest of the visit.
+    roles_of: RefCell<FastMap<usize, Option<&'a RoleEntry>>>,
     /// [`service_account_groups`], not covered and covered: the same for
     /// every walk of the state, and listing them looks up every namespace.
     sa_groups: [std::cell::OnceCell<Rc<Vec<Identity>>>; 2],
@@ -979,9 +989,9 @@ impl<'a, 'h> Walk<'a, 'h> {
         let index = self.index;
         let mut work: Vec<Item<'a>> = Vec::new();
         for (principal, via) in principals(id) {
-            for binding in index.bindings_naming(&principal) {
+            for binding in self.bindings_naming(&principal) {
                 // R2.3: a binding to a missing role grants nothing.
-                let Some(entry) = index.role(&binding.role) else {
+                let Some(entry) = self.role_of(binding) else {
                     continue;
                 };
                 work.push(Item {
@@ -1025,6 +1035,36 @@ impl<'a, 'h> Walk<'a, 'h> {
             if work.is_empty() {
                 break;
             }
+        }
+    }
+
+    /// [`Index::bindings_naming`], the same for every identity of the
+    /// walks sharing `shared` for the groups of all.
+    fn bindings_naming(&self, principal: &Identity) -> &'a [Arc<Binding>] {
+        let index = self.index;
+        if let (Some(shared), Identity::Group(g)) = (self.shared, principal) {
+            let all = match &**g {
+                ALL_SERVICEACCOUNTS => Some(0),
+                ALL_AUTHENTICATED => Some(1),
+                _ => None,
+            };
+            if let Some(i) = all {
+                return shared.group_bindings[i].get_or_init(|| index.bindings_naming(principal));
+            }
+        }
+        index.bindings_naming(principal)
+    }
+
+    /// [`Index::role`] of `binding`'s role, kept in `shared`.
+    fn role_of(&self, binding: &'a Binding) -> Option<&'a RoleEntry> {
+        let index = self.index;
+        match self.shared {
+            Some(shared) => *shared
+                .roles_of
+                .borrow_mut()
+                .entry(std::ptr::from_ref(binding) as usize)
+                .or_insert_with(|| index.role(&binding.role)),
+            None => index.role(&binding.role),
         }
     }
 

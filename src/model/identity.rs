@@ -1,6 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::Name;
 
@@ -101,14 +101,18 @@ impl Identity {
     /// The groups the cluster itself puts this identity in (R1.4). Other
     /// memberships of users live in the identity provider and are unknown.
     pub fn implicit_groups(&self) -> Vec<Identity> {
-        let g = |s: &str| Identity::Group(Arc::from(s));
+        // The two groups of every ServiceAccount or user are named once:
+        // a walk asks this of every identity it reaches.
+        static ALL_SAS: LazyLock<Name> = LazyLock::new(|| Arc::from(ALL_SERVICEACCOUNTS));
+        static ALL_USERS: LazyLock<Name> = LazyLock::new(|| Arc::from(ALL_AUTHENTICATED));
+        let g = |s: &LazyLock<Name>| Identity::Group(Name::clone(s));
         match self {
             Identity::ServiceAccount { namespace, .. } => vec![
-                g(ALL_SERVICEACCOUNTS),
-                g(&format!("{SERVICEACCOUNTS_OF}{namespace}")),
-                g(ALL_AUTHENTICATED),
+                g(&ALL_SAS),
+                Identity::Group(Arc::from(format!("{SERVICEACCOUNTS_OF}{namespace}"))),
+                g(&ALL_USERS),
             ],
-            Identity::User(_) => vec![g(ALL_AUTHENTICATED)],
+            Identity::User(_) => vec![g(&ALL_USERS)],
             Identity::Group(_) => Vec::new(),
         }
     }

@@ -116,7 +116,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
             },
         );
     }
-    let mut buf = String::new();
+    let mut scratch = report::Scratch::default();
     a.events.reserve_exact(ev.violations.len());
     for v in &ev.violations {
         if let Some(p) = a.policies.get_mut(&v.policy) {
@@ -125,7 +125,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
                 *p.by_action.entry(action).or_default() += 1;
             }
         }
-        let result = report::violation_result(v, &mut buf);
+        let result = report::violation_result(v, &mut scratch);
         // The result's message is the event's note, shared: at 100k bindings
         // with derived holdings an audit has ~90,000 of them, and the
         // controller raises at most a hundred events per audit.

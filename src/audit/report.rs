@@ -12,7 +12,7 @@ use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Excused, Violation};
-use crate::model::{CLUSTER_WIDE, Exception, Identity, Name, Policy, TokenSecret};
+use crate::model::{Actions, CLUSTER_WIDE, Exception, Identity, Name, Policy, TokenSecret};
 
 /// Results per report at most: larger reports are split, so that no object
 /// nears etcd's size limit and no reader loads a huge one.
@@ -329,16 +329,57 @@ fn violation_props(v: &Violation) -> Properties {
     ])
 }
 
-/// `buf` is scratch space, reused from one violation to the next: the
-/// message is written once, then copied once into what it is shared as.
-pub(crate) fn violation_result(v: &Violation, buf: &mut String) -> ReportResult {
+/// What one audit writes of its violations' results again and again,
+/// kept from one violation to the next.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// Each message is written here once, then copied once into what it
+    /// is shared as.
+    buf: String,
+    /// The joined words of the few action sets and duty lists that ~90,000
+    /// results name, each made once.
+    actions: Vec<(Actions, Name)>,
+    duties: Vec<(Vec<Name>, Name)>,
+}
+
+/// Distinct duty lists kept at most: past them, each is joined anew.
+const DUTY_LISTS: usize = 64;
+
+impl Scratch {
+    fn actions(&mut self, a: Actions) -> Name {
+        if let Some((_, n)) = self.actions.iter().find(|(x, _)| *x == a) {
+            return n.clone();
+        }
+        let n: Name = a.names().join(",").into();
+        self.actions.push((a, n.clone()));
+        n
+    }
+
+    fn duties(&mut self, d: &[Name]) -> Name {
+        if let Some((_, n)) = self.duties.iter().find(|(x, _)| x == d) {
+            return n.clone();
+        }
+        let words: Vec<&str> = d.iter().map(|d| &**d).collect();
+        let n: Name = words.join(",").into();
+        if self.duties.len() < DUTY_LISTS {
+            self.duties.push((d.to_vec(), n.clone()));
+        }
+        n
+    }
+}
+
+pub(crate) fn violation_result(v: &Violation, w: &mut Scratch) -> ReportResult {
     let result = if v.actions.deny { "fail" } else { "warn" };
-    buf.clear();
-    write_violation_message(v, buf);
+    w.buf.clear();
+    write_violation_message(v, &mut w.buf);
     ReportResult {
-        message: Arc::from(buf.as_str()),
+        message: Arc::from(w.buf.as_str()),
         resources: vec![subject_ref(&v.subject)],
-        properties: violation_props(v),
+        properties: Properties::from_iter([
+            ("namespace".into(), v.namespace.clone()),
+            ("duties".into(), w.duties(&v.duties)),
+            ("actions".into(), w.actions(v.actions)),
+        ]),
         ..base(&v.policy, "duties", result, "high")
     }
 }

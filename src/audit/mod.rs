@@ -251,14 +251,21 @@ impl Audit {
 }
 
 fn violation_key(v: &Violation) -> String {
-    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
-    format!(
-        "{}|{}|{}|{}",
-        v.policy,
-        v.subject,
-        v.namespace,
-        duties.join(",")
-    )
+    use std::fmt::Write as _;
+    let mut k = String::with_capacity(96);
+    k.push_str(&v.policy);
+    k.push('|');
+    let _ = write!(k, "{}", v.subject);
+    k.push('|');
+    k.push_str(&v.namespace);
+    k.push('|');
+    for (i, d) in v.duties.iter().enumerate() {
+        if i > 0 {
+            k.push(',');
+        }
+        k.push_str(d);
+    }
+    k
 }
 
 /// Where an event about `subject` goes: its ServiceAccount, or the policy.

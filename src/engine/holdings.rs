@@ -716,39 +716,70 @@ pub struct ReachText<'h>(pub DerivedKind, pub &'h Reach);
 
 impl fmt::Display for ReachText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scope = |ns: &Option<Name>| match ns {
-            Some(ns) => format!("in {ns}"),
-            None => "cluster-wide".to_string(),
-        };
-        let who = |id: &Identity| match id {
-            Identity::ServiceAccount { namespace, name } => {
-                format!("ServiceAccount {namespace}/{name}")
+        // Written in pieces, no string made on the way: every derived step
+        // of every explanation path is written here.
+        fn scope(f: &mut fmt::Formatter<'_>, ns: &Option<Name>) -> fmt::Result {
+            match ns {
+                Some(ns) => {
+                    f.write_str("in ")?;
+                    f.write_str(ns)
+                }
+                None => f.write_str("cluster-wide"),
             }
-            Identity::User(n) => format!("User {n}"),
-            Identity::Group(n) => format!("Group {n}"),
-        };
+        }
+        fn who(f: &mut fmt::Formatter<'_>, id: &Identity) -> fmt::Result {
+            match id {
+                Identity::ServiceAccount { namespace, name } => {
+                    f.write_str("ServiceAccount ")?;
+                    f.write_str(namespace)?;
+                    f.write_str("/")?;
+                    f.write_str(name)
+                }
+                Identity::User(n) => {
+                    f.write_str("User ")?;
+                    f.write_str(n)
+                }
+                Identity::Group(n) => {
+                    f.write_str("Group ")?;
+                    f.write_str(n)
+                }
+            }
+        }
         match (self.0, self.1) {
             (DerivedKind::WorkloadCreation | DerivedKind::PodExec, Reach::ActsAs(id)) => {
-                write!(f, "runs as {}", who(id))
+                f.write_str("runs as ")?;
+                who(f, id)
             }
             (DerivedKind::TokenRequest, Reach::ActsAs(id)) => {
-                write!(f, "mints a token of {}", who(id))
+                f.write_str("mints a token of ")?;
+                who(f, id)
             }
-            (_, Reach::ActsAs(id)) => write!(f, "impersonates {}", who(id)),
-            (_, Reach::Mounts(ns)) => write!(
-                f,
-                "mounts Secrets and ConfigMaps {}",
+            (_, Reach::ActsAs(id)) => {
+                f.write_str("impersonates ")?;
+                who(f, id)
+            }
+            (_, Reach::Mounts(ns)) => {
+                f.write_str("mounts Secrets and ConfigMaps ")?;
                 match ns {
-                    Some(ns) => format!("of {ns}"),
-                    None => "of every namespace".into(),
+                    Some(ns) => {
+                        f.write_str("of ")?;
+                        f.write_str(ns)
+                    }
+                    None => f.write_str("of every namespace"),
                 }
-            ),
-            (_, Reach::Binds(role, ns)) => write!(f, "binds {role} {}", scope(ns)),
+            }
+            (_, Reach::Binds(role, ns)) => {
+                f.write_str("binds ")?;
+                fmt::Display::fmt(role, f)?;
+                f.write_str(" ")?;
+                scope(f, ns)
+            }
             (DerivedKind::Impersonation, Reach::Everything(_)) => {
-                write!(f, "impersonates any group (system:masters): every duty")
+                f.write_str("impersonates any group (system:masters): every duty")
             }
             (_, Reach::Everything(ns)) => {
-                write!(f, "escalates roles: every duty {}", scope(ns))
+                f.write_str("escalates roles: every duty ")?;
+                scope(f, ns)
             }
         }
     }

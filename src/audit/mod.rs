@@ -143,7 +143,10 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
             p.excused += 1;
         }
         *excused_by.entry(&x.exception).or_default() += 1;
-        a.add(x.violation.namespace.clone(), report::excused_result(x));
+        a.add(
+            x.violation.namespace.clone(),
+            report::excused_result(x, &mut scratch),
+        );
     }
     for e in index.exceptions() {
         let s = standing(index, e, now);

@@ -320,15 +320,6 @@ fn write_violation_message(v: &Violation, m: &mut String) {
     }
 }
 
-fn violation_props(v: &Violation) -> Properties {
-    let duties: Vec<&str> = v.duties.iter().map(|d| &**d).collect();
-    Properties::from_iter([
-        ("namespace".into(), v.namespace.clone()),
-        ("duties".into(), duties.join(",").into()),
-        ("actions".into(), v.actions.names().join(",").into()),
-    ])
-}
-
 /// What one audit writes of its violations' results again and again,
 /// kept from one violation to the next.
 #[derive(Default)]
@@ -366,6 +357,15 @@ impl Scratch {
         }
         n
     }
+
+    /// A violation's properties: where, which duties, which actions.
+    fn violation_props(&mut self, v: &Violation) -> Properties {
+        Properties::from_iter([
+            ("namespace".into(), v.namespace.clone()),
+            ("duties".into(), self.duties(&v.duties)),
+            ("actions".into(), self.actions(v.actions)),
+        ])
+    }
 }
 
 pub(crate) fn violation_result(v: &Violation, w: &mut Scratch) -> ReportResult {
@@ -375,17 +375,13 @@ pub(crate) fn violation_result(v: &Violation, w: &mut Scratch) -> ReportResult {
     ReportResult {
         message: Arc::from(w.buf.as_str()),
         resources: vec![subject_ref(&v.subject)],
-        properties: Properties::from_iter([
-            ("namespace".into(), v.namespace.clone()),
-            ("duties".into(), w.duties(&v.duties)),
-            ("actions".into(), w.actions(v.actions)),
-        ]),
+        properties: w.violation_props(v),
         ..base(&v.policy, "duties", result, "high")
     }
 }
 
-pub(crate) fn excused_result(x: &Excused) -> ReportResult {
-    let mut properties = violation_props(&x.violation);
+pub(crate) fn excused_result(x: &Excused, w: &mut Scratch) -> ReportResult {
+    let mut properties = w.violation_props(&x.violation);
     properties.insert("exception".into(), x.exception.clone());
     properties.insert("expiresAt".into(), x.expires_at.to_string().into());
     ReportResult {

@@ -18,14 +18,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
-use crate::model::Binding;
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
-use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
-use std::sync::Arc;
+use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
 
 /// How the subject reaches the principal whose binding grants a permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -391,14 +391,7 @@ impl Index {
     fn take_binding(&mut self, key: &BindingKey) -> Option<Binding> {
         let b = self.bindings.remove(key)?;
         for s in &b.subjects {
-            if let Some(v) = self.by_subject.get_mut(s) {
-                if let Some(i) = v.iter().position(|x| x.key == *key) {
-                    v.swap_remove(i);
-                }
-                if v.is_empty() {
-                    self.by_subject.remove(s);
-                }
-            }
+            unlink(&mut self.by_subject, s, key);
         }
         for s in &b.subjects {
             self.refresh_named(s);
@@ -820,29 +813,40 @@ fn canon_role_key(n: &mut Names, k: &mut RoleKey) {
     n.canon(&mut k.name);
 }
 
-/// A list of binding keys, held in place or shared.
-trait Keys: Clone {
-    fn keys_mut(&mut self) -> &mut Vec<BindingKey>;
+/// A list of bindings by key: the bindings themselves, or their keys shared.
+trait Linked: Clone {
+    /// Takes `b` out of the list (the order of the others may change).
+    fn unlink(&mut self, b: &BindingKey);
+    fn is_empty(&self) -> bool;
 }
 
-impl Keys for Vec<BindingKey> {
-    fn keys_mut(&mut self) -> &mut Vec<BindingKey> {
-        self
-    }
-}
-
-impl Keys for Arc<Vec<BindingKey>> {
-    fn keys_mut(&mut self) -> &mut Vec<BindingKey> {
-        Arc::make_mut(self)
-    }
-}
-
-fn unlink<K: Hash + Eq + Clone, V: Keys>(map: &mut CowMap<K, V>, k: &K, b: &BindingKey) {
-    if let Some(v) = map.get_mut(k) {
-        let v = v.keys_mut();
-        if let Some(i) = v.iter().position(|x| x == b) {
-            v.swap_remove(i);
+impl Linked for Vec<Arc<Binding>> {
+    fn unlink(&mut self, b: &BindingKey) {
+        if let Some(i) = self.iter().position(|x| x.key == *b) {
+            self.swap_remove(i);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl Linked for Arc<Vec<BindingKey>> {
+    fn unlink(&mut self, b: &BindingKey) {
+        if let Some(i) = self.iter().position(|x| x == b) {
+            Arc::make_mut(self).swap_remove(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+fn unlink<K: Hash + Eq + Clone, V: Linked>(map: &mut CowMap<K, V>, k: &K, b: &BindingKey) {
+    if let Some(v) = map.get_mut(k) {
+        v.unlink(b);
         if v.is_empty() {
             map.remove(k);
         }

@@ -202,9 +202,9 @@ fn take_subjects<'a>(
 
 /// Adds to `out` the subjects of the bindings whose role has a `bind` power,
 /// of a kind in `set`, that `hit` accepts for the binding's scope. Read from
-/// the few roles with such a power and their bindings: looking up the role
-/// of every escalation binding of the cluster was most of a decision (20 ms
-/// at 100k bindings).
+/// the few roles with such a power ([`Index::bind_roles`]) and their
+/// bindings: looking up the role of every escalation binding of the cluster
+/// was most of a decision (20 ms at 100k bindings).
 fn take_binders(
     index: &Index,
     set: DerivedSet,
@@ -212,10 +212,7 @@ fn take_binders(
     out: &mut BTreeSet<Identity>,
 ) {
     let binds = |d: &&Derive| set.contains(d.kind) && matches!(d.power, Power::Bind { .. });
-    for entry in index.roles() {
-        if !entry.derives.iter().any(|d| binds(&d)) {
-            continue;
-        }
+    for entry in index.bind_roles().filter_map(|k| index.role(k)) {
         for bkey in index.bindings_of_role(&entry.role.key) {
             let scope = bkey.namespace.as_ref();
             if entry.derives.iter().filter(binds).any(|d| hit(d, scope)) {

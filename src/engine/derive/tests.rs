@@ -241,6 +241,10 @@ fn derived_holdings_incremental_equal_rebuilt(
         apply(&mut index, &mut model, op);
         let rebuilt = Index::from_objects(model.values().cloned());
         prop_assert_eq!(eval(&index), eval(&rebuilt));
+        prop_assert_eq!(
+            index.bind_roles().collect::<Vec<_>>(),
+            rebuilt.bind_roles().collect::<Vec<_>>()
+        );
     }
 }
 

@@ -239,6 +239,10 @@ impl Index {
 #[derive(Debug, Default, Clone)]
 pub struct Derivers {
     by_scope: CowMap<Option<Name>, Arc<BTreeSet<BindingKey>>>,
+    /// The roles with a `bind` power: who may bind a role to themselves is
+    /// asked on every decision, and scanning all 20,000 roles for the one
+    /// such role was a third of a decision at 100k bindings.
+    binders: Arc<BTreeSet<RoleKey>>,
 }
 
 impl Index {
@@ -250,6 +254,11 @@ impl Index {
             .get(&scope.cloned())
             .into_iter()
             .flat_map(|set| set.iter())
+    }
+
+    /// The roles with a `bind` power (R9.1 RoleGrant).
+    pub fn bind_roles(&self) -> impl Iterator<Item = &RoleKey> {
+        self.derivers.binders.iter()
     }
 
     /// Every binding whose role opens an escalation path.
@@ -289,6 +298,19 @@ impl Index {
     /// After the derivations of `role` were recomputed: its bindings join or
     /// leave the derivers.
     pub(super) fn note_role_derives(&mut self, role: &RoleKey) {
+        let binds = self.roles.get(role).is_some_and(|e| {
+            e.derives
+                .iter()
+                .any(|d| matches!(d.power, Power::Bind { .. }))
+        });
+        if binds != self.derivers.binders.contains(role) {
+            let set = Arc::make_mut(&mut self.derivers.binders);
+            if binds {
+                set.insert(role.clone());
+            } else {
+                set.remove(role);
+            }
+        }
         let keys: Vec<BindingKey> = self.bindings_of_role(role).to_vec();
         for k in keys {
             self.forget_binding(&k);

@@ -444,30 +444,41 @@ pub(crate) fn rbac_change(
     meter: &Meter,
 ) -> (Review, Option<Undo>) {
     let (subjects, scoped) = select(index, confirmed, &object);
+    let subjects: Vec<Identity> = subjects.into_iter().collect();
     let mut probe = index.apply(object.clone());
-    let mut found = judge_subjects(index, confirmed, &subjects, 0, scoped.as_ref(), now, meter);
-    if let Some(at) = found.needs_before {
-        // On one state, the state before the change is needed once a subject
-        // has a violation after it: a clone taken with the change undone (it
-        // shares the index's shards; the change applied again copies the few
-        // it touches), so that each subject is judged before and after at
-        // once and only its new violations are kept. Most decisions never
-        // get here, and pay no copy.
-        index.undo(probe);
-        let before = index.clone();
-        probe = index.apply(object);
-        found = judge_subjects(
-            index,
-            Some(&before),
-            &subjects,
-            at,
-            scoped.as_ref(),
-            now,
-            meter,
-        );
+    let mut found = Found::default();
+    let (mut at, mut size) = (0, 1);
+    while found.stopped.is_none() && at < subjects.len() {
+        let round = Round::after(index, &subjects, at, size, scoped.as_ref(), meter);
+        // Rounds grow: most decisions have one subject with violations at
+        // most, and a large one stops at its first denials.
+        size = (size * 2).min(ROUND);
+        // Most judged subjects have no violation after the change: the state
+        // before is read for the others alone. On one state it is the index
+        // with the change undone, then applied again (a few microseconds; a
+        // clone of the index would copy the shards the change writes).
+        let olds = match confirmed {
+            Some(before) => round.before(before, &subjects, meter),
+            None => {
+                index.undo(probe);
+                let olds = round.before(index, &subjects, meter);
+                probe = index.apply(object.clone());
+                olds
+            }
+        };
+        at = round.judge(index, &subjects, olds, now, meter, &mut found);
     }
+    sort(&mut found.violations);
+    found
+        .excused
+        .sort_by(|a, b| a.violation.tuple().cmp(&b.violation.tuple()));
     (found.review(subjects.len()), Some(probe))
 }
+
+/// Subjects judged per [`Round`]: the memory a decision takes grows with
+/// the violations of this many subjects at most, not with the violations
+/// the cluster already has.
+const ROUND: usize = 64;
 
 /// The new violations of the subjects a change affects (R7.1), and whether
 /// judging stopped before the last of them.
@@ -478,107 +489,149 @@ struct Found {
     /// New violations not under Deny that were not kept: past the budget,
     /// only what decides is kept.
     unlisted: usize,
-    /// Judged without the state before: where the first subject with a
-    /// violation after the change is (the ones before it have none).
-    needs_before: Option<usize>,
     judged: usize,
     stopped: Option<Exhausted>,
 }
 
-/// Judges each subject on the state after the change (`after`) and, when it
-/// has a violation there, on the state before (`before`): only its new
-/// violations are kept, so the memory a decision takes grows with what it
-/// finds, not with the violations the cluster already has. Stops at the
-/// meter's deadline, and once it keeps more than the meter allows and one of
-/// them denies (the verdict cannot change). Without `before`, stops at the
-/// first subject with a violation after and says where (`needs_before`);
-/// the subjects before `skip` are known to have none.
-#[allow(clippy::too_many_arguments)]
-fn judge_subjects(
-    after: &Index,
-    before: Option<&Index>,
-    subjects: &BTreeSet<Identity>,
-    skip: usize,
-    scoped: Option<&(Name, BTreeSet<Identity>)>,
-    now: Timestamp,
-    meter: &Meter,
-) -> Found {
-    let mut found = Found {
-        judged: skip,
-        ..Found::default()
-    };
-    let total = subjects.len();
-    let shared_after = Shared::until(meter.deadline());
-    let shared_before = Shared::until(meter.deadline());
-    for (i, s) in subjects.iter().enumerate().skip(skip) {
-        // `found.judged` is `i` here: the subjects before this one.
-        if let Err(e) = meter.check_time(i, total) {
-            found.stopped = Some(e);
-            break;
-        }
-        let mut vs = subject_violations_bare(after, s, &shared_after);
-        // A walk cut short holds less than the subject does: nothing judged
-        // on it counts (a denial among the subjects judged before stands).
-        if shared_after.interrupted() {
-            found.stopped = Some(meter.timed_out(i, total));
-            break;
-        }
-        if let Some((ns, within)) = scoped
-            && within.contains(s)
-        {
-            vs.retain(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE);
-        }
-        // Most judged subjects have no violation after: their walks before
-        // (the summary of every ServiceAccount among them) are spared.
-        if vs.is_empty() {
-            found.judged = i + 1;
-            continue;
-        }
-        let Some(before) = before else {
-            found.needs_before = Some(i);
-            return found;
+/// Up to [`ROUND`] (or fewer) subjects with a violation on the state after the change,
+/// in order from one index of the subjects on: only their violations that
+/// the state before lacks are new.
+struct Round {
+    /// (the subject's index, its bare violations after the change).
+    after: Vec<(usize, Vec<Violation>)>,
+    /// Where the next round starts: every subject before it is in `after`
+    /// or has no violation after the change.
+    next: usize,
+    /// The meter ran out at `next`.
+    stopped: Option<Exhausted>,
+}
+
+impl Round {
+    /// Walks the subjects from `at` on the state after the change (`after`).
+    /// A subject in `scoped` can only gain violations in its namespace or
+    /// cluster-wide: its others are the same before.
+    fn after(
+        after: &Index,
+        subjects: &[Identity],
+        at: usize,
+        size: usize,
+        scoped: Option<&(Name, BTreeSet<Identity>)>,
+        meter: &Meter,
+    ) -> Round {
+        let total = subjects.len();
+        let shared = Shared::until(meter.deadline());
+        let mut round = Round {
+            after: Vec::new(),
+            next: total,
+            stopped: None,
         };
-        let old = Evaluation {
-            violations: subject_violations_bare(before, s, &shared_before),
-            excused: Vec::new(),
-        };
-        if shared_before.interrupted() {
-            found.stopped = Some(meter.timed_out(i, total));
-            break;
-        }
-        sort(&mut vs);
-        let (mut new, mut excused) = new_violations(old, excuse(after, vs, now));
-        if !new.is_empty() || !excused.is_empty() {
-            // What is new is shown with its paths: the same walk on the same
-            // state (its summaries kept in `shared_after`) finds the same
-            // violations, now explained.
-            let explained = subject_violations_shared(after, s, None, &shared_after);
-            if shared_after.interrupted() {
-                found.stopped = Some(meter.timed_out(i, total));
+        for (i, s) in subjects.iter().enumerate().skip(at) {
+            if let Err(e) = meter.check_time(i, total) {
+                (round.next, round.stopped) = (i, Some(e));
                 break;
             }
-            explain(&mut new, &mut excused, explained);
-        }
-        found.judged = i + 1;
-        found.excused.extend(excused);
-        for v in new {
-            if found.violations.len() < meter.violations() || v.actions.deny {
-                found.violations.push(v);
-            } else {
-                found.unlisted += 1;
+            let mut vs = subject_violations_bare(after, s, &shared);
+            // A walk cut short holds less than the subject does: nothing
+            // judged on it counts.
+            if shared.interrupted() {
+                (round.next, round.stopped) = (i, Some(meter.timed_out(i, total)));
+                break;
+            }
+            if let Some((ns, within)) = scoped
+                && within.contains(s)
+            {
+                vs.retain(|v| *v.namespace == **ns || &*v.namespace == CLUSTER_WIDE);
+            }
+            if vs.is_empty() {
+                continue;
+            }
+            round.after.push((i, vs));
+            if round.after.len() == size {
+                round.next = i + 1;
+                break;
             }
         }
-        let denies = found.violations.iter().any(|v| v.actions.deny);
-        if denies && let Err(e) = meter.check(found.violations.len(), found.judged, total) {
-            found.stopped = Some(e);
-            break;
-        }
+        round
     }
-    sort(&mut found.violations);
-    found
-        .excused
-        .sort_by(|a, b| a.violation.tuple().cmp(&b.violation.tuple()));
-    found
+
+    /// The bare violations on the state before the change (`before`) of the
+    /// subjects of the round, in order; fewer when the meter ran out.
+    fn before(&self, before: &Index, subjects: &[Identity], meter: &Meter) -> Vec<Vec<Violation>> {
+        let shared = Shared::until(meter.deadline());
+        let mut olds = Vec::with_capacity(self.after.len());
+        for (i, _) in &self.after {
+            let old = subject_violations_bare(before, &subjects[*i], &shared);
+            if shared.interrupted() {
+                break;
+            }
+            olds.push(old);
+        }
+        olds
+    }
+
+    /// Keeps in `found` the new violations of the round's subjects (`olds`
+    /// are their violations before), each explained by its paths on `after`,
+    /// and stops once the meter says so. Returns where the next round
+    /// starts.
+    fn judge(
+        self,
+        after: &Index,
+        subjects: &[Identity],
+        olds: Vec<Vec<Violation>>,
+        now: Timestamp,
+        meter: &Meter,
+        found: &mut Found,
+    ) -> usize {
+        let total = subjects.len();
+        let shared = Shared::until(meter.deadline());
+        // The first subject whose state before was not read in time.
+        let cut = self.after.get(olds.len()).map(|(i, _)| *i);
+        for ((i, mut vs), old) in self.after.into_iter().zip(olds) {
+            // `found.judged` is `i` here: the subjects before this one.
+            found.judged = i;
+            let s = &subjects[i];
+            sort(&mut vs);
+            let old = Evaluation {
+                violations: old,
+                excused: Vec::new(),
+            };
+            let (mut new, mut excused) = new_violations(old, excuse(after, vs, now));
+            if !new.is_empty() || !excused.is_empty() {
+                // What is new is shown with its paths: the same walk on the
+                // same state finds the same violations, now explained.
+                let explained = subject_violations_shared(after, s, None, &shared);
+                if shared.interrupted() {
+                    found.stopped = Some(meter.timed_out(i, total));
+                    return total;
+                }
+                explain(&mut new, &mut excused, explained);
+            }
+            found.judged = i + 1;
+            found.excused.extend(excused);
+            for v in new {
+                if found.violations.len() < meter.violations() || v.actions.deny {
+                    found.violations.push(v);
+                } else {
+                    found.unlisted += 1;
+                }
+            }
+            let denies = found.violations.iter().any(|v| v.actions.deny);
+            if denies && let Err(e) = meter.check(found.violations.len(), found.judged, total) {
+                found.stopped = Some(e);
+                return total;
+            }
+        }
+        if let Some(i) = cut {
+            found.judged = i;
+            found.stopped = Some(meter.timed_out(i, total));
+        } else if self.stopped.is_some() {
+            found.judged = self.next;
+            found.stopped = self.stopped;
+        } else {
+            found.judged = self.next;
+        }
+        self.next
+    }
 }
 
 /// Puts on each bare violation of one subject (`new`, `excused`) the paths

@@ -147,53 +147,76 @@ impl Drop for Server {
 
 /// `sodguard serve ARGS` on free local ports, once `/readyz` answers 200.
 pub fn spawn(args: &[&str]) -> Server {
-    spawn_with(Command::new(env!("CARGO_BIN_EXE_sodguard")), args)
+    spawn_with(|| Command::new(env!("CARGO_BIN_EXE_sodguard")), args)
 }
 
 /// [`spawn`], started by a shell that runs `prelude` first (e.g. `ulimit`)
 /// and then becomes the server (same process).
 pub fn spawn_after(prelude: &str, args: &[&str]) -> Server {
-    let mut sh = Command::new("sh");
-    sh.args([
-        "-c",
-        &format!("{prelude} && exec \"$0\" \"$@\""),
-        env!("CARGO_BIN_EXE_sodguard"),
-    ]);
+    let sh = || {
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!("{prelude} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_sodguard"),
+        ]);
+        sh
+    };
     spawn_with(sh, args)
 }
 
-fn spawn_with(mut command: Command, args: &[&str]) -> Server {
-    let (port, probe) = (free_port(), free_port());
-    let child = command
-        .arg("serve")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--probe-listen",
-            &format!("127.0.0.1:{probe}"),
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, port, probe };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", probe)) {
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut buf = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
-            if buf.starts_with("HTTP/1.1 200") {
-                return server;
+/// Starts the server on two free ports and waits for it to be ready. Ports
+/// are found free, then bound by the server: another test may take one in
+/// between, and the server then exits at once saying so; it is started
+/// again on other ports. A server that exits for any other reason, or is
+/// not ready within a minute (a slow CI machine), fails the test with what
+/// it wrote to stderr.
+fn spawn_with(command: impl Fn() -> Command, args: &[&str]) -> Server {
+    for _ in 0..5 {
+        let (port, probe) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = command()
+            .arg("serve")
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--probe-listen",
+                &format!("127.0.0.1:{probe}"),
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, port, probe };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", probe)) {
+                let _ =
+                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+                if buf.starts_with("HTTP/1.1 200") {
+                    return server;
+                }
             }
+            let stderr = || std::fs::read_to_string(log.path()).unwrap_or_default();
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let stderr = stderr();
+                if stderr.contains("in use") {
+                    break;
+                }
+                panic!("sodguard serve exited ({status}) before it was ready:\n{stderr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sodguard serve did not become ready within 60 s:\n{}",
+                stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            Instant::now() < deadline,
-            "sodguard serve did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
+    panic!("sodguard serve found its ports taken five times");
 }
 
 /// `sodguard serve` on the examples with the serving pair `cert`/`key`, and

@@ -732,13 +732,17 @@ pub(crate) fn select(
     let mut scoped = None;
     if let Some(ns) = only_namespace(index, guard, object) {
         // Everyone gains the role's grants in `ns` at most.
-        if let Object::Binding(b) = object {
+        if let Object::Binding(b) = object
+            && !subjects.is_empty()
+        {
             let (every, creates) = acting_as_every_service_account(guard, &ns);
             let held = AlreadyHeld::new(index, guard, &every);
             subjects.retain(|s| may_gain(index, &held, b, s, &creates));
         }
         scoped = Some((ns, subjects.clone()));
-    } else if let Some((ns, b)) = edges_in_namespace(index, guard, object) {
+    } else if !subjects.is_empty()
+        && let Some((ns, b)) = edges_in_namespace(index, guard, object)
+    {
         let (every, creates) = acting_as_every_service_account(guard, &ns);
         let held = AlreadyHeld::new(index, guard, &every);
         subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s, &creates));
@@ -962,7 +966,11 @@ fn may_gain(
     }
     let mounts_held = creates.contains(subject);
     let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
-    let mut held: Option<HashSet<(u32, u32)>> = None;
+    // What every ServiceAccount of N holds is read first: the actors of a
+    // cluster-wide workload role (hundreds) are let off by it alone,
+    // without a walk of their own bindings each.
+    let of_every = already.of_every_service_account(subject, ns);
+    let mut own: Option<HashSet<(u32, u32)>> = None;
     index.policies().any(|(slot, p)| {
         if !p.subjects.selects(subject) {
             return false;
@@ -972,14 +980,20 @@ fn may_gain(
         let mounted = |pi: u32| {
             pods && mounts_held && p.permissions.get(pi as usize).is_some_and(mounts_grant)
         };
-        let mut new_grant = entry
+        let new_grant = entry
             .grants
             .iter()
             .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
             .peekable();
-        if new_grant.peek().is_some() {
-            let held = held.get_or_insert_with(|| already.of(subject, ns));
-            if new_grant.any(|g| !held.contains(&(slot, g.permission))) {
+        for g in new_grant {
+            let pair = (slot, g.permission);
+            if of_every.is_some_and(|held| held.contains(&pair)) {
+                continue;
+            }
+            if !own
+                .get_or_insert_with(|| already.own(subject, ns))
+                .contains(&pair)
+            {
                 return true;
             }
         }
@@ -1027,21 +1041,23 @@ impl<'i> AlreadyHeld<'i> {
     }
 
     /// The (policy, permission) pairs `subject` holds in `ns` or
-    /// cluster-wide.
-    fn of(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
-        let mut held = self.own(subject, ns);
-        if self.every.contains(subject)
-            && (!self.pending() || self.acts_as_all_for_good(subject, ns))
-        {
-            let all = self.of_every_sa.get_or_init(|| {
+    /// cluster-wide by acting as every ServiceAccount of `ns`, if it does:
+    /// with [`own`](Self::own), all it holds there.
+    fn of_every_service_account(
+        &self,
+        subject: &Identity,
+        ns: &Name,
+    ) -> Option<&HashSet<(u32, u32)>> {
+        let acts = self.every.contains(subject)
+            && (!self.pending() || self.acts_as_all_for_good(subject, ns));
+        acts.then(|| {
+            self.of_every_sa.get_or_init(|| {
                 self.guard
                     .service_accounts_in(ns)
                     .flat_map(|x| self.own(&x, ns))
                     .collect()
-            });
-            held.extend(all.iter().copied());
-        }
-        held
+            })
+        })
     }
 
     /// What `subject`'s own bindings (no escalation path) give it in `ns`

@@ -11,7 +11,7 @@ use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{
     acting_as_every_service_account, add_actors, common, considered, every_service_account,
 };
-use super::holdings::{End, Shared, direct_holdings, principals};
+use super::holdings::{End, IdSet, Shared, direct_holdings, principals};
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
@@ -444,7 +444,6 @@ pub(crate) fn rbac_change(
     meter: &Meter,
 ) -> (Review, Option<Undo>) {
     let (subjects, scoped) = select(index, confirmed, &object);
-    let subjects: Vec<Identity> = subjects.into_iter().collect();
     let mut probe = index.apply(object.clone());
     let mut found = Found::default();
     let (mut at, mut size) = (0, 1);
@@ -515,7 +514,7 @@ impl Round {
         subjects: &[Identity],
         at: usize,
         size: usize,
-        scoped: Option<&(Name, BTreeSet<Identity>)>,
+        scoped: Option<&(Name, IdSet)>,
         meter: &Meter,
     ) -> Round {
         let total = subjects.len();
@@ -709,11 +708,11 @@ pub(crate) fn select(
     index: &mut Index,
     confirmed: Option<&Index>,
     object: &Object,
-) -> (BTreeSet<Identity>, Option<(Name, BTreeSet<Identity>)>) {
+) -> (Vec<Identity>, Option<(Name, IdSet)>) {
     let gains = gains(index, confirmed, object);
     let mut subjects = match &gains {
         // Nobody gains anything a policy counts (R7.3).
-        Some(slots) if slots.is_empty() => BTreeSet::new(),
+        Some(slots) if slots.is_empty() => IdSet::default(),
         _ => affected_by(index, object),
     };
     let index: &Index = index;
@@ -752,6 +751,10 @@ pub(crate) fn select(
     // RBAC objects only: the policies stay, as `saturated` needs. Last, as
     // it walks each subject's own bindings: the checks above are cheaper.
     subjects.retain(|s| !saturated(guard, index, s));
+    // Judged in a fixed order: a budget that stops judging stops at the same
+    // subject on every replica.
+    let mut subjects: Vec<Identity> = subjects.into_iter().collect();
+    subjects.sort_unstable();
     (subjects, scoped)
 }
 
@@ -946,7 +949,7 @@ fn may_gain(
     already: &AlreadyHeld<'_>,
     binding: &Binding,
     subject: &Identity,
-    creates: &BTreeSet<Identity>,
+    creates: &IdSet,
 ) -> bool {
     let Some(entry) = index.role(&binding.role) else {
         return false;
@@ -1016,12 +1019,12 @@ struct AlreadyHeld<'i> {
     guard: &'i Index,
     /// Who acts as every ServiceAccount of N: it holds what their own
     /// bindings give them too.
-    every: &'i BTreeSet<Identity>,
+    every: &'i IdSet,
     of_every_sa: std::cell::OnceCell<HashSet<(u32, u32)>>,
 }
 
 impl<'i> AlreadyHeld<'i> {
-    fn new(index: &'i Index, guard: &'i Index, every: &'i BTreeSet<Identity>) -> Self {
+    fn new(index: &'i Index, guard: &'i Index, every: &'i IdSet) -> Self {
         AlreadyHeld {
             index,
             guard,
@@ -1169,8 +1172,8 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
 /// R9.4): those it names or whose roles it changes, the members of the groups
 /// among them, the subjects of aggregators the role joins, and whoever acts as
 /// any of them or can bind a changed role. `index` is left as it was.
-pub(crate) fn affected_by(index: &mut Index, object: &Object) -> BTreeSet<Identity> {
-    let mut subjects = BTreeSet::new();
+pub(crate) fn affected_by(index: &mut Index, object: &Object) -> IdSet {
+    let mut subjects = IdSet::default();
     if grants_nothing_relevant(index, object) {
         newly_named(index, object, &mut subjects);
     } else {
@@ -1249,7 +1252,7 @@ fn changed_roles(index: &Index, object: &Object) -> Vec<RoleKey> {
 /// The subjects a binding names that do not exist before it (R1.5: a User or
 /// Group exists once a binding names it): holding what their implicit groups
 /// hold, they may violate as soon as they exist, whatever the binding grants.
-fn newly_named(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
+fn newly_named(index: &Index, object: &Object, out: &mut IdSet) {
     if let Object::Binding(b) = object {
         out.extend(b.subjects.iter().filter(|s| !index.exists(s)).cloned());
     }
@@ -1305,7 +1308,7 @@ fn new_violations(before: Evaluation, after: Evaluation) -> (Vec<Violation>, Vec
 }
 
 /// The subjects whose holdings `object` changes, in the current state.
-fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>) {
+fn collect_affected(index: &Index, object: &Object, out: &mut IdSet) {
     match object {
         Object::Binding(b) => {
             let old = index
@@ -1333,7 +1336,7 @@ fn collect_affected(index: &Index, object: &Object, out: &mut BTreeSet<Identity>
 }
 
 /// The subjects of every binding to `role` or to an aggregator that includes it.
-fn collect_role_subjects(index: &Index, role: &RoleKey, out: &mut BTreeSet<Identity>) {
+fn collect_role_subjects(index: &Index, role: &RoleKey, out: &mut IdSet) {
     let mut roles = vec![role.clone()];
     roles.extend(
         index

@@ -862,7 +862,9 @@ impl Caps<'_> {
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+/// Identities a decision gathers before it sorts the few it judges.
+pub(crate) type IdSet = FastSet<Identity>;
 
 /// An identity reached, its path, and the ServiceAccount a summary's path
 /// starts from.

@@ -1,6 +1,6 @@
 //! Violations (R5) and the exceptions that excuse them (R6).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use fixedbitset::FixedBitSet;
@@ -852,8 +852,8 @@ pub(crate) fn sort(vs: &mut [Violation]) {
 
 /// The identities whose holdings a binding subject reaches: the subject itself
 /// and, for the groups the cluster assigns (R1.4), their known members.
-pub fn affected_subjects(index: &Index, named: &Identity, out: &mut BTreeSet<Identity>) {
-    out.insert(named.clone());
+pub fn affected_subjects(index: &Index, named: &Identity, out: &mut impl Extend<Identity>) {
+    out.extend([named.clone()]);
     let Identity::Group(g) = named else { return };
     use crate::model::identity_groups::*;
     match &**g {

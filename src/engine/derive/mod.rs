@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::holdings::IdSet;
 use super::violations::affected_subjects;
 use crate::engine::index::{Derive, Index, Power, Targets};
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
@@ -47,13 +48,10 @@ pub(super) fn every_service_account(p: &Power) -> bool {
 /// cluster-wide; and, among them, those whose power is workload creation,
 /// who hold what a Pod mounts in `ns` (R9.1) already. Read from the
 /// per-scope derivers, never by walking.
-pub fn acting_as_every_service_account(
-    index: &Index,
-    ns: &Name,
-) -> (BTreeSet<Identity>, BTreeSet<Identity>) {
+pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> (IdSet, IdSet) {
     let set = common(index);
-    let mut all = BTreeSet::new();
-    let mut workloads = BTreeSet::new();
+    let mut all = IdSet::default();
+    let mut workloads = IdSet::default();
     if set.is_empty() {
         return (all, workloads);
     }
@@ -138,12 +136,7 @@ fn binds(d: &Derive, scope: Option<&Name>, role: &RoleKey) -> bool {
 /// impersonation, to exist) to hold what its groups hold, so it is not among
 /// the group's members the index knows. A namespace's ServiceAccount group is
 /// read per scope by [`Actors`].
-fn implicit_group_actors(
-    index: &Index,
-    set: DerivedSet,
-    group: &str,
-    out: &mut BTreeSet<Identity>,
-) {
+fn implicit_group_actors(index: &Index, set: DerivedSet, group: &str, out: &mut IdSet) {
     use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS};
     if !set.contains(DerivedKind::Impersonation) {
         return;
@@ -167,7 +160,7 @@ fn implicit_group_actors(
 
 /// Adds the subjects of binding `bkey` (and the known members of its groups)
 /// to `out`.
-fn take_binding(index: &Index, bkey: &BindingKey, out: &mut BTreeSet<Identity>) {
+fn take_binding(index: &Index, bkey: &BindingKey, out: &mut IdSet) {
     if let Some(b) = index.binding(bkey) {
         for s in &b.subjects {
             affected_subjects(index, s, out);
@@ -183,7 +176,7 @@ fn take_subjects<'a>(
     bkeys: impl IntoIterator<Item = &'a BindingKey>,
     set: DerivedSet,
     hit: impl Fn(&Derive, Option<&Name>) -> bool,
-    out: &mut BTreeSet<Identity>,
+    out: &mut IdSet,
 ) {
     for bkey in bkeys {
         let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
@@ -209,7 +202,7 @@ fn take_binders(
     index: &Index,
     set: DerivedSet,
     hit: impl Fn(&Derive, Option<&Name>) -> bool,
-    out: &mut BTreeSet<Identity>,
+    out: &mut IdSet,
 ) {
     let binds = |d: &&Derive| set.contains(d.kind) && matches!(d.power, Power::Bind { .. });
     for entry in index.bind_roles().filter_map(|k| index.role(k)) {
@@ -226,13 +219,13 @@ fn take_binders(
 /// bind one of `roles` to themselves, transitively. Only the bindings whose
 /// roles open an escalation path are looked at ([`Index::derivers_in`]), in
 /// the target's namespace and cluster-wide.
-pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut BTreeSet<Identity>) {
+pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut IdSet) {
     let set = considered(index);
     if set.is_empty() {
         return;
     }
     let mut queue: Vec<Identity> = out.iter().cloned().collect();
-    let mut fresh = BTreeSet::new();
+    let mut fresh = IdSet::default();
     if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
         take_binders(
             index,
@@ -390,7 +383,7 @@ impl<'a> Actors<'a> {
         scope: Option<&Name>,
         bucket: Bucket,
         name: Option<&Name>,
-        out: &mut BTreeSet<Identity>,
+        out: &mut IdSet,
     ) {
         if !self.taken.insert((scope.cloned(), bucket, name.cloned())) {
             return;
@@ -407,13 +400,7 @@ impl<'a> Actors<'a> {
     /// Adds to `out` whoever acts as `t` (a ServiceAccount, a User, or a
     /// Group other than every ServiceAccount's) by a binding of its own
     /// namespace or a cluster-wide one, as [`reaches`] says.
-    fn of(
-        &mut self,
-        index: &'a Index,
-        set: DerivedSet,
-        t: &Identity,
-        out: &mut BTreeSet<Identity>,
-    ) {
+    fn of(&mut self, index: &'a Index, set: DerivedSet, t: &Identity, out: &mut IdSet) {
         match t {
             Identity::ServiceAccount { namespace, name } => {
                 for scope in [Some(namespace), None] {

@@ -65,6 +65,14 @@ impl DerivedSet {
     pub fn union(self, other: DerivedSet) -> DerivedSet {
         DerivedSet(self.0 | other.0)
     }
+
+    pub fn intersects(self, other: DerivedSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn with(self, k: DerivedKind) -> DerivedSet {
+        DerivedSet(self.0 | k.bit())
+    }
 }
 
 impl Default for DerivedSet {

@@ -2,13 +2,14 @@
 //! change can alter include everyone who acts as an affected subject, or can
 //! bind a changed role, transitively.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
-use crate::engine::index::{Derive, Index, Power, Targets};
+pub(super) use crate::engine::index::every_service_account;
+use crate::engine::index::{Derive, Deriver, Index, Power, Targets};
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
-use crate::model::{BindingKey, DerivedKind, DerivedSet, Identity, Name, RoleKey};
+use crate::model::{Binding, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
 /// The escalation paths some policy considers.
 pub(super) fn considered(index: &Index) -> DerivedSet {
@@ -31,18 +32,6 @@ pub(super) fn common(index: &Index) -> DerivedSet {
         .collect()
 }
 
-/// Whether a power acts as every ServiceAccount of the namespace it is held
-/// in (of every namespace when held cluster-wide), as the walk follows it.
-pub(super) fn every_service_account(p: &Power) -> bool {
-    matches!(
-        p,
-        Power::Workloads
-            | Power::Exec
-            | Power::Tokens(Targets::All)
-            | Power::ImpersonateServiceAccounts(Targets::All)
-    )
-}
-
 /// Who acts as every ServiceAccount of `ns` in the walk of every policy,
 /// by a power of their own bindings (or their groups') held in `ns` or
 /// cluster-wide; and, among them, those whose power is workload creation,
@@ -55,26 +44,14 @@ pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> (IdSet, IdSe
     if set.is_empty() {
         return (all, workloads);
     }
+    let creates_kind = set.contains(DerivedKind::WorkloadCreation);
     for scope in [Some(ns), None] {
-        for bkey in index.derivers_in(scope) {
-            let Some(binding) = index.binding(bkey) else {
-                continue;
-            };
-            let Some(entry) = index.role(&binding.role) else {
-                continue;
-            };
-            let mut every = false;
-            let mut creates = false;
-            for d in &entry.derives {
-                if set.contains(d.kind) && every_service_account(&d.power) {
-                    every = true;
-                    creates |= d.power == Power::Workloads;
-                }
-            }
-            if !every {
+        for d in index.derivers_in(scope) {
+            if !d.reach.every_sa.intersects(set) {
                 continue;
             }
-            for s in &binding.subjects {
+            let creates = creates_kind && d.reach.workloads;
+            for s in &d.binding.subjects {
                 affected_subjects(index, s, &mut all);
                 if creates {
                     affected_subjects(index, s, &mut workloads);
@@ -160,11 +137,9 @@ fn implicit_group_actors(index: &Index, set: DerivedSet, group: &str, out: &mut 
 
 /// Adds the subjects of binding `bkey` (and the known members of its groups)
 /// to `out`.
-fn take_binding(index: &Index, bkey: &BindingKey, out: &mut IdSet) {
-    if let Some(b) = index.binding(bkey) {
-        for s in &b.subjects {
-            affected_subjects(index, s, out);
-        }
+fn take_binding(index: &Index, b: &Binding, out: &mut IdSet) {
+    for s in &b.subjects {
+        affected_subjects(index, s, out);
     }
 }
 
@@ -173,22 +148,23 @@ fn take_binding(index: &Index, bkey: &BindingKey, out: &mut IdSet) {
 /// scope (its namespace; `None` cluster-wide).
 fn take_subjects<'a>(
     index: &'a Index,
-    bkeys: impl IntoIterator<Item = &'a BindingKey>,
+    derivers: impl IntoIterator<Item = &'a Deriver>,
     set: DerivedSet,
     hit: impl Fn(&Derive, Option<&Name>) -> bool,
     out: &mut IdSet,
 ) {
-    for bkey in bkeys {
-        let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+    for d in derivers {
+        let b = &d.binding;
+        let Some(entry) = index.role(&b.role) else {
             continue;
         };
-        let scope = bkey.namespace.as_ref();
+        let scope = b.key.namespace.as_ref();
         if entry
             .derives
             .iter()
             .any(|d| set.contains(d.kind) && hit(d, scope))
         {
-            take_binding(index, bkey, out);
+            take_binding(index, b, out);
         }
     }
 }
@@ -206,10 +182,12 @@ fn take_binders(
 ) {
     let binds = |d: &&Derive| set.contains(d.kind) && matches!(d.power, Power::Bind { .. });
     for entry in index.bind_roles().filter_map(|k| index.role(k)) {
-        for bkey in index.bindings_of_role(&entry.role.key) {
-            let scope = bkey.namespace.as_ref();
-            if entry.derives.iter().filter(binds).any(|d| hit(d, scope)) {
-                take_binding(index, bkey, out);
+        for b in index.bindings_of_role(&entry.role.key) {
+            let scope = b.namespace.as_ref();
+            if entry.derives.iter().filter(binds).any(|d| hit(d, scope))
+                && let Some(b) = index.binding(b)
+            {
+                take_binding(index, b, out);
             }
         }
     }
@@ -296,65 +274,66 @@ enum Bucket {
 /// by whom the power reaches (as [`reaches`] says).
 #[derive(Default)]
 struct ScopeActors<'a> {
-    every_sa: Vec<&'a BindingKey>,
-    named_sa: HashMap<&'a Name, Vec<&'a BindingKey>>,
+    every_sa: Vec<&'a Binding>,
+    named_sa: HashMap<&'a Name, Vec<&'a Binding>>,
     /// Impersonation of ServiceAccounts, all or named: it reaches the
     /// ServiceAccount groups (R1.4).
-    sa_impersonation: Vec<&'a BindingKey>,
-    every_user: Vec<&'a BindingKey>,
-    named_user: HashMap<&'a Name, Vec<&'a BindingKey>>,
-    named_group: HashMap<&'a Name, Vec<&'a BindingKey>>,
+    sa_impersonation: Vec<&'a Binding>,
+    every_user: Vec<&'a Binding>,
+    named_user: HashMap<&'a Name, Vec<&'a Binding>>,
+    named_group: HashMap<&'a Name, Vec<&'a Binding>>,
 }
 
 impl<'a> ScopeActors<'a> {
+    /// Read from what the index keeps of each binding's reach: no binding
+    /// or role is looked up.
     fn of(index: &'a Index, set: DerivedSet, scope: Option<&Name>) -> Self {
+        let impersonation = set.contains(DerivedKind::Impersonation);
         let mut out = ScopeActors::default();
-        for bkey in index.derivers_in(scope) {
-            let Some(entry) = index.binding(bkey).and_then(|b| index.role(&b.role)) else {
+        for d in index.derivers_in(scope) {
+            let (b, r) = (&*d.binding, &d.reach);
+            if r.every_sa.intersects(set) {
+                out.every_sa.push(b);
+            }
+            if !impersonation && !set.contains(DerivedKind::TokenRequest) {
                 continue;
-            };
-            let (mut every_sa, mut sa_imp, mut every_user) = (false, false, false);
-            let (mut sas, mut users, mut groups) =
-                (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-            for d in entry.derives.iter().filter(|d| set.contains(d.kind)) {
-                every_sa |= every_service_account(&d.power);
-                match &d.power {
-                    Power::Tokens(Targets::Named(n)) => sas.extend(n.iter()),
-                    Power::ImpersonateServiceAccounts(t) => {
-                        sa_imp = true;
-                        if let Targets::Named(n) = t {
-                            sas.extend(n.iter());
-                        }
+            }
+            if impersonation && r.sa_impersonation {
+                out.sa_impersonation.push(b);
+            }
+            if impersonation && r.every_user {
+                out.every_user.push(b);
+            }
+            let Some(named) = &r.named else { continue };
+            let mut sas: Vec<&Name> = named
+                .service_accounts
+                .iter()
+                .filter(|(_, kind)| set.contains(*kind))
+                .map(|(n, _)| n)
+                .collect();
+            sas.sort_unstable();
+            sas.dedup();
+            for n in sas {
+                out.named_sa.entry(n).or_default().push(b);
+            }
+            if impersonation {
+                for (names, map) in [
+                    (&named.users, &mut out.named_user),
+                    (&named.groups, &mut out.named_group),
+                ] {
+                    let mut names: Vec<&Name> = names.iter().collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    for n in names {
+                        map.entry(n).or_default().push(b);
                     }
-                    Power::ImpersonateUsers(Targets::All) => every_user = true,
-                    Power::ImpersonateUsers(Targets::Named(n)) => users.extend(n.iter()),
-                    Power::ImpersonateGroups(Targets::Named(n)) => groups.extend(n.iter()),
-                    _ => {}
-                }
-            }
-            if every_sa {
-                out.every_sa.push(bkey);
-            }
-            if sa_imp {
-                out.sa_impersonation.push(bkey);
-            }
-            if every_user {
-                out.every_user.push(bkey);
-            }
-            for (names, map) in [
-                (sas, &mut out.named_sa),
-                (users, &mut out.named_user),
-                (groups, &mut out.named_group),
-            ] {
-                for n in names {
-                    map.entry(n).or_default().push(bkey);
                 }
             }
         }
         out
     }
 
-    fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[&'a BindingKey] {
+    fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[&'a Binding] {
         match bucket {
             Bucket::EveryServiceAccount => &self.every_sa,
             Bucket::AnyServiceAccountImpersonation => &self.sa_impersonation,
@@ -367,9 +346,9 @@ impl<'a> ScopeActors<'a> {
 }
 
 fn lookup<'m, 'a>(
-    m: &'m HashMap<&'a Name, Vec<&'a BindingKey>>,
+    m: &'m HashMap<&'a Name, Vec<&'a Binding>>,
     name: Option<&Name>,
-) -> &'m [&'a BindingKey] {
+) -> &'m [&'a Binding] {
     name.and_then(|n| m.get(n)).map_or(&[], Vec::as_slice)
 }
 
@@ -392,8 +371,8 @@ impl<'a> Actors<'a> {
             .scopes
             .entry(scope.cloned())
             .or_insert_with(|| ScopeActors::of(index, set, scope));
-        for bkey in actors.bucket(bucket, name) {
-            take_binding(index, bkey, out);
+        for b in actors.bucket(bucket, name) {
+            take_binding(index, b, out);
         }
     }
 

@@ -3,11 +3,11 @@
 //! so a holdings walk finds its derived edges without matching rules again.
 //! They do not depend on policies: which kinds count is the walk's business.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 
 use super::{CowMap, Index};
-use crate::model::{BindingKey, DerivedKind, Name, Permission, RoleKey, Rule};
+use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Name, Permission, RoleKey, Rule};
 use crate::rbac;
 
 /// Which objects a rule names: all of them, or its `resourceNames`.
@@ -232,28 +232,119 @@ impl Index {
 
 /// The reverse of the derived edges, kept up to date one object at a time:
 /// per scope (a namespace, or `None` for ClusterRoleBindings), the bindings
-/// whose role opens at least one escalation path. Who acts as an identity
-/// (R9.4) is found among these, never by walking the whole cluster.
+/// whose role opens at least one escalation path, each with whom its powers
+/// reach. Who acts as an identity (R9.4) is found among these, never by
+/// walking the whole cluster, and without looking up their bindings or
+/// roles (those lookups were a third of a decision at 100k bindings).
 /// Copy-on-write like the index's other maps: a snapshot shares the sets, and
 /// a write copies only the set of the scope it changes.
 #[derive(Debug, Default, Clone)]
 pub struct Derivers {
-    by_scope: CowMap<Option<Name>, Arc<BTreeSet<BindingKey>>>,
+    by_scope: CowMap<Option<Name>, Arc<BTreeMap<BindingKey, Deriver>>>,
     /// The roles with a `bind` power: who may bind a role to themselves is
     /// asked on every decision, and scanning all 20,000 roles for the one
     /// such role was a third of a decision at 100k bindings.
     binders: Arc<BTreeSet<RoleKey>>,
 }
 
+/// A binding whose role opens an escalation path.
+#[derive(Debug, Clone)]
+pub struct Deriver {
+    pub binding: Arc<Binding>,
+    pub reach: Reach,
+}
+
+/// Whom the powers of a role reach, by the kind of each power (R9.1): what
+/// the reverse lookups of R9.4 ask of a binding to it.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// The kinds of the powers that act as every ServiceAccount of the
+    /// binding's scope (workloads, exec, tokens or impersonation of all).
+    pub every_sa: DerivedSet,
+    /// Whether workload creation is among them (its Pods mount).
+    pub workloads: bool,
+    /// Impersonation of ServiceAccounts, all or named: it reaches the
+    /// ServiceAccount groups (R1.4).
+    pub sa_impersonation: bool,
+    pub every_user: bool,
+    /// Who the powers limited to `resourceNames` reach, if any.
+    pub named: Option<Box<Named>>,
+}
+
+/// The targets a role's powers name.
+#[derive(Debug, Clone, Default)]
+pub struct Named {
+    /// ServiceAccounts whose tokens are minted or who are impersonated, with
+    /// the kind of the power.
+    pub service_accounts: Vec<(Name, DerivedKind)>,
+    pub users: Vec<Name>,
+    pub groups: Vec<Name>,
+}
+
+impl Reach {
+    fn of(derives: &[Derive]) -> Reach {
+        let mut r = Reach {
+            every_sa: DerivedSet::NONE,
+            workloads: false,
+            sa_impersonation: false,
+            every_user: false,
+            named: None,
+        };
+        let mut named = Named::default();
+        for d in derives {
+            if every_service_account(&d.power) {
+                r.every_sa = r.every_sa.with(d.kind);
+                r.workloads |= d.power == Power::Workloads;
+            }
+            match &d.power {
+                Power::Tokens(Targets::Named(n)) => named
+                    .service_accounts
+                    .extend(n.iter().map(|n| (n.clone(), d.kind))),
+                Power::ImpersonateServiceAccounts(t) => {
+                    r.sa_impersonation = true;
+                    if let Targets::Named(n) = t {
+                        named
+                            .service_accounts
+                            .extend(n.iter().map(|n| (n.clone(), d.kind)));
+                    }
+                }
+                Power::ImpersonateUsers(Targets::All) => r.every_user = true,
+                Power::ImpersonateUsers(Targets::Named(n)) => named.users.extend(n.iter().cloned()),
+                Power::ImpersonateGroups(Targets::Named(n)) => {
+                    named.groups.extend(n.iter().cloned())
+                }
+                _ => {}
+            }
+        }
+        if !(named.service_accounts.is_empty() && named.users.is_empty() && named.groups.is_empty())
+        {
+            r.named = Some(Box::new(named));
+        }
+        r
+    }
+}
+
+/// Whether a power acts as every ServiceAccount of the namespace it is held
+/// in (of every namespace when held cluster-wide), as the walk follows it.
+pub fn every_service_account(p: &Power) -> bool {
+    matches!(
+        p,
+        Power::Workloads
+            | Power::Exec
+            | Power::Tokens(Targets::All)
+            | Power::ImpersonateServiceAccounts(Targets::All)
+    )
+}
+
 impl Index {
     /// The bindings in `scope` (a namespace, or `None` for cluster-wide) whose
     /// role opens an escalation path.
-    pub fn derivers_in(&self, scope: Option<&Name>) -> impl Iterator<Item = &BindingKey> {
+    pub fn derivers_in(&self, scope: Option<&Name>) -> impl Iterator<Item = &Deriver> {
         self.derivers
             .by_scope
             .get(&scope.cloned())
             .into_iter()
-            .flat_map(|set| set.iter())
+            .flat_map(|set| set.values())
     }
 
     /// The roles with a `bind` power (R9.1 RoleGrant).
@@ -262,8 +353,8 @@ impl Index {
     }
 
     /// Every binding whose role opens an escalation path.
-    pub fn derivers(&self) -> impl Iterator<Item = &BindingKey> {
-        self.derivers.by_scope.values().flat_map(|set| set.iter())
+    pub fn derivers(&self) -> impl Iterator<Item = &Deriver> {
+        self.derivers.by_scope.values().flat_map(|set| set.values())
     }
 
     /// Whether `role` opens an escalation path (of any kind).
@@ -271,20 +362,31 @@ impl Index {
         self.roles.get(role).is_some_and(|e| !e.derives.is_empty())
     }
 
-    pub(super) fn note_binding(&mut self, key: &BindingKey, role: &RoleKey) {
-        if self.role_derives(role) {
-            Arc::make_mut(
-                self.derivers
-                    .by_scope
-                    .get_or_insert_with(key.namespace.clone(), Default::default),
-            )
-            .insert(key.clone());
+    pub(super) fn note_binding(&mut self, binding: &Arc<Binding>) {
+        let Some(entry) = self.roles.get(&binding.role) else {
+            return;
+        };
+        if entry.derives.is_empty() {
+            return;
         }
+        let reach = Reach::of(&entry.derives);
+        Arc::make_mut(
+            self.derivers
+                .by_scope
+                .get_or_insert_with(binding.key.namespace.clone(), Default::default),
+        )
+        .insert(
+            binding.key.clone(),
+            Deriver {
+                binding: binding.clone(),
+                reach,
+            },
+        );
     }
 
     pub(super) fn forget_binding(&mut self, key: &BindingKey) {
         if let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) {
-            if !set.contains(key) {
+            if !set.contains_key(key) {
                 return;
             }
             let set = Arc::make_mut(set);
@@ -311,10 +413,14 @@ impl Index {
                 set.remove(role);
             }
         }
-        let keys: Vec<BindingKey> = self.bindings_of_role(role).to_vec();
-        for k in keys {
-            self.forget_binding(&k);
-            self.note_binding(&k, role);
+        let bindings: Vec<Arc<Binding>> = self
+            .bindings_of_role(role)
+            .iter()
+            .filter_map(|k| self.bindings.get(k).cloned())
+            .collect();
+        for b in bindings {
+            self.forget_binding(&b.key);
+            self.note_binding(&b);
         }
     }
 }

@@ -15,7 +15,10 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
-pub use derive::{Derive, Derivers, Power, Targets, mount_rule, mounts_grant};
+pub use derive::{
+    Derive, Deriver, Derivers, Named, Power, Reach, Targets, every_service_account, mount_rule,
+    mounts_grant,
+};
 pub use grants::Grant;
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
@@ -343,7 +346,7 @@ impl Index {
                 .get_or_insert_with(b.role.clone(), Default::default),
         )
         .push(b.key.clone());
-        self.note_binding(&b.key, &b.role);
+        self.note_binding(&b);
         for s in &b.subjects {
             self.refresh_named(s);
         }

@@ -972,7 +972,7 @@ fn may_gain(
     // What every ServiceAccount of N holds is read first: the actors of a
     // cluster-wide workload role (hundreds) are let off by it alone,
     // without a walk of their own bindings each.
-    let of_every = already.of_every_service_account(subject, ns);
+    let mut of_every: Option<Option<&HashSet<(u32, u32)>>> = None;
     let mut own: Option<HashSet<(u32, u32)>> = None;
     index.policies().any(|(slot, p)| {
         if !p.subjects.selects(subject) {
@@ -986,10 +986,11 @@ fn may_gain(
         let new_grant = entry
             .grants
             .iter()
-            .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission))
-            .peekable();
+            .filter(|g| g.policy == slot && !g.non_resource && !mounted(g.permission));
         for g in new_grant {
             let pair = (slot, g.permission);
+            let of_every =
+                *of_every.get_or_insert_with(|| already.of_every_service_account(subject, ns));
             if of_every.is_some_and(|held| held.contains(&pair)) {
                 continue;
             }

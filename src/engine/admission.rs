@@ -838,13 +838,16 @@ fn edges_in_namespace<'o>(
     // ClusterRoles: none of them may impersonate a ServiceAccount of N that
     // does not exist (nobody acts as it yet; its bindings may reach anywhere).
     if grant {
-        let ghost = index.roles().any(|e| {
-            e.role.key.namespace.as_ref().is_none_or(|r| r == ns) && e.derives.iter().any(|d| {
+        let ghost = index
+            .named_sa_impersonators()
+            .filter_map(|k| index.role(k))
+            .any(|e| {
+                e.role.key.namespace.as_ref().is_none_or(|r| r == ns) && e.derives.iter().any(|d| {
                 considered.contains(d.kind)
                     && matches!(&d.power, Power::ImpersonateServiceAccounts(Targets::Named(names))
                             if names.iter().any(|n| !guard.exists(&sa(ns, n))))
             })
-        });
+            });
         if ghost {
             return None;
         }

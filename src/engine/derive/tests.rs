@@ -245,6 +245,19 @@ fn derived_holdings_incremental_equal_rebuilt(
             index.bind_roles().collect::<Vec<_>>(),
             rebuilt.bind_roles().collect::<Vec<_>>()
         );
+        prop_assert_eq!(
+            index.named_sa_impersonators().collect::<Vec<_>>(),
+            rebuilt.named_sa_impersonators().collect::<Vec<_>>()
+        );
+        let reach = |i: &Index| {
+            let mut r: Vec<_> = i
+                .derivers()
+                .map(|d| (d.binding.key.clone(), format!("{:?}", d.reach), d.binding.clone()))
+                .collect();
+            r.sort_by(|a, b| a.0.cmp(&b.0));
+            r
+        };
+        prop_assert_eq!(reach(&index), reach(&rebuilt));
     }
 }
 

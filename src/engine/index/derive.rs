@@ -245,6 +245,10 @@ pub struct Derivers {
     /// asked on every decision, and scanning all 20,000 roles for the one
     /// such role was a third of a decision at 100k bindings.
     binders: Arc<BTreeSet<RoleKey>>,
+    /// The roles that impersonate ServiceAccounts they name: a decision on a
+    /// binding that can grant roles asks whether one names a ServiceAccount
+    /// that does not exist, and scanning every role for them took as long.
+    sa_impersonators: Arc<BTreeSet<RoleKey>>,
 }
 
 /// A binding whose role opens an escalation path.
@@ -352,6 +356,12 @@ impl Index {
         self.derivers.binders.iter()
     }
 
+    /// The roles that impersonate ServiceAccounts they name (R9.1
+    /// Impersonation with `resourceNames`).
+    pub fn named_sa_impersonators(&self) -> impl Iterator<Item = &RoleKey> {
+        self.derivers.sa_impersonators.iter()
+    }
+
     /// Every binding whose role opens an escalation path.
     pub fn derivers(&self) -> impl Iterator<Item = &Deriver> {
         self.derivers.by_scope.values().flat_map(|set| set.values())
@@ -400,17 +410,25 @@ impl Index {
     /// After the derivations of `role` were recomputed: its bindings join or
     /// leave the derivers.
     pub(super) fn note_role_derives(&mut self, role: &RoleKey) {
-        let binds = self.roles.get(role).is_some_and(|e| {
-            e.derives
-                .iter()
-                .any(|d| matches!(d.power, Power::Bind { .. }))
-        });
-        if binds != self.derivers.binders.contains(role) {
-            let set = Arc::make_mut(&mut self.derivers.binders);
-            if binds {
-                set.insert(role.clone());
-            } else {
-                set.remove(role);
+        let has = |p: fn(&Power) -> bool| {
+            self.roles
+                .get(role)
+                .is_some_and(|e| e.derives.iter().any(|d| p(&d.power)))
+        };
+        let binds = has(|p| matches!(p, Power::Bind { .. }));
+        let impersonates =
+            has(|p| matches!(p, Power::ImpersonateServiceAccounts(Targets::Named(_))));
+        for (member, set) in [
+            (binds, &mut self.derivers.binders),
+            (impersonates, &mut self.derivers.sa_impersonators),
+        ] {
+            if member != set.contains(role) {
+                let set = Arc::make_mut(set);
+                if member {
+                    set.insert(role.clone());
+                } else {
+                    set.remove(role);
+                }
             }
         }
         let bindings: Vec<Arc<Binding>> = self

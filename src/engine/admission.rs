@@ -492,9 +492,9 @@ struct Found {
     stopped: Option<Exhausted>,
 }
 
-/// Up to [`ROUND`] (or fewer) subjects with a violation on the state after the change,
-/// in order from one index of the subjects on: only their violations that
-/// the state before lacks are new.
+/// The next few subjects (at most [`ROUND`]) with a violation on the state
+/// after the change, in order: only their violations that the state before
+/// lacks are new.
 struct Round {
     /// (the subject's index, its bare violations after the change).
     after: Vec<(usize, Vec<Violation>)>,

@@ -623,11 +623,9 @@ impl Round {
         if let Some(i) = cut {
             found.judged = i;
             found.stopped = Some(meter.timed_out(i, total));
-        } else if self.stopped.is_some() {
-            found.judged = self.next;
-            found.stopped = self.stopped;
         } else {
             found.judged = self.next;
+            found.stopped = self.stopped;
         }
         self.next
     }

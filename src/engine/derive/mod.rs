@@ -305,28 +305,17 @@ impl<'a> ScopeActors<'a> {
                 out.every_user.push(b);
             }
             let Some(named) = &r.named else { continue };
-            let mut sas: Vec<&Name> = named
-                .service_accounts
-                .iter()
-                .filter(|(_, kind)| set.contains(*kind))
-                .map(|(n, _)| n)
-                .collect();
-            sas.sort_unstable();
-            sas.dedup();
-            for n in sas {
-                out.named_sa.entry(n).or_default().push(b);
+            for (n, kind) in &named.service_accounts {
+                if set.contains(*kind) {
+                    file(&mut out.named_sa, n, b);
+                }
             }
             if impersonation {
-                for (names, map) in [
-                    (&named.users, &mut out.named_user),
-                    (&named.groups, &mut out.named_group),
-                ] {
-                    let mut names: Vec<&Name> = names.iter().collect();
-                    names.sort_unstable();
-                    names.dedup();
-                    for n in names {
-                        map.entry(n).or_default().push(b);
-                    }
+                for n in &named.users {
+                    file(&mut out.named_user, n, b);
+                }
+                for n in &named.groups {
+                    file(&mut out.named_group, n, b);
                 }
             }
         }
@@ -342,6 +331,14 @@ impl<'a> ScopeActors<'a> {
             Bucket::User => lookup(&self.named_user, name),
             Bucket::Group => lookup(&self.named_group, name),
         }
+    }
+}
+
+/// Files binding `b` under `name`, once: a role may name a target twice.
+fn file<'a>(map: &mut HashMap<&'a Name, Vec<&'a Binding>>, name: &'a Name, b: &'a Binding) {
+    let bindings = map.entry(name).or_default();
+    if !bindings.last().is_some_and(|x| std::ptr::eq(*x, b)) {
+        bindings.push(b);
     }
 }
 

@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use super::assume::{Assumption, assumption};
 use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{
-    acting_as_every_service_account, add_actors, common, considered, every_service_account,
+    Affected, Every, acting_as_every_service_account, add_actors, common, considered,
+    every_service_account,
 };
 use super::holdings::{End, IdSet, Shared, direct_holdings, principals};
 use super::refusal::{Refusal, refuse};
@@ -711,7 +712,9 @@ pub(crate) fn select(
     let mut subjects = match &gains {
         // Nobody gains anything a policy counts (R7.3).
         Some(slots) if slots.is_empty() => IdSet::default(),
-        _ => affected_by(index, object),
+        // RBAC objects only: the policies stay, and a subject no policy
+        // governs has no violation (R5.5).
+        _ => affected_by(index, object).governed(index, gains.as_ref()),
     };
     let index: &Index = index;
     let guard = confirmed.unwrap_or(index);
@@ -732,18 +735,22 @@ pub(crate) fn select(
         if let Object::Binding(b) = object
             && !subjects.is_empty()
         {
-            let (every, creates) = acting_as_every_service_account(guard, &ns);
+            let every = acting_as_every_service_account(guard, &ns);
             let held = AlreadyHeld::new(index, guard, &every);
-            subjects.retain(|s| may_gain(index, &held, b, s, &creates));
+            subjects.retain(|s| may_gain(index, &held, b, s));
         }
         scoped = Some((ns, subjects.clone()));
     } else if !subjects.is_empty()
         && let Some((ns, b)) = edges_in_namespace(index, guard, object)
     {
-        let (every, creates) = acting_as_every_service_account(guard, &ns);
+        let every = acting_as_every_service_account(guard, &ns);
         let held = AlreadyHeld::new(index, guard, &every);
-        subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s, &creates));
-        let within = subjects.intersection(&every).cloned().collect();
+        subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
+        let within = subjects
+            .iter()
+            .filter(|s| every.contains(s))
+            .cloned()
+            .collect();
         scoped = Some((ns, within));
     }
     // RBAC objects only: the policies stay, as `saturated` needs. Last, as
@@ -941,16 +948,16 @@ fn role_powers(
 /// [`only_namespace`]; one that acts as every ServiceAccount of N before
 /// it, [`edges_in_namespace`]), may gain a duty of a policy that governs it:
 /// only through a grant of the role it does not hold in N already
-/// ([`AlreadyHeld`]; its own Pods in N mount, `creates`), what a Pod mounts when the role creates workloads
-/// and the subject does not already, or what binding or escalating roles in
-/// N gives (any duty) when the role's RoleGrant half can pair. Otherwise
+/// ([`AlreadyHeld`]; its own Pods in N mount, [`Every::creates`]), what a
+/// Pod mounts when the role creates workloads and the subject does not
+/// already, or what binding or escalating roles in N gives (any duty) when
+/// the role's RoleGrant half can pair. Otherwise
 /// what it holds after is what it held before.
 fn may_gain(
     index: &Index,
     already: &AlreadyHeld<'_>,
     binding: &Binding,
     subject: &Identity,
-    creates: &IdSet,
 ) -> bool {
     let Some(entry) = index.role(&binding.role) else {
         return false;
@@ -968,7 +975,7 @@ fn may_gain(
     {
         return true;
     }
-    let mounts_held = creates.contains(subject);
+    let mounts_held = already.every.creates(subject);
     let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
     // What every ServiceAccount of N holds is read first: the actors of a
     // cluster-wide workload role (hundreds) are let off by it alone,
@@ -1021,12 +1028,12 @@ struct AlreadyHeld<'i> {
     guard: &'i Index,
     /// Who acts as every ServiceAccount of N: it holds what their own
     /// bindings give them too.
-    every: &'i IdSet,
+    every: &'i Every,
     of_every_sa: std::cell::OnceCell<HashSet<(u32, u32)>>,
 }
 
 impl<'i> AlreadyHeld<'i> {
-    fn new(index: &'i Index, guard: &'i Index, every: &'i IdSet) -> Self {
+    fn new(index: &'i Index, guard: &'i Index, every: &'i Every) -> Self {
         AlreadyHeld {
             index,
             guard,
@@ -1174,7 +1181,7 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
 /// R9.4): those it names or whose roles it changes, the members of the groups
 /// among them, the subjects of aggregators the role joins, and whoever acts as
 /// any of them or can bind a changed role. `index` is left as it was.
-pub(crate) fn affected_by(index: &mut Index, object: &Object) -> IdSet {
+pub(crate) fn affected_by(index: &mut Index, object: &Object) -> Affected {
     let mut subjects = IdSet::default();
     if grants_nothing_relevant(index, object) {
         newly_named(index, object, &mut subjects);
@@ -1200,8 +1207,7 @@ pub(crate) fn affected_by(index: &mut Index, object: &Object) -> IdSet {
     }
     // Whoever acts as an affected subject, or can bind a changed role, is
     // affected too.
-    add_actors(index, &roles, &mut subjects);
-    subjects
+    add_actors(index, &roles, subjects)
 }
 
 /// A binding whose old and new role grant no permission of any policy and

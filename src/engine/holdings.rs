@@ -862,9 +862,7 @@ impl Caps<'_> {
 }
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
-/// Identities a decision gathers before it sorts the few it judges.
-pub(crate) type IdSet = FastSet<Identity>;
+pub(crate) use super::index::{FastSet, IdSet};
 
 /// An identity reached, its path, and the ServiceAccount a summary's path
 /// starts from.

@@ -2,12 +2,13 @@
 //! change can alter include everyone who acts as an affected subject, or can
 //! bind a changed role, transitively.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
 pub(super) use crate::engine::index::every_service_account;
-use crate::engine::index::{Derive, Deriver, Index, Power, Targets};
+use crate::engine::index::{Closure, ClusterActors, Derive, Deriver, Index, Power, Targets};
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
@@ -32,34 +33,93 @@ pub(super) fn common(index: &Index) -> DerivedSet {
         .collect()
 }
 
-/// Who acts as every ServiceAccount of `ns` in the walk of every policy,
-/// by a power of their own bindings (or their groups') held in `ns` or
-/// cluster-wide; and, among them, those whose power is workload creation,
-/// who hold what a Pod mounts in `ns` (R9.1) already. Read from the
-/// per-scope derivers, never by walking.
-pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> (IdSet, IdSet) {
+/// Who acts as every ServiceAccount of a namespace in the walk of every
+/// policy, by a power of their own bindings (or their groups') held there
+/// or cluster-wide, and among them those whose power is workload creation,
+/// who hold what a Pod mounts there (R9.1) already
+/// ([`acting_as_every_service_account`]).
+pub struct Every {
+    cluster: Arc<ClusterActors>,
+    all: IdSet,
+    workloads: IdSet,
+}
+
+impl Every {
+    pub fn contains(&self, s: &Identity) -> bool {
+        self.all.contains(s) || self.cluster.every.contains(s)
+    }
+
+    /// Whether `s` creates workloads, so its own Pods mount.
+    pub fn creates(&self, s: &Identity) -> bool {
+        self.workloads.contains(s) || self.cluster.workloads.contains(s)
+    }
+}
+
+/// Who acts as every ServiceAccount of `ns` ([`Every`]). Read from the
+/// per-scope derivers, never by walking; the cluster-wide ones once per
+/// state ([`cluster_actors`]).
+pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> Every {
+    let mut every = Every {
+        cluster: cluster_actors(index),
+        all: IdSet::default(),
+        workloads: IdSet::default(),
+    };
+    every_in(index, Some(ns), &mut every.all, &mut every.workloads);
+    every
+}
+
+/// Adds to `all` who acts as every ServiceAccount of `scope`'s namespaces by
+/// a binding of `scope`, in the walk of every policy, and to `workloads`
+/// those among them whose power is workload creation.
+fn every_in(index: &Index, scope: Option<&Name>, all: &mut IdSet, workloads: &mut IdSet) {
     let set = common(index);
-    let mut all = IdSet::default();
-    let mut workloads = IdSet::default();
     if set.is_empty() {
-        return (all, workloads);
+        return;
     }
     let creates_kind = set.contains(DerivedKind::WorkloadCreation);
-    for scope in [Some(ns), None] {
-        for d in index.derivers_in(scope) {
-            if !d.reach.every_sa.intersects(set) {
-                continue;
-            }
-            let creates = creates_kind && d.reach.workloads;
-            for s in &d.binding.subjects {
-                affected_subjects(index, s, &mut all);
-                if creates {
-                    affected_subjects(index, s, &mut workloads);
-                }
+    for d in index.derivers_in(scope) {
+        if !d.reach.every_sa.intersects(set) {
+            continue;
+        }
+        let creates = creates_kind && d.reach.workloads;
+        for s in &d.binding.subjects {
+            affected_subjects(index, s, all);
+            if creates {
+                affected_subjects(index, s, workloads);
             }
         }
     }
-    (all, workloads)
+}
+
+/// What the cluster-wide escalation bindings give every decision on this
+/// state ([`ClusterActors`]), computed once per state.
+pub(super) fn cluster_actors(index: &Index) -> Arc<ClusterActors> {
+    index.cluster_actors(|index| {
+        let mut every = IdSet::default();
+        let mut workloads = IdSet::default();
+        every_in(index, None, &mut every, &mut workloads);
+        let set = considered(index);
+        let mut binders = IdSet::default();
+        let mut every_sa = IdSet::default();
+        if !set.is_empty() {
+            if set.contains(DerivedKind::RoleGrant) {
+                take_binders(index, set, |_, _| true, &mut binders);
+            }
+            for d in index.derivers_in(None) {
+                if d.reach.every_sa.intersects(set) {
+                    take_binding(index, &d.binding, &mut every_sa);
+                }
+            }
+            binders = expand(index, set, &[], binders, None).local;
+            every_sa = expand(index, set, &[], every_sa, None).local;
+        }
+        ClusterActors {
+            every,
+            workloads,
+            binders: Closure::new(index, binders),
+            every_sa: Closure::new(index, every_sa),
+        }
+    })
 }
 
 /// Whether power `d`, held through a binding of the right scope, reaches `t`.
@@ -193,15 +253,82 @@ fn take_binders(
     }
 }
 
-/// R9.4: adds to `out` everyone who acts as one of its identities, or can
-/// bind one of `roles` to themselves, transitively. Only the bindings whose
-/// roles open an escalation path are looked at ([`Index::derivers_in`]), in
-/// the target's namespace and cluster-wide.
-pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut IdSet) {
+/// The subjects a change affects: those gathered for it (`local`), and the
+/// closures of cluster-wide actors it reaches, kept for every decision on
+/// the state ([`ClusterActors`]).
+#[derive(Debug)]
+pub struct Affected {
+    pub local: IdSet,
+    cluster: Option<Arc<ClusterActors>>,
+    binders: bool,
+    every_sa: bool,
+}
+
+impl Affected {
+    fn closures(&self) -> impl Iterator<Item = &Closure> {
+        let c = self.cluster.as_deref();
+        let binders = c.filter(|_| self.binders).map(|c| &c.binders);
+        let every_sa = c.filter(|_| self.every_sa).map(|c| &c.every_sa);
+        binders.into_iter().chain(every_sa)
+    }
+
+    #[cfg(test)]
+    pub fn contains(&self, s: &Identity) -> bool {
+        self.local.contains(s) || self.closures().any(|c| c.members.contains(s))
+    }
+
+    /// The affected subjects that a policy governs (among `slots`, when
+    /// given): nobody else can have a violation (R5.5).
+    pub fn governed(self, index: &Index, slots: Option<&BTreeSet<u32>>) -> IdSet {
+        let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
+        let mut out = IdSet::default();
+        for c in self.closures() {
+            match slots {
+                None => out.extend(c.governed.iter().cloned()),
+                Some(slots) => {
+                    for slot in slots {
+                        out.extend(c.by_policy.get(slot).into_iter().flatten().cloned());
+                    }
+                }
+            }
+        }
+        let policies: Vec<_> = index.policies().filter(|(slot, _)| wanted(*slot)).collect();
+        out.extend(
+            self.local
+                .into_iter()
+                .filter(|s| policies.iter().any(|(_, p)| p.subjects.selects(s))),
+        );
+        out
+    }
+}
+
+/// R9.4: `out` and everyone who acts as one of its identities, or can bind
+/// one of `roles` to themselves, transitively. Only the bindings whose roles
+/// open an escalation path are looked at ([`Index::derivers_in`]), in the
+/// target's namespace and cluster-wide; who acts as the cluster-wide actors
+/// is read from [`cluster_actors`].
+pub fn add_actors(index: &Index, roles: &[RoleKey], out: IdSet) -> Affected {
     let set = considered(index);
     if set.is_empty() {
-        return;
+        return Affected {
+            local: out,
+            cluster: None,
+            binders: false,
+            every_sa: false,
+        };
     }
+    expand(index, set, roles, out, Some(cluster_actors(index)))
+}
+
+/// [`add_actors`] for the kinds in `set`; with `cluster`, the closures it
+/// holds are taken whole, not walked.
+fn expand(
+    index: &Index,
+    set: DerivedSet,
+    roles: &[RoleKey],
+    mut out: IdSet,
+    cluster: Option<Arc<ClusterActors>>,
+) -> Affected {
     let mut queue: Vec<Identity> = out.iter().cloned().collect();
     let mut fresh = IdSet::default();
     if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
@@ -219,16 +346,29 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut IdSet) {
     // role they can bind may grant `bind` on the changed one (a second
     // step the direct lookup above does not see).
     let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
-    let mut actors = Actors::default();
+    let mut binders = false;
+    let mut actors = Actors {
+        shared: cluster.is_some(),
+        ..Actors::default()
+    };
     loop {
         for x in std::mem::take(&mut fresh) {
-            if out.insert(x.clone()) {
+            // Whoever acts as a member of a closure taken is in it.
+            let shared = cluster.as_deref().is_some_and(|c| {
+                (binders && c.binders.members.contains(&x))
+                    || (actors.every_sa && c.every_sa.members.contains(&x))
+            });
+            if !shared && out.insert(x.clone()) {
                 queue.push(x);
             }
         }
         if !binders_taken && (!queue.is_empty() || !roles.is_empty()) {
             binders_taken = true;
-            take_binders(index, set, |_, _| true, &mut fresh);
+            if cluster.is_some() {
+                binders = true;
+            } else {
+                take_binders(index, set, |_, _| true, &mut fresh);
+            }
             continue;
         }
         let Some(t) = queue.pop() else { break };
@@ -245,6 +385,13 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut IdSet) {
         }
         actors.of(index, set, &t, &mut fresh);
     }
+    let every_sa = actors.every_sa;
+    Affected {
+        local: out,
+        cluster,
+        binders,
+        every_sa,
+    }
 }
 
 /// Who acts as an identity, read one scope (a namespace, or cluster-wide)
@@ -258,6 +405,11 @@ pub fn add_actors(index: &Index, roles: &[RoleKey], out: &mut IdSet) {
 struct Actors<'a> {
     scopes: HashMap<Option<Name>, ScopeActors<'a>>,
     taken: HashSet<(Option<Name>, Bucket, Option<Name>)>,
+    /// Whether who acts as the cluster-wide actors of every ServiceAccount
+    /// is read from [`ClusterActors::every_sa`] rather than gathered.
+    shared: bool,
+    /// Whether that closure is among the affected.
+    every_sa: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -362,6 +514,10 @@ impl<'a> Actors<'a> {
         out: &mut IdSet,
     ) {
         if !self.taken.insert((scope.cloned(), bucket, name.cloned())) {
+            return;
+        }
+        if self.shared && scope.is_none() && bucket == Bucket::EveryServiceAccount {
+            self.every_sa = true;
             return;
         }
         let actors = self

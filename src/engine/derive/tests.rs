@@ -10,6 +10,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use proptest::prelude::*;
 
+use super::cluster_actors;
 use crate::crd::{SoDPolicySpec, compile_policy};
 use crate::engine::admission::{affected_by, gains, rbac_change};
 use crate::engine::index::Index;
@@ -228,6 +229,34 @@ fn tuples(ev: &Evaluation) -> BTreeMap<Identity, BTreeSet<String>> {
     out
 }
 
+/// [`ClusterActors`] in a form to compare: sets sorted, policies by name.
+fn kept(index: &Index) -> String {
+    let c = cluster_actors(index);
+    let sorted = |s: &crate::engine::holdings::IdSet| {
+        let mut v: Vec<&Identity> = s.iter().collect();
+        v.sort();
+        format!("{v:?}")
+    };
+    let closure = |c: &crate::engine::index::Closure| {
+        let by_policy: BTreeMap<String, &Vec<Identity>> = c
+            .by_policy
+            .iter()
+            .map(|(slot, ids)| {
+                let p = index.policy_slot(*slot).map(|p| p.name.to_string());
+                (p.unwrap_or_default(), ids)
+            })
+            .collect();
+        format!("{} {:?} {by_policy:?}", sorted(&c.members), c.governed)
+    };
+    format!(
+        "every {}\nworkloads {}\nbinders {}\nevery_sa {}",
+        sorted(&c.every),
+        sorted(&c.workloads),
+        closure(&c.binders),
+        closure(&c.every_sa)
+    )
+}
+
 proptest! {
 #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -258,6 +287,40 @@ fn derived_holdings_incremental_equal_rebuilt(
             r
         };
         prop_assert_eq!(reach(&index), reach(&rebuilt));
+    }
+}
+
+/// What the index keeps of the cluster-wide actors across decisions
+/// ([`ClusterActors`]) is what a computation from scratch finds: after every
+/// change, and after changes tried and undone in turn (as each decision
+/// does) on a state whose value was kept before them.
+#[test]
+fn cluster_actors_kept_equal_computed_afresh(
+    ops in proptest::collection::vec(
+        (arb_op(), proptest::collection::vec(arb_op(), 0..3)),
+        1..40,
+    ),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for (op, probes) in &ops {
+        let _ = cluster_actors(&index);
+        let mut undos = Vec::new();
+        for p in probes {
+            undos.push(match p {
+                Op::Apply(o) => index.apply(o.clone()),
+                Op::Remove(k) => index.remove(k),
+            });
+            let _ = cluster_actors(&index);
+        }
+        for u in undos.into_iter().rev() {
+            index.undo(u);
+        }
+        let rebuilt = Index::from_objects(model.values().cloned());
+        prop_assert_eq!(kept(&index), kept(&rebuilt), "after probes {:?}", probes);
+        apply(&mut index, &mut model, op);
+        let rebuilt = Index::from_objects(model.values().cloned());
+        prop_assert_eq!(kept(&index), kept(&rebuilt), "after {:?}", op);
     }
 }
 

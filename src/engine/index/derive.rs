@@ -6,8 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 
-use super::{CowMap, Index};
-use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Name, Permission, RoleKey, Rule};
+use super::{CowMap, IdSet, Index};
+use crate::model::{
+    Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Permission, RoleKey, Rule,
+};
 use crate::rbac;
 
 /// Which objects a rule names: all of them, or its `resourceNames`.
@@ -328,6 +330,63 @@ impl Reach {
     }
 }
 
+/// What the cluster-wide escalation bindings give any decision on one state
+/// (R9.4): who acts as every ServiceAccount, whoever acts as them, and who
+/// can bind a role to themselves. Gathering it on every decision was most of
+/// a decision at 100k bindings (330 identities, and whoever acts as each);
+/// it is computed once per state ([`Index::cluster_actors`]).
+#[derive(Debug, Default)]
+pub struct ClusterActors {
+    /// Who acts as every ServiceAccount of every namespace by a cluster-wide
+    /// binding, in the walk of every policy, and among them those whose
+    /// power is workload creation.
+    pub every: IdSet,
+    pub workloads: IdSet,
+    /// Whoever can bind a role to themselves and whoever acts as them,
+    /// transitively.
+    pub binders: Closure,
+    /// Whoever acts as every ServiceAccount by a cluster-wide binding, in the
+    /// walk of some policy, and whoever acts as them, transitively.
+    pub every_sa: Closure,
+}
+
+/// A set of identities that holds whoever acts as any of them.
+#[derive(Debug, Default)]
+pub struct Closure {
+    pub members: IdSet,
+    /// The members some policy governs, sorted: only they can have a
+    /// violation, and they are few (most actors are controllers' Users).
+    pub governed: Vec<Identity>,
+    /// The members each policy governs (by slot), sorted.
+    pub by_policy: BTreeMap<u32, Vec<Identity>>,
+}
+
+impl Closure {
+    pub fn new(index: &Index, members: IdSet) -> Closure {
+        let mut sorted: Vec<&Identity> = members.iter().collect();
+        sorted.sort_unstable();
+        let mut governed = Vec::new();
+        let mut by_policy: BTreeMap<u32, Vec<Identity>> = BTreeMap::new();
+        for m in sorted {
+            let mut any = false;
+            for (slot, p) in index.policies() {
+                if p.subjects.selects(m) {
+                    by_policy.entry(slot).or_default().push(m.clone());
+                    any = true;
+                }
+            }
+            if any {
+                governed.push(m.clone());
+            }
+        }
+        Closure {
+            members,
+            governed,
+            by_policy,
+        }
+    }
+}
+
 /// Whether a power acts as every ServiceAccount of the namespace it is held
 /// in (of every namespace when held cluster-wide), as the walk follows it.
 pub fn every_service_account(p: &Power) -> bool {
@@ -380,6 +439,7 @@ impl Index {
             return;
         }
         let reach = Reach::of(&entry.derives);
+        self.touch();
         Arc::make_mut(
             self.derivers
                 .by_scope
@@ -394,17 +454,20 @@ impl Index {
         );
     }
 
-    pub(super) fn forget_binding(&mut self, key: &BindingKey) {
-        if let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) {
-            if !set.contains_key(key) {
-                return;
-            }
-            let set = Arc::make_mut(set);
-            set.remove(key);
-            if set.is_empty() {
-                self.derivers.by_scope.remove(&key.namespace);
-            }
+    /// Whether `key` was among the derivers.
+    pub(super) fn forget_binding(&mut self, key: &BindingKey) -> bool {
+        let Some(set) = self.derivers.by_scope.get_mut(&key.namespace) else {
+            return false;
+        };
+        if !set.contains_key(key) {
+            return false;
         }
+        let set = Arc::make_mut(set);
+        set.remove(key);
+        if set.is_empty() {
+            self.derivers.by_scope.remove(&key.namespace);
+        }
+        true
     }
 
     /// After the derivations of `role` were recomputed: its bindings join or
@@ -437,7 +500,7 @@ impl Index {
             .filter_map(|k| self.bindings.get(k).cloned())
             .collect();
         for b in bindings {
-            self.forget_binding(&b.key);
+            let _ = self.forget_binding(&b.key);
             self.note_binding(&b);
         }
     }

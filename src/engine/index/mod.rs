@@ -9,6 +9,7 @@ mod aggregation;
 mod cow;
 mod derive;
 mod grants;
+mod memo;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
@@ -16,10 +17,11 @@ use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
-    Derive, Deriver, Derivers, Named, Power, Reach, Targets, every_service_account, mount_rule,
-    mounts_grant,
+    Closure, ClusterActors, Derive, Deriver, Derivers, Named, Power, Reach, Targets,
+    every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
+pub use memo::Memo;
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
@@ -36,12 +38,18 @@ pub struct RoleEntry {
     pub derives: Vec<Derive>,
 }
 
+pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+/// Identities a decision gathers before it sorts the few it judges.
+pub(crate) type IdSet = FastSet<Identity>;
+
 /// What [`Index::apply`] or [`Index::remove`] replaced, to put it back.
 #[derive(Debug)]
 #[must_use = "dropping an Undo makes the change permanent"]
 pub struct Undo {
     key: ObjectKey,
     previous: Option<Object>,
+    /// The index's epoch before the change and right after it.
+    epochs: (u64, u64),
 }
 
 impl Undo {
@@ -117,6 +125,14 @@ pub struct Index {
     deferred: bool,
     /// Bindings whose roles open escalation paths (R9.4).
     derivers: Derivers,
+    /// Fresh ([`memo::fresh`]) on every change that can alter what
+    /// [`cluster_actors`](Self::cluster_actors) reads: the escalation
+    /// bindings and their reach, roles, policies, ServiceAccounts and
+    /// namespaces, and which identities a binding names. A binding whose
+    /// role opens no escalation path, naming identities already named, keeps
+    /// it: most admitted changes are such.
+    epoch: u64,
+    cluster_actors: Memo<ClusterActors>,
 }
 
 impl Index {
@@ -150,6 +166,22 @@ impl Index {
     pub fn finish_bulk(&mut self) {
         self.deferred = false;
         self.recompute_all_grants();
+        self.touch();
+    }
+
+    /// A change that may alter what [`cluster_actors`](Self::cluster_actors)
+    /// reads.
+    fn touch(&mut self) {
+        self.epoch = memo::fresh();
+    }
+
+    /// What the cluster-wide escalation bindings give every decision on this
+    /// state, computed by `compute` once per state.
+    pub(crate) fn cluster_actors(
+        &self,
+        compute: impl FnOnce(&Index) -> ClusterActors,
+    ) -> Arc<ClusterActors> {
+        self.cluster_actors.get_or(self.epoch, || compute(self))
     }
 
     /// Declares the namespaces whose changes the webhook never sees (the
@@ -168,6 +200,7 @@ impl Index {
             .map(|ns| ns.as_ref().to_string())
             .collect();
         self.unwatched = wanted.iter().map(|ns| self.names.intern(ns)).collect();
+        self.touch();
     }
 
     /// Declares the user sodguard's grant controller acts as (R10.4).
@@ -182,6 +215,16 @@ impl Index {
     /// Adds or replaces one object.
     pub fn apply(&mut self, object: Object) -> Undo {
         let key = object.key();
+        let before = self.epoch;
+        if matches!(
+            object,
+            Object::Namespace(_)
+                | Object::ServiceAccount { .. }
+                | Object::Role(_)
+                | Object::Policy(_)
+        ) {
+            self.touch();
+        }
         let previous = match object {
             Object::Namespace(mut n) => {
                 self.names.canon(&mut n);
@@ -226,11 +269,25 @@ impl Index {
         if let Some(p) = &previous {
             self.release_names(p);
         }
-        Undo { key, previous }
+        Undo {
+            key,
+            previous,
+            epochs: (before, self.epoch),
+        }
     }
 
     /// Removes one object; removing what is not there changes nothing.
     pub fn remove(&mut self, key: &ObjectKey) -> Undo {
+        let before = self.epoch;
+        if matches!(
+            key,
+            ObjectKey::Namespace(_)
+                | ObjectKey::ServiceAccount { .. }
+                | ObjectKey::Role(_)
+                | ObjectKey::Policy(_)
+        ) {
+            self.touch();
+        }
         let previous = match key {
             ObjectKey::Namespace(n) => self.namespaces.take(n).map(Object::Namespace),
             ObjectKey::ServiceAccount { namespace, name } => {
@@ -268,6 +325,7 @@ impl Index {
         Undo {
             key: key.clone(),
             previous,
+            epochs: (before, self.epoch),
         }
     }
 
@@ -277,12 +335,23 @@ impl Index {
     /// they replace): every decision applies the request's object and most
     /// undo it, and a stream of requests with fresh names must not grow the
     /// interner.
+    ///
+    /// The epoch goes back with the state when nothing that touched it came
+    /// after the change (or all of it was undone too).
     pub fn undo(&mut self, undo: Undo) {
-        let Undo { key, previous } = undo;
+        let Undo {
+            key,
+            previous,
+            epochs: (before, after),
+        } = undo;
+        let restores = self.epoch == after;
         let _ = match previous {
             Some(previous) => self.apply(previous),
             None => self.remove(&key),
         };
+        if restores {
+            self.epoch = before;
+        }
     }
 
     /// Gives back the uses of names that `apply` counted for `object`: one
@@ -336,6 +405,10 @@ impl Index {
         self.canon_binding(&mut b);
         let previous = self.take_binding(&b.key);
         let b = Arc::new(b);
+        if b.subjects.iter().any(|s| !self.by_subject.contains_key(s)) {
+            // Named for the first time: a group's known members change.
+            self.touch();
+        }
         for s in &b.subjects {
             self.by_subject
                 .get_or_insert_with(s.clone(), Vec::new)
@@ -400,7 +473,9 @@ impl Index {
             self.refresh_named(s);
         }
         unlink(&mut self.by_role, &b.role, key);
-        self.forget_binding(key);
+        if self.forget_binding(key) || b.subjects.iter().any(|s| !self.by_subject.contains_key(s)) {
+            self.touch();
+        }
         Some(Arc::unwrap_or_clone(b))
     }
 

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::assume::{Assumption, assumption};
 use super::budget::{Budget, Exhausted, Meter};
 use super::derive::{
-    Affected, Every, acting_as_every_service_account, add_actors, common, considered,
+    Affected, Every, Pick, acting_as_every_service_account, add_actors, common, considered,
     every_service_account,
 };
 use super::holdings::{End, IdSet, Shared, direct_holdings, principals};
@@ -709,12 +709,55 @@ pub(crate) fn select(
     object: &Object,
 ) -> (Vec<Identity>, Option<(Name, IdSet)>) {
     let gains = gains(index, confirmed, object);
+    let path = {
+        let index: &Index = index;
+        let guard = confirmed.unwrap_or(index);
+        match only_namespace(index, guard, object) {
+            Some(ns) => Path::OnlyNamespace(ns),
+            None => match edges_in_namespace(index, guard, object) {
+                Some((ns, b)) => Path::EdgesInNamespace(ns, b),
+                None => Path::General,
+            },
+        }
+    };
+    // Of the cluster-wide actors, only those whom a policy that the
+    // binding's role can give duties of governs may gain, when the path
+    // lets an actor off for what it already holds in the namespace.
+    let (ns, binding) = match (&path, object) {
+        (Path::OnlyNamespace(ns), Object::Binding(b)) => (Some(ns), Some(b)),
+        (Path::EdgesInNamespace(ns, b), _) => (Some(ns), Some(*b)),
+        _ => (None, None),
+    };
+    let gainable = binding.and_then(|b| gainable(index, b));
+    let mut pick_slots = match (&gains, &gainable) {
+        (Some(a), Some(b)) => Some(a.intersection(b).copied().collect()),
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let every = ns.map(|ns| acting_as_every_service_account(confirmed.unwrap_or(index), ns));
+    let mut outside_every = matches!(path, Path::EdgesInNamespace(..));
+    let mut of_every = None;
+    if let (Some(every), Some(ns), Some(b), Some(slots), None) =
+        (&every, ns, binding, &mut pick_slots, confirmed)
+        && every.many_actors(slots)
+    {
+        // Those in `every` hold what every ServiceAccount of `ns` holds: a
+        // policy all of whose duties the role gives there they hold
+        // already lets them all off at once (hundreds, each a lookup).
+        let held = AlreadyHeld::new(index, index, every, None);
+        slots.retain(|slot| !held_by_every(index, &held, b, ns, *slot));
+        outside_every = true;
+        of_every = held.into_of_every();
+    }
+    let pick = Pick {
+        slots: pick_slots.as_ref(),
+        outside_every,
+    };
     let mut subjects = match &gains {
         // Nobody gains anything a policy counts (R7.3).
         Some(slots) if slots.is_empty() => IdSet::default(),
         // RBAC objects only: the policies stay, and a subject no policy
         // governs has no violation (R5.5).
-        _ => affected_by(index, object).governed(index, gains.as_ref()),
+        _ => affected_by(index, object).governed(index, gains.as_ref(), pick),
     };
     let index: &Index = index;
     let guard = confirmed.unwrap_or(index);
@@ -730,28 +773,29 @@ pub(crate) fn select(
         });
     }
     let mut scoped = None;
-    if let Some(ns) = only_namespace(index, guard, object) {
-        // Everyone gains the role's grants in `ns` at most.
-        if let Object::Binding(b) = object
-            && !subjects.is_empty()
-        {
-            let every = acting_as_every_service_account(guard, &ns);
-            let held = AlreadyHeld::new(index, guard, &every);
-            subjects.retain(|s| may_gain(index, &held, b, s));
+    match &path {
+        Path::OnlyNamespace(ns) => {
+            // Everyone gains the role's grants in `ns` at most.
+            if let (Object::Binding(b), Some(every)) = (object, &every)
+                && !subjects.is_empty()
+            {
+                let held = AlreadyHeld::new(index, guard, every, of_every);
+                subjects.retain(|s| may_gain(index, &held, b, s));
+            }
+            scoped = Some((ns.clone(), subjects.clone()));
         }
-        scoped = Some((ns, subjects.clone()));
-    } else if !subjects.is_empty()
-        && let Some((ns, b)) = edges_in_namespace(index, guard, object)
-    {
-        let every = acting_as_every_service_account(guard, &ns);
-        let held = AlreadyHeld::new(index, guard, &every);
-        subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
-        let within = subjects
-            .iter()
-            .filter(|s| every.contains(s))
-            .cloned()
-            .collect();
-        scoped = Some((ns, within));
+        Path::EdgesInNamespace(ns, b) if !subjects.is_empty() => {
+            let every = every.as_ref().expect("computed for the path");
+            let held = AlreadyHeld::new(index, guard, every, of_every);
+            subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
+            let within = subjects
+                .iter()
+                .filter(|s| every.contains(s))
+                .cloned()
+                .collect();
+            scoped = Some((ns.clone(), within));
+        }
+        _ => {}
     }
     // RBAC objects only: the policies stay, as `saturated` needs. Last, as
     // it walks each subject's own bindings: the checks above are cheaper.
@@ -761,6 +805,76 @@ pub(crate) fn select(
     let mut subjects: Vec<Identity> = subjects.into_iter().collect();
     subjects.sort_unstable();
     (subjects, scoped)
+}
+
+/// How far a change's effect on holdings reaches ([`only_namespace`],
+/// [`edges_in_namespace`]).
+enum Path<'o> {
+    OnlyNamespace(Name),
+    EdgesInNamespace(Name, &'o Binding),
+    General,
+}
+
+/// The policies a duty of which [`may_gain`] can find that a subject
+/// gains through RoleBinding `binding`: those its role grants a
+/// namespaced permission of, and, when it creates workloads, those that
+/// count what a Pod mounts. `None` when it may be any (a cluster-wide
+/// binding, or a RoleGrant half that can pair).
+fn gainable(index: &Index, binding: &Binding) -> Option<BTreeSet<u32>> {
+    let Some(entry) = index.role(&binding.role) else {
+        return Some(BTreeSet::new());
+    };
+    binding.key.namespace.as_ref()?;
+    let considered = considered(index);
+    if entry
+        .derives
+        .iter()
+        .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
+        && may_pair(index, binding, &entry.derives)
+    {
+        return None;
+    }
+    let mut out: BTreeSet<u32> = entry
+        .grants
+        .iter()
+        .filter(|g| !g.non_resource)
+        .map(|g| g.policy)
+        .collect();
+    if entry.derives.iter().any(|d| d.power == Power::Workloads) {
+        out.extend(index.policies().filter_map(|(slot, p)| {
+            (p.derived.contains(DerivedKind::WorkloadCreation)
+                && p.permissions.iter().any(mounts_grant))
+            .then_some(slot)
+        }));
+    }
+    Some(out)
+}
+
+/// Whether [`may_gain`] finds no duty of policy `slot` that a subject who
+/// acts as every ServiceAccount of `ns` (on a single state, [`Every`])
+/// gains through RoleBinding `binding`, whatever else it is: each
+/// namespaced grant of the role under the policy is held by a ServiceAccount
+/// of `ns` already, and the role creates no workloads whose Pods' mounts the
+/// policy counts.
+fn held_by_every(
+    index: &Index,
+    held: &AlreadyHeld<'_>,
+    binding: &Binding,
+    ns: &Name,
+    slot: u32,
+) -> bool {
+    let (Some(entry), Some(p)) = (index.role(&binding.role), index.policy_slot(slot)) else {
+        return false;
+    };
+    let mounts = p.derived.contains(DerivedKind::WorkloadCreation)
+        && entry.derives.iter().any(|d| d.power == Power::Workloads)
+        && p.permissions.iter().any(mounts_grant);
+    !mounts
+        && entry
+            .grants
+            .iter()
+            .filter(|g| g.policy == slot && !g.non_resource)
+            .all(|g| held.every_holds(ns).contains(&(slot, g.permission)))
 }
 
 /// The namespace outside which `object` changes nobody's holdings: a
@@ -1033,13 +1147,35 @@ struct AlreadyHeld<'i> {
 }
 
 impl<'i> AlreadyHeld<'i> {
-    fn new(index: &'i Index, guard: &'i Index, every: &'i Every) -> Self {
+    /// With `of_every`, what [`every_holds`](Self::every_holds) found on
+    /// the same states before.
+    fn new(
+        index: &'i Index,
+        guard: &'i Index,
+        every: &'i Every,
+        of_every: Option<HashSet<(u32, u32)>>,
+    ) -> Self {
         AlreadyHeld {
             index,
             guard,
             every,
-            of_every_sa: std::cell::OnceCell::new(),
+            of_every_sa: of_every.map_or_else(std::cell::OnceCell::new, std::cell::OnceCell::from),
         }
+    }
+
+    fn into_of_every(self) -> Option<HashSet<(u32, u32)>> {
+        self.of_every_sa.into_inner()
+    }
+
+    /// The (policy, permission) pairs every ServiceAccount of `ns` together
+    /// hold there or cluster-wide by their own bindings.
+    fn every_holds(&self, ns: &Name) -> &HashSet<(u32, u32)> {
+        self.of_every_sa.get_or_init(|| {
+            self.guard
+                .service_accounts_in(ns)
+                .flat_map(|x| self.own(&x, ns))
+                .collect()
+        })
     }
 
     fn pending(&self) -> bool {
@@ -1062,14 +1198,7 @@ impl<'i> AlreadyHeld<'i> {
     ) -> Option<&HashSet<(u32, u32)>> {
         let acts = self.every.contains(subject)
             && (!self.pending() || self.acts_as_all_for_good(subject, ns));
-        acts.then(|| {
-            self.of_every_sa.get_or_init(|| {
-                self.guard
-                    .service_accounts_in(ns)
-                    .flat_map(|x| self.own(&x, ns))
-                    .collect()
-            })
-        })
+        acts.then(|| self.every_holds(ns))
     }
 
     /// What `subject`'s own bindings (no escalation path) give it in `ns`

@@ -49,11 +49,27 @@ impl Every {
         self.all.contains(s) || self.cluster.every.contains(s)
     }
 
+    /// Whether the cluster-wide actors that the policies in `slots` govern
+    /// are many: letting them off one by one costs more than reading what
+    /// the namespace's ServiceAccounts hold.
+    pub fn many_actors(&self, slots: &BTreeSet<u32>) -> bool {
+        let c = &self.cluster;
+        let n: usize = [&c.binders, &c.every_sa]
+            .into_iter()
+            .flat_map(|c| slots.iter().filter_map(|s| c.by_policy.get(s)))
+            .map(Vec::len)
+            .sum();
+        n > MANY_ACTORS
+    }
+
     /// Whether `s` creates workloads, so its own Pods mount.
     pub fn creates(&self, s: &Identity) -> bool {
         self.workloads.contains(s) || self.cluster.workloads.contains(s)
     }
 }
+
+/// See [`Every::many_actors`].
+const MANY_ACTORS: usize = 16;
 
 /// Who acts as every ServiceAccount of `ns` ([`Every`]). Read from the
 /// per-scope derivers, never by walking; the cluster-wide ones once per
@@ -114,10 +130,10 @@ pub(super) fn cluster_actors(index: &Index) -> Arc<ClusterActors> {
             every_sa = expand(index, set, &[], every_sa, None).local;
         }
         ClusterActors {
+            binders: Closure::new(index, binders, &every),
+            every_sa: Closure::new(index, every_sa, &every),
             every,
             workloads,
-            binders: Closure::new(index, binders),
-            every_sa: Closure::new(index, every_sa),
         }
     })
 }
@@ -278,16 +294,20 @@ impl Affected {
     }
 
     /// The affected subjects that a policy governs (among `slots`, when
-    /// given): nobody else can have a violation (R5.5).
-    pub fn governed(self, index: &Index, slots: Option<&BTreeSet<u32>>) -> IdSet {
+    /// given): nobody else can have a violation (R5.5). Of the closures'
+    /// members, those `pick` says.
+    pub fn governed(self, index: &Index, slots: Option<&BTreeSet<u32>>, pick: Pick<'_>) -> IdSet {
         let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
         let mut out = IdSet::default();
         for c in self.closures() {
-            match slots {
+            match pick.slots {
                 None => out.extend(c.governed.iter().cloned()),
                 Some(slots) => {
                     for slot in slots {
                         out.extend(c.by_policy.get(slot).into_iter().flatten().cloned());
+                    }
+                    if pick.outside_every {
+                        out.extend(c.outside_every.iter().cloned());
                     }
                 }
             }
@@ -300,6 +320,16 @@ impl Affected {
         );
         out
     }
+}
+
+/// Which members of the closures of cluster-wide actors a decision judges.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick<'a> {
+    /// Those some policy among these governs (any policy when `None`).
+    pub slots: Option<&'a BTreeSet<u32>>,
+    /// With `slots`, those outside [`ClusterActors::every`] that any policy
+    /// governs too.
+    pub outside_every: bool,
 }
 
 /// R9.4: `out` and everyone who acts as one of its identities, or can bind

@@ -359,10 +359,14 @@ pub struct Closure {
     pub governed: Vec<Identity>,
     /// The members each policy governs (by slot), sorted.
     pub by_policy: BTreeMap<u32, Vec<Identity>>,
+    /// The governed members that are not in [`ClusterActors::every`],
+    /// sorted: a decision that lets those in it off by what the policies
+    /// their duties come from say still judges these.
+    pub outside_every: Vec<Identity>,
 }
 
 impl Closure {
-    pub fn new(index: &Index, members: IdSet) -> Closure {
+    pub fn new(index: &Index, members: IdSet, every: &IdSet) -> Closure {
         let mut sorted: Vec<&Identity> = members.iter().collect();
         sorted.sort_unstable();
         let mut governed = Vec::new();
@@ -379,10 +383,16 @@ impl Closure {
                 governed.push(m.clone());
             }
         }
+        let outside_every = governed
+            .iter()
+            .filter(|m| !every.contains(*m))
+            .cloned()
+            .collect();
         Closure {
             members,
             governed,
             by_policy,
+            outside_every,
         }
     }
 }

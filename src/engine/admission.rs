@@ -12,7 +12,9 @@ use super::derive::{
     Affected, Every, Pick, acting_as_every_service_account, add_actors, common, considered,
     every_service_account,
 };
-use super::holdings::{End, IdSet, Shared, direct_holdings, principals};
+use super::holdings::{
+    End, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all, principals,
+};
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
@@ -1171,10 +1173,8 @@ impl<'i> AlreadyHeld<'i> {
     /// hold there or cluster-wide by their own bindings.
     fn every_holds(&self, ns: &Name) -> &HashSet<(u32, u32)> {
         self.of_every_sa.get_or_init(|| {
-            self.guard
-                .service_accounts_in(ns)
-                .flat_map(|x| self.own(&x, ns))
-                .collect()
+            let h = direct_holdings_of_all(self.guard, self.guard.service_accounts_in(ns));
+            self.own_in(&h, ns)
         })
     }
 
@@ -1204,8 +1204,13 @@ impl<'i> AlreadyHeld<'i> {
     /// What `subject`'s own bindings (no escalation path) give it in `ns`
     /// or cluster-wide, of the policies that are the same on both states.
     fn own(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+        self.own_in(&direct_holdings(self.guard, subject), ns)
+    }
+
+    /// What holdings `h` without escalation paths give in `ns` or
+    /// cluster-wide, of the policies that are the same on both states.
+    fn own_in(&self, h: &Holdings<'_>, ns: &Name) -> HashSet<(u32, u32)> {
         let policy = |state: &'i Index, slot: u32| state.policy_slot(slot).map(|p| &**p);
-        let h = direct_holdings(self.guard, subject);
         let mut out = HashSet::new();
         for (slot, xs) in &h.by_policy {
             if !same_object(policy(self.index, *slot), policy(self.guard, *slot)) {

@@ -299,6 +299,28 @@ pub fn direct_holdings<'a>(index: &'a Index, subject: &Identity) -> Holdings<'a>
     h
 }
 
+/// What any of `subjects` holds through the bindings that name it or its
+/// groups alone, as [`direct_holdings`] of each would find together: the
+/// groups they share (a namespace's ServiceAccounts share three) are walked
+/// once.
+pub fn direct_holdings_of_all<'a>(
+    index: &'a Index,
+    subjects: impl IntoIterator<Item = Identity>,
+) -> Holdings<'a> {
+    let mut seen = FastSet::default();
+    let mut all = Vec::new();
+    for s in subjects {
+        for (p, via) in principals(&s) {
+            if seen.insert(p.clone()) {
+                all.push((p, via));
+            }
+        }
+    }
+    let mut h = Holdings::default();
+    Walk::new(index, DerivedSet::NONE, None, &mut h, None).visit_principals(all, None);
+    h
+}
+
 /// What every ServiceAccount of the cluster holds, computed once per
 /// evaluation or decision and shared by every subject that acts as all of
 /// them (a cluster-wide Pod creator, exec, token or impersonation grant):
@@ -1016,9 +1038,14 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn visit(&mut self, id: &Identity, chain: Option<Rc<Hop<'a>>>) {
+        self.visit_principals(principals(id), chain);
+    }
+
+    /// [`visit`](Self::visit) of an identity that is these principals.
+    fn visit_principals(&mut self, principals: Vec<(Identity, Via)>, chain: Option<Rc<Hop<'a>>>) {
         let index = self.index;
         let mut work: Vec<Item<'a>> = Vec::new();
-        for (principal, via) in principals(id) {
+        for (principal, via) in principals {
             for binding in self.bindings_naming(&principal) {
                 // R2.3: a binding to a missing role grants nothing.
                 let Some(entry) = self.role_of(binding) else {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
 pub(super) use crate::engine::index::every_service_account;
-use crate::engine::index::{Closure, ClusterActors, Derive, Deriver, Index, Power, Targets};
+use crate::engine::index::{
+    Bucket, Closure, ClusterActors, Derive, Deriver, Index, Power, ScopeActors, Targets,
+};
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, DerivedKind, DerivedSet, Identity, Name, RoleKey};
 
@@ -130,6 +132,7 @@ pub(super) fn cluster_actors(index: &Index) -> Arc<ClusterActors> {
             every_sa = expand(index, set, &[], every_sa, None).local;
         }
         ClusterActors {
+            scope: ScopeActors::of(index, set, None),
             binders: Closure::new(index, binders, &every),
             every_sa: Closure::new(index, every_sa, &every),
             every,
@@ -378,7 +381,7 @@ fn expand(
     let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
     let mut binders = false;
     let mut actors = Actors {
-        shared: cluster.is_some(),
+        cluster: cluster.clone(),
         ..Actors::default()
     };
     loop {
@@ -432,111 +435,23 @@ fn expand(
 /// against every cluster-wide binding, took minutes). Powers that name their
 /// targets are looked up by name, each name once.
 #[derive(Default)]
-struct Actors<'a> {
-    scopes: HashMap<Option<Name>, ScopeActors<'a>>,
+struct Actors {
+    scopes: HashMap<Option<Name>, ScopeActors>,
     taken: HashSet<(Option<Name>, Bucket, Option<Name>)>,
-    /// Whether who acts as the cluster-wide actors of every ServiceAccount
-    /// is read from [`ClusterActors::every_sa`] rather than gathered.
-    shared: bool,
+    /// When given, the cluster-wide scope is read from it, and who acts as
+    /// the cluster-wide actors of every ServiceAccount from
+    /// [`ClusterActors::every_sa`], rather than gathered.
+    cluster: Option<Arc<ClusterActors>>,
     /// Whether that closure is among the affected.
     every_sa: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Bucket {
-    EveryServiceAccount,
-    ServiceAccount,
-    AnyServiceAccountImpersonation,
-    EveryUser,
-    User,
-    Group,
-}
-
-/// The bindings of one scope whose role has a power of a considered kind,
-/// by whom the power reaches (as [`reaches`] says).
-#[derive(Default)]
-struct ScopeActors<'a> {
-    every_sa: Vec<&'a Binding>,
-    named_sa: HashMap<&'a Name, Vec<&'a Binding>>,
-    /// Impersonation of ServiceAccounts, all or named: it reaches the
-    /// ServiceAccount groups (R1.4).
-    sa_impersonation: Vec<&'a Binding>,
-    every_user: Vec<&'a Binding>,
-    named_user: HashMap<&'a Name, Vec<&'a Binding>>,
-    named_group: HashMap<&'a Name, Vec<&'a Binding>>,
-}
-
-impl<'a> ScopeActors<'a> {
-    /// Read from what the index keeps of each binding's reach: no binding
-    /// or role is looked up.
-    fn of(index: &'a Index, set: DerivedSet, scope: Option<&Name>) -> Self {
-        let impersonation = set.contains(DerivedKind::Impersonation);
-        let mut out = ScopeActors::default();
-        for d in index.derivers_in(scope) {
-            let (b, r) = (&*d.binding, &d.reach);
-            if r.every_sa.intersects(set) {
-                out.every_sa.push(b);
-            }
-            if !impersonation && !set.contains(DerivedKind::TokenRequest) {
-                continue;
-            }
-            if impersonation && r.sa_impersonation {
-                out.sa_impersonation.push(b);
-            }
-            if impersonation && r.every_user {
-                out.every_user.push(b);
-            }
-            let Some(named) = &r.named else { continue };
-            for (n, kind) in &named.service_accounts {
-                if set.contains(*kind) {
-                    file(&mut out.named_sa, n, b);
-                }
-            }
-            if impersonation {
-                for n in &named.users {
-                    file(&mut out.named_user, n, b);
-                }
-                for n in &named.groups {
-                    file(&mut out.named_group, n, b);
-                }
-            }
-        }
-        out
-    }
-
-    fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[&'a Binding] {
-        match bucket {
-            Bucket::EveryServiceAccount => &self.every_sa,
-            Bucket::AnyServiceAccountImpersonation => &self.sa_impersonation,
-            Bucket::EveryUser => &self.every_user,
-            Bucket::ServiceAccount => lookup(&self.named_sa, name),
-            Bucket::User => lookup(&self.named_user, name),
-            Bucket::Group => lookup(&self.named_group, name),
-        }
-    }
-}
-
-/// Files binding `b` under `name`, once: a role may name a target twice.
-fn file<'a>(map: &mut HashMap<&'a Name, Vec<&'a Binding>>, name: &'a Name, b: &'a Binding) {
-    let bindings = map.entry(name).or_default();
-    if !bindings.last().is_some_and(|x| std::ptr::eq(*x, b)) {
-        bindings.push(b);
-    }
-}
-
-fn lookup<'m, 'a>(
-    m: &'m HashMap<&'a Name, Vec<&'a Binding>>,
-    name: Option<&Name>,
-) -> &'m [&'a Binding] {
-    name.and_then(|n| m.get(n)).map_or(&[], Vec::as_slice)
-}
-
-impl<'a> Actors<'a> {
+impl Actors {
     /// Adds to `out`, once, the subjects of the bindings of `scope` in
     /// `bucket` (for `name`, for the named buckets).
     fn take(
         &mut self,
-        index: &'a Index,
+        index: &Index,
         set: DerivedSet,
         scope: Option<&Name>,
         bucket: Bucket,
@@ -546,14 +461,17 @@ impl<'a> Actors<'a> {
         if !self.taken.insert((scope.cloned(), bucket, name.cloned())) {
             return;
         }
-        if self.shared && scope.is_none() && bucket == Bucket::EveryServiceAccount {
-            self.every_sa = true;
-            return;
-        }
-        let actors = self
-            .scopes
-            .entry(scope.cloned())
-            .or_insert_with(|| ScopeActors::of(index, set, scope));
+        let actors = match (&self.cluster, scope) {
+            (Some(_), None) if bucket == Bucket::EveryServiceAccount => {
+                self.every_sa = true;
+                return;
+            }
+            (Some(c), None) => &c.scope,
+            _ => self
+                .scopes
+                .entry(scope.cloned())
+                .or_insert_with(|| ScopeActors::of(index, set, scope)),
+        };
         for b in actors.bucket(bucket, name) {
             take_binding(index, b, out);
         }
@@ -562,7 +480,7 @@ impl<'a> Actors<'a> {
     /// Adds to `out` whoever acts as `t` (a ServiceAccount, a User, or a
     /// Group other than every ServiceAccount's) by a binding of its own
     /// namespace or a cluster-wide one, as [`reaches`] says.
-    fn of(&mut self, index: &'a Index, set: DerivedSet, t: &Identity, out: &mut IdSet) {
+    fn of(&mut self, index: &Index, set: DerivedSet, t: &Identity, out: &mut IdSet) {
         match t {
             Identity::ServiceAccount { namespace, name } => {
                 for scope in [Some(namespace), None] {

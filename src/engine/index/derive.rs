@@ -3,7 +3,7 @@
 //! so a holdings walk finds its derived edges without matching rules again.
 //! They do not depend on policies: which kinds count is the walk's business.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use super::{CowMap, IdSet, Index};
@@ -337,6 +337,9 @@ impl Reach {
 /// it is computed once per state ([`Index::cluster_actors`]).
 #[derive(Debug, Default)]
 pub struct ClusterActors {
+    /// The cluster-wide bindings whose role has a power of a kind some
+    /// policy considers, by whom the power reaches.
+    pub scope: ScopeActors,
     /// Who acts as every ServiceAccount of every namespace by a cluster-wide
     /// binding, in the walk of every policy, and among them those whose
     /// power is workload creation.
@@ -395,6 +398,93 @@ impl Closure {
             outside_every,
         }
     }
+}
+
+/// Whom the bindings in one list of [`ScopeActors`] reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    EveryServiceAccount,
+    ServiceAccount,
+    AnyServiceAccountImpersonation,
+    EveryUser,
+    User,
+    Group,
+}
+
+/// The bindings of one scope whose role has a power of a kind in a set,
+/// by whom the power reaches (R9.4).
+#[derive(Debug, Default)]
+pub struct ScopeActors {
+    every_sa: Vec<Arc<Binding>>,
+    named_sa: HashMap<Name, Vec<Arc<Binding>>>,
+    /// Impersonation of ServiceAccounts, all or named: it reaches the
+    /// ServiceAccount groups (R1.4).
+    sa_impersonation: Vec<Arc<Binding>>,
+    every_user: Vec<Arc<Binding>>,
+    named_user: HashMap<Name, Vec<Arc<Binding>>>,
+    named_group: HashMap<Name, Vec<Arc<Binding>>>,
+}
+
+impl ScopeActors {
+    /// Read from what the index keeps of each binding's reach: no binding
+    /// or role is looked up.
+    pub fn of(index: &Index, set: DerivedSet, scope: Option<&Name>) -> Self {
+        let impersonation = set.contains(DerivedKind::Impersonation);
+        let mut out = ScopeActors::default();
+        for d in index.derivers_in(scope) {
+            let (b, r) = (&d.binding, &d.reach);
+            if r.every_sa.intersects(set) {
+                out.every_sa.push(b.clone());
+            }
+            if !impersonation && !set.contains(DerivedKind::TokenRequest) {
+                continue;
+            }
+            if impersonation && r.sa_impersonation {
+                out.sa_impersonation.push(b.clone());
+            }
+            if impersonation && r.every_user {
+                out.every_user.push(b.clone());
+            }
+            let Some(named) = &r.named else { continue };
+            for (n, kind) in &named.service_accounts {
+                if set.contains(*kind) {
+                    file(&mut out.named_sa, n, b);
+                }
+            }
+            if impersonation {
+                for n in &named.users {
+                    file(&mut out.named_user, n, b);
+                }
+                for n in &named.groups {
+                    file(&mut out.named_group, n, b);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[Arc<Binding>] {
+        match bucket {
+            Bucket::EveryServiceAccount => &self.every_sa,
+            Bucket::AnyServiceAccountImpersonation => &self.sa_impersonation,
+            Bucket::EveryUser => &self.every_user,
+            Bucket::ServiceAccount => lookup(&self.named_sa, name),
+            Bucket::User => lookup(&self.named_user, name),
+            Bucket::Group => lookup(&self.named_group, name),
+        }
+    }
+}
+
+/// Files binding `b` under `name`, once: a role may name a target twice.
+fn file(map: &mut HashMap<Name, Vec<Arc<Binding>>>, name: &Name, b: &Arc<Binding>) {
+    let bindings = map.entry(name.clone()).or_default();
+    if !bindings.last().is_some_and(|x| Arc::ptr_eq(x, b)) {
+        bindings.push(b.clone());
+    }
+}
+
+fn lookup<'m>(m: &'m HashMap<Name, Vec<Arc<Binding>>>, name: Option<&Name>) -> &'m [Arc<Binding>] {
+    name.and_then(|n| m.get(n)).map_or(&[], Vec::as_slice)
 }
 
 /// Whether a power acts as every ServiceAccount of the namespace it is held

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
-    Closure, ClusterActors, Derive, Deriver, Derivers, Named, Power, Reach, Targets,
-    every_service_account, mount_rule, mounts_grant,
+    Bucket, Closure, ClusterActors, Derive, Deriver, Derivers, Named, Power, Reach, ScopeActors,
+    Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
 pub use memo::Memo;

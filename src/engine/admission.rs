@@ -775,10 +775,10 @@ pub(crate) fn select(
         });
     }
     let mut scoped = None;
-    match &path {
-        Path::OnlyNamespace(ns) => {
+    match (&path, &every) {
+        (Path::OnlyNamespace(ns), every) => {
             // Everyone gains the role's grants in `ns` at most.
-            if let (Object::Binding(b), Some(every)) = (object, &every)
+            if let (Object::Binding(b), Some(every)) = (object, every)
                 && !subjects.is_empty()
             {
                 let held = AlreadyHeld::new(index, guard, every, of_every);
@@ -786,8 +786,7 @@ pub(crate) fn select(
             }
             scoped = Some((ns.clone(), subjects.clone()));
         }
-        Path::EdgesInNamespace(ns, b) if !subjects.is_empty() => {
-            let every = every.as_ref().expect("computed for the path");
+        (Path::EdgesInNamespace(ns, b), Some(every)) if !subjects.is_empty() => {
             let held = AlreadyHeld::new(index, guard, every, of_every);
             subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
             let within = subjects

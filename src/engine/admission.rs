@@ -748,21 +748,34 @@ pub(crate) fn select(
     let every = ns.map(|ns| acting_as_every_service_account(confirmed.unwrap_or(index), ns));
     let mut outside_every = matches!(path, Path::EdgesInNamespace(..));
     let mut of_every = None;
-    if let (Some(every), Some(ns), Some(b), Some(slots), None) =
-        (&every, ns, binding, &mut pick_slots, confirmed)
+    let mut covered = BTreeSet::new();
+    if let (Some(every), Some(ns), Some(b), Some(slots)) = (&every, ns, binding, &mut pick_slots)
         && every.many_actors(slots)
+        && confirmed.is_none_or(|guard| cluster_every_for_good(index, guard))
     {
         // Those in `every` hold what every ServiceAccount of `ns` holds: a
         // policy all of whose duties the role gives there they hold
         // already lets them all off at once (hundreds, each a lookup).
-        let held = AlreadyHeld::new(index, index, every, None);
-        slots.retain(|slot| !held_by_every(index, &held, b, ns, *slot));
+        let held = AlreadyHeld::new(index, confirmed.unwrap_or(index), every, None);
+        covered = slots
+            .iter()
+            .copied()
+            .filter(|slot| held_by_every(index, &held, b, ns, *slot))
+            .collect();
+        slots.retain(|slot| !covered.contains(slot));
         outside_every = true;
         of_every = held.into_of_every();
     }
     let pick = Pick {
         slots: pick_slots.as_ref(),
         outside_every,
+        // The closures are the assumed state's: who is among its cluster-wide
+        // actors of every ServiceAccount and not among the confirmed one's
+        // is not let off by what every ServiceAccount holds.
+        unless_every: every
+            .as_ref()
+            .filter(|_| confirmed.is_some() && !covered.is_empty())
+            .map(|every| (&covered, every)),
     };
     let mut subjects = match &gains {
         // Nobody gains anything a policy counts (R7.3).
@@ -859,6 +872,25 @@ fn gainable(index: &Index, binding: &Binding) -> Option<BTreeSet<u32>> {
         }));
     }
     Some(out)
+}
+
+/// Whether every cluster-wide binding by which someone acts as every
+/// ServiceAccount on `guard` (in the walk of every policy) is the very same
+/// binding, to the very same role, on `index`: whatever the pending changes
+/// do, those [`ClusterActors::every`] of `guard` holds act so
+/// ([`AlreadyHeld::acts_as_all_for_good`]).
+///
+/// [`ClusterActors::every`]: crate::engine::index::ClusterActors::every
+fn cluster_every_for_good(index: &Index, guard: &Index) -> bool {
+    let set = common(guard);
+    guard
+        .derivers_in(None)
+        .filter(|d| d.reach.every_sa.intersects(set))
+        .all(|d| {
+            let b = &d.binding;
+            same_object(index.binding(&b.key), guard.binding(&b.key))
+                && same_object(index.role(&b.role), guard.role(&b.role))
+        })
 }
 
 /// Whether [`may_gain`] finds no duty of policy `slot` that a subject who

@@ -720,6 +720,16 @@ pub(crate) fn select(
     confirmed: Option<&Index>,
     object: &Object,
 ) -> (Vec<Identity>, Option<(Name, IdSet)>) {
+    if let Object::Binding(b) = object
+        && unchanged(index, b)
+        && confirmed.is_none_or(|c| unchanged(c, b))
+    {
+        // The same role and subjects before and after: nobody's holdings
+        // change (an update of its labels, or the CREATE of one that
+        // exists). Judging whoever it reaches was seconds for a binding
+        // that opens an escalation path.
+        return (Vec::new(), None);
+    }
     let gains = gains(index, confirmed, object);
     let path = {
         let index: &Index = index;
@@ -829,6 +839,16 @@ pub(crate) fn select(
     let mut subjects: Vec<Identity> = subjects.into_iter().collect();
     subjects.sort_unstable();
     (subjects, scoped)
+}
+
+/// Whether `index` holds binding `b` already: the same key, role and
+/// subjects (in any order).
+fn unchanged(index: &Index, b: &Binding) -> bool {
+    index.binding(&b.key).is_some_and(|old| {
+        old.role == b.role
+            && old.subjects.iter().all(|s| b.subjects.contains(s))
+            && b.subjects.iter().all(|s| old.subjects.contains(s))
+    })
 }
 
 /// How far a change's effect on holdings reaches ([`only_namespace`],

@@ -760,6 +760,32 @@ fn writer() -> Value {
     )
 }
 
+/// A binding that is already there, with the same role and subjects (an
+/// update of its labels, or the CREATE of one that exists), changes
+/// nobody's holdings: nobody is judged. Judging whoever an escalation
+/// binding reaches took seconds at 100k bindings. Not while the binding is
+/// only assumed (live mode, R7.8): on the confirmed state it is new.
+#[test]
+fn a_binding_that_is_there_already_judges_nobody() {
+    // Runs Pods in `pay`: an escalation path (R9.1).
+    let runner = role(
+        "runner",
+        json!([{"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["create"]}]),
+    );
+    let mut bound = rb("new", "Role", "runner");
+    bound["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
+    let mut there = ops_creates_jobs().to_vec();
+    there.push(runner);
+    let web = "ServiceAccount:pay:web".to_string();
+    let judged = judged_for(&there, "runner");
+    assert!(judged.contains(&web), "{judged:?}");
+    there.push(bound.clone());
+    assert_eq!(judged_for(&there, "runner"), Vec::<String>::new());
+    there.pop();
+    let judged = judged_with_pending(&there, &[bound], "runner");
+    assert!(judged.contains(&web), "{judged:?}");
+}
+
 /// A ServiceAccount that creates Jobs everywhere acts as `pay/web` already:
 /// a grant to `pay/web` is its grant too, but one it holds in `pay` already
 /// (its own bindings give it, or those of a ServiceAccount of `pay` it acts

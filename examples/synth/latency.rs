@@ -88,6 +88,80 @@ pub fn pend_one(assumed: &mut Index) {
     }
 }
 
+/// Decisions each right after an admitted RoleBinding to a role that opens
+/// an escalation path (workloads, exec, bind …), round-robin over `reqs`:
+/// such an admission renews the state's epoch, so the decision after it
+/// gathers the cluster-wide actors again (`ClusterActors`, kept once per
+/// state otherwise). The admission and its undo are not timed. `None` when
+/// `reqs` holds no admitted escalating binding.
+pub fn measure_after_escalation(
+    index: &mut Index,
+    reqs: &[Request],
+    calls: usize,
+) -> Option<Latency> {
+    let now = bench_now();
+    let escalating: Vec<&Request> = reqs.iter().filter(|r| escalating_role(index, r)).collect();
+    let mut admitted = 0;
+    let mut k = 0;
+    let lat = time_parts(reqs, calls, |r| {
+        // One admitted escalating binding before each timed decision.
+        let mut undo = None;
+        for _ in 0..escalating.len() {
+            let e = escalating[k % escalating.len()];
+            k += 1;
+            // Another binding: the same one again would be judged as an
+            // update of the admitted one.
+            if name(e) == name(r) {
+                continue;
+            }
+            if let (review, Some(u)) = engine::review_and_apply(index, e, now) {
+                if review.allowed {
+                    undo = Some(u);
+                    break;
+                }
+                index.undo(u);
+            }
+        }
+        admitted += usize::from(undo.is_some());
+        let t = Instant::now();
+        let review = engine::review_within(index, r, now, serve_budget());
+        let dt = t.elapsed();
+        if let Some(u) = undo {
+            index.undo(u);
+        }
+        (review, dt)
+    });
+    (admitted > 0).then_some(lat)
+}
+
+/// The namespace and name of the object `r` carries.
+fn name(r: &Request) -> Option<(&serde_json::Value, &serde_json::Value)> {
+    let o = r.object.as_ref()?;
+    Some((
+        o.pointer("/metadata/namespace")?,
+        o.pointer("/metadata/name")?,
+    ))
+}
+
+/// Whether `r` binds a role that opens an escalation path.
+fn escalating_role(index: &Index, r: &Request) -> bool {
+    let Some(o) = r.object.as_ref() else {
+        return false;
+    };
+    let field = |p: &str| o.pointer(p).and_then(|v| v.as_str());
+    let (Some(name), Some(kind)) = (field("/roleRef/name"), field("/roleRef/kind")) else {
+        return false;
+    };
+    let namespace = (kind == "Role")
+        .then(|| field("/metadata/namespace"))
+        .flatten()
+        .map(Into::into);
+    index.role_derives(&sodguard::model::RoleKey {
+        namespace,
+        name: name.into(),
+    })
+}
+
 /// `sodguard serve`'s default decision budget (--decision-budget,
 /// --decision-max-violations): what a decision may do in production.
 pub fn serve_budget() -> engine::Budget {
@@ -123,6 +197,19 @@ fn time_reviews(
     calls: usize,
     mut review: impl FnMut(&Request) -> engine::Review,
 ) -> Latency {
+    time_parts(reqs, calls, |r| {
+        let t = Instant::now();
+        let review = review(r);
+        (review, t.elapsed())
+    })
+}
+
+/// [`time_reviews`] of calls that time the part that counts themselves.
+fn time_parts(
+    reqs: &[Request],
+    calls: usize,
+    mut review: impl FnMut(&Request) -> (engine::Review, Duration),
+) -> Latency {
     for r in reqs {
         std::hint::black_box(review(r));
     }
@@ -130,9 +217,7 @@ fn time_reviews(
     let (mut allowed, mut denied) = (0, 0);
     for i in 0..calls {
         let r = &reqs[i % reqs.len()];
-        let t = Instant::now();
-        let review = review(r);
-        let dt = t.elapsed();
+        let (review, dt) = review(r);
         times.push(dt);
         if dt > SLOW && i < reqs.len() {
             // Once per request: which ones are slow matters more than how often.

@@ -11,7 +11,9 @@ use sodguard::model::{Identity, Object};
 
 use super::generate::{Config, Error, generate_into};
 use super::heap;
-use super::latency::{measure_latency, measure_latency_live, pend_one, serve_budget};
+use super::latency::{
+    measure_after_escalation, measure_latency, measure_latency_live, pend_one, serve_budget,
+};
 use super::load::{Parsed, convert_into, load_objects};
 use super::requests::{bench_now, heavy_requests, prepare_requests};
 
@@ -112,6 +114,11 @@ pub fn measure(input: &Input, calls: usize, n_requests: usize) -> Result<(), Err
     time_evaluate(&index);
     let lat = measure_latency(&mut index, &reqs, calls);
     println!("review:   {lat}");
+    if let Some(lat) = measure_after_escalation(&mut index, &reqs, calls) {
+        println!(
+            "review:   each after an admitted escalating binding (the cluster-wide actors gathered again): {lat}"
+        );
+    }
     pend_one(&mut assumed);
     let lat = measure_latency_live(&index, &mut assumed, &reqs, calls);
     println!("review:   live (confirmed before, assumed after): {lat}");

@@ -24,7 +24,7 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{Index, Power, Targets, Undo, mounts_grant};
+use crate::engine::index::{Index, Power, RoleEntry, Targets, Undo, mounts_grant};
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
@@ -869,13 +869,7 @@ fn gainable(index: &Index, binding: &Binding) -> Option<BTreeSet<u32>> {
         return Some(BTreeSet::new());
     };
     binding.key.namespace.as_ref()?;
-    let considered = considered(index);
-    if entry
-        .derives
-        .iter()
-        .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
-        && may_pair(index, binding, &entry.derives)
-    {
+    if grants_roles(index, binding, entry) {
         return None;
     }
     let mut out: BTreeSet<u32> = entry
@@ -884,12 +878,12 @@ fn gainable(index: &Index, binding: &Binding) -> Option<BTreeSet<u32>> {
         .filter(|g| !g.non_resource)
         .map(|g| g.policy)
         .collect();
-    if entry.derives.iter().any(|d| d.power == Power::Workloads) {
-        out.extend(index.policies().filter_map(|(slot, p)| {
-            (p.derived.contains(DerivedKind::WorkloadCreation)
-                && p.permissions.iter().any(mounts_grant))
-            .then_some(slot)
-        }));
+    if adds_workloads(entry) {
+        out.extend(
+            index
+                .policies()
+                .filter_map(|(slot, p)| counts_mounts(p).then_some(slot)),
+        );
     }
     Some(out)
 }
@@ -929,10 +923,7 @@ fn held_by_every(
     let (Some(entry), Some(p)) = (index.role(&binding.role), index.policy_slot(slot)) else {
         return false;
     };
-    let mounts = p.derived.contains(DerivedKind::WorkloadCreation)
-        && entry.derives.iter().any(|d| d.power == Power::Workloads)
-        && p.permissions.iter().any(mounts_grant);
-    !mounts
+    !(adds_workloads(entry) && counts_mounts(p))
         && entry
             .grants
             .iter()
@@ -1142,18 +1133,11 @@ fn may_gain(
     let Some(ns) = binding.key.namespace.as_ref() else {
         return true;
     };
-    let considered = considered(index);
-    // Binding or escalating in N may give every duty there.
-    if entry
-        .derives
-        .iter()
-        .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
-        && may_pair(index, binding, &entry.derives)
-    {
+    if grants_roles(index, binding, entry) {
         return true;
     }
     let mounts_held = already.every.creates(subject);
-    let adds_workloads = entry.derives.iter().any(|d| d.power == Power::Workloads);
+    let adds_workloads = adds_workloads(entry);
     // What every ServiceAccount of N holds is read first: the actors of a
     // cluster-wide workload role (hundreds) are let off by it alone,
     // without a walk of their own bindings each.
@@ -1186,8 +1170,32 @@ fn may_gain(
                 return true;
             }
         }
-        pods && adds_workloads && !mounts_held && p.permissions.iter().any(mounts_grant)
+        adds_workloads && !mounts_held && counts_mounts(p)
     })
+}
+
+/// Whether the role of RoleBinding `binding` (its `entry`) may give a
+/// subject every duty in the binding's namespace: it binds or escalates
+/// roles there, in the walk of some policy, and that half can pair
+/// ([`may_pair`]).
+fn grants_roles(index: &Index, binding: &Binding, entry: &RoleEntry) -> bool {
+    let considered = considered(index);
+    entry
+        .derives
+        .iter()
+        .any(|d| considered.contains(d.kind) && d.kind == DerivedKind::RoleGrant)
+        && may_pair(index, binding, &entry.derives)
+}
+
+/// Whether a role creates workloads, whose Pods mount (R9.1).
+fn adds_workloads(entry: &RoleEntry) -> bool {
+    entry.derives.iter().any(|d| d.power == Power::Workloads)
+}
+
+/// Whether policy `p` counts what a Pod mounts: it follows workload
+/// creation and has a permission a mount gives.
+fn counts_mounts(p: &crate::model::Policy) -> bool {
+    p.derived.contains(DerivedKind::WorkloadCreation) && p.permissions.iter().any(mounts_grant)
 }
 
 /// What subjects hold in a namespace N before a change, known without

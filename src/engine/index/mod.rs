@@ -216,13 +216,7 @@ impl Index {
     pub fn apply(&mut self, object: Object) -> Undo {
         let key = object.key();
         let before = self.epoch;
-        if matches!(
-            object,
-            Object::Namespace(_)
-                | Object::ServiceAccount { .. }
-                | Object::Role(_)
-                | Object::Policy(_)
-        ) {
+        if renews_epoch(&key) {
             self.touch();
         }
         let previous = match object {
@@ -279,13 +273,7 @@ impl Index {
     /// Removes one object; removing what is not there changes nothing.
     pub fn remove(&mut self, key: &ObjectKey) -> Undo {
         let before = self.epoch;
-        if matches!(
-            key,
-            ObjectKey::Namespace(_)
-                | ObjectKey::ServiceAccount { .. }
-                | ObjectKey::Role(_)
-                | ObjectKey::Policy(_)
-        ) {
+        if renews_epoch(key) {
             self.touch();
         }
         let previous = match key {
@@ -889,6 +877,20 @@ fn canon_role_key(n: &mut Names, k: &mut RoleKey) {
         n.canon(ns);
     }
     n.canon(&mut k.name);
+}
+
+/// Whether any change of an object of this kind gives the index a fresh
+/// epoch. A binding does only when it is an escalation binding or names an
+/// identity first or last ([`Index::put_binding`], [`Index::take_binding`]);
+/// the other kinds never touch what the epoch guards.
+fn renews_epoch(key: &ObjectKey) -> bool {
+    matches!(
+        key,
+        ObjectKey::Namespace(_)
+            | ObjectKey::ServiceAccount { .. }
+            | ObjectKey::Role(_)
+            | ObjectKey::Policy(_)
+    )
 }
 
 /// A list of bindings by key: the bindings themselves, or their keys shared.

@@ -192,8 +192,10 @@ b = [(float(le), float(n)) for le, n in re.findall(name + r"\{le=\"([^\"]+)\"\} 
 b.sort()
 total = b[-1][1] if b else 0
 out = []
-for q in (0.5, 0.9, 0.99, 0.999):
+for q in (0.5, 0.9, 0.99, 0.999, 0.9999):
     le = next((le for le, n in b if n >= q * total), float("inf"))
     out.append("p%g <= %s" % (q * 100, "%.0f us" % (le * 1e6) if le != float("inf") else "inf"))
+slowest = next((le for le, n in b if n >= total), float("inf"))
+out.append("max <= %s" % ("%.1f ms" % (slowest * 1e3) if slowest != float("inf") else "inf"))
 print("server-side (" + sys.argv[1] + "):", ", ".join(out), "over", int(total))
 ' "$([ "$mode" = authorize ] && echo authorize || echo admission)"

@@ -169,6 +169,13 @@ impl AddrListener<Conn, Peer> for CappedListener {
             }
         };
         let (tcp, addr) = self.inner.accept().await?;
+        // An answer goes out in more than one write (TLS records, hyper's
+        // head and body): with Nagle's algorithm the last waits for the
+        // client's delayed ACK, up to 40 ms on Linux.
+        if let Err(e) = tcp.set_nodelay(true) {
+            // The connection works without it, only slower.
+            tracing::debug!(listener = self.metrics.name, error = %e, "cannot set TCP_NODELAY");
+        }
         Ok((
             Conn::new(tcp, permit, self.idle_timeout, self.metrics.clone()),
             Peer(addr),
@@ -361,5 +368,28 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nagle's algorithm held the last write of an answer until the
+    /// client's delayed ACK: wrk saw 31–43 ms for one answer in 10,000 at
+    /// 100k bindings, where the decision took under 1 ms.
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let capped = CappedListener {
+            inner: listener,
+            permits: Arc::new(Semaphore::new(1)),
+            idle_timeout: Duration::from_secs(5),
+            metrics: ListenerMetrics::new(&Metrics::new(), "webhook"),
+        };
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (conn, _) = capped.accept_stream().await.unwrap();
+        assert!(conn.tcp.nodelay().unwrap());
     }
 }

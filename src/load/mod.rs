@@ -10,7 +10,7 @@ use serde_json::Value;
 mod fast;
 mod hygiene;
 mod state;
-pub use state::{LoadReport, load_state};
+pub use state::{LoadReport, Readers, load_state, load_state_with};
 
 /// Where a document came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,18 +26,44 @@ impl LoadReport {
     }
 }
 
+/// Who reads the files for [`load_state_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// A thread per core: the fastest, for a command that exits once done.
+    EveryCore,
+    /// The calling thread alone: for a process that keeps the index.
+    /// Objects converted on other threads stay on their allocator pages
+    /// beside that thread's parse garbage, which the allocator keeps
+    /// resident for a while after it is freed: at 100k bindings `serve`
+    /// peaked at 170–180 MiB loading on two threads and 137 MiB on one,
+    /// ready 0.6 s later (BENCHMARKS.md).
+    One,
+}
+
 /// Reads manifests into an index. Files are parsed and converted in
 /// parallel, each on its own, so that only the small domain objects outlive
 /// their file; the index takes them in file order, so the result and the
 /// error reported (the first in file order) do not depend on scheduling.
 pub fn load_state(paths: &[PathBuf]) -> Result<(Index, LoadReport), LoadError> {
+    load_state_with(paths, Readers::EveryCore)
+}
+
+/// [`load_state`] with the files read by `readers`.
+pub fn load_state_with(
+    paths: &[PathBuf],
+    readers: Readers,
+) -> Result<(Index, LoadReport), LoadError> {
     let files = super::files(paths)?;
     let mut report = LoadReport::default();
     let mut index = Index::new();
     let mut judge = super::hygiene::Judge::default();
     index.begin_bulk();
     let mut next = files.iter();
-    in_file_order(&files, read_objects, |file| {
+    let threads = match readers {
+        Readers::EveryCore => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Readers::One => 1,
+    };
+    in_file_order(&files, threads, read_objects, |file| {
         if let Some(path) = next.next() {
             judge.take(path, file.seen);
         }
@@ -106,17 +132,16 @@ fn read_objects(file: &Path) -> Result<FileObjects, LoadError> {
     failed.map_or(Ok(out), Err)
 }
 
-/// Runs `work` on every file on as many threads as there are cores and hands
-/// the results to `take` in the order of `files`, stopping at the first
-/// error in that order — what a loop over the files would do.
+/// Runs `work` on every file on up to `threads` threads and hands the
+/// results to `take` in the order of `files`, stopping at the first error
+/// in that order — what a loop over the files would do.
 fn in_file_order<T: Send>(
     files: &[PathBuf],
+    threads: usize,
     work: impl Fn(&Path) -> Result<T, LoadError> + Sync,
     mut take: impl FnMut(T),
 ) -> Result<(), LoadError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
+    let threads = threads.min(files.len());
     if threads <= 1 {
         for f in files {
             take(work(f)?);
@@ -192,6 +217,7 @@ mod tests {
         let mut seen = Vec::new();
         in_file_order(
             &files,
+            4,
             |f| {
                 if f == Path::new("0") {
                     std::thread::sleep(Duration::from_millis(200));
@@ -212,6 +238,7 @@ mod tests {
         let mut seen = Vec::new();
         let err = in_file_order(
             &files,
+            4,
             |f| {
                 if f == Path::new("slow-bad") {
                     std::thread::sleep(Duration::from_millis(200));
@@ -252,5 +279,47 @@ mod tests {
         assert!(matches!(err, LoadError::NotAnObject { .. }), "{err}");
         let err = read(NO_ROLE_REF).err().unwrap();
         assert!(matches!(err, LoadError::Object { .. }), "{err}");
+    }
+
+    /// One reader gives what a reader per core gives: the same objects in
+    /// the same order, the same report, the same first error.
+    #[test]
+    fn one_reader_loads_what_every_core_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for i in 0..6 {
+            let f = dir.path().join(format!("{i}.yaml"));
+            let text = format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: sa{i}, namespace: ns}}\n---\n\
+                 apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: b{i}, namespace: ns}}\n\
+                 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: r{i}}}\n\
+                 subjects: [{{kind: ServiceAccount, name: sa{i}, namespace: ns}}]\n---\nkind: ConfigMap\n"
+            );
+            std::fs::write(&f, text).unwrap();
+            paths.push(f);
+        }
+        let (every, every_report) = load_state(&paths).unwrap();
+        let (one, one_report) = load_state_with(&paths, Readers::One).unwrap();
+        assert_eq!(
+            format!("{:?}", one.counts()),
+            format!("{:?}", every.counts())
+        );
+        let key = crate::model::BindingKey {
+            namespace: Some("ns".into()),
+            name: "b3".into(),
+        };
+        assert_eq!(one.binding(&key).unwrap().role.name.as_ref(), "r3");
+        assert_eq!(every.binding(&key).unwrap().role.name.as_ref(), "r3");
+        assert_eq!(format!("{one_report:?}"), format!("{every_report:?}"));
+        assert_eq!(one_report.documents, 18);
+        std::fs::write(&paths[2], NO_ROLE_REF).unwrap();
+        std::fs::write(&paths[4], "x: [unclosed\n").unwrap();
+        let one = load_state_with(&paths, Readers::One)
+            .err()
+            .unwrap()
+            .to_string();
+        let every = load_state(&paths).err().unwrap().to_string();
+        assert_eq!(one, every);
+        assert!(one.contains("2.yaml"), "{one}");
     }
 }

@@ -90,7 +90,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         live_client = Some(client);
         state
     } else {
-        let (mut index, report) = crate::load::load_state(&args.state)?;
+        // Kept for the process's life: read on one thread (`Readers::One`).
+        let (mut index, report) =
+            crate::load::load_state_with(&args.state, crate::load::Readers::One)?;
         index.set_unwatched_namespaces(&args.excluded_namespaces);
         index.set_grant_controller(args.grant_controller_user.clone());
         tracing::info!(

@@ -233,6 +233,62 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
     a
 }
 
+/// What the audit of a fixed state exports (`serve --state` has nothing to
+/// write to: its metrics alone): each policy's counts and when they change
+/// with time, as [`audit`] finds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditCounts {
+    pub policies: BTreeMap<Name, PolicyAudit>,
+    pub next_change: Option<Timestamp>,
+}
+
+/// Subjects judged per part by [`counts`]: a few hundred violations held
+/// at once at 100k bindings.
+const SUBJECTS_PER_PART: usize = 16;
+
+/// [`audit`]'s counts of `index` at `now`, evaluated within `budget` a part
+/// at a time (`engine::evaluate_in_parts`): no more than one part's
+/// violations and explanations are ever held, where an [`audit`] holds
+/// every violation, result and event of the state at once.
+pub fn counts(
+    index: &Index,
+    now: Timestamp,
+    budget: crate::engine::Budget,
+) -> Result<AuditCounts, crate::engine::Exhausted> {
+    counts_in_parts(index, now, budget, SUBJECTS_PER_PART)
+}
+
+fn counts_in_parts(
+    index: &Index,
+    now: Timestamp,
+    budget: crate::engine::Budget,
+    subjects_per_part: usize,
+) -> Result<AuditCounts, crate::engine::Exhausted> {
+    // What changes with time comes from exceptions, tokens and grants, not
+    // from the violations.
+    let empty = audit(index, &Evaluation::default(), now);
+    let mut c = AuditCounts {
+        policies: empty.policies,
+        next_change: empty.next_change,
+    };
+    let stopped = crate::engine::evaluate_in_parts(index, now, budget, subjects_per_part, |ev| {
+        for v in &ev.violations {
+            if let Some(p) = c.policies.get_mut(&v.policy) {
+                p.violations += 1;
+                for action in v.actions.names() {
+                    *p.by_action.entry(action).or_default() += 1;
+                }
+            }
+        }
+        for x in &ev.excused {
+            if let Some(p) = c.policies.get_mut(&x.violation.policy) {
+                p.excused += 1;
+            }
+        }
+    });
+    stopped.map_or(Ok(c), Err)
+}
+
 impl AuditEvent {
     /// The note as an Event carries it (at most 1,000 bytes).
     pub fn note_text(&self) -> String {

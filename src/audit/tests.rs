@@ -460,3 +460,42 @@ fn an_event_note_is_the_message_cut_to_what_an_event_holds() {
         assert!(long.note.starts_with(t.trim_end_matches('…')));
     }
 }
+
+/// A fixed state's audit counts part by part what the whole audit counts:
+/// violations by action, excused ones, and when they change with time.
+#[test]
+fn counts_in_parts_equal_the_audits() {
+    let mut objs = vec![
+        policy("p", json!({"credentials": {"maxAge": "2h"}})),
+        policy("q", json!({"validationActions": ["Warn", "Audit"]})),
+    ];
+    for ns in ["a", "b", "c", "pay"] {
+        for name in ["api", "ci", "web"] {
+            // One Role `both` per namespace, bound to each.
+            objs.extend(
+                both_duties(ns, name)
+                    .into_iter()
+                    .filter(|o| o["kind"] != "Role" || name == "api"),
+            );
+        }
+    }
+    objs.push(sa("b", "idle"));
+    objs.push(exception("x", json!({}), "2026-11-28T09:00:00Z"));
+    objs.push(token("pay", "t", "api", "2026-11-28T11:00:00Z"));
+    let i = index(&objs);
+    let whole = audit(&i, &evaluate(&i, now()), now());
+    assert_eq!(whole.policies["p"].excused, 1);
+    assert!(whole.policies["q"].violations > 1);
+    for per_part in [1, 2, 5, 1000] {
+        let c = counts_in_parts(&i, now(), crate::engine::Budget::UNLIMITED, per_part).unwrap();
+        assert_eq!(c.policies, whole.policies, "{per_part} subjects per part");
+        assert_eq!(c.next_change, whole.next_change);
+    }
+    // The budget counts the parts together.
+    let budget = crate::engine::Budget {
+        violations: 3,
+        time: None,
+    };
+    assert!(counts_in_parts(&i, now(), budget, 1).is_err());
+    assert!(counts_in_parts(&i, now(), budget, 1000).is_err());
+}

@@ -23,6 +23,11 @@
 #                        (its default: a new connection whenever every one is
 #                        busy), as a client that falls behind would do; the
 #                        server's --max-connections is what bounds it then
+#   SERVER_CPUS, CLIENT_CPUS
+#                        pin the server and the load generator to these CPUs
+#                        (taskset lists, e.g. 0 and 1), so that neither
+#                        preempts the other: the server's own tail, without
+#                        the two competing for the same cores
 #   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
 #                        0s for a build older than issue 11, whose gauge ran by
 #                        default)
@@ -65,7 +70,10 @@ YAML
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-NO_COLOR=1 "$bin" serve --self-signed --state "$state" \
+server_pin=(); client_pin=()
+[ -z "${SERVER_CPUS:-}" ] || server_pin=(taskset -c "$SERVER_CPUS")
+[ -z "${CLIENT_CPUS:-}" ] || client_pin=(taskset -c "$CLIENT_CPUS")
+NO_COLOR=1 "${server_pin[@]}" "$bin" serve --self-signed --state "$state" \
   --listen "127.0.0.1:$port" --probe-listen "127.0.0.1:$probe" --audit-interval "$interval" ${SODGUARD_ARGS:-} \
   >"$work/ca.pem" 2>"$work/serve.log" &
 pid=$!
@@ -172,13 +180,13 @@ PY
       curl -s "127.0.0.1:$probe/metrics" | awk '/^sodguard_connections_open\{listener="webhook"\}/ { print $2 }'
       sleep 1
     done >"$work/open.txt" ) &
-  "$vegeta" attack -format=json -targets="$work/targets.json" -rate="$rate" -duration="${secs}s" \
+  "${client_pin[@]}" "$vegeta" attack -format=json -targets="$work/targets.json" -rate="$rate" -duration="${secs}s" \
     -insecure -keepalive -http2=false "${bound[@]}" >"$work/results.bin"
   echo "connections the server held: peak $(sort -n "$work/open.txt" | tail -1) (sampled each second)"
   "$vegeta" report -type=text <"$work/results.bin"
   "$vegeta" report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' <"$work/results.bin"
 else
-  wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
+  "${client_pin[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 fi
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_connections_(at_cap|dropped)_total' || true

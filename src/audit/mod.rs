@@ -247,9 +247,9 @@ pub struct AuditCounts {
 const SUBJECTS_PER_PART: usize = 16;
 
 /// [`audit`]'s counts of `index` at `now`, evaluated within `budget` a part
-/// at a time (`engine::evaluate_in_parts`): no more than one part's
-/// violations and explanations are ever held, where an [`audit`] holds
-/// every violation, result and event of the state at once.
+/// at a time (`engine::evaluate_bare_in_parts`): no more than one part's
+/// violations are ever held, and no explanation is made, where an [`audit`]
+/// holds every violation, result and event of the state at once.
 pub fn counts(
     index: &Index,
     now: Timestamp,
@@ -271,21 +271,22 @@ fn counts_in_parts(
         policies: empty.policies,
         next_change: empty.next_change,
     };
-    let stopped = crate::engine::evaluate_in_parts(index, now, budget, subjects_per_part, |ev| {
-        for v in &ev.violations {
-            if let Some(p) = c.policies.get_mut(&v.policy) {
-                p.violations += 1;
-                for action in v.actions.names() {
-                    *p.by_action.entry(action).or_default() += 1;
+    let stopped =
+        crate::engine::evaluate_bare_in_parts(index, now, budget, subjects_per_part, |ev| {
+            for v in &ev.violations {
+                if let Some(p) = c.policies.get_mut(&v.policy) {
+                    p.violations += 1;
+                    for action in v.actions.names() {
+                        *p.by_action.entry(action).or_default() += 1;
+                    }
                 }
             }
-        }
-        for x in &ev.excused {
-            if let Some(p) = c.policies.get_mut(&x.violation.policy) {
-                p.excused += 1;
+            for x in &ev.excused {
+                if let Some(p) = c.policies.get_mut(&x.violation.policy) {
+                    p.excused += 1;
+                }
             }
-        }
-    });
+        });
     stopped.map_or(Ok(c), Err)
 }
 

@@ -425,6 +425,14 @@ impl<'a> Shared<'a> {
         late
     }
 
+    /// Drops what every ServiceAccount of each namespace holds: a walk
+    /// over the subjects in namespace order needs one namespace's at a time
+    /// (mostly), and keeping them all for the whole cluster is most of what
+    /// an evaluation holds. Later walks compute again what they need.
+    pub(crate) fn forget_namespaces(&self) {
+        self.namespaces.borrow_mut().clear();
+    }
+
     fn roles(&self, index: &'a Index) -> &BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> {
         self.roles.get_or_init(|| {
             let mut m: BTreeMap<Option<&'a Name>, Vec<&'a RoleEntry>> = BTreeMap::new();

@@ -36,7 +36,7 @@ pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, Us
 pub use verdict::Review;
 pub use violations::{
     DutyPaths, Evaluation, Excused, Path, Step, SubjectList, Violation, affected_subjects,
-    evaluate, evaluate_in_parts, evaluate_subjects, evaluate_within, subject_list,
+    evaluate, evaluate_bare_in_parts, evaluate_subjects, evaluate_within, subject_list,
     subject_violations, subject_violations_shared, subjects,
 };
 

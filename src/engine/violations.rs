@@ -746,13 +746,17 @@ fn evaluate_filtered(
     (excuse(index, raw, now), stopped)
 }
 
-/// [`evaluate_within`] a part at a time: the evaluation of each run of
+/// [`evaluate_within`] a part at a time and without explanations (each
+/// duty's `paths` is empty; what a violation is, and which exception
+/// excuses it, is the same): the evaluation of each run of
 /// `subjects_per_part` subjects goes to `part` once they are judged, so
-/// that only one part's violations, with their explanations, are held at
-/// once (all of them: ~90,000 and over 200 MiB at 100k bindings). The parts
-/// together hold what [`evaluate_within`] gives, in another order; the
-/// budget counts them together.
-pub fn evaluate_in_parts(
+/// that only one part's violations are held at once (all of them, with
+/// their explanations: ~90,000 and over 200 MiB at 100k bindings). Finding
+/// each duty's best path is most of the cost of judging a subject, and its
+/// rule texts, kept for the whole walk, most of what the walk holds on to;
+/// a count needs neither. The parts together hold what [`evaluate_within`]
+/// gives, bare and in another order; the budget counts them together.
+pub fn evaluate_bare_in_parts(
     index: &Index,
     now: Timestamp,
     budget: Budget,
@@ -764,6 +768,7 @@ pub fn evaluate_in_parts(
     let mut raw = Vec::new();
     let mut stopped = None;
     let (mut earlier, mut judged, mut total, mut in_part) = (0, 0, 0, 0);
+    let mut last_ns: Option<Name> = None;
     let mut flush = |raw: &mut Vec<Violation>| {
         let mut this = std::mem::take(raw);
         sort(&mut this);
@@ -779,7 +784,15 @@ pub fn evaluate_in_parts(
             return;
         }
         judged += 1;
-        raw.extend(subject_violations_shared(index, id, None, &shared));
+        let ns = match id {
+            Identity::ServiceAccount { namespace, .. } => Some(namespace),
+            _ => None,
+        };
+        if ns != last_ns.as_ref() {
+            shared.forget_namespaces();
+            last_ns = ns.cloned();
+        }
+        raw.extend(subject_violations_bare(index, id, &shared));
         in_part += 1;
         if in_part >= subjects_per_part {
             earlier += raw.len();

@@ -290,6 +290,49 @@ fn derived_holdings_incremental_equal_rebuilt(
     }
 }
 
+/// The audit's counts come from bare evaluations a part at a time: the
+/// same violations as the whole evaluation, paths left out, with every
+/// escalation path and in parts of any size.
+#[test]
+fn bare_parts_equal_the_evaluation(
+    ops in proptest::collection::vec(arb_op(), 1..40),
+    per_part in 1usize..4,
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &ops {
+        apply(&mut index, &mut model, op);
+    }
+    let strip = |mut vs: Vec<engine::Violation>| {
+        for v in &mut vs {
+            for d in &mut v.explanation {
+                d.paths.clear();
+            }
+        }
+        engine::violations::sort(&mut vs);
+        vs
+    };
+    let whole = eval(&index);
+    let mut parts = Vec::new();
+    let stopped = engine::evaluate_bare_in_parts(
+        &index,
+        now(),
+        engine::Budget::UNLIMITED,
+        per_part,
+        |ev| parts.push(ev),
+    );
+    prop_assert!(stopped.is_none());
+    let mut bare = Vec::new();
+    for ev in parts {
+        prop_assert!(ev.violations.iter().all(|v| v.explanation.iter().all(|d| d.paths.is_empty())));
+        bare.extend(ev.violations);
+        bare.extend(ev.excused.into_iter().map(|x| x.violation));
+    }
+    let mut all = whole.violations;
+    all.extend(whole.excused.into_iter().map(|x| x.violation));
+    prop_assert_eq!(strip(bare), strip(all));
+}
+
 /// What the index keeps of the cluster-wide actors across decisions
 /// ([`ClusterActors`]) is what a computation from scratch finds: after every
 /// change, and after changes tried and undone in turn (as each decision

@@ -68,6 +68,13 @@ impl Exhausted {
         }
     }
 
+    /// The subjects the work had to judge (as far as it knew).
+    pub(crate) fn subjects(&self) -> usize {
+        match self {
+            Exhausted::Violations { subjects, .. } | Exhausted::Time { subjects, .. } => *subjects,
+        }
+    }
+
     pub(crate) fn set_subjects(&mut self, n: usize) {
         match self {
             Exhausted::Violations { subjects, .. } | Exhausted::Time { subjects, .. } => {

@@ -808,7 +808,7 @@ pub(crate) fn select(
         Some(slots) if slots.is_empty() => IdSet::default(),
         // RBAC objects only: the policies stay, and a subject no policy
         // governs has no violation (R5.5).
-        _ => affected_by(index, object).governed(index, gains.as_ref(), pick),
+        _ => affected_within(index, object, meter)?.governed(index, gains.as_ref(), pick),
     };
     let index: &Index = index;
     let guard = confirmed.unwrap_or(index);
@@ -1421,7 +1421,18 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
 /// R9.4): those it names or whose roles it changes, the members of the groups
 /// among them, the subjects of aggregators the role joins, and whoever acts as
 /// any of them or can bind a changed role. `index` is left as it was.
+#[cfg(test)]
 pub(crate) fn affected_by(index: &mut Index, object: &Object) -> Affected {
+    affected_within(index, object, &Budget::UNLIMITED.start())
+        .unwrap_or_else(|_| unreachable!("no time limit"))
+}
+
+/// [`affected_by`], stopping when `meter`'s time is up.
+fn affected_within(
+    index: &mut Index,
+    object: &Object,
+    meter: &Meter,
+) -> Result<Affected, Exhausted> {
     let mut subjects = IdSet::default();
     if grants_nothing_relevant(index, object) {
         newly_named(index, object, &mut subjects);
@@ -1447,7 +1458,11 @@ pub(crate) fn affected_by(index: &mut Index, object: &Object) -> Affected {
     }
     // Whoever acts as an affected subject, or can bind a changed role, is
     // affected too.
-    add_actors(index, &roles, subjects)
+    let gathered = subjects.len();
+    match add_actors(index, &roles, subjects, meter.deadline()) {
+        (affected, true) => Ok(affected),
+        (_, false) => Err(meter.timed_out(0, gathered)),
+    }
 }
 
 /// A binding whose old and new role grant no permission of any policy and

@@ -585,7 +585,8 @@ fn a_change_too_large_for_the_decision_budget_is_refused_not_judged_to_the_end()
     assert!(!r.allowed && r.violations.is_empty());
     let why = r.refusal.unwrap();
     assert!(
-        why.contains("affects 21 subjects") && why.contains("--decision-budget"),
+        // Stopped while listing them: 21 ServiceAccounts and the group.
+        why.contains("affects 22 subjects") && why.contains("--decision-budget"),
         "{why}"
     );
     // A change no subject needs judging for is still decided.
@@ -613,12 +614,14 @@ fn the_selection_stops_when_the_time_is_up() {
     }
     .start();
     let e = admission::select(&mut index, None, &object, &none).unwrap_err();
+    // Stopped while listing who acts as them: the 81 ServiceAccounts and
+    // the group named.
     assert_eq!(
         e,
         Exhausted::Time {
             limit: std::time::Duration::ZERO,
             judged: 0,
-            subjects: 81,
+            subjects: 82,
         }
     );
     let (all, _) = admission::select(&mut index, None, &object, &unlimited()).unwrap();

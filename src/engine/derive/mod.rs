@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
@@ -131,8 +132,8 @@ pub(super) fn cluster_actors(index: &Index) -> Arc<ClusterActors> {
                     take_binding(index, &d.binding, &mut every_sa);
                 }
             }
-            binders = expand(index, set, &[], binders, None).local;
-            every_sa = expand(index, set, &[], every_sa, None).local;
+            binders = expand(index, set, &[], binders, None, None).0.local;
+            every_sa = expand(index, set, &[], every_sa, None, None).0.local;
         }
         ClusterActors {
             scope: ScopeActors::of(index, set, None),
@@ -353,18 +354,37 @@ pub struct Pick<'a> {
 /// open an escalation path are looked at ([`Index::derivers_in`]), in the
 /// target's namespace and cluster-wide; who acts as the cluster-wide actors
 /// is read from [`cluster_actors`].
-pub fn add_actors(index: &Index, roles: &[RoleKey], out: IdSet) -> Affected {
+///
+/// Past `deadline` it stops, and says so (`false`): what it gives then is
+/// less than the change affects.
+pub fn add_actors(
+    index: &Index,
+    roles: &[RoleKey],
+    out: IdSet,
+    deadline: Option<Instant>,
+) -> (Affected, bool) {
     let set = considered(index);
     if set.is_empty() {
-        return Affected {
+        let affected = Affected {
             local: out,
             cluster: None,
             binders: false,
             every_sa: false,
         };
+        return (affected, true);
     }
-    expand(index, set, roles, out, Some(cluster_actors(index)))
+    expand(
+        index,
+        set,
+        roles,
+        out,
+        Some(cluster_actors(index)),
+        deadline,
+    )
 }
+
+/// Identities [`expand`] takes between two readings of the clock.
+const CLOCK_EVERY: usize = 64;
 
 /// [`add_actors`] for the kinds in `set`; with `cluster`, the closures it
 /// holds are taken whole, not walked.
@@ -374,7 +394,8 @@ fn expand(
     roles: &[RoleKey],
     mut out: IdSet,
     cluster: Option<Arc<ClusterActors>>,
-) -> Affected {
+    deadline: Option<Instant>,
+) -> (Affected, bool) {
     let mut queue: Vec<Identity> = out.iter().cloned().collect();
     let mut fresh = IdSet::default();
     if set.contains(DerivedKind::RoleGrant) && !roles.is_empty() {
@@ -397,6 +418,7 @@ fn expand(
         cluster: cluster.clone(),
         ..Actors::default()
     };
+    let (mut taken, mut complete) = (0usize, true);
     loop {
         for x in std::mem::take(&mut fresh) {
             // Whoever acts as a member of a closure taken is in it.
@@ -418,6 +440,13 @@ fn expand(
             continue;
         }
         let Some(t) = queue.pop() else { break };
+        // Each step is a few lookups; a binding of every ServiceAccount
+        // takes 50,000 of them.
+        if taken.is_multiple_of(CLOCK_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
+            complete = false;
+            break;
+        }
+        taken += 1;
         if let Identity::Group(g) = &t {
             implicit_group_actors(index, set, g, &mut fresh);
         }
@@ -432,12 +461,13 @@ fn expand(
         actors.of(index, set, &t, &mut fresh);
     }
     let every_sa = actors.every_sa;
-    Affected {
+    let affected = Affected {
         local: out,
         cluster,
         binders,
         every_sa,
-    }
+    };
+    (affected, complete)
 }
 
 /// Who acts as an identity, read one scope (a namespace, or cluster-wide)

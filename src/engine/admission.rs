@@ -808,7 +808,10 @@ pub(crate) fn select(
         Some(slots) if slots.is_empty() => IdSet::default(),
         // RBAC objects only: the policies stay, and a subject no policy
         // governs has no violation (R5.5).
-        _ => affected_within(index, object, meter)?.governed(index, gains.as_ref(), pick),
+        _ => match affected_until(index, object, meter.deadline()) {
+            (affected, true) => affected.governed(index, gains.as_ref(), pick),
+            (partial, false) => return Err(meter.timed_out(0, partial.local.len())),
+        },
     };
     let index: &Index = index;
     let guard = confirmed.unwrap_or(index);
@@ -1423,16 +1426,16 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
 /// any of them or can bind a changed role. `index` is left as it was.
 #[cfg(test)]
 pub(crate) fn affected_by(index: &mut Index, object: &Object) -> Affected {
-    affected_within(index, object, &Budget::UNLIMITED.start())
-        .unwrap_or_else(|_| unreachable!("no time limit"))
+    affected_until(index, object, None).0
 }
 
-/// [`affected_by`], stopping when `meter`'s time is up.
-fn affected_within(
+/// [`affected_by`], stopping at `deadline`; `false` when it did, and the
+/// subjects are then those gathered so far.
+fn affected_until(
     index: &mut Index,
     object: &Object,
-    meter: &Meter,
-) -> Result<Affected, Exhausted> {
+    deadline: Option<std::time::Instant>,
+) -> (Affected, bool) {
     let mut subjects = IdSet::default();
     if grants_nothing_relevant(index, object) {
         newly_named(index, object, &mut subjects);
@@ -1458,11 +1461,7 @@ fn affected_within(
     }
     // Whoever acts as an affected subject, or can bind a changed role, is
     // affected too.
-    let gathered = subjects.len();
-    match add_actors(index, &roles, subjects, meter.deadline()) {
-        (affected, true) => Ok(affected),
-        (_, false) => Err(meter.timed_out(0, gathered)),
-    }
+    add_actors(index, &roles, subjects, deadline)
 }
 
 /// A binding whose old and new role grant no permission of any policy and

@@ -719,31 +719,15 @@ fn evaluate_filtered(
     only: Option<u32>,
     meter: &Meter,
 ) -> (Evaluation, Option<Exhausted>) {
-    let mut raw = Vec::new();
-    let shared = Shared::new();
-    let mut stopped = None;
-    let (mut judged, mut total) = (0, 0);
-    in_walk_order(index, only, &shared, |id| {
-        total += 1;
-        if stopped.is_some() {
-            return;
-        }
-        if let Err(e) = meter.check(raw.len(), judged, 0) {
-            stopped = Some(e);
-            return;
-        }
-        judged += 1;
-        raw.extend(subject_violations_shared(index, id, only, &shared));
-    });
-    if stopped.is_none() {
-        stopped = meter.check(raw.len(), judged, 0).err();
-    }
-    // The subjects are counted as they are listed: known only now.
-    if let Some(e) = &mut stopped {
-        e.set_subjects(total);
-    }
-    sort(&mut raw);
-    (excuse(index, raw, now), stopped)
+    let mut whole = Evaluation::default();
+    let stopped = evaluate_parts(
+        index,
+        now,
+        (only, meter),
+        (Explain::Paths, usize::MAX),
+        |ev| whole = ev,
+    );
+    (whole, stopped)
 }
 
 /// [`evaluate_within`] a part at a time and without explanations (each
@@ -761,9 +745,28 @@ pub fn evaluate_bare_in_parts(
     now: Timestamp,
     budget: Budget,
     subjects_per_part: usize,
+    part: impl FnMut(Evaluation),
+) -> Option<Exhausted> {
+    evaluate_parts(
+        index,
+        now,
+        (None, &budget.start()),
+        (Explain::Nothing, subjects_per_part),
+        part,
+    )
+}
+
+/// Every subject a policy (or only `only`) may govern, judged in walk
+/// order within `meter`; the violations (explained or not) of each run of
+/// `subjects_per_part` subjects, sorted and excused, go to `part` (nothing
+/// when a run has none). The meter counts the parts together.
+fn evaluate_parts(
+    index: &Index,
+    now: Timestamp,
+    (only, meter): (Option<u32>, &Meter),
+    (explain, subjects_per_part): (Explain, usize),
     mut part: impl FnMut(Evaluation),
 ) -> Option<Exhausted> {
-    let meter = budget.start();
     let shared = Shared::new();
     let mut raw = Vec::new();
     let mut stopped = None;
@@ -773,7 +776,7 @@ pub fn evaluate_bare_in_parts(
         sort(&mut this);
         part(excuse(index, this, now));
     };
-    in_walk_order(index, None, &shared, |id| {
+    in_walk_order(index, only, &shared, |id| {
         total += 1;
         if stopped.is_some() {
             return;
@@ -783,7 +786,7 @@ pub fn evaluate_bare_in_parts(
             return;
         }
         judged += 1;
-        raw.extend(subject_violations_bare(index, id, &shared));
+        raw.extend(judge(index, id, only, Some(&shared), explain));
         in_part += 1;
         if in_part >= subjects_per_part {
             earlier += raw.len();
@@ -797,6 +800,7 @@ pub fn evaluate_bare_in_parts(
     if !raw.is_empty() {
         flush(&mut raw);
     }
+    // The subjects are counted as they are listed: known only now.
     if let Some(e) = &mut stopped {
         e.set_subjects(total);
     }

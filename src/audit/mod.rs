@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::engine::index::Index;
-use crate::engine::{Evaluation, Phase, Violation, holdings, standing};
+use crate::engine::{Evaluation, Excused, Phase, Violation, holdings, standing};
 use crate::model::{CLUSTER_WIDE, Exception, Identity, Name, TokenAction, TokenSecret};
 
 pub use report::{
@@ -35,6 +35,24 @@ pub struct PolicyAudit {
     pub by_action: BTreeMap<&'static str, i64>,
     pub violations: i64,
     pub excused: i64,
+}
+
+/// Counts `v` under its policy, which `policies` has unless it was removed
+/// since.
+fn count_violation(policies: &mut BTreeMap<Name, PolicyAudit>, v: &Violation) {
+    if let Some(p) = policies.get_mut(&v.policy) {
+        p.violations += 1;
+        for action in v.actions.names() {
+            *p.by_action.entry(action).or_default() += 1;
+        }
+    }
+}
+
+/// Counts an excused violation under its policy.
+fn count_excused(policies: &mut BTreeMap<Name, PolicyAudit>, x: &Excused) {
+    if let Some(p) = policies.get_mut(&x.violation.policy) {
+        p.excused += 1;
+    }
 }
 
 /// An SoDException as the audit sees it.
@@ -119,12 +137,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
     let mut scratch = report::Scratch::default();
     a.events.reserve_exact(ev.violations.len());
     for v in &ev.violations {
-        if let Some(p) = a.policies.get_mut(&v.policy) {
-            p.violations += 1;
-            for action in v.actions.names() {
-                *p.by_action.entry(action).or_default() += 1;
-            }
-        }
+        count_violation(&mut a.policies, v);
         let result = report::violation_result(v, &mut scratch);
         // The result's message is the event's note, shared: at 100k bindings
         // with derived holdings an audit has ~90,000 of them, and the
@@ -139,9 +152,7 @@ pub fn audit(index: &Index, ev: &Evaluation, now: Timestamp) -> Audit {
     }
     let mut excused_by: BTreeMap<&Name, i64> = BTreeMap::new();
     for x in &ev.excused {
-        if let Some(p) = a.policies.get_mut(&x.violation.policy) {
-            p.excused += 1;
-        }
+        count_excused(&mut a.policies, x);
         *excused_by.entry(&x.exception).or_default() += 1;
         a.add(
             x.violation.namespace.clone(),
@@ -274,17 +285,10 @@ fn counts_in_parts(
     let stopped =
         crate::engine::evaluate_bare_in_parts(index, now, budget, subjects_per_part, |ev| {
             for v in &ev.violations {
-                if let Some(p) = c.policies.get_mut(&v.policy) {
-                    p.violations += 1;
-                    for action in v.actions.names() {
-                        *p.by_action.entry(action).or_default() += 1;
-                    }
-                }
+                count_violation(&mut c.policies, v);
             }
             for x in &ev.excused {
-                if let Some(p) = c.policies.get_mut(&x.violation.policy) {
-                    p.excused += 1;
-                }
+                count_excused(&mut c.policies, x);
             }
         });
     stopped.map_or(Ok(c), Err)

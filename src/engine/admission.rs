@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::assume::{Assumption, assumption};
-use super::budget::{Budget, Exhausted, Meter};
+use super::budget::{Budget, Exhausted, Meter, Ticker};
 use super::derive::{
     Affected, Every, Pick, acting_as_every_service_account, add_actors, common, considered,
     every_service_account,
@@ -853,23 +853,14 @@ pub(crate) fn select(
     // RBAC objects only: the policies stay, as `saturated` needs. Last, as
     // it walks each subject's own bindings: the checks above are cheaper.
     let total = subjects.len();
-    let (mut seen, mut late) = (0usize, None);
+    let mut clock = Ticker::new(meter.deadline());
+    let mut late = false;
     subjects.retain(|s| {
-        if late.is_some() {
-            return true;
-        }
-        // The clock is read every few walks: each is microseconds.
-        if seen.is_multiple_of(CLOCK_EVERY)
-            && let Err(e) = meter.check_time(0, total)
-        {
-            late = Some(e);
-            return true;
-        }
-        seen += 1;
-        !saturated(guard, index, s)
+        late = late || clock.late();
+        late || !saturated(guard, index, s)
     });
-    if let Some(e) = late {
-        return Err(e);
+    if late {
+        return Err(meter.timed_out(0, total));
     }
     // Judged in a fixed order: a budget that stops judging stops at the same
     // subject on every replica.
@@ -877,9 +868,6 @@ pub(crate) fn select(
     subjects.sort_unstable();
     Ok((subjects, scoped))
 }
-
-/// Subjects [`select`] lets off between two readings of the clock.
-const CLOCK_EVERY: usize = 64;
 
 /// Whether `index` holds binding `b` already: the same key, role and
 /// subjects (in any order).

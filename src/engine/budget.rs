@@ -84,6 +84,31 @@ impl Exhausted {
     }
 }
 
+/// Tells a loop of short steps (microseconds each) whether `deadline` has
+/// passed, reading the clock once every [`STEPS_PER_READING`] steps: a
+/// reading costs about as much as a step.
+pub(crate) struct Ticker {
+    deadline: Option<Instant>,
+    steps: usize,
+}
+
+/// Steps a [`Ticker`] lets go by between two readings of the clock.
+const STEPS_PER_READING: usize = 64;
+
+impl Ticker {
+    pub(crate) fn new(deadline: Option<Instant>) -> Self {
+        Ticker { deadline, steps: 0 }
+    }
+
+    /// Called before each step: whether the time is up (read at the first
+    /// step and every [`STEPS_PER_READING`] after it).
+    pub(crate) fn late(&mut self) -> bool {
+        let read = self.steps.is_multiple_of(STEPS_PER_READING);
+        self.steps += 1;
+        read && self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
 /// A started [`Budget`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Meter {

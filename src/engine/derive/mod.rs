@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::Ticker;
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
 pub(super) use crate::engine::index::every_service_account;
@@ -383,9 +384,6 @@ pub fn add_actors(
     )
 }
 
-/// Identities [`expand`] takes between two readings of the clock.
-const CLOCK_EVERY: usize = 64;
-
 /// [`add_actors`] for the kinds in `set`; with `cluster`, the closures it
 /// holds are taken whole, not walked.
 fn expand(
@@ -418,7 +416,8 @@ fn expand(
         cluster: cluster.clone(),
         ..Actors::default()
     };
-    let (mut taken, mut complete) = (0usize, true);
+    let mut clock = Ticker::new(deadline);
+    let mut complete = true;
     loop {
         for x in std::mem::take(&mut fresh) {
             // Whoever acts as a member of a closure taken is in it.
@@ -442,11 +441,10 @@ fn expand(
         let Some(t) = queue.pop() else { break };
         // Each step is a few lookups; a binding of every ServiceAccount
         // takes 50,000 of them.
-        if taken.is_multiple_of(CLOCK_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
+        if clock.late() {
             complete = false;
             break;
         }
-        taken += 1;
         if let Identity::Group(g) = &t {
             implicit_group_actors(index, set, g, &mut fresh);
         }

@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::decode::convert;
+use crate::engine::budget::Meter;
 use crate::engine::index::Index;
 
 fn now() -> jiff::Timestamp {
@@ -624,12 +625,8 @@ fn the_selection_stops_when_the_time_is_up() {
             subjects: 82,
         }
     );
-    let (all, _) = admission::select(&mut index, None, &object, &unlimited()).unwrap();
+    let (all, _) = admission::select(&mut index, None, &object, &Meter::unlimited()).unwrap();
     assert_eq!(all.len(), 81, "every ServiceAccount, pay:api too");
-}
-
-fn unlimited() -> super::budget::Meter {
-    Budget::UNLIMITED.start()
 }
 
 /// Under Warn nothing is refused: past the budget's count, new violations
@@ -751,7 +748,7 @@ fn judged_with_pending(extra: &[Value], pending: &[Value], role: &str) -> Vec<St
     binding["subjects"] = json!([{"kind": "ServiceAccount", "name": "web"}]);
     let object = convert(&binding).unwrap().unwrap();
     let subjects = if pending.is_empty() {
-        admission::select(&mut index, None, &object, &unlimited())
+        admission::select(&mut index, None, &object, &Meter::unlimited())
             .unwrap()
             .0
     } else {
@@ -763,7 +760,7 @@ fn judged_with_pending(extra: &[Value], pending: &[Value], role: &str) -> Vec<St
                 let _ = assumed.apply(shadow);
             }
         }
-        admission::select(&mut assumed, Some(&index), &object, &unlimited())
+        admission::select(&mut assumed, Some(&index), &object, &Meter::unlimited())
             .unwrap()
             .0
     };

@@ -13,11 +13,8 @@ use proptest::prelude::*;
 use super::cluster_actors;
 use crate::crd::{SoDPolicySpec, compile_policy};
 use crate::engine::admission::{affected_by, gains, rbac_change};
+use crate::engine::budget::Meter;
 use crate::engine::index::Index;
-
-fn unlimited() -> crate::engine::budget::Meter {
-    crate::engine::Budget::UNLIMITED.start()
-}
 use crate::engine::{self, Evaluation};
 use crate::model::{Binding, BindingKey, Identity, Name, Object, ObjectKey, Role, RoleKey, Rule};
 
@@ -466,7 +463,7 @@ fn live_decision_with_pending_changes_misses_no_new_violation(
         Some(&confirmed),
         object.clone(),
         now(),
-        &unlimited(),
+        &Meter::unlimited(),
     );
     let got: BTreeSet<String> = review.violations.iter().map(text).collect();
     prop_assert!(want.is_subset(&got), "missed {:?}; got {:?}", want.difference(&got).collect::<Vec<_>>(), got);
@@ -620,7 +617,7 @@ fn decision_equals_whole_states(
             live.then_some(&confirmed),
             object.clone(),
             now(),
-            &unlimited(),
+            &Meter::unlimited(),
         );
         let got: BTreeSet<String> = review
             .violations
@@ -729,7 +726,7 @@ fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
         None,
         change.clone(),
         now(),
-        &unlimited(),
+        &Meter::unlimited(),
     );
     assert!(!review.allowed, "{:?}", review.violations);
     assert_eq!(review.violations[0].subject, Identity::User(n("u")));
@@ -969,7 +966,7 @@ fn decision_reports(
         None,
         change.clone(),
         now(),
-        &unlimited(),
+        &Meter::unlimited(),
     );
     assert!(
         review.violations.iter().any(expected),

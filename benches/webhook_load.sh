@@ -3,7 +3,9 @@
 # synthetic cluster, with wrk (Debian package `wrk`) on the same machine.
 #   benches/webhook_load.sh [STATE_DIR] [CONNECTIONS] [SECONDS]
 # Prints wrk's latency distribution (with p99.99 and max) and the server's
-# resident memory. Environment:
+# resident memory, its CPU time per answer, and the share of the machine's
+# time the hypervisor stole during the run (latency figures taken on a
+# shared machine mean little when that is high). Environment:
 #   AUDIT_INTERVAL       the server's --audit-interval (default 0s: off); e.g.
 #                        5s to measure decisions beside the audit's whole-state
 #                        evaluation (with --state it gives the metrics alone;
@@ -28,6 +30,8 @@
 #                        (taskset lists, e.g. 0 and 1), so that neither
 #                        preempts the other: the server's own tail, without
 #                        the two competing for the same cores
+#   MIMALLOC_PURGE_DELAY the allocator's delay before it returns freed memory,
+#                        in ms: 0 by default, as the container image sets it
 #   SODGUARD_ARGS        more arguments of the server (e.g. --violations-interval
 #                        0s for a build older than issue 11, whose gauge ran by
 #                        default)
@@ -45,6 +49,9 @@ else
 fi
 interval=${AUDIT_INTERVAL:-0s}
 bin=${SODGUARD_BIN:-./target/release/sodguard}
+# As the container image sets it (Dockerfile); set it to 1000 for mimalloc's
+# own default.
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
 [ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
 [ -d "$state" ] || cargo run --release --locked --quiet --example synth -- --out "$state"
 mode=${MODE:-validate}
@@ -141,6 +148,12 @@ PY
 fi
 echo "mode: $mode, audit interval: $interval"
 uptime
+# The server's CPU time (user + system ticks) and the machine's stolen time
+# over the run: CPU per answer is steadier than latency on a shared machine,
+# and the steal says how shared it was.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+cpu0=$(cpu_ticks); steal0=$(steal_ticks)
 if [ -n "$rate" ]; then
   # The same requests as the wrk script, as vegeta targets: run the script's
   # request() with a tiny stand-in for wrk.format.
@@ -188,6 +201,17 @@ PY
 else
   "${client_pin[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
 fi
+cpu1=$(cpu_ticks); steal1=$(steal_ticks)
+answered=$(curl -s "127.0.0.1:$probe/metrics" | awk '/^sodguard_(admission|authorize)_requests_total/ {n += $2} END {print n + 0}')
+python3 -c '
+import sys, os
+hz = os.sysconf("SC_CLK_TCK")
+cpu = (int(sys.argv[2]) - int(sys.argv[1])) / hz
+s0, t0, s1, t1 = map(int, sys.argv[3:7])
+n = int(sys.argv[7])
+per = f"{cpu / n * 1e6:.0f} us per answer" if n else "no answers"
+print(f"server cpu: {cpu:.1f} s, {per}; machine steal {100 * (s1 - s0) / max(t1 - t0, 1):.1f} %")
+' "$cpu0" "$cpu1" $steal0 $steal1 "$answered"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_connections_(at_cap|dropped)_total' || true
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'

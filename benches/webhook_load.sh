@@ -214,6 +214,10 @@ print(f"server cpu: {cpu:.1f} s, {per}; machine steal {100 * (s1 - s0) / max(t1 
 ' "$cpu0" "$cpu1" $steal0 $steal1 "$answered"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_connections_(at_cap|dropped)_total' || true
+# How long the audits beside the load took (the audit runs below admission's
+# priority, --audit-nice).
+curl -s "127.0.0.1:$probe/metrics" | awk '/^sodguard_audit_duration_seconds_(sum|count)/ {v[$1] = $2}
+  END {n = v["sodguard_audit_duration_seconds_count"]; if (n > 0) printf "audits: %d, %.2f s each on average\n", n, v["sodguard_audit_duration_seconds_sum"] / n}'
 curl -s "127.0.0.1:$probe/metrics" | grep -E '^sodguard_(admission|authorize)_requests_total'
 # The server's own time per answer (from the body read to the answer), by
 # the histogram's buckets: what the decision costs without wrk's queueing.

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::audit::{self, Audit, MANAGED_BY, MANAGED_BY_LABEL, Report, ReportFormat};
 use crate::crd::{self, SoDException, SoDPolicy};
 use crate::engine;
+use crate::runtime::background::{Background, BackgroundError};
 use crate::runtime::state::AppState;
 
 const FIELD_MANAGER: &str = "sodguard";
@@ -40,12 +41,14 @@ pub struct Settings {
     pub instance: String,
     /// What one evaluation may do (`--audit-budget`, `--audit-max-violations`).
     pub budget: engine::Budget,
+    /// Its thread's priority (`--audit-nice`).
+    pub background: Background,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("the audit's evaluation stopped: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    Background(#[from] BackgroundError),
     #[error("{what}: {source}")]
     Kube { what: String, source: kube::Error },
     #[error("lost the lead during the audit")]
@@ -222,12 +225,15 @@ impl Controller {
         let state = self.state.clone();
         let format = self.settings.format;
         let budget = self.settings.budget;
-        let (found, reports) = tokio::task::spawn_blocking(move || {
-            let mut found = evaluate(&state, budget)?;
-            let reports = audit::reports(std::mem::take(&mut found.results), format);
-            Ok::<_, engine::Exhausted>((found, reports))
-        })
-        .await??;
+        let (found, reports) = self
+            .settings
+            .background
+            .run("audit", move || {
+                let mut found = evaluate(&state, budget)?;
+                let reports = audit::reports(std::mem::take(&mut found.results), format);
+                Ok::<_, engine::Exhausted>((found, reports))
+            })
+            .await??;
         export_counts(&self.state, &found.policies);
         let mut w = Writes::default();
         self.write_policy_status(&found, &mut w).await?;
@@ -478,19 +484,21 @@ pub fn spawn_static(
     state: Arc<AppState>,
     interval: Duration,
     budget: engine::Budget,
+    background: Background,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let start = Instant::now();
             let s = state.clone();
-            let next = match tokio::task::spawn_blocking(move || {
-                let found = count(&s, budget)?;
-                export_counts(&s, &found.policies);
-                Ok::<_, AuditError>(found.next_change)
-            })
-            .await
-            .map_err(AuditError::from)
-            .flatten()
+            let next = match background
+                .run("audit", move || {
+                    let found = count(&s, budget)?;
+                    export_counts(&s, &found.policies);
+                    Ok::<_, AuditError>(found.next_change)
+                })
+                .await
+                .map_err(AuditError::from)
+                .flatten()
             {
                 Ok(next) => {
                     state.metrics.audit_succeeded();

@@ -105,6 +105,12 @@ pub struct ServeArgs {
     /// only, also when a finding changes with time.
     #[arg(long, env = "SODGUARD_AUDIT_INTERVAL", default_value = "5m", value_parser = duration)]
     pub audit_interval: Duration,
+    /// How far below admission the audit's thread runs (its nice value
+    /// above the process's, 0-19; Linux): decisions that run beside an
+    /// audit then wait less for a core.
+    #[arg(long, env = "SODGUARD_AUDIT_NICE", default_value_t = crate::runtime::background::DEFAULT_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub audit_nice: i32,
     /// How long the state must stay unchanged before the audit runs after a
     /// change (it runs at the latest 5 times this after the first change).
     #[arg(long, env = "SODGUARD_AUDIT_DEBOUNCE", default_value = "2s", value_parser = duration)]
@@ -319,6 +325,13 @@ impl ServeArgs {
         crate::engine::Budget {
             violations: self.decision_max_violations,
             time: Some(self.decision_budget),
+        }
+    }
+
+    /// How the audit's whole-state work runs beside admission.
+    pub fn audit_background(&self) -> crate::runtime::background::Background {
+        crate::runtime::background::Background {
+            nice: self.audit_nice,
         }
     }
 
@@ -540,6 +553,23 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_audit_nice_value_is_one_linux_accepts() {
+        let nice = |v: &[&str]| {
+            let mut a = vec!["t", "--self-signed"];
+            a.extend(v);
+            T::try_parse_from(a).map(|t| t.a.audit_background().nice)
+        };
+        assert_eq!(nice(&[]).unwrap(), crate::runtime::background::DEFAULT_NICE);
+        assert_eq!(nice(&["--audit-nice", "0"]).unwrap(), 0);
+        assert_eq!(nice(&["--audit-nice", "19"]).unwrap(), 19);
+        for bad in ["20", "-1", "high"] {
+            let flag = format!("--audit-nice={bad}");
+            let e = nice(&[&flag]).unwrap_err().to_string();
+            assert!(e.contains("--audit-nice"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -112,7 +112,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     if live_client.is_none() && !args.audit_interval.is_zero() {
         // Nothing to write to: the audit of the files gives the metrics alone.
-        audit::spawn_static(state.clone(), args.audit_interval, args.audit_budget());
+        audit::spawn_static(
+            state.clone(),
+            args.audit_interval,
+            args.audit_budget(),
+            args.audit_background(),
+        );
     }
     let audit_client = live_client.clone();
     let mut targets = vec![tls::ReloadTarget {
@@ -160,6 +165,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 format: args.report_format,
                 instance,
                 budget: args.audit_budget(),
+                background: args.audit_background(),
             },
         );
     }

@@ -25,9 +25,13 @@ pub fn pause(paused: bool) {
     ON.store(!paused, Relaxed);
 }
 
+/// The most bytes live at once since [`reset_peak`].
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
 fn count(size: usize, sign: isize) {
     if ON.load(Relaxed) {
-        LIVE.fetch_add(sign * size as isize, Relaxed);
+        let delta = sign * size as isize;
+        PEAK.fetch_max(LIVE.fetch_add(delta, Relaxed) + delta, Relaxed);
         CHUNKS.fetch_add(sign * chunk(size), Relaxed);
         BLOCKS.fetch_add(sign, Relaxed);
     }
@@ -75,6 +79,16 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Starts a new peak of live bytes at what is live now.
+pub fn reset_peak() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
+}
+
+/// The most bytes requested and live at once since [`reset_peak`].
+pub fn peak() -> u64 {
+    PEAK.load(Relaxed).max(0) as u64
+}
 
 /// (bytes requested, bytes with chunk overhead, allocations) now live.
 pub fn live() -> (u64, u64, u64) {

@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /sodguard /usr/local/bin/sodguard
 # mimalloc (v3) keeps freed pages a second before giving them back; at once,
-# the peak RSS under load with the audit falls by 15-20 MiB at 100k bindings
+# the peak RSS under load with the audit falls by 14-20 MiB at 100k bindings
 # for no CPU per answer that could be measured (BENCHMARKS.md). An
 # environment variable because mimalloc reads its options as the process
 # loads, before any code of ours runs.

@@ -103,8 +103,8 @@ pub(crate) fn parse_time(path: &str, s: &str) -> Result<jiff::Timestamp, FieldEr
     })
 }
 
-pub(crate) fn glob(path: &str, pattern: &str) -> Result<globset::GlobMatcher, FieldError> {
+pub(crate) fn glob(path: &str, pattern: &str) -> Result<crate::model::Pattern, FieldError> {
     globset::Glob::new(pattern)
-        .map(|g| g.compile_matcher())
+        .map(|g| crate::model::Pattern::from(g.compile_matcher()))
         .map_err(|e| FieldError::new(path, format!("invalid glob {pattern:?}: {}", e.kind())))
 }

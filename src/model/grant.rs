@@ -1,10 +1,9 @@
 //! Just-in-time grants (R10) as the engine uses them.
 
-use globset::GlobMatcher;
 use jiff::{SignedDuration, Timestamp};
 
 use super::policy::{Approval, ExceptionReview};
-use super::{BindingKey, Identity, Name, RoleKey};
+use super::{BindingKey, Identity, Name, Pattern, RoleKey};
 
 /// An AccessGrant (`namespace: Some`) or ClusterAccessGrant (`namespace: None`).
 #[derive(Debug, Clone)]
@@ -87,8 +86,8 @@ impl std::fmt::Display for GrantKey {
 #[derive(Debug, Clone)]
 pub struct GrantPolicy {
     pub name: Name,
-    pub roles: Vec<GlobMatcher>,
-    pub namespaces: Vec<GlobMatcher>,
+    pub roles: Vec<Pattern>,
+    pub namespaces: Vec<Pattern>,
     pub cluster_wide: bool,
     pub max_duration: SignedDuration,
     pub approvals_required: u32,
@@ -101,12 +100,12 @@ pub struct GrantPolicy {
 impl GrantPolicy {
     /// Why this policy does not allow `g`, or `None` when it does.
     pub fn refuses(&self, g: &JitGrant) -> Option<String> {
-        if !self.roles.iter().any(|r| r.is_match(&*g.role.name)) {
+        if !self.roles.iter().any(|r| r.is_match(&g.role.name)) {
             return Some(format!("{} is not among its roles", g.role));
         }
         match &g.namespace {
             Some(ns) => {
-                if !self.namespaces.iter().any(|n| n.is_match(&**ns)) {
+                if !self.namespaces.iter().any(|n| n.is_match(ns)) {
                     return Some(format!("namespace {ns} is not among its namespaces"));
                 }
             }

@@ -5,6 +5,7 @@ mod grant;
 mod identity;
 mod name;
 mod object;
+mod pattern;
 mod permission;
 pub mod policy;
 mod rule;
@@ -20,6 +21,7 @@ pub mod identity_groups {
 }
 pub use name::{Name, is_dns_label};
 pub use object::{Binding, BindingKey, Object, ObjectKey, Role, RoleKey, TokenSecret};
+pub use pattern::Pattern;
 pub use permission::Permission;
 pub use policy::{
     Actions, Approval, CLUSTER_WIDE, Duty, Exception, ExceptionReview, Policy, PolicyScope,

@@ -3,10 +3,9 @@
 
 use std::ops::Range;
 
-use globset::GlobMatcher;
 use jiff::{SignedDuration, Timestamp};
 
-use super::{DerivedSet, Identity, Name};
+use super::{DerivedSet, Identity, Name, Pattern};
 use crate::model::Permission;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +56,8 @@ pub struct Duty {
 #[derive(Debug, Clone)]
 pub struct Exclude {
     pub kind: String,
-    pub namespace: Option<GlobMatcher>,
-    pub name: GlobMatcher,
+    pub namespace: Option<Pattern>,
+    pub name: Pattern,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ pub struct SubjectSelector {
     pub users: bool,
     pub groups: bool,
     /// Globs on a ServiceAccount's namespace; `None` is all namespaces.
-    pub namespaces: Option<Vec<GlobMatcher>>,
+    pub namespaces: Option<Vec<Pattern>>,
     pub exclude: Vec<Exclude>,
 }
 
@@ -80,7 +79,7 @@ impl SubjectSelector {
                     && self
                         .namespaces
                         .as_ref()
-                        .is_none_or(|globs| globs.iter().any(|g| g.is_match(&**namespace)))
+                        .is_none_or(|globs| globs.iter().any(|g| g.is_match(namespace)))
             }
             Identity::User(_) => self.users,
             Identity::Group(_) => self.groups,
@@ -88,10 +87,10 @@ impl SubjectSelector {
         kind_ok
             && !self.exclude.iter().any(|e| {
                 e.kind == id.kind()
-                    && e.name.is_match(&**id.name())
+                    && e.name.is_match(id.name())
                     && match (&e.namespace, id.namespace()) {
                         (None, _) => true,
-                        (Some(g), Some(ns)) => g.is_match(&**ns),
+                        (Some(g), Some(ns)) => g.is_match(ns),
                         (Some(_), None) => false,
                     }
             })

@@ -1,7 +1,7 @@
 //! Admission (R7): the new violations a proposed change would create, and the
 //! verdict on it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -24,7 +24,11 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{Index, Power, RoleEntry, Targets, Undo, mounts_grant};
+use crate::engine::index::{FastSet, Index, Power, RoleEntry, Targets, Undo, mounts_grant};
+
+/// (policy slot, permission) pairs: our own small numbers, not names anyone
+/// chose, so the fast hash will do.
+type Pairs = FastSet<(u32, u32)>;
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
@@ -1169,8 +1173,8 @@ fn may_gain(
     // What every ServiceAccount of N holds is read first: the actors of a
     // cluster-wide workload role (hundreds) are let off by it alone,
     // without a walk of their own bindings each.
-    let mut of_every: Option<Option<&HashSet<(u32, u32)>>> = None;
-    let mut own: Option<HashSet<(u32, u32)>> = None;
+    let mut of_every: Option<Option<&Pairs>> = None;
+    let mut own: Option<Pairs> = None;
     index.policies().any(|(slot, p)| {
         if !p.subjects.selects(subject) {
             return false;
@@ -1242,18 +1246,13 @@ struct AlreadyHeld<'i> {
     /// Who acts as every ServiceAccount of N: it holds what their own
     /// bindings give them too.
     every: &'i Every,
-    of_every_sa: std::cell::OnceCell<HashSet<(u32, u32)>>,
+    of_every_sa: std::cell::OnceCell<Pairs>,
 }
 
 impl<'i> AlreadyHeld<'i> {
     /// With `of_every`, what [`every_holds`](Self::every_holds) found on
     /// the same states before.
-    fn new(
-        index: &'i Index,
-        guard: &'i Index,
-        every: &'i Every,
-        of_every: Option<HashSet<(u32, u32)>>,
-    ) -> Self {
+    fn new(index: &'i Index, guard: &'i Index, every: &'i Every, of_every: Option<Pairs>) -> Self {
         AlreadyHeld {
             index,
             guard,
@@ -1262,13 +1261,13 @@ impl<'i> AlreadyHeld<'i> {
         }
     }
 
-    fn into_of_every(self) -> Option<HashSet<(u32, u32)>> {
+    fn into_of_every(self) -> Option<Pairs> {
         self.of_every_sa.into_inner()
     }
 
     /// The (policy, permission) pairs every ServiceAccount of `ns` together
     /// hold there or cluster-wide by their own bindings.
-    fn every_holds(&self, ns: &Name) -> &HashSet<(u32, u32)> {
+    fn every_holds(&self, ns: &Name) -> &Pairs {
         self.of_every_sa.get_or_init(|| {
             let h = direct_holdings_of_all(self.guard, self.guard.service_accounts_in(ns));
             self.own_in(&h, ns)
@@ -1288,11 +1287,7 @@ impl<'i> AlreadyHeld<'i> {
     /// The (policy, permission) pairs `subject` holds in `ns` or
     /// cluster-wide by acting as every ServiceAccount of `ns`, if it does:
     /// with [`own`](Self::own), all it holds there.
-    fn of_every_service_account(
-        &self,
-        subject: &Identity,
-        ns: &Name,
-    ) -> Option<&HashSet<(u32, u32)>> {
+    fn of_every_service_account(&self, subject: &Identity, ns: &Name) -> Option<&Pairs> {
         let acts = self.every.contains(subject)
             && (!self.pending() || self.acts_as_all_for_good(subject, ns));
         acts.then(|| self.every_holds(ns))
@@ -1300,17 +1295,21 @@ impl<'i> AlreadyHeld<'i> {
 
     /// What `subject`'s own bindings (no escalation path) give it in `ns`
     /// or cluster-wide, of the policies that are the same on both states.
-    fn own(&self, subject: &Identity, ns: &Name) -> HashSet<(u32, u32)> {
+    fn own(&self, subject: &Identity, ns: &Name) -> Pairs {
         self.own_in(&direct_holdings(self.guard, subject), ns)
     }
 
     /// What holdings `h` without escalation paths give in `ns` or
     /// cluster-wide, of the policies that are the same on both states.
-    fn own_in(&self, h: &Holdings<'_>, ns: &Name) -> HashSet<(u32, u32)> {
+    fn own_in(&self, h: &Holdings<'_>, ns: &Name) -> Pairs {
         let policy = |state: &'i Index, slot: u32| state.policy_slot(slot).map(|p| &**p);
-        let mut out = HashSet::new();
+        // On a single state every policy, binding and role a holding came
+        // from is the same on both: four lookups per holding saved, a
+        // twentieth of a decision.
+        let pending = self.pending();
+        let mut out = Pairs::default();
         for (slot, xs) in &h.by_policy {
-            if !same_object(policy(self.index, *slot), policy(self.guard, *slot)) {
+            if pending && !same_object(policy(self.index, *slot), policy(self.guard, *slot)) {
                 continue;
             }
             for x in xs {
@@ -1322,7 +1321,7 @@ impl<'i> AlreadyHeld<'i> {
                 else {
                     continue;
                 };
-                if x.namespace.is_none_or(|n| n == ns) && self.untouched(key, role) {
+                if x.namespace.is_none_or(|n| n == ns) && (!pending || self.untouched(key, role)) {
                     out.insert((*slot, x.permission));
                 }
             }

@@ -1335,18 +1335,20 @@ impl<'i> AlreadyHeld<'i> {
     fn acts_as_all_for_good(&self, subject: &Identity, ns: &Name) -> bool {
         let set = common(self.guard);
         let guard = self.guard;
-        principals(subject).into_iter().any(|(principal, _)| {
-            guard.bindings_naming(&principal).iter().any(|b| {
-                let key = &b.key;
-                b.key.namespace.as_ref().is_none_or(|n| n == ns)
-                    && self.untouched(key, &b.role)
-                    && guard.role(&b.role).is_some_and(|e| {
-                        e.derives
-                            .iter()
-                            .any(|d| set.contains(d.kind) && every_service_account(&d.power))
-                    })
+        principals(guard, subject)
+            .into_iter()
+            .any(|(principal, _)| {
+                guard.bindings_naming(&principal).iter().any(|b| {
+                    let key = &b.key;
+                    b.key.namespace.as_ref().is_none_or(|n| n == ns)
+                        && self.untouched(key, &b.role)
+                        && guard.role(&b.role).is_some_and(|e| {
+                            e.derives
+                                .iter()
+                                .any(|d| set.contains(d.kind) && every_service_account(&d.power))
+                        })
+                })
             })
-        })
     }
 }
 
@@ -1395,7 +1397,7 @@ fn may_pair(index: &Index, binding: &Binding, derives: &[crate::engine::index::D
             return true;
         }
         let mut h = role;
-        for (principal, _) in principals(t) {
+        for (principal, _) in principals(index, t) {
             for b in index.bindings_naming(&principal) {
                 let role = index.role(&b.role);
                 for d in role.into_iter().flat_map(|e| e.derives.iter()) {

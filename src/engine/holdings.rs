@@ -276,9 +276,10 @@ fn service_account_groups(index: &Index, covered: bool) -> Vec<Identity> {
 
 /// The principals an identity acts as without any derivation, with how it
 /// reaches each.
-pub(super) fn principals(id: &Identity) -> Vec<(Identity, Via)> {
-    let mut out = vec![(id.clone(), Via::Direct)];
-    for g in id.implicit_groups() {
+pub(super) fn principals(index: &Index, id: &Identity) -> Vec<(Identity, Via)> {
+    let mut out = Vec::with_capacity(4);
+    out.push((id.clone(), Via::Direct));
+    for g in id.implicit_groups_of(|ns| index.named_service_account_group(ns)) {
         let name = g.name().clone();
         out.push((g, Via::Group(name)));
     }
@@ -310,7 +311,7 @@ pub fn direct_holdings_of_all<'a>(
     let mut seen = FastSet::default();
     let mut all = Vec::new();
     for s in subjects {
-        for (p, via) in principals(&s) {
+        for (p, via) in principals(index, &s) {
             if seen.insert(p.clone()) {
                 all.push((p, via));
             }
@@ -1046,7 +1047,7 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn visit(&mut self, id: &Identity, chain: Option<Rc<Hop<'a>>>) {
-        self.visit_principals(principals(id), chain);
+        self.visit_principals(principals(self.index, id), chain);
     }
 
     /// [`visit`](Self::visit) of an identity that is these principals.

@@ -97,9 +97,10 @@ pub struct Index {
     /// impersonating one needs no ServiceAccount object, and its bindings
     /// apply (R9.1), so an impersonator of them holds what they name.
     ghosts: CowMap<Name, BTreeSet<Name>>,
-    /// The groups `system:serviceaccounts:NS` that a binding names: a
-    /// cluster-wide impersonator of ServiceAccounts can be in any of them.
-    sa_groups: CowSet<Name>,
+    /// The groups `system:serviceaccounts:NS` that a binding names, by NS: a
+    /// cluster-wide impersonator of ServiceAccounts can be in any of them,
+    /// and a walk asks for its ServiceAccount's without building the name.
+    sa_groups: CowMap<Name, Name>,
     /// Shared lists: a ClusterRole may be bound tens of thousands of times,
     /// and a write copies only the list it changes.
     by_role: CowMap<RoleKey, Arc<Vec<BindingKey>>>,
@@ -421,10 +422,11 @@ impl Index {
         match s {
             Identity::ServiceAccount { namespace, name } => self.refresh_ghost(namespace, name),
             Identity::Group(g) if g.starts_with(SERVICEACCOUNTS_OF) => {
+                let ns = &g[SERVICEACCOUNTS_OF.len()..];
                 if self.bindings_naming(s).is_empty() {
-                    self.sa_groups.take(g);
+                    self.sa_groups.remove(ns);
                 } else {
-                    self.sa_groups.replace(g.clone());
+                    self.sa_groups.insert(Name::from(ns), g.clone());
                 }
             }
             _ => {}
@@ -760,7 +762,13 @@ impl Index {
 
     /// The groups `system:serviceaccounts:NS` that a binding names.
     pub fn service_account_groups(&self) -> impl Iterator<Item = &Name> {
-        self.sa_groups.iter()
+        self.sa_groups.values()
+    }
+
+    /// The group `system:serviceaccounts:NS` of namespace `ns`, if a binding
+    /// names it: a group no binding names gives nothing.
+    pub fn named_service_account_group(&self, ns: &str) -> Option<&Name> {
+        self.sa_groups.get(ns)
     }
 
     /// Users and Groups named by at least one binding (R1.5).

@@ -25,14 +25,14 @@ use super::violations::{
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{FastSet, Index, Power, RoleEntry, Targets, Undo, mounts_grant};
-
-/// (policy slot, permission) pairs: our own small numbers, not names anyone
-/// chose, so the fast hash will do.
-type Pairs = FastSet<(u32, u32)>;
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
 };
+
+/// (policy slot, permission) pairs: our own small numbers, not names anyone
+/// chose, so the fast hash will do.
+type Pairs = FastSet<(u32, u32)>;
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.

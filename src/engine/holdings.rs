@@ -279,7 +279,7 @@ fn service_account_groups(index: &Index, covered: bool) -> Vec<Identity> {
 pub(super) fn principals(index: &Index, id: &Identity) -> Vec<(Identity, Via)> {
     let mut out = Vec::with_capacity(4);
     out.push((id.clone(), Via::Direct));
-    for g in id.implicit_groups_of(|ns| index.named_service_account_group(ns)) {
+    for g in id.implicit_groups_of(|ns| index.named_service_account_group(ns).cloned()) {
         let name = g.name().clone();
         out.push((g, Via::Group(name)));
     }

@@ -109,9 +109,9 @@ impl Identity {
     /// none: a walk asks this of every identity it reaches, and the index
     /// has that group's name when a binding names it (a group nothing names
     /// gives nothing), where building it took two allocations each time.
-    pub fn implicit_groups_of<N: std::borrow::Borrow<Name>>(
+    pub fn implicit_groups_of(
         &self,
-        of_namespace: impl FnOnce(&str) -> Option<N>,
+        of_namespace: impl FnOnce(&str) -> Option<Name>,
     ) -> Vec<Identity> {
         // The two groups of every ServiceAccount or user are named once.
         static ALL_SAS: LazyLock<Name> = LazyLock::new(|| Arc::from(ALL_SERVICEACCOUNTS));
@@ -122,7 +122,7 @@ impl Identity {
                 let mut out = Vec::with_capacity(3);
                 out.push(g(&ALL_SAS));
                 if let Some(group) = of_namespace(namespace) {
-                    out.push(Identity::Group(group.borrow().clone()));
+                    out.push(Identity::Group(group));
                 }
                 out.push(g(&ALL_USERS));
                 out

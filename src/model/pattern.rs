@@ -16,8 +16,8 @@ pub struct Pattern {
 enum Fast {
     /// `*`: any string.
     Any,
-    /// No glob syntax: that string alone.
-    Literal(Box<str>),
+    /// No glob syntax: the pattern's own text alone.
+    Literal,
     /// Anything else: the compiled glob.
     Glob,
 }
@@ -30,14 +30,9 @@ impl Pattern {
     pub fn is_match(&self, s: &str) -> bool {
         match &self.fast {
             Fast::Any => true,
-            Fast::Literal(l) => **l == *s,
+            Fast::Literal => self.glob.glob().glob() == s,
             Fast::Glob => self.glob.is_match(s),
         }
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        self.glob.glob().glob()
     }
 }
 
@@ -47,7 +42,7 @@ impl From<GlobMatcher> for Pattern {
         let fast = if p == "*" {
             Fast::Any
         } else if !p.contains(SYNTAX) {
-            Fast::Literal(p.into())
+            Fast::Literal
         } else {
             Fast::Glob
         };
@@ -70,12 +65,11 @@ mod tests {
         let (any, _) = pattern("*").unwrap();
         assert!(matches!(any.fast, Fast::Any));
         let (lit, _) = pattern("kube-system").unwrap();
-        assert!(matches!(lit.fast, Fast::Literal(_)));
+        assert!(matches!(lit.fast, Fast::Literal));
         assert!(lit.is_match("kube-system") && !lit.is_match("kube-system2"));
         assert!(!lit.is_match("Kube-system"), "case matters, as in the glob");
         let (glob, _) = pattern("team-*").unwrap();
         assert!(matches!(glob.fast, Fast::Glob));
-        assert_eq!(glob.as_str(), "team-*");
     }
 
     proptest! {

@@ -24,15 +24,11 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{FastSet, Index, Power, RoleEntry, Targets, Undo, mounts_grant};
+use crate::engine::index::{Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant};
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
 };
-
-/// (policy slot, permission) pairs: our own small numbers, not names anyone
-/// chose, so the fast hash will do.
-type Pairs = FastSet<(u32, u32)>;
 
 /// Decides on `req` against the state in `index`, and leaves the index as it
 /// found it.
@@ -1246,13 +1242,18 @@ struct AlreadyHeld<'i> {
     /// Who acts as every ServiceAccount of N: it holds what their own
     /// bindings give them too.
     every: &'i Every,
-    of_every_sa: std::cell::OnceCell<Pairs>,
+    of_every_sa: std::cell::OnceCell<Arc<Pairs>>,
 }
 
 impl<'i> AlreadyHeld<'i> {
     /// With `of_every`, what [`every_holds`](Self::every_holds) found on
     /// the same states before.
-    fn new(index: &'i Index, guard: &'i Index, every: &'i Every, of_every: Option<Pairs>) -> Self {
+    fn new(
+        index: &'i Index,
+        guard: &'i Index,
+        every: &'i Every,
+        of_every: Option<Arc<Pairs>>,
+    ) -> Self {
         AlreadyHeld {
             index,
             guard,
@@ -1261,17 +1262,28 @@ impl<'i> AlreadyHeld<'i> {
         }
     }
 
-    fn into_of_every(self) -> Option<Pairs> {
+    fn into_of_every(self) -> Option<Arc<Pairs>> {
         self.of_every_sa.into_inner()
     }
 
     /// The (policy, permission) pairs every ServiceAccount of `ns` together
-    /// hold there or cluster-wide by their own bindings.
+    /// hold there or cluster-wide by their own bindings. On a single state
+    /// it is kept across decisions ([`Index::every_holds`]): computing it
+    /// was a tenth of a decision, for a value that changes only with the
+    /// namespace's bindings and the cluster's.
     fn every_holds(&self, ns: &Name) -> &Pairs {
         self.of_every_sa.get_or_init(|| {
-            let h = direct_holdings_of_all(self.guard, self.guard.service_accounts_in(ns));
-            self.own_in(&h, ns)
+            if self.pending() {
+                Arc::new(self.every_holds_afresh(ns))
+            } else {
+                self.guard.every_holds(ns, |_| self.every_holds_afresh(ns))
+            }
         })
+    }
+
+    fn every_holds_afresh(&self, ns: &Name) -> Pairs {
+        let h = direct_holdings_of_all(self.guard, self.guard.service_accounts_in(ns));
+        self.own_in(&h, ns)
     }
 
     fn pending(&self) -> bool {
@@ -1350,6 +1362,22 @@ impl<'i> AlreadyHeld<'i> {
                 })
             })
     }
+}
+
+/// What every ServiceAccount of `ns` holds there or cluster-wide by its own
+/// bindings, on one state: as kept across decisions (`kept`), or computed
+/// afresh.
+#[cfg(test)]
+pub(crate) fn every_holds_of(index: &Index, ns: &Name, kept: bool) -> Vec<(u32, u32)> {
+    let every = acting_as_every_service_account(index, ns);
+    let held = AlreadyHeld::new(index, index, &every, None);
+    let mut v: Vec<(u32, u32)> = if kept {
+        held.every_holds(ns).iter().copied().collect()
+    } else {
+        held.every_holds_afresh(ns).into_iter().collect()
+    };
+    v.sort_unstable();
+    v
 }
 
 /// Whether both states hold the very same object (or neither holds it:

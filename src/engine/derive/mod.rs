@@ -11,7 +11,7 @@ use super::holdings::IdSet;
 use super::violations::affected_subjects;
 pub(super) use crate::engine::index::every_service_account;
 use crate::engine::index::{
-    Bucket, Closure, ClusterActors, Derive, Deriver, Index, Power, ScopeActors, Targets,
+    Bucket, Closure, ClusterActors, Derive, Deriver, Index, NsActors, Power, ScopeActors, Targets,
 };
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, DerivedKind, DerivedSet, Identity, Name, RoleKey};
@@ -45,13 +45,12 @@ pub(super) fn common(index: &Index) -> DerivedSet {
 #[derive(Debug)]
 pub struct Every {
     cluster: Arc<ClusterActors>,
-    all: IdSet,
-    workloads: IdSet,
+    ns: Arc<NsActors>,
 }
 
 impl Every {
     pub fn contains(&self, s: &Identity) -> bool {
-        self.all.contains(s) || self.cluster.every.contains(s)
+        self.ns.all.contains(s) || self.cluster.every.contains(s)
     }
 
     /// Whether the cluster-wide actors that the policies in `slots` govern
@@ -69,7 +68,7 @@ impl Every {
 
     /// Whether `s` creates workloads, so its own Pods mount.
     pub fn creates(&self, s: &Identity) -> bool {
-        self.workloads.contains(s) || self.cluster.workloads.contains(s)
+        self.ns.workloads.contains(s) || self.cluster.workloads.contains(s)
     }
 }
 
@@ -80,15 +79,20 @@ const MANY_ACTORS: usize = if cfg!(test) { 0 } else { 16 };
 
 /// Who acts as every ServiceAccount of `ns` ([`Every`]). Read from the
 /// per-scope derivers, never by walking; the cluster-wide ones once per
-/// state ([`cluster_actors`]).
+/// state ([`cluster_actors`]), the namespace's once per state and namespace
+/// ([`Index::ns_actors`]).
 pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> Every {
-    let mut every = Every {
+    Every {
         cluster: cluster_actors(index),
-        all: IdSet::default(),
-        workloads: IdSet::default(),
-    };
-    every_in(index, Some(ns), &mut every.all, &mut every.workloads);
-    every
+        ns: index.ns_actors(ns, |index| ns_actors(index, ns)),
+    }
+}
+
+/// [`NsActors`] of `ns`, computed afresh.
+pub(crate) fn ns_actors(index: &Index, ns: &Name) -> NsActors {
+    let mut a = NsActors::default();
+    every_in(index, Some(ns), &mut a.all, &mut a.workloads);
+    a
 }
 
 /// Adds to `all` who acts as every ServiceAccount of `scope`'s namespaces by

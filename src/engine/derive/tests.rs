@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use super::cluster_actors;
 use crate::crd::{SoDPolicySpec, compile_policy};
-use crate::engine::admission::{affected_by, gains, rbac_change};
+use crate::engine::admission::{affected_by, every_holds_of, gains, rbac_change};
 use crate::engine::budget::Meter;
 use crate::engine::index::Index;
 use crate::engine::{self, Evaluation};
@@ -361,6 +361,67 @@ fn cluster_actors_kept_equal_computed_afresh(
         apply(&mut index, &mut model, op);
         let rebuilt = Index::from_objects(model.values().cloned());
         prop_assert_eq!(kept(&index), kept(&rebuilt), "after {:?}", op);
+    }
+}
+
+/// What the index keeps per namespace across decisions (who acts as every
+/// ServiceAccount of it by its bindings, and what all of them hold there by
+/// their own) is what a computation afresh finds: after every change, after
+/// changes tried and undone in turn on a state whose values were kept before
+/// them, and on a clone that shares what is kept and changes apart.
+#[test]
+fn namespace_values_kept_equal_computed_afresh(
+    ops in proptest::collection::vec(
+        (arb_op(), proptest::collection::vec(arb_op(), 0..3), any::<bool>()),
+        1..40,
+    ),
+) {
+    let check = |index: &Index, when: &dyn std::fmt::Debug| -> Result<(), TestCaseError> {
+        for ns in ["a", "b", "c"] {
+            let ns = n(ns);
+            let kept = super::acting_as_every_service_account(index, &ns);
+            let afresh = super::ns_actors(index, &ns);
+            let sorted = |s: &crate::engine::holdings::IdSet| {
+                let mut v: Vec<Identity> = s.iter().cloned().collect();
+                v.sort();
+                v
+            };
+            prop_assert_eq!(sorted(&kept.ns.all), sorted(&afresh.all), "{:?}", when);
+            prop_assert_eq!(sorted(&kept.ns.workloads), sorted(&afresh.workloads), "{:?}", when);
+            prop_assert_eq!(
+                every_holds_of(index, &ns, true),
+                every_holds_of(index, &ns, false),
+                "{:?} in {}", when, ns
+            );
+        }
+        Ok(())
+    };
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for (op, probes, on_clone) in &ops {
+        check(&index, &"before")?;
+        let mut clone = on_clone.then(|| index.clone());
+        let target = clone.as_mut().unwrap_or(&mut index);
+        let mut undos = Vec::new();
+        for p in probes {
+            undos.push(match p {
+                Op::Apply(o) => target.apply(o.clone()),
+                Op::Remove(k) => target.remove(k),
+            });
+            check(target, p)?;
+        }
+        if let Some(c) = &clone {
+            // The original reads what the clone kept under the same keys.
+            check(&index, &"the original beside its changed clone")?;
+            check(c, &"the changed clone")?;
+        } else {
+            for u in undos.into_iter().rev() {
+                index.undo(u);
+            }
+            check(&index, &"after the probes were undone")?;
+        }
+        apply(&mut index, &mut model, op);
+        check(&index, op)?;
     }
 }
 
@@ -974,4 +1035,67 @@ fn decision_reports(
         review.violations
     );
     decision_equals_whole_states(index, model, change).unwrap();
+}
+
+/// A binding that neither opens an escalation path nor names anyone new
+/// keeps the index's epoch, yet changes what every ServiceAccount of its
+/// namespace holds: the value kept for that namespace follows it, and
+/// goes back with the change's undo, as each decision applies and undoes.
+#[test]
+fn what_every_service_account_holds_follows_a_plain_binding() {
+    let sa = Identity::service_account("a", "x");
+    let role = |name: &str, verbs: &[&str]| {
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n("a")),
+                name: n(name),
+            },
+            labels: BTreeMap::new(),
+            rules: vec![rule(verbs, "", "secrets", &[])],
+            aggregation: None,
+        })
+    };
+    let binding = |name: &str, to: &str| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("a")),
+                name: n(name),
+            },
+            role: RoleKey {
+                namespace: Some(n("a")),
+                name: n(to),
+            },
+            subjects: vec![sa.clone()],
+        })
+    };
+    let (mut index, _) = state([
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        role("r1", &["create"]),
+        role("r2", &["get"]),
+        binding("b1", "r1"),
+    ]);
+    let ns = n("a");
+    let held = every_holds_of(&index, &ns, true);
+    assert_eq!(held.len(), 1);
+    let undo = index.apply(binding("b2", "r2"));
+    let after = every_holds_of(&index, &ns, true);
+    assert_eq!(after.len(), 2, "the new grant is held");
+    assert_eq!(after, every_holds_of(&index, &ns, false));
+    index.undo(undo);
+    assert_eq!(every_holds_of(&index, &ns, true), held);
+    // Elsewhere, the same change leaves the namespace's value as it was.
+    let undo = index.apply(Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n("b")),
+            name: n("b2"),
+        },
+        role: RoleKey::cluster("c1"),
+        subjects: vec![sa.clone()],
+    }));
+    assert_eq!(every_holds_of(&index, &ns, true), held);
+    index.undo(undo);
 }

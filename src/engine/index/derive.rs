@@ -353,6 +353,15 @@ pub struct ClusterActors {
     pub every_sa: Closure,
 }
 
+/// Who acts as every ServiceAccount of one namespace by a binding of that
+/// namespace, in the walk of every policy, and among them those whose power
+/// is workload creation ([`Index::ns_actors`]).
+#[derive(Debug, Default)]
+pub struct NsActors {
+    pub all: IdSet,
+    pub workloads: IdSet,
+}
+
 /// A set of identities that holds whoever acts as any of them.
 #[derive(Debug, Default)]
 pub struct Closure {

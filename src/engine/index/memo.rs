@@ -7,6 +7,8 @@
 //! undo that puts the state back puts its epoch back too, so the decisions
 //! that apply their object and undo it keep what was computed before them.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -64,5 +66,125 @@ impl<T> std::fmt::Debug for Memo<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let epoch = self.lock().as_ref().map(|(e, _)| *e);
         f.debug_struct("Memo").field("epoch", &epoch).finish()
+    }
+}
+
+/// Values computed per namespace (or any key), each kept with the version of
+/// the state it read (`E`: an epoch, or a tuple of them, that differs
+/// between any two states where the value may differ). Shared by the clones
+/// of an index: a snapshot or the assumed state reads the same values while
+/// its versions match, and writes its own under the same key when they do
+/// not.
+pub struct MemoMap<K, E, V> {
+    slots: Arc<Mutex<Slots<K, E, V>>>,
+}
+
+/// Each key's value, with the version it was computed at.
+type Slots<K, E, V> = HashMap<K, (E, Arc<V>)>;
+
+/// The most values a [`MemoMap`] keeps: past it, those of states gone by
+/// are dropped, and all of them when that is not enough. Each key is a
+/// namespace a decision was made in; at 100k bindings there are 5,000.
+const MEMO_MAP_CAP: usize = 16_384;
+
+impl<K: Eq + Hash + Clone, E: Eq + Copy, V> MemoMap<K, E, V> {
+    /// The value for `key` computed on a state of version `version`, or
+    /// `compute`'s, kept. Computed outside the lock, as [`Memo::get_or`].
+    pub(super) fn get_or(&self, key: &K, version: E, compute: impl FnOnce() -> V) -> Arc<V> {
+        if let Some((e, v)) = self.lock().get(key)
+            && *e == version
+        {
+            return v.clone();
+        }
+        let v = Arc::new(compute());
+        let mut slots = self.lock();
+        if slots.len() >= MEMO_MAP_CAP && !slots.contains_key(key) {
+            // Versions are never reused, so a value that is not of this
+            // version is of an older state or a diverged clone: either may
+            // be read again, but rarely.
+            slots.retain(|_, (e, _)| *e == version);
+            if slots.len() >= MEMO_MAP_CAP {
+                slots.clear();
+            }
+        }
+        slots.insert(key.clone(), (version, v.clone()));
+        v
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<K, E, V>> {
+        // As in `Memo::lock`: nothing under the lock panics halfway.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K, E, V> Default for MemoMap<K, E, V> {
+    fn default() -> Self {
+        MemoMap {
+            slots: Arc::default(),
+        }
+    }
+}
+
+impl<K, E, V> Clone for MemoMap<K, E, V> {
+    fn clone(&self) -> Self {
+        MemoMap {
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+impl<K, E, V> std::fmt::Debug for MemoMap<K, E, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("MemoMap").field("kept", &kept).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_map_keeps_a_value_per_key_and_version_and_stays_bounded() {
+        let m: MemoMap<u32, u64, u32> = MemoMap::default();
+        let mut computed = 0;
+        let mut get = |key, version| {
+            *m.get_or(&key, version, || {
+                computed += 1;
+                key * 10
+            })
+        };
+        assert_eq!(get(1, 7), 10);
+        assert_eq!(get(1, 7), 10);
+        assert_eq!(get(2, 7), 20);
+        assert_eq!(get(1, 8), 10, "another version computes again");
+        assert_eq!(computed, 3);
+        // Shared by clones.
+        let c = m.clone();
+        assert_eq!(*c.get_or(&2, 7, || unreachable!()), 20);
+        // Past the cap, what other versions kept goes first, and all of
+        // it when that is not enough.
+        let last = MEMO_MAP_CAP as u32 + 10;
+        for k in 3..=last {
+            let _ = m.get_or(&k, 9, || k);
+        }
+        assert!(m.len() <= MEMO_MAP_CAP);
+        assert_eq!(*m.get_or(&last, 9, || unreachable!()), last);
+        let m: MemoMap<u32, u64, u32> = MemoMap::default();
+        for k in 0..MEMO_MAP_CAP as u32 - 1 {
+            let _ = m.get_or(&k, 1, || k);
+        }
+        let _ = m.get_or(&u32::MAX, 2, || 0);
+        let _ = m.get_or(&(u32::MAX - 1), 2, || 0);
+        assert_eq!(m.len(), 2, "the values of version 1 went");
     }
 }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
-    Bucket, Closure, ClusterActors, Derive, Deriver, Derivers, Named, Power, Reach, ScopeActors,
-    Targets, every_service_account, mount_rule, mounts_grant,
+    Bucket, Closure, ClusterActors, Derive, Deriver, Derivers, Named, NsActors, Power, Reach,
+    ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
-pub use memo::Memo;
+pub use memo::{Memo, MemoMap};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
@@ -41,6 +41,12 @@ pub struct RoleEntry {
 pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// Identities a decision gathers before it sorts the few it judges.
 pub(crate) type IdSet = FastSet<Identity>;
+/// (policy slot, permission) pairs: our own small numbers, not names
+/// anyone chose, so the fast hash will do.
+pub(crate) type Pairs = FastSet<(u32, u32)>;
+/// [`Index::namespace_version`]: the epoch, the namespace's and the
+/// cluster scope's.
+pub(crate) type Version = (u64, u64, u64);
 
 /// What [`Index::apply`] or [`Index::remove`] replaced, to put it back.
 #[derive(Debug)]
@@ -50,6 +56,29 @@ pub struct Undo {
     previous: Option<Object>,
     /// The index's epoch before the change and right after it.
     epochs: (u64, u64),
+    /// The same of the change's scope ([`Index::scope_epoch`]).
+    scope: (Scope, u64, u64),
+}
+
+/// Where an object lives, for [`Index::scope_epoch`]: its namespace, or
+/// the cluster (`None`).
+type Scope = Option<Name>;
+
+/// The scope of an object: its namespace, or the cluster for cluster-scoped
+/// objects (policies, exceptions and grants included).
+fn scope_of(key: &ObjectKey) -> Scope {
+    match key {
+        ObjectKey::ServiceAccount { namespace, .. } | ObjectKey::TokenSecret { namespace, .. } => {
+            Some(namespace.clone())
+        }
+        ObjectKey::Role(k) => k.namespace.clone(),
+        ObjectKey::Binding(k) => k.namespace.clone(),
+        ObjectKey::Namespace(_)
+        | ObjectKey::Policy(_)
+        | ObjectKey::Exception(_)
+        | ObjectKey::Grant(_)
+        | ObjectKey::GrantPolicy(_) => None,
+    }
 }
 
 impl Undo {
@@ -134,6 +163,20 @@ pub struct Index {
     /// it: most admitted changes are such.
     epoch: u64,
     cluster_actors: Memo<ClusterActors>,
+    /// Per namespace, fresh ([`memo::fresh`]) on every change of an object
+    /// in it, and back with its state on an undo, like `epoch`; absent for
+    /// a namespace nothing has changed in since the index was made.
+    scope_epochs: CowMap<Name, u64>,
+    /// The same for the cluster-scoped objects.
+    cluster_epoch: u64,
+    /// Who acts as every ServiceAccount of a namespace by its own bindings
+    /// ([`NsActors`]), per namespace: it reads only what renews `epoch`.
+    ns_actors: MemoMap<Name, u64, NsActors>,
+    /// What every ServiceAccount of a namespace holds there or
+    /// cluster-wide by its own bindings, as (policy slot, permission), per
+    /// namespace: it reads the namespace's bindings and the cluster's too,
+    /// so it is kept by [`namespace_version`](Self::namespace_version).
+    every_holds: MemoMap<Name, Version, Pairs>,
 }
 
 impl Index {
@@ -185,6 +228,69 @@ impl Index {
         self.cluster_actors.get_or(self.epoch, || compute(self))
     }
 
+    /// Who acts as every ServiceAccount of `ns` by a binding of `ns`,
+    /// computed by `compute` once per state of what renews the epoch (the
+    /// escalation bindings, roles, policies and who is named).
+    pub(crate) fn ns_actors(
+        &self,
+        ns: &Name,
+        compute: impl FnOnce(&Index) -> NsActors,
+    ) -> Arc<NsActors> {
+        self.ns_actors.get_or(ns, self.epoch, || compute(self))
+    }
+
+    /// What every ServiceAccount of `ns` holds there or cluster-wide by its
+    /// own bindings, computed by `compute` once per
+    /// [`namespace_version`](Self::namespace_version).
+    pub(crate) fn every_holds(
+        &self,
+        ns: &Name,
+        compute: impl FnOnce(&Index) -> Pairs,
+    ) -> Arc<Pairs> {
+        self.every_holds
+            .get_or(ns, self.namespace_version(ns), || compute(self))
+    }
+
+    /// A version of what a namespace's objects, the cluster-scoped ones and
+    /// everything that renews the epoch make of it: two states with the
+    /// same version of `ns` agree on all of them.
+    pub(crate) fn namespace_version(&self, ns: &Name) -> Version {
+        let scope = self.scope_epochs.get(ns).copied().unwrap_or(0);
+        (self.epoch, scope, self.cluster_epoch)
+    }
+
+    /// The epoch of one scope, as [`namespace_version`](Self::namespace_version) reads it.
+    fn scope_epoch(&self, scope: &Scope) -> u64 {
+        match scope {
+            None => self.cluster_epoch,
+            Some(ns) => self.scope_epochs.get(ns).copied().unwrap_or(0),
+        }
+    }
+
+    fn set_scope_epoch(&mut self, scope: &Scope, epoch: u64) {
+        match scope {
+            None => self.cluster_epoch = epoch,
+            // A namespace whose changes were all undone is absent again,
+            // so that decisions in made-up namespaces leave nothing.
+            Some(ns) if epoch == 0 => {
+                self.scope_epochs.remove(ns);
+            }
+            Some(ns) => {
+                self.scope_epochs.insert(ns.clone(), epoch);
+            }
+        }
+    }
+
+    /// Gives the scope of `key` a fresh epoch: (the scope, its epoch
+    /// before, after).
+    fn touch_scope(&mut self, key: &ObjectKey) -> (Scope, u64, u64) {
+        let scope = scope_of(key);
+        let before = self.scope_epoch(&scope);
+        let after = memo::fresh();
+        self.set_scope_epoch(&scope, after);
+        (scope, before, after)
+    }
+
     /// Declares the namespaces whose changes the webhook never sees (the
     /// namespaces its configuration excludes). A ServiceAccount's creation
     /// there is never checked, so such a ServiceAccount is governed as soon as
@@ -220,6 +326,7 @@ impl Index {
         if renews_epoch(&key) {
             self.touch();
         }
+        let scope = self.touch_scope(&key);
         let previous = match object {
             Object::Namespace(mut n) => {
                 self.names.canon(&mut n);
@@ -268,6 +375,7 @@ impl Index {
             key,
             previous,
             epochs: (before, self.epoch),
+            scope,
         }
     }
 
@@ -277,6 +385,7 @@ impl Index {
         if renews_epoch(key) {
             self.touch();
         }
+        let scope = self.touch_scope(key);
         let previous = match key {
             ObjectKey::Namespace(n) => self.namespaces.take(n).map(Object::Namespace),
             ObjectKey::ServiceAccount { namespace, name } => {
@@ -315,6 +424,7 @@ impl Index {
             key: key.clone(),
             previous,
             epochs: (before, self.epoch),
+            scope,
         }
     }
 
@@ -332,14 +442,19 @@ impl Index {
             key,
             previous,
             epochs: (before, after),
+            scope: (scope, scope_before, scope_after),
         } = undo;
         let restores = self.epoch == after;
+        let restores_scope = self.scope_epoch(&scope) == scope_after;
         let _ = match previous {
             Some(previous) => self.apply(previous),
             None => self.remove(&key),
         };
         if restores {
             self.epoch = before;
+        }
+        if restores_scope {
+            self.set_scope_epoch(&scope, scope_before);
         }
     }
 

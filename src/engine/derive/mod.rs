@@ -2,13 +2,14 @@
 //! change can alter include everyone who acts as an affected subject, or can
 //! bind a changed role, transitively.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::budget::Ticker;
 use super::holdings::IdSet;
 use super::violations::affected_subjects;
+use crate::engine::index::FastSet;
 pub(super) use crate::engine::index::every_service_account;
 use crate::engine::index::{
     Bucket, Closure, ClusterActors, Derive, Deriver, Index, NsActors, Power, ScopeActors, Targets,
@@ -482,7 +483,9 @@ fn expand(
 #[derive(Default)]
 struct Actors {
     scopes: HashMap<Option<Name>, ScopeActors>,
-    taken: HashSet<(Option<Name>, Bucket, Option<Name>)>,
+    /// Per decision, like the identities it gathers ([`IdSet`]): hashed
+    /// fast, with a seed of its own.
+    taken: FastSet<(Option<Name>, Bucket, Option<Name>)>,
     /// When given, the cluster-wide scope is read from it, and who acts as
     /// the cluster-wide actors of every ServiceAccount from
     /// [`ClusterActors::every_sa`], rather than gathered.

@@ -99,8 +99,13 @@ pub fn parse(body: &[u8]) -> Result<Incoming, BadReview> {
     {
         return Err(BadReview::NoUid);
     }
-    let w: WireRequest = serde_path_to_error::deserialize(req)
-        .map_err(|e| BadReview::Malformed(format!("request.{}: {}", e.path(), e.inner())))?;
+    // The failing field's path is tracked only on a second pass over a
+    // request that failed: tracking it costs on every node of the object.
+    let w = match WireRequest::deserialize(req) {
+        Ok(w) => w,
+        Err(_) => serde_path_to_error::deserialize(req)
+            .map_err(|e| BadReview::Malformed(format!("request.{}: {}", e.path(), e.inner())))?,
+    };
     // The API server omits the object it does not have; treat null the same.
     let nonnull = |o: Option<Value>| o.filter(|v| !v.is_null());
     let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
@@ -197,6 +202,18 @@ mod tests {
         let e =
             parse(format!(r#"{base},"request":{{"uid":"u","operation":"EXPLODE"}}}}"#).as_bytes())
                 .unwrap_err();
-        assert!(e.to_string().contains("operation"), "{e}");
+        assert!(e.to_string().contains("request.operation: "), "{e}");
+        // The path of a nested field, found on the second pass.
+        let e = parse(
+            format!(
+                r#"{base},"request":{{"uid":"u","operation":"CREATE","userInfo":{{"username":"a","groups":[1]}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("request.userInfo.groups[0]: "),
+            "{e}"
+        );
     }
 }

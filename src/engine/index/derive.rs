@@ -136,14 +136,17 @@ static PROBES: LazyLock<Probes> = LazyLock::new(|| Probes {
 });
 
 /// The rule a Pod's volumes amount to: `get` Secrets and ConfigMaps.
-pub fn mount_rule() -> Rule {
-    let p = &PROBES.mounts;
-    Rule {
-        verbs: p.verbs.clone(),
-        api_groups: p.api_groups.clone(),
-        resources: p.resources.clone(),
-        ..Rule::default()
-    }
+pub fn mount_rule() -> &'static Rule {
+    static RULE: LazyLock<Rule> = LazyLock::new(|| {
+        let p = &PROBES.mounts;
+        Rule {
+            verbs: p.verbs.clone(),
+            api_groups: p.api_groups.clone(),
+            resources: p.resources.clone(),
+            ..Rule::default()
+        }
+    });
+    &RULE
 }
 
 /// The powers one rule opens, in a fixed order.
@@ -212,7 +215,7 @@ pub fn powers(rule: &Rule) -> Vec<(DerivedKind, Power)> {
 
 /// Whether a permission is one a Pod's volumes give (R9.1).
 pub fn mounts_grant(permission: &Permission) -> bool {
-    rbac::grants(&mount_rule(), permission)
+    rbac::grants(mount_rule(), permission)
 }
 
 impl Index {

@@ -292,16 +292,30 @@ fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
         .duties
         .iter()
         .enumerate()
-        .filter(|(_, d)| {
-            let mut ps = d.permissions.clone();
-            if d.match_all {
-                ps.all(|p| perms.contains(p))
-            } else {
-                ps.any(|p| perms.contains(p))
-            }
-        })
+        .filter(|(_, d)| holds_duty(d, perms))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// [`duties_held`], when more than `policy` allows: a subject with a
+/// summary is judged in each of thousands of namespaces, and in nearly all
+/// of them it holds too few to keep a list.
+fn duties_violating(policy: &Policy, perms: &FixedBitSet) -> Option<Vec<usize>> {
+    let held = policy
+        .duties
+        .iter()
+        .filter(|d| holds_duty(d, perms))
+        .count();
+    (held > policy.max_duties).then(|| duties_held(policy, perms))
+}
+
+fn holds_duty(d: &crate::model::Duty, perms: &FixedBitSet) -> bool {
+    let mut ps = d.permissions.clone();
+    if d.match_all {
+        ps.all(|p| perms.contains(p))
+    } else {
+        ps.any(|p| perms.contains(p))
+    }
 }
 
 /// A subject's holdings of one policy: its own, and the summaries it grafts.
@@ -350,8 +364,13 @@ fn policy_violations(
     for (_, s) in grafts {
         cluster.union_with(&s.cluster);
     }
-    let own_scopes = ByScope::of(own);
-    let mut emit = |namespace: &str, duties: Vec<usize>, scope: Option<Option<&Name>>| {
+    // Only explanations read the subject's own holdings by scope.
+    let own_scopes = match explain {
+        Explain::Nothing => ByScope::default(),
+        _ => ByScope::of(own),
+    };
+    let cluster_wide = || Name::from(CLUSTER_WIDE);
+    let mut emit = |namespace: Name, duties: Vec<usize>, scope: Option<Option<&Name>>| {
         if explain == Explain::Nothing {
             out.push(bare_violation(policy, subject, namespace, &duties));
             return;
@@ -367,14 +386,14 @@ fn policy_violations(
         ));
     };
     match policy.scope {
-        PolicyScope::Cluster => emit(CLUSTER_WIDE, all_duties, None),
+        PolicyScope::Cluster => emit(cluster_wide(), all_duties, None),
         PolicyScope::Namespace => {
             // R5.2: cluster-wide holdings count in every namespace; a namespace
             // that adds nothing to a cluster-wide violation is not reported again.
             let star = duties_held(policy, &cluster);
             let star_violates = star.len() > policy.max_duties;
             if star_violates {
-                emit(CLUSTER_WIDE, star.clone(), Some(None));
+                emit(cluster_wide(), star.clone(), Some(None));
             }
             // The namespaces in name order, each with the union of what the
             // subject and its grafts hold there. A summary holds something
@@ -395,9 +414,10 @@ fn policy_violations(
                         u.union_with(perms);
                     }
                 }
-                let d = duties_held(policy, &u);
-                if d.len() > policy.max_duties && !(star_violates && d == star) {
-                    emit(ns, d, Some(Some(ns)));
+                if let Some(d) = duties_violating(policy, &u)
+                    && !(star_violates && d == star)
+                {
+                    emit(ns.clone(), d, Some(Some(ns)));
                 }
             }
         }
@@ -407,7 +427,7 @@ fn policy_violations(
 fn violation<'x, 'a>(
     policy: &Policy,
     subject: &Identity,
-    namespace: &str,
+    namespace: Name,
     duties: &[usize],
     held: SlotHeld<'x, 'a>,
     (own_scopes, scope): (&'x ByScope<'a>, Option<Option<&Name>>),
@@ -470,7 +490,7 @@ fn violation<'x, 'a>(
 fn bare_violation(
     policy: &Policy,
     subject: &Identity,
-    namespace: &str,
+    namespace: Name,
     duties: &[usize],
 ) -> Violation {
     let explanation = duties
@@ -488,14 +508,14 @@ fn bare_violation(
 fn assemble(
     policy: &Policy,
     subject: &Identity,
-    namespace: &str,
+    namespace: Name,
     mut explanation: Vec<DutyPaths>,
 ) -> Violation {
     explanation.sort_by(|a, b| a.duty.cmp(&b.duty));
     Violation {
         policy: policy.name.clone(),
         subject: subject.clone(),
-        namespace: Name::from(namespace),
+        namespace,
         duties: explanation.iter().map(|d| d.duty.clone()).collect(),
         explanation,
         actions: policy.actions,

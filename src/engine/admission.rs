@@ -471,6 +471,8 @@ pub(crate) fn rbac_change(
         // clone of the index would copy the shards the change writes).
         let olds = match confirmed {
             Some(before) => round.before(before, &subjects, meter),
+            // Nobody to read on the state before: the change stays.
+            None if round.after.is_empty() => Vec::new(),
             None => {
                 index.undo(probe);
                 let olds = round.before(index, &subjects, meter);

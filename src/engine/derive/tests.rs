@@ -1098,4 +1098,7 @@ fn what_every_service_account_holds_follows_a_plain_binding() {
     }));
     assert_eq!(every_holds_of(&index, &ns, true), held);
     index.undo(undo);
+    // A bulk load gives no namespace a fresh epoch, but the index one.
+    index.extend([binding("b2", "r2")]);
+    assert_eq!(every_holds_of(&index, &ns, true).len(), 2);
 }

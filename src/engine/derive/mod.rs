@@ -482,7 +482,11 @@ fn expand(
 /// targets are looked up by name, each name once.
 #[derive(Default)]
 struct Actors {
-    scopes: HashMap<Option<Name>, ScopeActors>,
+    /// The namespaces' read once per decision, each kept by the index
+    /// across decisions ([`Index::scope_actors`]).
+    scopes: HashMap<Name, Arc<ScopeActors>>,
+    /// The cluster-wide scope's, when `cluster` is not given.
+    cluster_scope: Option<ScopeActors>,
     /// Per decision, like the identities it gathers ([`IdSet`]): hashed
     /// fast, with a seed of its own.
     taken: FastSet<(Option<Name>, Bucket, Option<Name>)>,
@@ -515,10 +519,13 @@ impl Actors {
                 return;
             }
             (Some(c), None) => &c.scope,
-            _ => self
+            (None, None) => self
+                .cluster_scope
+                .get_or_insert_with(|| ScopeActors::of(index, set, None)),
+            (_, Some(ns)) => self
                 .scopes
-                .entry(scope.cloned())
-                .or_insert_with(|| ScopeActors::of(index, set, scope)),
+                .entry(ns.clone())
+                .or_insert_with(|| index.scope_actors(ns, set)),
         };
         for b in actors.bucket(bucket, name) {
             take_binding(index, b, out);

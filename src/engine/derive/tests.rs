@@ -365,8 +365,8 @@ fn cluster_actors_kept_equal_computed_afresh(
 }
 
 /// What the index keeps per namespace across decisions (who acts as every
-/// ServiceAccount of it by its bindings, and what all of them hold there by
-/// their own) is what a computation afresh finds: after every change, after
+/// ServiceAccount of it by its bindings, what all of them hold there by
+/// their own, and its escalation bindings by whom they reach) is what a computation afresh finds: after every change, after
 /// changes tried and undone in turn on a state whose values were kept before
 /// them, and on a clone that shares what is kept and changes apart.
 #[test]
@@ -391,6 +391,12 @@ fn namespace_values_kept_equal_computed_afresh(
             prop_assert_eq!(
                 every_holds_of(index, &ns, true),
                 every_holds_of(index, &ns, false),
+                "{:?} in {}", when, ns
+            );
+            let set = super::considered(index);
+            prop_assert_eq!(
+                index.scope_actors(&ns, set).canonical(),
+                crate::engine::index::ScopeActors::of(index, set, Some(&ns)).canonical(),
                 "{:?} in {}", when, ns
             );
         }

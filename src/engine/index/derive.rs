@@ -475,6 +475,31 @@ impl ScopeActors {
         out
     }
 
+    /// Every bucket's binding keys, sorted: two values with the same are
+    /// equal whatever order their maps keep.
+    #[cfg(test)]
+    pub(crate) fn canonical(&self) -> String {
+        let keys = |v: &[Arc<Binding>]| {
+            let mut k: Vec<&BindingKey> = v.iter().map(|b| &b.key).collect();
+            k.sort();
+            format!("{k:?}")
+        };
+        let named = |m: &HashMap<Name, Vec<Arc<Binding>>>| {
+            let mut n: Vec<(&Name, String)> = m.iter().map(|(n, v)| (n, keys(v))).collect();
+            n.sort();
+            format!("{n:?}")
+        };
+        format!(
+            "every_sa {} sa_impersonation {} every_user {} named_sa {} named_user {} named_group {}",
+            keys(&self.every_sa),
+            keys(&self.sa_impersonation),
+            keys(&self.every_user),
+            named(&self.named_sa),
+            named(&self.named_user),
+            named(&self.named_group)
+        )
+    }
+
     pub fn bucket(&self, bucket: Bucket, name: Option<&Name>) -> &[Arc<Binding>] {
         match bucket {
             Bucket::EveryServiceAccount => &self.every_sa,

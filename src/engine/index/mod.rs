@@ -25,8 +25,8 @@ pub use memo::{Memo, MemoMap};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
-    Binding, BindingKey, Exception, GrantKey, GrantPolicy, Identity, JitGrant, Name, Object,
-    ObjectKey, Policy, Role, RoleKey, TokenSecret,
+    Binding, BindingKey, DerivedSet, Exception, GrantKey, GrantPolicy, Identity, JitGrant, Name,
+    Object, ObjectKey, Policy, Role, RoleKey, TokenSecret,
 };
 
 /// A role and the policy permissions its effective rules grant.
@@ -172,6 +172,10 @@ pub struct Index {
     /// Who acts as every ServiceAccount of a namespace by its own bindings
     /// ([`NsActors`]), per namespace: it reads only what renews `epoch`.
     ns_actors: MemoMap<Name, u64, NsActors>,
+    /// A namespace's escalation bindings by whom they reach
+    /// ([`ScopeActors`]), per namespace and set of paths: read only what
+    /// renews `epoch`.
+    scope_actors: MemoMap<Name, (u64, DerivedSet), ScopeActors>,
     /// What every ServiceAccount of a namespace holds there or
     /// cluster-wide by its own bindings, as (policy slot, permission), per
     /// namespace: it reads the namespace's bindings and the cluster's too,
@@ -237,6 +241,14 @@ impl Index {
         compute: impl FnOnce(&Index) -> NsActors,
     ) -> Arc<NsActors> {
         self.ns_actors.get_or(ns, self.epoch, || compute(self))
+    }
+
+    /// [`ScopeActors`] of namespace `ns` for the paths in `set`, computed
+    /// once per state of what renews the epoch.
+    pub(crate) fn scope_actors(&self, ns: &Name, set: DerivedSet) -> Arc<ScopeActors> {
+        self.scope_actors.get_or(ns, (self.epoch, set), || {
+            ScopeActors::of(self, set, Some(ns))
+        })
     }
 
     /// What every ServiceAccount of `ns` holds there or cluster-wide by its

@@ -365,6 +365,25 @@ pub struct NsActors {
     pub workloads: IdSet,
 }
 
+impl super::Weigh for NsActors {
+    fn weight(&self) -> usize {
+        self.all.len() + self.workloads.len()
+    }
+}
+
+impl super::Weigh for ScopeActors {
+    fn weight(&self) -> usize {
+        let named =
+            |m: &HashMap<Name, Vec<Arc<Binding>>>| m.values().map(|v| 1 + v.len()).sum::<usize>();
+        self.every_sa.len()
+            + self.sa_impersonation.len()
+            + self.every_user.len()
+            + named(&self.named_sa)
+            + named(&self.named_user)
+            + named(&self.named_group)
+    }
+}
+
 /// A set of identities that holds whoever acts as any of them.
 #[derive(Debug, Default)]
 pub struct Closure {

@@ -76,47 +76,90 @@ impl<T> std::fmt::Debug for Memo<T> {
 /// its versions match, and writes its own under the same key when they do
 /// not.
 pub struct MemoMap<K, E, V> {
-    slots: Arc<Mutex<Slots<K, E, V>>>,
+    slots: Arc<Mutex<Kept<K, E, V>>>,
 }
 
-/// Each key's value, with the version it was computed at.
-type Slots<K, E, V> = HashMap<K, (E, Arc<V>)>;
+/// Each key's value, with the version it was computed at and its weight,
+/// and the weights' sum.
+struct Kept<K, E, V> {
+    slots: HashMap<K, (E, Arc<V>, usize)>,
+    weight: usize,
+}
+
+impl<K, E, V> Default for Kept<K, E, V> {
+    fn default() -> Self {
+        Kept {
+            slots: HashMap::new(),
+            weight: 0,
+        }
+    }
+}
+
+/// How many items (identities, bindings, pairs) a kept value holds: what
+/// a [`MemoMap`] bounds, since one namespace's value can hold every
+/// ServiceAccount of the cluster (a binding there for
+/// `system:serviceaccounts` that creates Pods).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
 
 /// The most values a [`MemoMap`] keeps: past it, those of states gone by
 /// are dropped, and all of them when that is not enough. Each key is a
 /// namespace a decision was made in; at 100k bindings there are 5,000.
 const MEMO_MAP_CAP: usize = 16_384;
 
-impl<K: Eq + Hash + Clone, E: Eq + Copy, V> MemoMap<K, E, V> {
+/// The most items a [`MemoMap`] keeps in all (a few MiB), the same way.
+const MEMO_MAP_WEIGHT: usize = 1 << 16;
+
+/// A value heavier than this is computed afresh each time, as before
+/// values were kept: a few such namespaces would crowd out the others.
+const MEMO_MAP_HEAVY: usize = MEMO_MAP_WEIGHT / 16;
+
+impl<K: Eq + Hash + Clone, E: Eq + Copy, V: Weigh> MemoMap<K, E, V> {
     /// The value for `key` computed on a state of version `version`, or
-    /// `compute`'s, kept. Computed outside the lock, as [`Memo::get_or`].
+    /// `compute`'s, kept unless it is heavy. Computed outside the lock, as
+    /// [`Memo::get_or`].
     pub(super) fn get_or(&self, key: &K, version: E, compute: impl FnOnce() -> V) -> Arc<V> {
-        if let Some((e, v)) = self.lock().get(key)
+        if let Some((e, v, _)) = self.lock().slots.get(key)
             && *e == version
         {
             return v.clone();
         }
         let v = Arc::new(compute());
-        let mut slots = self.lock();
-        if slots.len() >= MEMO_MAP_CAP && !slots.contains_key(key) {
+        let w = v.weight();
+        if w > MEMO_MAP_HEAVY {
+            return v;
+        }
+        let mut kept = self.lock();
+        if let Some((_, _, old)) = kept.slots.remove(key) {
+            kept.weight -= old;
+        }
+        if kept.slots.len() >= MEMO_MAP_CAP || kept.weight + w > MEMO_MAP_WEIGHT {
             // Versions are never reused, so a value that is not of this
             // version is of an older state or a diverged clone: either may
             // be read again, but rarely.
-            slots.retain(|_, (e, _)| *e == version);
-            if slots.len() >= MEMO_MAP_CAP {
-                slots.clear();
+            kept.slots.retain(|_, (e, _, _)| *e == version);
+            kept.weight = kept.slots.values().map(|(_, _, w)| w).sum();
+            if kept.slots.len() >= MEMO_MAP_CAP || kept.weight + w > MEMO_MAP_WEIGHT {
+                *kept = Kept::default();
             }
         }
-        slots.insert(key.clone(), (version, v.clone()));
+        kept.weight += w;
+        kept.slots.insert(key.clone(), (version, v.clone(), w));
         v
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().slots.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<K, E, V>> {
+    #[cfg(test)]
+    pub(super) fn weight(&self) -> usize {
+        self.lock().weight
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept<K, E, V>> {
         // As in `Memo::lock`: nothing under the lock panics halfway.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -144,6 +187,7 @@ impl<K, E, V> std::fmt::Debug for MemoMap<K, E, V> {
             .slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .slots
             .len();
         f.debug_struct("MemoMap").field("kept", &kept).finish()
     }
@@ -152,6 +196,18 @@ impl<K, E, V> std::fmt::Debug for MemoMap<K, E, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
+    impl Weigh for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
 
     #[test]
     fn a_memo_map_keeps_a_value_per_key_and_version_and_stays_bounded() {
@@ -186,5 +242,41 @@ mod tests {
         let _ = m.get_or(&u32::MAX, 2, || 0);
         let _ = m.get_or(&(u32::MAX - 1), 2, || 0);
         assert_eq!(m.len(), 2, "the values of version 1 went");
+    }
+
+    #[test]
+    fn a_memo_map_bounds_the_items_it_keeps() {
+        let m: MemoMap<u32, u64, Vec<u8>> = MemoMap::default();
+        let computed = std::cell::Cell::new(0);
+        let get = |key: u32, len: usize| {
+            m.get_or(&key, 1, || {
+                computed.set(computed.get() + 1);
+                vec![0; len]
+            })
+            .len()
+        };
+        // A heavy value is handed out, not kept.
+        assert_eq!(get(0, MEMO_MAP_HEAVY + 1), MEMO_MAP_HEAVY + 1);
+        assert_eq!(get(0, MEMO_MAP_HEAVY + 1), MEMO_MAP_HEAVY + 1);
+        assert_eq!(computed.get(), 2);
+        // Values of one version up to the weight bound, then a fresh start.
+        let per = MEMO_MAP_HEAVY;
+        for k in 1..=(MEMO_MAP_WEIGHT / per) as u32 {
+            get(k, per);
+        }
+        assert_eq!(m.weight(), MEMO_MAP_WEIGHT);
+        get(1, per);
+        assert_eq!(
+            computed.get(),
+            2 + MEMO_MAP_WEIGHT / per,
+            "kept, not computed again"
+        );
+        get(1_000, per);
+        assert!(m.weight() <= MEMO_MAP_WEIGHT);
+        assert_eq!(m.weight(), per);
+        // Replacing a key's value counts its weight once.
+        get(1_000, per);
+        m.get_or(&1_000, 2, || vec![0; 3]);
+        assert_eq!(m.weight(), 3);
     }
 }

@@ -21,7 +21,7 @@ pub use derive::{
     ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
-pub use memo::{Memo, MemoMap};
+pub use memo::{Memo, MemoMap, Weigh};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
@@ -44,6 +44,12 @@ pub(crate) type IdSet = FastSet<Identity>;
 /// (policy slot, permission) pairs: our own small numbers, not names
 /// anyone chose, so the fast hash will do.
 pub(crate) type Pairs = FastSet<(u32, u32)>;
+impl Weigh for Pairs {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
 /// [`Index::namespace_version`]: the epoch, the namespace's and the
 /// cluster scope's.
 pub(crate) type Version = (u64, u64, u64);

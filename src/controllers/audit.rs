@@ -491,18 +491,18 @@ pub fn spawn_static(
             let start = Instant::now();
             let s = state.clone();
             let next = match background
-                .run("audit", move || {
-                    let found = count(&s, budget)?;
-                    export_counts(&s, &found.policies);
-                    Ok::<_, AuditError>(found.next_change)
-                })
+                .run("audit", move || Ok::<_, AuditError>(count(&s, budget)?))
                 .await
                 .map_err(AuditError::from)
                 .flatten()
             {
-                Ok(next) => {
+                Ok(found) => {
+                    // The counts and the audit's age change together: a
+                    // scrape between them saw this audit's counts beside
+                    // the age of none (or of the one before).
+                    export_counts(&state, &found.policies);
                     state.metrics.audit_succeeded();
-                    next
+                    found.next_change
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "audit failed");

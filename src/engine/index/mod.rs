@@ -64,6 +64,8 @@ pub struct Undo {
     epochs: (u64, u64),
     /// The same of the change's scope ([`Index::scope_epoch`]).
     scope: (Scope, u64, u64),
+    /// The epoch of the namespace a removal of its Namespace dropped.
+    dropped: Option<(Name, u64)>,
 }
 
 /// Where an object lives, for [`Index::scope_epoch`]: its namespace, or
@@ -400,6 +402,7 @@ impl Index {
             previous,
             epochs: (before, self.epoch),
             scope,
+            dropped: None,
         }
     }
 
@@ -410,6 +413,14 @@ impl Index {
             self.touch();
         }
         let scope = self.touch_scope(key);
+        // A deleted namespace's epoch goes with it (its objects are deleted
+        // before it): a cluster that creates and deletes namespaces all day
+        // must not keep one for each. The index's epoch is fresh, so no
+        // version of the namespace kept before can be read again.
+        let dropped = match key {
+            ObjectKey::Namespace(ns) => self.scope_epochs.remove(ns).map(|e| (ns.clone(), e)),
+            _ => None,
+        };
         let previous = match key {
             ObjectKey::Namespace(n) => self.namespaces.take(n).map(Object::Namespace),
             ObjectKey::ServiceAccount { namespace, name } => {
@@ -449,6 +460,7 @@ impl Index {
             previous,
             epochs: (before, self.epoch),
             scope,
+            dropped,
         }
     }
 
@@ -467,6 +479,7 @@ impl Index {
             previous,
             epochs: (before, after),
             scope: (scope, scope_before, scope_after),
+            dropped,
         } = undo;
         let restores = self.epoch == after;
         let restores_scope = self.scope_epoch(&scope) == scope_after;
@@ -479,6 +492,9 @@ impl Index {
         }
         if restores_scope {
             self.set_scope_epoch(&scope, scope_before);
+        }
+        if let Some((ns, e)) = dropped {
+            self.scope_epochs.insert(ns, e);
         }
     }
 

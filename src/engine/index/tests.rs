@@ -470,3 +470,35 @@ fn watch_deletes_and_replacements_release_names() {
             .is_some()
     );
 }
+
+/// A namespace's epoch is kept while something changed in it, and goes
+/// when its Namespace is deleted (a cluster that creates and deletes
+/// namespaces all day keeps none of them); an undo puts back both.
+#[test]
+fn a_deleted_namespace_leaves_no_epoch_behind() {
+    let mut index = Index::new();
+    let _ = index.apply(Object::Namespace(n("x")));
+    let version = index.namespace_version(&n("x"));
+    let _ = index.apply(Object::ServiceAccount {
+        namespace: n("x"),
+        name: n("a"),
+    });
+    assert!(index.scope_epochs.contains_key("x"));
+    let changed = index.namespace_version(&n("x"));
+    assert_ne!(changed, version);
+    let undo = index.remove(&ObjectKey::Namespace(n("x")));
+    assert!(!index.scope_epochs.contains_key("x"));
+    let deleted = index.namespace_version(&n("x"));
+    assert_ne!(deleted, changed);
+    assert_ne!(deleted, version);
+    index.undo(undo);
+    assert_eq!(index.namespace_version(&n("x")), changed);
+    // A change tried and undone in a namespace nothing else changed in
+    // leaves no epoch either.
+    let undo = index.apply(Object::ServiceAccount {
+        namespace: n("y"),
+        name: n("a"),
+    });
+    index.undo(undo);
+    assert!(!index.scope_epochs.contains_key("y"));
+}

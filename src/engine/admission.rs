@@ -1278,7 +1278,7 @@ impl<'i> AlreadyHeld<'i> {
             if self.pending() {
                 Arc::new(self.every_holds_afresh(ns))
             } else {
-                self.guard.every_holds(ns, |_| self.every_holds_afresh(ns))
+                self.guard.every_holds(ns, || self.every_holds_afresh(ns))
             }
         })
     }

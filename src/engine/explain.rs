@@ -65,13 +65,7 @@ pub fn explain(index: &Index, subject: &Identity, now: Timestamp) -> Explanation
                 .collect();
             let mut duties = Vec::new();
             for d in &policy.duties {
-                let mut range = d.permissions.clone();
-                let has = if d.match_all {
-                    range.all(|p| perms.contains(&p))
-                } else {
-                    range.any(|p| perms.contains(&p))
-                };
-                if !has {
+                if !d.held(|p| perms.contains(&p)) {
                     continue;
                 }
                 let mut paths: Vec<_> = held

@@ -657,14 +657,10 @@ pub(crate) fn saturates(policy: &Policy, held: &[Held<'_>]) -> bool {
         }
     }
     policy.duties.len() > policy.max_duties
-        && policy.duties.iter().all(|d| {
-            let mut ps = d.permissions.clone();
-            if d.match_all {
-                ps.all(|p| cluster.contains(p))
-            } else {
-                ps.any(|p| cluster.contains(p))
-            }
-        })
+        && policy
+            .duties
+            .iter()
+            .all(|d| d.held(|p| cluster.contains(p)))
 }
 
 fn walk_all<'a>(

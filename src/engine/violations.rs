@@ -292,7 +292,7 @@ fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
         .duties
         .iter()
         .enumerate()
-        .filter(|(_, d)| holds_duty(d, perms))
+        .filter(|(_, d)| d.held(|p| perms.contains(p)))
         .map(|(i, _)| i)
         .collect()
 }
@@ -304,18 +304,9 @@ fn duties_violating(policy: &Policy, perms: &FixedBitSet) -> Option<Vec<usize>> 
     let held = policy
         .duties
         .iter()
-        .filter(|d| holds_duty(d, perms))
+        .filter(|d| d.held(|p| perms.contains(p)))
         .count();
     (held > policy.max_duties).then(|| duties_held(policy, perms))
-}
-
-fn holds_duty(d: &crate::model::Duty, perms: &FixedBitSet) -> bool {
-    let mut ps = d.permissions.clone();
-    if d.match_all {
-        ps.all(|p| perms.contains(p))
-    } else {
-        ps.any(|p| perms.contains(p))
-    }
 }
 
 /// A subject's holdings of one policy: its own, and the summaries it grafts.

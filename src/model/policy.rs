@@ -53,6 +53,20 @@ pub struct Duty {
     pub permissions: Range<usize>,
 }
 
+impl Duty {
+    /// Whether this duty is held, `has` telling which of the policy's
+    /// permissions (by index) are: all of the duty's, or one of them, as
+    /// `match_all` says.
+    pub fn held(&self, has: impl Fn(usize) -> bool) -> bool {
+        let mut ps = self.permissions.clone();
+        if self.match_all {
+            ps.all(has)
+        } else {
+            ps.any(has)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Exclude {
     pub kind: String,

@@ -85,7 +85,7 @@ const MANY_ACTORS: usize = if cfg!(test) { 0 } else { 16 };
 pub fn acting_as_every_service_account(index: &Index, ns: &Name) -> Every {
     Every {
         cluster: cluster_actors(index),
-        ns: index.ns_actors(ns, |index| ns_actors(index, ns)),
+        ns: index.ns_actors(ns, || ns_actors(index, ns)),
     }
 }
 

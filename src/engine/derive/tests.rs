@@ -194,6 +194,34 @@ fn arb_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A Role of namespace `a`.
+fn role_in_a(name: &str, rules: Vec<Rule>) -> Object {
+    Object::Role(Role {
+        key: RoleKey {
+            namespace: Some(n("a")),
+            name: n(name),
+        },
+        labels: BTreeMap::new(),
+        rules,
+        aggregation: None,
+    })
+}
+
+/// A RoleBinding of namespace `a` giving `subject` the Role `role` of `a`.
+fn binding_in_a(name: &str, role: &str, subject: Identity) -> Object {
+    Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n("a")),
+            name: n(name),
+        },
+        role: RoleKey {
+            namespace: Some(n("a")),
+            name: n(role),
+        },
+        subjects: vec![subject],
+    })
+}
+
 fn apply(index: &mut Index, model: &mut BTreeMap<ObjectKey, Object>, op: &Op) {
     let _ = match op {
         Op::Apply(o) => {
@@ -751,30 +779,7 @@ fn shape(ev: &Evaluation) -> Vec<(String, Vec<(usize, String)>)> {
 /// admission must judge it, though the Role grants no duty.
 #[test]
 fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
-    let role = |name: &str, rules: Vec<Rule>| {
-        Object::Role(Role {
-            key: RoleKey {
-                namespace: Some(n("a")),
-                name: n(name),
-            },
-            labels: BTreeMap::new(),
-            rules,
-            aggregation: None,
-        })
-    };
-    let binding = |name: &str, role: &str, subject: Identity| {
-        Object::Binding(Binding {
-            key: BindingKey {
-                namespace: Some(n("a")),
-                name: n(name),
-            },
-            role: RoleKey {
-                namespace: Some(n("a")),
-                name: n(role),
-            },
-            subjects: vec![subject],
-        })
-    };
+    let (role, binding) = (role_in_a, binding_in_a);
     let (index, model) = state([
         policy("p1", None),
         Object::ServiceAccount {
@@ -1050,30 +1055,8 @@ fn decision_reports(
 #[test]
 fn what_every_service_account_holds_follows_a_plain_binding() {
     let sa = Identity::service_account("a", "x");
-    let role = |name: &str, verbs: &[&str]| {
-        Object::Role(Role {
-            key: RoleKey {
-                namespace: Some(n("a")),
-                name: n(name),
-            },
-            labels: BTreeMap::new(),
-            rules: vec![rule(verbs, "", "secrets", &[])],
-            aggregation: None,
-        })
-    };
-    let binding = |name: &str, to: &str| {
-        Object::Binding(Binding {
-            key: BindingKey {
-                namespace: Some(n("a")),
-                name: n(name),
-            },
-            role: RoleKey {
-                namespace: Some(n("a")),
-                name: n(to),
-            },
-            subjects: vec![sa.clone()],
-        })
-    };
+    let role = |name: &str, verbs: &[&str]| role_in_a(name, vec![rule(verbs, "", "secrets", &[])]);
+    let binding = |name: &str, to: &str| binding_in_a(name, to, sa.clone());
     let (mut index, _) = state([
         policy("p1", None),
         Object::ServiceAccount {

@@ -243,12 +243,8 @@ impl Index {
     /// Who acts as every ServiceAccount of `ns` by a binding of `ns`,
     /// computed by `compute` once per state of what renews the epoch (the
     /// escalation bindings, roles, policies and who is named).
-    pub(crate) fn ns_actors(
-        &self,
-        ns: &Name,
-        compute: impl FnOnce(&Index) -> NsActors,
-    ) -> Arc<NsActors> {
-        self.ns_actors.get_or(ns, self.epoch, || compute(self))
+    pub(crate) fn ns_actors(&self, ns: &Name, compute: impl FnOnce() -> NsActors) -> Arc<NsActors> {
+        self.ns_actors.get_or(ns, self.epoch, compute)
     }
 
     /// [`ScopeActors`] of namespace `ns` for the paths in `set`, computed
@@ -262,25 +258,21 @@ impl Index {
     /// What every ServiceAccount of `ns` holds there or cluster-wide by its
     /// own bindings, computed by `compute` once per
     /// [`namespace_version`](Self::namespace_version).
-    pub(crate) fn every_holds(
-        &self,
-        ns: &Name,
-        compute: impl FnOnce(&Index) -> Pairs,
-    ) -> Arc<Pairs> {
+    pub(crate) fn every_holds(&self, ns: &Name, compute: impl FnOnce() -> Pairs) -> Arc<Pairs> {
         self.every_holds
-            .get_or(ns, self.namespace_version(ns), || compute(self))
+            .get_or(ns, self.namespace_version(ns), compute)
     }
 
     /// A version of what a namespace's objects, the cluster-scoped ones and
     /// everything that renews the epoch make of it: two states with the
     /// same version of `ns` agree on all of them.
     pub(crate) fn namespace_version(&self, ns: &Name) -> Version {
-        let scope = self.scope_epochs.get(ns).copied().unwrap_or(0);
+        let scope = self.scope_epoch(Some(ns));
         (self.epoch, scope, self.cluster_epoch)
     }
 
     /// The epoch of one scope, as [`namespace_version`](Self::namespace_version) reads it.
-    fn scope_epoch(&self, scope: &Scope) -> u64 {
+    fn scope_epoch(&self, scope: Option<&Name>) -> u64 {
         match scope {
             None => self.cluster_epoch,
             Some(ns) => self.scope_epochs.get(ns).copied().unwrap_or(0),
@@ -305,7 +297,7 @@ impl Index {
     /// before, after).
     fn touch_scope(&mut self, key: &ObjectKey) -> (Scope, u64, u64) {
         let scope = scope_of(key);
-        let before = self.scope_epoch(&scope);
+        let before = self.scope_epoch(scope.as_ref());
         if self.deferred {
             // A bulk load ends with a fresh epoch, which every version
             // holds: an epoch per namespace loaded would be 0.4 MiB at 100k
@@ -482,7 +474,7 @@ impl Index {
             dropped,
         } = undo;
         let restores = self.epoch == after;
-        let restores_scope = self.scope_epoch(&scope) == scope_after;
+        let restores_scope = self.scope_epoch(scope.as_ref()) == scope_after;
         let _ = match previous {
             Some(previous) => self.apply(previous),
             None => self.remove(&key),

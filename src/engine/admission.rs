@@ -461,7 +461,13 @@ pub(crate) fn rbac_change(
     let mut found = Found::default();
     let (mut at, mut size) = (0, FIRST_ROUND);
     while found.stopped.is_none() && at < subjects.len() {
-        let round = Round::after(index, &subjects, at, size, scoped.as_ref(), meter);
+        // A binding the change adds, that leaves the epoch be: what the
+        // namespaces' kept summaries lack of the state after it.
+        let added = match &object {
+            Object::Binding(b) if probe.added_within_epoch() => index.binding(&b.key),
+            _ => None,
+        };
+        let round = Round::after(index, &subjects, at, size, scoped.as_ref(), added, meter);
         // Rounds grow: most decisions have a few subjects with violations
         // at most, and a large one stops at its first denials.
         size = (size * 2).min(ROUND);
@@ -534,16 +540,18 @@ impl Round {
     /// Walks the subjects from `at` on the state after the change (`after`).
     /// A subject in `scoped` can only gain violations in its namespace or
     /// cluster-wide: its others are the same before.
-    fn after(
-        after: &Index,
+    /// `added`: the binding the change added, if it left the epoch as it was.
+    fn after<'a>(
+        after: &'a Index,
         subjects: &[Identity],
         at: usize,
         size: usize,
         scoped: Option<&(Name, IdSet)>,
+        added: Option<&'a Binding>,
         meter: &Meter,
     ) -> Round {
         let total = subjects.len();
-        let shared = Shared::until(meter.deadline());
+        let shared = Shared::bare_until(meter.deadline()).passing(added);
         let mut round = Round {
             after: Vec::new(),
             next: total,
@@ -581,7 +589,7 @@ impl Round {
     /// The bare violations on the state before the change (`before`) of the
     /// subjects of the round, in order; fewer when the meter ran out.
     fn before(&self, before: &Index, subjects: &[Identity], meter: &Meter) -> Vec<Vec<Violation>> {
-        let shared = Shared::until(meter.deadline());
+        let shared = Shared::bare_until(meter.deadline());
         let mut olds = Vec::with_capacity(self.after.len());
         for (i, _) in &self.after {
             let old = subject_violations_bare(before, &subjects[*i], &shared);

@@ -22,7 +22,10 @@ use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 
-use crate::engine::index::{Derive, Grant, Index, Power, RoleEntry, Targets, mounts_grant};
+use crate::engine::index::{
+    Derive, Grant, Index, KeptSummary, Power, RoleEntry, SlotBits, SummaryKey, Targets,
+    mounts_grant,
+};
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
 
@@ -137,13 +140,11 @@ pub struct Holdings<'a> {
 
 /// A summary's holdings of one policy, with the permissions they give per
 /// namespace, so a subject that grafts it need not look at each holding.
+/// A bare summary (kept across decisions) has the permissions alone.
 #[derive(Debug)]
 pub struct SlotSummary<'a> {
     pub held: Vec<Held<'a>>,
-    pub cluster: FixedBitSet,
-    pub per_ns: BTreeMap<&'a Name, FixedBitSet>,
-    /// `cluster` and every `per_ns` together.
-    pub all: FixedBitSet,
+    pub bits: Arc<SlotBits>,
     /// Where `held` has something in each scope.
     pub by_scope: ByScope<'a>,
 }
@@ -373,6 +374,15 @@ pub struct Shared<'a> {
     /// and `interrupted` says so.
     deadline: Option<std::time::Instant>,
     interrupted: std::cell::Cell<bool>,
+    /// For judging without explanations: a namespace's summary is its
+    /// permissions alone, kept in the index across decisions.
+    bare: bool,
+    /// The state walked lasts one decision (a change applied to be
+    /// judged): a summary is kept only when none is for its namespace.
+    passing: bool,
+    /// On a passing state: the binding the change added, when it left the
+    /// index's epoch as it was (see [`Index::kept_summary_but`]).
+    added: Option<&'a Binding>,
 }
 
 /// Rule texts by (role, source, rule, permission focused on), each by its
@@ -407,6 +417,33 @@ impl<'a> Shared<'a> {
             deadline,
             ..Self::default()
         }
+    }
+
+    /// [`until`](Self::until), for walks whose holdings are counted, never
+    /// explained: the namespaces' summaries have no paths, and are kept in
+    /// the index for the next decision.
+    pub(crate) fn bare_until(deadline: Option<std::time::Instant>) -> Self {
+        Shared {
+            deadline,
+            bare: true,
+            ..Self::default()
+        }
+    }
+
+    /// [`bare_until`](Self::bare_until) on a state that lasts one decision,
+    /// the state kept plus `added` when it is a binding that left the
+    /// index's epoch as it was.
+    pub(crate) fn passing(self, added: Option<&'a Binding>) -> Self {
+        Shared {
+            passing: true,
+            added,
+            ..self
+        }
+    }
+
+    /// Whether this `Shared`'s summaries lack their paths.
+    pub(crate) fn is_bare(&self) -> bool {
+        self.bare
     }
 
     /// Whether a walk stopped at the deadline: what was found since, and
@@ -464,7 +501,7 @@ impl<'a> Shared<'a> {
         w.reduce = Some(FastMap::default());
         let level: Vec<Identity> = index.service_accounts().collect();
         w.run_roots(level);
-        let by_slot = summarize(index, h.by_policy);
+        let by_slot = summarize(index, h.by_policy, self.bare);
         let s = Rc::new(by_slot);
         self.summaries.borrow_mut().push((key, s.clone()));
         s
@@ -487,23 +524,68 @@ impl<'a> Shared<'a> {
         {
             return s.clone();
         }
-        let mut h = Holdings::default();
-        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
-        w.reduce = Some(FastMap::default());
-        w.roots_of = Some(ns.clone());
-        w.run_roots(index.service_accounts_in(ns).collect());
-        // The walk stops at its first cluster-wide graft (`all_sas`).
-        let nested = h.grafts.into_iter().next().and_then(|g| {
-            Some(Nested {
-                root: g.root?,
-                hop: g.hop,
-                summary: g.summary,
-            })
+        let kept_key: Option<SummaryKey> = self.bare.then(|| (ns.clone(), key.0, key.1.clone()));
+        let kept = kept_key.as_ref().and_then(|k| {
+            index
+                .kept_summary(k)
+                .map(|s| s.slots.clone())
+                .or_else(|| self.added.and_then(|b| index.kept_summary_but(k, b)))
         });
-        let s = Rc::new(NsSummary {
-            slots: Rc::new(summarize(index, h.by_policy)),
-            nested,
-        });
+        let s = match kept {
+            Some(k) => Rc::new(NsSummary {
+                slots: Rc::new(
+                    k.iter()
+                        .map(|(slot, bits)| {
+                            let s = SlotSummary {
+                                held: Vec::new(),
+                                bits: bits.clone(),
+                                by_scope: ByScope::default(),
+                            };
+                            (*slot, s)
+                        })
+                        .collect(),
+                ),
+                nested: None,
+            }),
+            None => {
+                let mut h = Holdings::default();
+                let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+                w.reduce = Some(FastMap::default());
+                w.roots_of = Some(ns.clone());
+                // Only a summary to be kept lists what it read.
+                w.reads = kept_key
+                    .as_ref()
+                    .is_some_and(|k| index.keeps_summary(k, self.passing))
+                    .then(Vec::new);
+                w.run_roots(index.service_accounts_in(ns).collect());
+                let reads = w.reads.take();
+                // The walk stops at its first cluster-wide graft (`all_sas`).
+                let nested = h.grafts.into_iter().next().and_then(|g| {
+                    Some(Nested {
+                        root: g.root?,
+                        hop: g.hop,
+                        summary: g.summary,
+                    })
+                });
+                let slots = summarize(index, h.by_policy, self.bare);
+                // A summary that grafts the cluster's reads every binding
+                // (not kept), and one cut short holds less than it should.
+                if let (Some(k), Some(reads), None, false) =
+                    (&kept_key, reads, &nested, self.interrupted())
+                {
+                    let bits = slots.iter().map(|(slot, s)| (*slot, s.bits.clone()));
+                    index.keep_summary(
+                        k,
+                        KeptSummary::new(index, bits.collect(), &reads),
+                        self.passing,
+                    );
+                }
+                Rc::new(NsSummary {
+                    slots: Rc::new(slots),
+                    nested,
+                })
+            }
+        };
         let mut all = self.namespaces.borrow_mut();
         match all.iter_mut().find(|(k, _)| *k == key) {
             Some((_, m)) => {
@@ -555,38 +637,48 @@ impl<'a> Shared<'a> {
 
 /// A summary walk's holdings (already one best per (policy, permission,
 /// namespace), in the order first found) with their permissions per scope.
+/// `bare`: the permissions alone, no paths.
 fn summarize<'a>(
     index: &Index,
     by_policy: BTreeMap<u32, Vec<Held<'a>>>,
+    bare: bool,
 ) -> BTreeMap<u32, SlotSummary<'a>> {
     let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
     for (slot, held) in by_policy {
         let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
-        let e = by_slot.entry(slot).or_insert_with(|| SlotSummary {
-            held: Vec::new(),
+        let mut bits = SlotBits {
             cluster: FixedBitSet::with_capacity(n),
             per_ns: BTreeMap::new(),
             all: FixedBitSet::with_capacity(n),
-            by_scope: ByScope::default(),
-        });
-        for x in held {
+        };
+        for x in &held {
             let p = x.permission as usize;
             if p < n {
                 match x.namespace {
-                    None => e.cluster.insert(p),
-                    Some(ns) => e
-                        .per_ns
-                        .entry(ns)
-                        .or_insert_with(|| FixedBitSet::with_capacity(n))
-                        .insert(p),
+                    None => bits.cluster.insert(p),
+                    Some(ns) => {
+                        if let Some(b) = bits.per_ns.get_mut(ns) {
+                            b.insert(p);
+                        } else {
+                            let mut b = FixedBitSet::with_capacity(n);
+                            b.insert(p);
+                            bits.per_ns.insert(ns.clone(), b);
+                        }
+                    }
                 }
-                e.all.insert(p);
+                bits.all.insert(p);
             }
-            e.held.push(x);
         }
-    }
-    for e in by_slot.values_mut() {
-        e.by_scope = ByScope::of(&e.held);
+        let held = if bare { Vec::new() } else { held };
+        let by_scope = ByScope::of(&held);
+        by_slot.insert(
+            slot,
+            SlotSummary {
+                held,
+                bits: Arc::new(bits),
+                by_scope,
+            },
+        );
     }
     by_slot
 }
@@ -953,6 +1045,9 @@ struct Walk<'a, 'h> {
     /// The scopes whose missing ServiceAccounts (impersonated by all) were
     /// reached already: listing them again reaches nobody new.
     ghosts_done: HashSet<Option<&'a Name>>,
+    /// In a summary's walk to be kept: every identity whose bindings it
+    /// read ([`KeptSummary`] checks them again).
+    reads: Option<Vec<Identity>>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -982,12 +1077,13 @@ impl<'a, 'h> Walk<'a, 'h> {
             roots_of: None,
             any_sas_done: None,
             ghosts_done: HashSet::new(),
+            reads: None,
         }
     }
 
     /// The walk of a [`Shared`] summary: from every ServiceAccount it
     /// covers at once, each the root of the paths through it.
-    fn run_roots(mut self, roots: Vec<Identity>) {
+    fn run_roots(&mut self, roots: Vec<Identity>) {
         let mut level: Vec<_> = roots
             .into_iter()
             .map(|s| {
@@ -1051,6 +1147,9 @@ impl<'a, 'h> Walk<'a, 'h> {
         let index = self.index;
         let mut work: Vec<Item<'a>> = Vec::new();
         for (principal, via) in principals {
+            if let Some(r) = &mut self.reads {
+                r.push(principal.clone());
+            }
             for binding in self.bindings_naming(&principal) {
                 // R2.3: a binding to a missing role grants nothing.
                 let Some(entry) = self.role_of(binding) else {

@@ -257,6 +257,8 @@ fn judge<'a>(
     if governed.is_empty() {
         return Vec::new();
     }
+    // A bare summary has no paths to explain with.
+    debug_assert!(explain == Explain::Nothing || shared.is_none_or(|s| !s.is_bare()));
     let h = match shared {
         Some(shared) => {
             let slots: Vec<u32> = governed.iter().map(|(slot, _)| *slot).collect();
@@ -317,7 +319,7 @@ type SlotHeld<'x, 'a> = (
 );
 
 /// Permissions held per namespace, in name order.
-type NsIter<'m, 'n> = std::collections::btree_map::Iter<'m, &'n Name, FixedBitSet>;
+type NsIter<'m> = std::collections::btree_map::Iter<'m, Name, FixedBitSet>;
 
 fn policy_violations(
     policy: &Policy,
@@ -333,7 +335,7 @@ fn policy_violations(
         all.insert(h.permission as usize);
     }
     for (_, s) in grafts {
-        all.union_with(&s.all);
+        all.union_with(&s.bits.all);
     }
     // Most subjects hold too little to violate anything: stop early, before
     // anything is kept per namespace.
@@ -342,18 +344,18 @@ fn policy_violations(
         return;
     }
     let mut cluster = FixedBitSet::with_capacity(n);
-    let mut own_ns: BTreeMap<&Name, FixedBitSet> = BTreeMap::new();
+    let mut own_ns: BTreeMap<Name, FixedBitSet> = BTreeMap::new();
     for h in own {
         match h.namespace {
             None => cluster.insert(h.permission as usize),
             Some(ns) => own_ns
-                .entry(ns)
+                .entry(ns.clone())
                 .or_insert_with(|| FixedBitSet::with_capacity(n))
                 .insert(h.permission as usize),
         }
     }
     for (_, s) in grafts {
-        cluster.union_with(&s.cluster);
+        cluster.union_with(&s.bits.cluster);
     }
     // Only explanations read the subject's own holdings by scope.
     let own_scopes = match explain {
@@ -389,19 +391,19 @@ fn policy_violations(
             // The namespaces in name order, each with the union of what the
             // subject and its grafts hold there. A summary holds something
             // in most namespaces: its sorted list is merged, not copied.
-            let mut lists: Vec<std::iter::Peekable<NsIter<'_, '_>>> =
+            let mut lists: Vec<std::iter::Peekable<NsIter<'_>>> =
                 std::iter::once(own_ns.iter().peekable())
-                    .chain(grafts.iter().map(|(_, s)| s.per_ns.iter().peekable()))
+                    .chain(grafts.iter().map(|(_, s)| s.bits.per_ns.iter().peekable()))
                     .collect();
             let mut u = FixedBitSet::with_capacity(n);
             while let Some(ns) = lists
                 .iter_mut()
-                .filter_map(|l| l.peek().map(|(ns, _)| **ns))
+                .filter_map(|l| l.peek().map(|(ns, _)| *ns))
                 .min()
             {
                 u.clone_from(&cluster);
                 for l in &mut lists {
-                    if let Some((_, perms)) = l.next_if(|(other, _)| **other == ns) {
+                    if let Some((_, perms)) = l.next_if(|(other, _)| *other == ns) {
                         u.union_with(perms);
                     }
                 }

@@ -428,6 +428,12 @@ fn namespace_values_kept_equal_computed_afresh(
                 "{:?} in {}", when, ns
             );
         }
+        // Bare judging reads the namespaces' summaries kept before (twice:
+        // the second reads what the first kept, on a passing state too).
+        let want = bare_afresh(index);
+        for passing in [false, true, false] {
+            prop_assert_eq!(&bare_kept(index, passing), &want, "{:?} (passing {})", when, passing);
+        }
         Ok(())
     };
     let mut index = Index::new();
@@ -438,10 +444,22 @@ fn namespace_values_kept_equal_computed_afresh(
         let target = clone.as_mut().unwrap_or(&mut index);
         let mut undos = Vec::new();
         for p in probes {
-            undos.push(match p {
+            let undo = match p {
                 Op::Apply(o) => target.apply(o.clone()),
                 Op::Remove(k) => target.remove(k),
-            });
+            };
+            // A decision's state after a binding that keeps the epoch: the
+            // kept summaries with what the binding adds.
+            if let (Op::Apply(Object::Binding(b)), true) = (p, undo.added_within_epoch()) {
+                let added = target.binding(&b.key);
+                prop_assert!(added.is_some());
+                prop_assert_eq!(
+                    bare_kept_but(target, added),
+                    bare_afresh(target),
+                    "{:?} added", p
+                );
+            }
+            undos.push(undo);
             check(target, p)?;
         }
         if let Some(c) = &clone {
@@ -742,6 +760,55 @@ fn summary_depths(
         *d = (*d).min(*depth);
     }
     Ok(out)
+}
+
+/// Every subject's violations, as (policy, subject, namespace, duties),
+/// each from its own walk.
+fn bare_afresh(index: &Index) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in engine::subjects(index) {
+        for v in unshared_violations(index, &s) {
+            out.insert(format!(
+                "{} {} {} {:?}",
+                v.policy, v.subject, v.namespace, v.duties
+            ));
+        }
+    }
+    out
+}
+
+/// [`bare_afresh`] judged bare, as a decision does, with the namespaces'
+/// summaries the index keeps; `passing`, as on a state that lasts one
+/// decision.
+fn bare_kept(index: &Index, passing: bool) -> BTreeSet<String> {
+    let shared = engine::Shared::bare_until(None);
+    judged_bare(
+        index,
+        if passing {
+            shared.passing(None)
+        } else {
+            shared
+        },
+    )
+}
+
+/// [`bare_kept`] on a state that lasts one decision, whose change added
+/// `added` and left the epoch as it was.
+fn bare_kept_but(index: &Index, added: Option<&Binding>) -> BTreeSet<String> {
+    judged_bare(index, engine::Shared::bare_until(None).passing(added))
+}
+
+fn judged_bare<'a>(index: &'a Index, shared: engine::Shared<'a>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in engine::subjects(index) {
+        for v in engine::violations::subject_violations_bare(index, &s, &shared) {
+            out.insert(format!(
+                "{} {} {} {:?}",
+                v.policy, v.subject, v.namespace, v.duties
+            ));
+        }
+    }
+    out
 }
 
 /// A subject's violations from its own walk, nothing shared.
@@ -1090,4 +1157,79 @@ fn what_every_service_account_holds_follows_a_plain_binding() {
     // A bulk load gives no namespace a fresh epoch, but the index one.
     index.extend([binding("b2", "r2")]);
     assert_eq!(every_holds_of(&index, &ns, true).len(), 2);
+}
+
+/// What every ServiceAccount of a namespace holds, kept for bare judging,
+/// reads beyond the namespace: a plain binding in another namespace that
+/// names one of them (no new identity, no escalation path: the index's
+/// epoch stays) changes what a Pod creator there obtains, and the kept
+/// summary must not hide it.
+#[test]
+fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
+    let sa = Identity::service_account("a", "x");
+    let user = Identity::User(n("u"));
+    let (mut index, _) = state([
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        role_in_a("pods", vec![rule(&["create"], "", "pods", &[])]),
+        role_in_a("neutral", vec![rule(&["get"], "", "configmaps", &[])]),
+        binding_in_a("b0", "neutral", sa.clone()),
+        binding_in_a("b1", "pods", user.clone()),
+        Object::Role(Role {
+            key: RoleKey::cluster("secrets"),
+            labels: BTreeMap::new(),
+            rules: vec![rule(&["create", "get"], "", "secrets", &[])],
+            aggregation: None,
+        }),
+    ]);
+    let bare = |index: &Index| {
+        let shared = engine::Shared::bare_until(None);
+        let mut got: Vec<String> =
+            engine::violations::subject_violations_bare(index, &user, &shared)
+                .iter()
+                .map(|v| format!("{} {:?}", v.namespace, v.duties))
+                .collect();
+        got.sort();
+        got
+    };
+    assert!(bare(&index).is_empty());
+    assert!(bare(&index).is_empty(), "read from the kept summary");
+    let undo = index.apply(Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n("b")),
+            name: n("b2"),
+        },
+        role: RoleKey::cluster("secrets"),
+        subjects: vec![sa.clone()],
+    }));
+    let want: Vec<String> = unshared_violations(&index, &user)
+        .iter()
+        .map(|v| format!("{} {:?}", v.namespace, v.duties))
+        .collect();
+    assert_eq!(
+        want,
+        [r#"b ["admin", "use"]"#],
+        "a Pod of a runs as a/x, which administers b's Secrets"
+    );
+    assert_eq!(bare(&index), want);
+    // As a decision reads it: the kept summary and what the binding adds.
+    index.undo(undo);
+    assert!(bare(&index).is_empty());
+    let key = BindingKey {
+        namespace: Some(n("b")),
+        name: n("b2"),
+    };
+    let undo = index.apply(Object::Binding(Binding {
+        key: key.clone(),
+        role: RoleKey::cluster("secrets"),
+        subjects: vec![sa.clone()],
+    }));
+    assert!(undo.added_within_epoch());
+    let got = bare_kept_but(&index, index.binding(&key));
+    assert_eq!(got, bare_afresh(&index));
+    assert!(got.iter().any(|v| v.contains("User:u b [")), "{got:?}");
+    index.undo(undo);
 }

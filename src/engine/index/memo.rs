@@ -193,6 +193,122 @@ impl<K, E, V> std::fmt::Debug for MemoMap<K, E, V> {
     }
 }
 
+/// Values that know themselves whether they still hold on a state (they
+/// keep what they read, and [`MemoList::get`] asks them), a few per key:
+/// a decision reads one on the state before its change and another on the
+/// state after, and neither should push the other out.
+pub struct MemoList<K, V> {
+    slots: Arc<Mutex<KeptList<K, V>>>,
+}
+
+struct KeptList<K, V> {
+    /// Newest first, at most [`MEMO_LIST_PER_KEY`] each.
+    slots: HashMap<K, Vec<(Arc<V>, usize)>>,
+    weight: usize,
+    count: usize,
+}
+
+impl<K, V> Default for KeptList<K, V> {
+    fn default() -> Self {
+        KeptList {
+            slots: HashMap::new(),
+            weight: 0,
+            count: 0,
+        }
+    }
+}
+
+/// Values kept per key of a [`MemoList`]: the state before a change and
+/// the state after it.
+const MEMO_LIST_PER_KEY: usize = 2;
+
+impl<K: Eq + Hash + Clone, V: Weigh> MemoList<K, V> {
+    /// The newest value kept for `key` that `valid` accepts. Asked outside
+    /// the lock: `valid` reads the state, and two decisions may ask at once.
+    pub(crate) fn get(&self, key: &K, valid: impl Fn(&V) -> bool) -> Option<Arc<V>> {
+        let kept: Vec<Arc<V>> = self
+            .lock()
+            .slots
+            .get(key)
+            .map(|l| l.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default();
+        kept.into_iter().find(|v| valid(v))
+    }
+
+    /// Keeps `v` as the newest value for `key`, unless it is heavy (as in
+    /// [`MemoMap::get_or`]) or, when `only_first`, something is kept for
+    /// `key` already; past the bounds everything kept goes. A state that
+    /// lasts one decision keeps its value `only_first`: each decision's
+    /// would push out the value of the state that lasts.
+    pub(crate) fn put(&self, key: &K, v: Arc<V>, only_first: bool) {
+        let w = v.weight();
+        if w > MEMO_MAP_HEAVY {
+            return;
+        }
+        let mut kept = self.lock();
+        if only_first && kept.slots.get(key).is_some_and(|l| !l.is_empty()) {
+            return;
+        }
+        if kept.count >= MEMO_MAP_CAP || kept.weight + w > MEMO_MAP_WEIGHT {
+            *kept = KeptList::default();
+        }
+        let list = kept.slots.entry(key.clone()).or_default();
+        list.insert(0, (v, w));
+        let dropped: Vec<(Arc<V>, usize)> =
+            list.drain(MEMO_LIST_PER_KEY.min(list.len())..).collect();
+        let gone: usize = dropped.iter().map(|(_, w)| w).sum();
+        kept.weight = kept.weight + w - gone;
+        kept.count = kept.count + 1 - dropped.len();
+    }
+
+    /// Whether something is kept for `key` (valid on some state or not).
+    pub(crate) fn has(&self, key: &K) -> bool {
+        self.lock().slots.get(key).is_some_and(|l| !l.is_empty())
+    }
+
+    #[cfg(test)]
+    pub(super) fn weight(&self) -> usize {
+        self.lock().weight
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptList<K, V>> {
+        // As in `Memo::lock`: nothing under the lock panics halfway.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K, V> Default for MemoList<K, V> {
+    fn default() -> Self {
+        MemoList {
+            slots: Arc::default(),
+        }
+    }
+}
+
+impl<K, V> Clone for MemoList<K, V> {
+    fn clone(&self) -> Self {
+        MemoList {
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for MemoList<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.lock_count();
+        f.debug_struct("MemoList").field("kept", &kept).finish()
+    }
+}
+
+impl<K, V> MemoList<K, V> {
+    fn lock_count(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +394,30 @@ mod tests {
         get(1_000, per);
         m.get_or(&1_000, 2, || vec![0; 3]);
         assert_eq!(m.weight(), 3);
+    }
+
+    #[test]
+    fn a_memo_list_keeps_the_newest_values_that_still_hold() {
+        let m: MemoList<u32, Vec<u8>> = MemoList::default();
+        assert!(m.get(&1, |_| true).is_none());
+        m.put(&1, Arc::new(vec![1]), true);
+        m.put(&1, Arc::new(vec![9]), true);
+        m.put(&1, Arc::new(vec![2]), false);
+        assert_eq!(*m.get(&1, |_| true).unwrap(), vec![2], "the newest first");
+        assert!(m.get(&1, |v| v[0] == 9).is_none(), "only the first");
+        assert_eq!(*m.get(&1, |v| v[0] == 1).unwrap(), vec![1]);
+        m.put(&1, Arc::new(vec![3]), false);
+        assert!(m.get(&1, |v| v[0] == 1).is_none(), "two per key");
+        assert_eq!(m.weight(), 2);
+        // Shared by clones.
+        assert_eq!(*m.clone().get(&1, |_| true).unwrap(), vec![3]);
+        // Heavy values are not kept; past the weight bound all goes.
+        m.put(&2, Arc::new(vec![0; MEMO_MAP_HEAVY + 1]), false);
+        assert!(m.get(&2, |_| true).is_none());
+        for k in 10..10 + (MEMO_MAP_WEIGHT / MEMO_MAP_HEAVY) as u32 {
+            m.put(&k, Arc::new(vec![0; MEMO_MAP_HEAVY]), false);
+        }
+        assert!(m.weight() <= MEMO_MAP_WEIGHT);
+        assert!(m.get(&1, |_| true).is_none(), "dropped to make room");
     }
 }

@@ -10,6 +10,7 @@ mod cow;
 mod derive;
 mod grants;
 mod memo;
+mod summary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
@@ -21,7 +22,9 @@ pub use derive::{
     ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
-pub use memo::{Memo, MemoMap, Weigh};
+pub use memo::{Memo, MemoList, MemoMap, Weigh};
+pub(crate) use summary::SummaryKey;
+pub use summary::{KeptSummary, SlotBits};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
 use crate::model::{
@@ -66,6 +69,15 @@ pub struct Undo {
     scope: (Scope, u64, u64),
     /// The epoch of the namespace a removal of its Namespace dropped.
     dropped: Option<(Name, u64)>,
+}
+
+impl Undo {
+    /// Whether the change made an object where none was, and left the
+    /// index's epoch as it was (for a binding: its role opens no escalation
+    /// path and it names nobody new).
+    pub(crate) fn added_within_epoch(&self) -> bool {
+        self.previous.is_none() && self.epochs.0 == self.epochs.1
+    }
 }
 
 /// Where an object lives, for [`Index::scope_epoch`]: its namespace, or
@@ -189,6 +201,10 @@ pub struct Index {
     /// namespace: it reads the namespace's bindings and the cluster's too,
     /// so it is kept by [`namespace_version`](Self::namespace_version).
     every_holds: MemoMap<Name, Version, Pairs>,
+    /// What every ServiceAccount of a namespace holds, transitively, as
+    /// bits ([`KeptSummary`]): each knows what it read, so a plain binding
+    /// elsewhere does not discard it.
+    ns_summaries: MemoList<SummaryKey, KeptSummary>,
 }
 
 impl Index {

@@ -1,0 +1,225 @@
+//! What every ServiceAccount of a namespace holds, as permissions per policy
+//! and scope, kept across decisions with what its walk read.
+//!
+//! A namespace's summary walks its ServiceAccounts and everyone they act as,
+//! transitively, so it reads beyond the namespace: the bindings that name
+//! each identity it reaches (a RoleBinding in another namespace may name
+//! one of them) and everything that renews the index's epoch (roles,
+//! policies, ServiceAccounts, escalation bindings, who is named). It holds
+//! on a state while the epoch is the same and every identity it reached is
+//! named by the very same bindings: a plain binding elsewhere leaves it be.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fixedbitset::FixedBitSet;
+
+use super::{Index, Weigh};
+use crate::model::{Binding, DerivedSet, Identity, Name};
+
+/// Which permissions of one policy a summary holds, cluster-wide and per
+/// namespace.
+#[derive(Debug, Default, Clone)]
+pub struct SlotBits {
+    pub cluster: FixedBitSet,
+    pub per_ns: BTreeMap<Name, FixedBitSet>,
+    /// `cluster` and every `per_ns` together.
+    pub all: FixedBitSet,
+}
+
+/// (namespace, the escalation paths walked, the policies of interest: all
+/// when `None`).
+pub(crate) type SummaryKey = (Name, DerivedSet, Option<Vec<u32>>);
+
+/// A namespace's summary without its paths, and what it read.
+#[derive(Debug)]
+pub struct KeptSummary {
+    pub slots: BTreeMap<u32, Arc<SlotBits>>,
+    reads: Reads,
+}
+
+/// The index's epoch and, for each identity the walk reached (groups too),
+/// the bindings naming it, ordered by address. The bindings are kept, so no
+/// other binding can take the address of one while this is kept.
+#[derive(Debug)]
+struct Reads {
+    epoch: u64,
+    named: Vec<(Identity, Box<[Arc<Binding>]>)>,
+}
+
+impl KeptSummary {
+    /// A summary computed on `index`, whose walk read the bindings naming
+    /// each of `reached` (repeats allowed).
+    pub(crate) fn new<'a>(
+        index: &Index,
+        slots: BTreeMap<u32, Arc<SlotBits>>,
+        reached: impl IntoIterator<Item = &'a Identity>,
+    ) -> Self {
+        let mut named: Vec<(Identity, Box<[Arc<Binding>]>)> = Vec::new();
+        // Each ServiceAccount's groups are read again with it.
+        let mut seen = super::FastSet::default();
+        for id in reached {
+            if !seen.insert(id) {
+                continue;
+            }
+            let mut list: Vec<Arc<Binding>> = index.bindings_naming(id).to_vec();
+            list.sort_by_key(Arc::as_ptr);
+            named.push((id.clone(), list.into_boxed_slice()));
+        }
+        KeptSummary {
+            slots,
+            reads: Reads {
+                epoch: index.epoch,
+                named,
+            },
+        }
+    }
+
+    /// Whether the walk would find the same on `index`.
+    pub(crate) fn holds_on(&self, index: &Index) -> bool {
+        self.reads.epoch == index.epoch
+            && self.reads.named.iter().all(|(id, kept)| {
+                let now = index.bindings_naming(id);
+                if now.len() != kept.len() {
+                    return false;
+                }
+                let mut now: Vec<*const Binding> = now.iter().map(Arc::as_ptr).collect();
+                now.sort_unstable();
+                now.iter()
+                    .zip(kept.iter())
+                    .all(|(a, b)| *a == Arc::as_ptr(b))
+            })
+    }
+}
+
+impl KeptSummary {
+    /// Whether `added` names an identity the walk reached.
+    fn reached_by(&self, added: &Binding) -> bool {
+        self.reads
+            .named
+            .iter()
+            .any(|(id, _)| added.subjects.contains(id))
+    }
+
+    /// [`holds_on`](Self::holds_on) a state that has `added` besides.
+    fn holds_on_but(&self, index: &Index, added: &Binding) -> bool {
+        let added_at: *const Binding = added;
+        self.reads.epoch == index.epoch
+            && self.reads.named.iter().all(|(id, kept)| {
+                let now = index.bindings_naming(id);
+                let extra = usize::from(added.subjects.contains(id));
+                if now.len() != kept.len() + extra {
+                    return false;
+                }
+                let mut now: Vec<*const Binding> = now
+                    .iter()
+                    .map(Arc::as_ptr)
+                    .filter(|b| *b != added_at)
+                    .collect();
+                now.sort_unstable();
+                now.len() == kept.len()
+                    && now
+                        .iter()
+                        .zip(kept.iter())
+                        .all(|(a, b)| *a == Arc::as_ptr(b))
+            })
+    }
+
+    /// The permissions with what `added` grants, as a walk that reached
+    /// one of its subjects finds them (of the policies `slots`, all when
+    /// `None`).
+    fn with_grants(
+        &self,
+        index: &Index,
+        added: &Binding,
+        slots: Option<&[u32]>,
+    ) -> BTreeMap<u32, Arc<SlotBits>> {
+        let mut out = self.slots.clone();
+        // R2.3: a binding to a missing role grants nothing.
+        let Some(entry) = index.role(&added.role) else {
+            return out;
+        };
+        let scope = added.key.namespace.as_ref();
+        for g in &entry.grants {
+            if slots.is_some_and(|s| !s.contains(&g.policy)) || (g.non_resource && scope.is_some())
+            {
+                continue;
+            }
+            let n = index
+                .policy_slot(g.policy)
+                .map_or(0, |p| p.permissions.len());
+            let p = g.permission as usize;
+            if p >= n {
+                continue;
+            }
+            let bits = Arc::make_mut(out.entry(g.policy).or_insert_with(|| {
+                Arc::new(SlotBits {
+                    cluster: FixedBitSet::with_capacity(n),
+                    per_ns: BTreeMap::new(),
+                    all: FixedBitSet::with_capacity(n),
+                })
+            }));
+            match scope {
+                None => bits.cluster.insert(p),
+                Some(ns) => bits
+                    .per_ns
+                    .entry(ns.clone())
+                    .or_insert_with(|| FixedBitSet::with_capacity(n))
+                    .insert(p),
+            }
+            bits.all.insert(p);
+        }
+        out
+    }
+}
+
+impl Weigh for KeptSummary {
+    fn weight(&self) -> usize {
+        let named: usize = self.reads.named.iter().map(|(_, l)| 1 + l.len()).sum();
+        let scopes: usize = self.slots.values().map(|s| 1 + s.per_ns.len()).sum();
+        named + scopes
+    }
+}
+
+impl Index {
+    /// The summary kept for `key` that holds on this state.
+    pub(crate) fn kept_summary(&self, key: &SummaryKey) -> Option<Arc<KeptSummary>> {
+        self.ns_summaries.get(key, |s| s.holds_on(self))
+    }
+
+    /// The permissions of the summary kept for `key` that holds on this
+    /// state but for `added`, a binding this state has and the kept one's
+    /// did not, that left the epoch as it was ([`Undo::added_within_epoch`]):
+    /// with what `added` grants when it names an identity the summary's walk
+    /// reached (its role opens no escalation path, so it reaches nobody new).
+    ///
+    /// [`Undo::added_within_epoch`]: super::Undo::added_within_epoch
+    pub(crate) fn kept_summary_but(
+        &self,
+        key: &SummaryKey,
+        added: &Binding,
+    ) -> Option<BTreeMap<u32, Arc<SlotBits>>> {
+        let kept = self
+            .ns_summaries
+            .get(key, |s| s.holds_on_but(self, added))?;
+        Some(if kept.reached_by(added) {
+            kept.with_grants(self, added, key.2.as_deref())
+        } else {
+            kept.slots.clone()
+        })
+    }
+
+    /// Whether a summary computed for `key` on a state that lasts one
+    /// decision would be kept (see [`MemoList::put`]).
+    pub(crate) fn keeps_summary(&self, key: &SummaryKey, passing: bool) -> bool {
+        !passing || !self.ns_summaries.has(key)
+    }
+
+    /// Keeps `summary`, computed on this state, for `key`; `only_first`
+    /// when nothing else is kept for it (see [`MemoList::put`]).
+    ///
+    /// [`MemoList::put`]: super::MemoList::put
+    pub(crate) fn keep_summary(&self, key: &SummaryKey, summary: KeptSummary, only_first: bool) {
+        self.ns_summaries.put(key, Arc::new(summary), only_first);
+    }
+}

@@ -24,7 +24,7 @@ use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
     Derive, Grant, Index, KeptSummary, Power, RoleEntry, SlotBits, SummaryKey, Targets,
-    mounts_grant,
+    mounts_grant, with_grants,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -533,58 +533,10 @@ impl<'a> Shared<'a> {
         });
         let s = match kept {
             Some(k) => Rc::new(NsSummary {
-                slots: Rc::new(
-                    k.iter()
-                        .map(|(slot, bits)| {
-                            let s = SlotSummary {
-                                held: Vec::new(),
-                                bits: bits.clone(),
-                                by_scope: ByScope::default(),
-                            };
-                            (*slot, s)
-                        })
-                        .collect(),
-                ),
+                slots: Rc::new(bare_slots(k)),
                 nested: None,
             }),
-            None => {
-                let mut h = Holdings::default();
-                let mut w = Walk::new(index, set, slots, &mut h, Some(self));
-                w.reduce = Some(FastMap::default());
-                w.roots_of = Some(ns.clone());
-                // Only a summary to be kept lists what it read.
-                w.reads = kept_key
-                    .as_ref()
-                    .is_some_and(|k| index.keeps_summary(k, self.passing))
-                    .then(Vec::new);
-                w.run_roots(index.service_accounts_in(ns).collect());
-                let reads = w.reads.take();
-                // The walk stops at its first cluster-wide graft (`all_sas`).
-                let nested = h.grafts.into_iter().next().and_then(|g| {
-                    Some(Nested {
-                        root: g.root?,
-                        hop: g.hop,
-                        summary: g.summary,
-                    })
-                });
-                let slots = summarize(index, h.by_policy, self.bare);
-                // A summary that grafts the cluster's reads every binding
-                // (not kept), and one cut short holds less than it should.
-                if let (Some(k), Some(reads), None, false) =
-                    (&kept_key, reads, &nested, self.interrupted())
-                {
-                    let bits = slots.iter().map(|(slot, s)| (*slot, s.bits.clone()));
-                    index.keep_summary(
-                        k,
-                        KeptSummary::new(index, bits.collect(), &reads),
-                        self.passing,
-                    );
-                }
-                Rc::new(NsSummary {
-                    slots: Rc::new(slots),
-                    nested,
-                })
-            }
+            None => self.walk_ns_summary(index, set, slots, ns, kept_key.as_ref()),
         };
         let mut all = self.namespaces.borrow_mut();
         match all.iter_mut().find(|(k, _)| *k == key) {
@@ -595,6 +547,74 @@ impl<'a> Shared<'a> {
         }
         s
     }
+
+    /// Walks what every ServiceAccount of `ns` holds, and keeps it under
+    /// `kept_key` (bare summaries). On a passing state whose change added a
+    /// binding that left the epoch as it was, the walk leaves that binding
+    /// out: it finds the summary of the state before, which lasts and is
+    /// kept, and the binding's grants are added after.
+    fn walk_ns_summary(
+        &self,
+        index: &'a Index,
+        set: DerivedSet,
+        slots: Option<&[u32]>,
+        ns: &Name,
+        kept_key: Option<&SummaryKey>,
+    ) -> Rc<NsSummary<'a>> {
+        let without = self.added.filter(|_| kept_key.is_some());
+        let keeps =
+            kept_key.is_some_and(|k| without.is_some() || index.keeps_summary(k, self.passing));
+        let mut h = Holdings::default();
+        let mut w = Walk::new(index, set, slots, &mut h, Some(self));
+        w.reduce = Some(FastMap::default());
+        w.roots_of = Some(ns.clone());
+        w.without = without;
+        // Only a summary to be kept lists what it read.
+        w.reads = (keeps || without.is_some()).then(Vec::new);
+        w.run_roots(index.service_accounts_in(ns).collect());
+        let reads = w.reads.take().unwrap_or_default();
+        // The walk stops at its first cluster-wide graft (`all_sas`).
+        let nested = h.grafts.into_iter().next().and_then(|g| {
+            Some(Nested {
+                root: g.root?,
+                hop: g.hop,
+                summary: g.summary,
+            })
+        });
+        let slots_found = summarize(index, h.by_policy, self.bare);
+        // A summary that grafts the cluster's reads every binding (not
+        // kept), and one cut short holds less than it should.
+        if let (true, Some(k), None, false) = (keeps, kept_key, &nested, self.interrupted()) {
+            let bits = slots_found.iter().map(|(slot, s)| (*slot, s.bits.clone()));
+            let kept = KeptSummary::new(index, bits.collect(), &reads, without);
+            index.keep_summary(k, kept, self.passing && without.is_none());
+        }
+        let slots_found = match without {
+            Some(b) if reads.iter().any(|id| b.subjects.contains(id)) => {
+                let bits = slots_found.into_iter().map(|(slot, s)| (slot, s.bits));
+                bare_slots(with_grants(index, bits.collect(), b, slots))
+            }
+            _ => slots_found,
+        };
+        Rc::new(NsSummary {
+            slots: Rc::new(slots_found),
+            nested,
+        })
+    }
+}
+
+/// A bare summary's slots: the permissions, no paths.
+fn bare_slots<'a>(bits: BTreeMap<u32, Arc<SlotBits>>) -> BTreeMap<u32, SlotSummary<'a>> {
+    bits.into_iter()
+        .map(|(slot, bits)| {
+            let s = SlotSummary {
+                held: Vec::new(),
+                bits,
+                by_scope: ByScope::default(),
+            };
+            (slot, s)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1048,6 +1068,8 @@ struct Walk<'a, 'h> {
     /// In a summary's walk to be kept: every identity whose bindings it
     /// read ([`KeptSummary`] checks them again).
     reads: Option<Vec<Identity>>,
+    /// A binding the walk leaves out (see [`Shared::walk_ns_summary`]).
+    without: Option<&'a Binding>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -1078,6 +1100,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             any_sas_done: None,
             ghosts_done: HashSet::new(),
             reads: None,
+            without: None,
         }
     }
 
@@ -1151,6 +1174,9 @@ impl<'a, 'h> Walk<'a, 'h> {
                 r.push(principal.clone());
             }
             for binding in self.bindings_naming(&principal) {
+                if self.without.is_some_and(|b| std::ptr::eq(b, &**binding)) {
+                    continue;
+                }
                 // R2.3: a binding to a missing role grants nothing.
                 let Some(entry) = self.role_of(binding) else {
                     continue;

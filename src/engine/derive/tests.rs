@@ -1168,7 +1168,7 @@ fn what_every_service_account_holds_follows_a_plain_binding() {
 fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     let sa = Identity::service_account("a", "x");
     let user = Identity::User(n("u"));
-    let (mut index, _) = state([
+    let objects = [
         policy("p1", None),
         Object::ServiceAccount {
             namespace: n("a"),
@@ -1184,7 +1184,8 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
             rules: vec![rule(&["create", "get"], "", "secrets", &[])],
             aggregation: None,
         }),
-    ]);
+    ];
+    let (mut index, _) = state(objects.clone());
     let bare = |index: &Index| {
         let shared = engine::Shared::bare_until(None);
         let mut got: Vec<String> =
@@ -1231,5 +1232,24 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     let got = bare_kept_but(&index, index.binding(&key));
     assert_eq!(got, bare_afresh(&index));
     assert!(got.iter().any(|v| v.contains("User:u b [")), "{got:?}");
+    index.undo(undo);
+    // Nothing kept yet: the walk on the state after leaves the binding out,
+    // keeps that as the state before's, and adds the binding's grants.
+    let (mut index, _) = state(objects);
+    let b2 = Object::Binding(Binding {
+        key: key.clone(),
+        role: RoleKey::cluster("secrets"),
+        subjects: vec![sa.clone()],
+    });
+    let undo = index.apply(b2.clone());
+    let want = bare_afresh(&index);
+    assert_eq!(bare_kept_but(&index, index.binding(&key)), want);
+    index.undo(undo);
+    assert!(
+        bare(&index).is_empty(),
+        "what was kept is the state before's"
+    );
+    let undo = index.apply(b2);
+    assert_eq!(bare_kept_but(&index, index.binding(&key)), want);
     index.undo(undo);
 }

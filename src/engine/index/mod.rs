@@ -24,6 +24,7 @@ pub use derive::{
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};
 pub(crate) use summary::SummaryKey;
+pub(crate) use summary::with_grants;
 pub use summary::{KeptSummary, SlotBits};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;

@@ -49,12 +49,15 @@ struct Reads {
 
 impl KeptSummary {
     /// A summary computed on `index`, whose walk read the bindings naming
-    /// each of `reached` (repeats allowed).
+    /// each of `reached` (repeats allowed), all but `without`: then it is
+    /// the summary of the state without that binding.
     pub(crate) fn new<'a>(
         index: &Index,
         slots: BTreeMap<u32, Arc<SlotBits>>,
         reached: impl IntoIterator<Item = &'a Identity>,
+        without: Option<&Binding>,
     ) -> Self {
+        let without = without.map(std::ptr::from_ref);
         let mut named: Vec<(Identity, Box<[Arc<Binding>]>)> = Vec::new();
         // Each ServiceAccount's groups are read again with it.
         let mut seen = super::FastSet::default();
@@ -62,7 +65,12 @@ impl KeptSummary {
             if !seen.insert(id) {
                 continue;
             }
-            let mut list: Vec<Arc<Binding>> = index.bindings_naming(id).to_vec();
+            let mut list: Vec<Arc<Binding>> = index
+                .bindings_naming(id)
+                .iter()
+                .filter(|b| Some(Arc::as_ptr(b)) != without)
+                .cloned()
+                .collect();
             list.sort_by_key(Arc::as_ptr);
             named.push((id.clone(), list.into_boxed_slice()));
         }
@@ -124,17 +132,18 @@ impl KeptSummary {
                         .all(|(a, b)| *a == Arc::as_ptr(b))
             })
     }
+}
 
-    /// The permissions with what `added` grants, as a walk that reached
-    /// one of its subjects finds them (of the policies `slots`, all when
-    /// `None`).
-    fn with_grants(
-        &self,
-        index: &Index,
-        added: &Binding,
-        slots: Option<&[u32]>,
-    ) -> BTreeMap<u32, Arc<SlotBits>> {
-        let mut out = self.slots.clone();
+/// A summary's permissions `out` with what `added` grants, as a walk that
+/// reached one of its subjects finds them (of the policies `slots`, all when
+/// `None`).
+pub(crate) fn with_grants(
+    index: &Index,
+    mut out: BTreeMap<u32, Arc<SlotBits>>,
+    added: &Binding,
+    slots: Option<&[u32]>,
+) -> BTreeMap<u32, Arc<SlotBits>> {
+    {
         // R2.3: a binding to a missing role grants nothing.
         let Some(entry) = index.role(&added.role) else {
             return out;
@@ -203,7 +212,7 @@ impl Index {
             .ns_summaries
             .get(key, |s| s.holds_on_but(self, added))?;
         Some(if kept.reached_by(added) {
-            kept.with_grants(self, added, key.2.as_deref())
+            with_grants(self, kept.slots.clone(), added, key.2.as_deref())
         } else {
             kept.slots.clone()
         })

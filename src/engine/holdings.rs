@@ -666,27 +666,11 @@ fn summarize<'a>(
     let mut by_slot: BTreeMap<u32, SlotSummary<'a>> = BTreeMap::new();
     for (slot, held) in by_policy {
         let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
-        let mut bits = SlotBits {
-            cluster: FixedBitSet::with_capacity(n),
-            per_ns: BTreeMap::new(),
-            all: FixedBitSet::with_capacity(n),
-        };
+        let mut bits = SlotBits::new(n);
         for x in &held {
             let p = x.permission as usize;
             if p < n {
-                match x.namespace {
-                    None => bits.cluster.insert(p),
-                    Some(ns) => {
-                        if let Some(b) = bits.per_ns.get_mut(ns) {
-                            b.insert(p);
-                        } else {
-                            let mut b = FixedBitSet::with_capacity(n);
-                            b.insert(p);
-                            bits.per_ns.insert(ns.clone(), b);
-                        }
-                    }
-                }
-                bits.all.insert(p);
+                bits.insert(p, x.namespace);
             }
         }
         let held = if bare { Vec::new() } else { held };

@@ -27,6 +27,34 @@ pub struct SlotBits {
     pub all: FixedBitSet,
 }
 
+impl SlotBits {
+    /// Room for a policy of `n` permissions.
+    pub fn new(n: usize) -> Self {
+        SlotBits {
+            cluster: FixedBitSet::with_capacity(n),
+            per_ns: BTreeMap::new(),
+            all: FixedBitSet::with_capacity(n),
+        }
+    }
+
+    /// Permission `p` held in `scope` (`None`: cluster-wide).
+    pub fn insert(&mut self, p: usize, scope: Option<&Name>) {
+        match scope {
+            None => self.cluster.insert(p),
+            Some(ns) => {
+                if let Some(b) = self.per_ns.get_mut(ns) {
+                    b.insert(p);
+                } else {
+                    let mut b = FixedBitSet::with_capacity(self.all.len());
+                    b.insert(p);
+                    self.per_ns.insert(ns.clone(), b);
+                }
+            }
+        }
+        self.all.insert(p);
+    }
+}
+
 /// (namespace, the escalation paths walked, the policies of interest: all
 /// when `None`).
 pub(crate) type SummaryKey = (Name, DerivedSet, Option<Vec<u32>>);
@@ -161,22 +189,11 @@ pub(crate) fn with_grants(
             if p >= n {
                 continue;
             }
-            let bits = Arc::make_mut(out.entry(g.policy).or_insert_with(|| {
-                Arc::new(SlotBits {
-                    cluster: FixedBitSet::with_capacity(n),
-                    per_ns: BTreeMap::new(),
-                    all: FixedBitSet::with_capacity(n),
-                })
-            }));
-            match scope {
-                None => bits.cluster.insert(p),
-                Some(ns) => bits
-                    .per_ns
-                    .entry(ns.clone())
-                    .or_insert_with(|| FixedBitSet::with_capacity(n))
-                    .insert(p),
-            }
-            bits.all.insert(p);
+            Arc::make_mut(
+                out.entry(g.policy)
+                    .or_insert_with(|| Arc::new(SlotBits::new(n))),
+            )
+            .insert(p, scope);
         }
         out
     }

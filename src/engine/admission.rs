@@ -24,7 +24,7 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant};
+use crate::engine::index::{Added, Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant};
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
@@ -457,14 +457,28 @@ pub(crate) fn rbac_change(
             return (found.review(subjects), None);
         }
     };
+    // A binding that names nobody the state before does: the state after
+    // is the state before with it (see `Index::kept_summary_but`).
+    let names_nobody_new = match &object {
+        Object::Binding(b) => b
+            .subjects
+            .iter()
+            .all(|s| !index.bindings_naming(s).is_empty()),
+        _ => false,
+    };
     let mut probe = index.apply(object.clone());
     let mut found = Found::default();
     let (mut at, mut size) = (0, FIRST_ROUND);
     while found.stopped.is_none() && at < subjects.len() {
-        // A binding the change adds, that leaves the epoch be: what the
-        // namespaces' kept summaries lack of the state after it.
+        // A binding the change adds, naming nobody new: what the
+        // namespaces' summaries kept on the state before lack.
         let added = match &object {
-            Object::Binding(b) if probe.added_within_epoch() => index.binding(&b.key),
+            Object::Binding(b) if names_nobody_new && probe.created() => {
+                index.binding(&b.key).map(|binding| Added {
+                    binding,
+                    epoch_before: probe.epoch_before(),
+                })
+            }
             _ => None,
         };
         let round = Round::after(index, &subjects, at, size, scoped.as_ref(), added, meter);
@@ -540,14 +554,14 @@ impl Round {
     /// Walks the subjects from `at` on the state after the change (`after`).
     /// A subject in `scoped` can only gain violations in its namespace or
     /// cluster-wide: its others are the same before.
-    /// `added`: the binding the change added, if it left the epoch as it was.
+    /// `added`: the binding the change added, if it names nobody new.
     fn after<'a>(
         after: &'a Index,
         subjects: &[Identity],
         at: usize,
         size: usize,
         scoped: Option<&(Name, IdSet)>,
-        added: Option<&'a Binding>,
+        added: Option<Added<'a>>,
         meter: &Meter,
     ) -> Round {
         let total = subjects.len();

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
-    Derive, Grant, Index, KeptSummary, Power, RoleEntry, SlotBits, SummaryKey, Targets,
-    mounts_grant, with_grants,
+    Added, Covered, Derive, Grant, Index, KeptSummary, Power, RoleEntry, SlotBits, SummaryKey,
+    Targets, mounts_grant, with_grants,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -380,9 +380,9 @@ pub struct Shared<'a> {
     /// The state walked lasts one decision (a change applied to be
     /// judged): a summary is kept only when none is for its namespace.
     passing: bool,
-    /// On a passing state: the binding the change added, when it left the
-    /// index's epoch as it was (see [`Index::kept_summary_but`]).
-    added: Option<&'a Binding>,
+    /// On a passing state: the binding the change added, when it named
+    /// nobody new (see [`Index::kept_summary_but`]).
+    added: Option<Added<'a>>,
 }
 
 /// Rule texts by (role, source, rule, permission focused on), each by its
@@ -431,9 +431,9 @@ impl<'a> Shared<'a> {
     }
 
     /// [`bare_until`](Self::bare_until) on a state that lasts one decision,
-    /// the state kept plus `added` when it is a binding that left the
-    /// index's epoch as it was.
-    pub(crate) fn passing(self, added: Option<&'a Binding>) -> Self {
+    /// the state kept plus `added` when it is a binding that names nobody
+    /// new.
+    pub(crate) fn passing(self, added: Option<Added<'a>>) -> Self {
         Shared {
             passing: true,
             added,
@@ -561,7 +561,12 @@ impl<'a> Shared<'a> {
         ns: &Name,
         kept_key: Option<&SummaryKey>,
     ) -> Rc<NsSummary<'a>> {
-        let without = self.added.filter(|_| kept_key.is_some());
+        // Only a binding that opens no escalation path (the epoch is the
+        // same) reaches nobody new: the walk without it is the state before.
+        let without = self
+            .added
+            .filter(|a| kept_key.is_some() && a.epoch_before == index.epoch())
+            .map(|a| a.binding);
         let keeps =
             kept_key.is_some_and(|k| without.is_some() || index.keeps_summary(k, self.passing));
         let mut h = Holdings::default();
@@ -571,8 +576,14 @@ impl<'a> Shared<'a> {
         w.without = without;
         // Only a summary to be kept lists what it read.
         w.reads = (keeps || without.is_some()).then(Vec::new);
+        w.covered = keeps.then(|| Covered {
+            // Every ServiceAccount of the namespace is a root.
+            every: std::iter::once(ns.clone()).collect(),
+            mounts: Default::default(),
+        });
         w.run_roots(index.service_accounts_in(ns).collect());
         let reads = w.reads.take().unwrap_or_default();
+        let covered = w.covered.take().unwrap_or_default();
         // The walk stops at its first cluster-wide graft (`all_sas`).
         let nested = h.grafts.into_iter().next().and_then(|g| {
             Some(Nested {
@@ -586,7 +597,7 @@ impl<'a> Shared<'a> {
         // kept), and one cut short holds less than it should.
         if let (true, Some(k), None, false) = (keeps, kept_key, &nested, self.interrupted()) {
             let bits = slots_found.iter().map(|(slot, s)| (*slot, s.bits.clone()));
-            let kept = KeptSummary::new(index, bits.collect(), &reads, without);
+            let kept = KeptSummary::new(index, bits.collect(), &reads, covered, without);
             index.keep_summary(k, kept, self.passing && without.is_none());
         }
         let slots_found = match without {
@@ -1054,6 +1065,9 @@ struct Walk<'a, 'h> {
     reads: Option<Vec<Identity>>,
     /// A binding the walk leaves out (see [`Shared::walk_ns_summary`]).
     without: Option<&'a Binding>,
+    /// In a summary's walk to be kept: where it reached every
+    /// ServiceAccount of a namespace, and mounted its Secrets.
+    covered: Option<Covered>,
 }
 
 impl<'a, 'h> Walk<'a, 'h> {
@@ -1085,6 +1099,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             ghosts_done: HashSet::new(),
             reads: None,
             without: None,
+            covered: None,
         }
     }
 
@@ -1469,6 +1484,11 @@ impl<'a, 'h> Walk<'a, 'h> {
     /// ServiceAccount of the scope (of every namespace when cluster-wide).
     fn every_service_account(&mut self, item: &Item<'a>, d: &'a Derive) {
         let index = self.index;
+        if let (Some(c), Some(ns)) = (&mut self.covered, item.scope)
+            && !c.every.contains(ns)
+        {
+            c.every.insert(ns.clone());
+        }
         // Every ServiceAccount (of the cluster, or of the namespace whose
         // summary this is) is reached already: nobody new to list, as with
         // `seen` (a summary's walk meets this once per ServiceAccount).
@@ -1541,6 +1561,11 @@ impl<'a, 'h> Walk<'a, 'h> {
     }
 
     fn mount(&mut self, item: &Item<'a>, d: &'a Derive) {
+        if let (Some(c), Some(ns)) = (&mut self.covered, item.scope)
+            && !c.mounts.contains(ns)
+        {
+            c.mounts.insert(ns.clone());
+        }
         if self.mounts.is_none() {
             let mut m = Vec::new();
             for (slot, p) in self.index.policies() {

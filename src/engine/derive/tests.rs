@@ -444,14 +444,19 @@ fn namespace_values_kept_equal_computed_afresh(
         let target = clone.as_mut().unwrap_or(&mut index);
         let mut undos = Vec::new();
         for p in probes {
+            let names_nobody_new = matches!(p, Op::Apply(Object::Binding(b))
+                if b.subjects.iter().all(|s| !target.bindings_naming(s).is_empty()));
             let undo = match p {
                 Op::Apply(o) => target.apply(o.clone()),
                 Op::Remove(k) => target.remove(k),
             };
-            // A decision's state after a binding that keeps the epoch: the
-            // kept summaries with what the binding adds.
-            if let (Op::Apply(Object::Binding(b)), true) = (p, undo.added_within_epoch()) {
-                let added = target.binding(&b.key);
+            // A decision's state after a binding that names nobody new: the
+            // summaries kept before, with what the binding adds.
+            if let (Op::Apply(Object::Binding(b)), true) = (p, names_nobody_new && undo.created()) {
+                let added = target.binding(&b.key).map(|binding| crate::engine::index::Added {
+                    binding,
+                    epoch_before: undo.epoch_before(),
+                });
                 prop_assert!(added.is_some());
                 prop_assert_eq!(
                     bare_kept_but(target, added),
@@ -794,7 +799,10 @@ fn bare_kept(index: &Index, passing: bool) -> BTreeSet<String> {
 
 /// [`bare_kept`] on a state that lasts one decision, whose change added
 /// `added` and left the epoch as it was.
-fn bare_kept_but(index: &Index, added: Option<&Binding>) -> BTreeSet<String> {
+fn bare_kept_but<'a>(
+    index: &'a Index,
+    added: Option<crate::engine::index::Added<'a>>,
+) -> BTreeSet<String> {
     judged_bare(index, engine::Shared::bare_until(None).passing(added))
 }
 
@@ -1228,8 +1236,12 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
         role: RoleKey::cluster("secrets"),
         subjects: vec![sa.clone()],
     }));
-    assert!(undo.added_within_epoch());
-    let got = bare_kept_but(&index, index.binding(&key));
+    assert_eq!(
+        undo.epoch_before(),
+        index.epoch(),
+        "a plain binding keeps the epoch"
+    );
+    let got = bare_kept_but(&index, added(&index, &undo, &key));
     assert_eq!(got, bare_afresh(&index));
     assert!(got.iter().any(|v| v.contains("User:u b [")), "{got:?}");
     index.undo(undo);
@@ -1243,13 +1255,118 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     });
     let undo = index.apply(b2.clone());
     let want = bare_afresh(&index);
-    assert_eq!(bare_kept_but(&index, index.binding(&key)), want);
+    assert_eq!(bare_kept_but(&index, added(&index, &undo, &key)), want);
     index.undo(undo);
     assert!(
         bare(&index).is_empty(),
         "what was kept is the state before's"
     );
     let undo = index.apply(b2);
-    assert_eq!(bare_kept_but(&index, index.binding(&key)), want);
+    assert_eq!(bare_kept_but(&index, added(&index, &undo, &key)), want);
     index.undo(undo);
+}
+
+/// The binding `key` that the change of `undo` created, as a decision's
+/// state after it reads the summaries kept before it.
+fn added<'a>(
+    index: &'a Index,
+    undo: &crate::engine::index::Undo,
+    key: &BindingKey,
+) -> Option<crate::engine::index::Added<'a>> {
+    assert!(undo.created());
+    index
+        .binding(key)
+        .map(|binding| crate::engine::index::Added {
+            binding,
+            epoch_before: undo.epoch_before(),
+        })
+}
+
+/// A binding that opens an escalation path renews the epoch, yet adds to a
+/// namespace's kept summary only its grants when every ServiceAccount (and
+/// for workloads, every Secret) of its namespace was reached already; when
+/// not, the summary is walked again on the state after it.
+#[test]
+fn an_escalating_binding_adds_its_grants_where_its_reach_was_reached() {
+    let x = Identity::service_account("a", "x");
+    let y = Identity::service_account("a", "y");
+    let z = Identity::service_account("c", "z");
+    let user = Identity::User(n("u"));
+    let cluster_role = |name: &str, rules: Vec<Rule>| {
+        Object::Role(Role {
+            key: RoleKey::cluster(name),
+            labels: BTreeMap::new(),
+            rules,
+            aggregation: None,
+        })
+    };
+    let binding_in = |ns: &str, name: &str, role: &str, subject: Identity| {
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n(ns)),
+                name: n(name),
+            },
+            role: RoleKey::cluster(role),
+            subjects: vec![subject],
+        })
+    };
+    let (mut index, _) = state([
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("y"),
+        },
+        Object::ServiceAccount {
+            namespace: n("c"),
+            name: n("z"),
+        },
+        cluster_role("pods", vec![rule(&["create"], "", "pods", &[])]),
+        cluster_role(
+            "pods-and-secrets",
+            vec![
+                rule(&["create"], "", "pods", &[]),
+                rule(&["create"], "", "secrets", &[]),
+            ],
+        ),
+        cluster_role("secret-admin", vec![rule(&["create"], "", "secrets", &[])]),
+        // u acts as every ServiceAccount of a; y runs Pods in b already.
+        binding_in("a", "b0", "pods", user.clone()),
+        binding_in("b", "b1", "pods", y),
+        cluster_role("neutral", vec![rule(&["get"], "", "configmaps", &[])]),
+        binding_in("a", "b2", "neutral", x.clone()),
+        binding_in("c", "b3", "secret-admin", z),
+    ]);
+    let bare = |index: &Index| {
+        let shared = engine::Shared::bare_until(None);
+        engine::violations::subject_violations_bare(index, &user, &shared).len()
+    };
+    assert_eq!(bare(&index), 0);
+    // Kept now. x runs Pods in b too and administers its Secrets: u gains
+    // secret admin in b, beside the Secrets it mounts there through y (the
+    // kept summary and the binding's grants); in c, where nobody of a ran
+    // Pods, x now acts as z too (walked again).
+    assert_eq!(bare(&index), 0);
+    for (ns, name) in [("b", "e1"), ("c", "e2")] {
+        let key = BindingKey {
+            namespace: Some(n(ns)),
+            name: n(name),
+        };
+        let undo = index.apply(binding_in(ns, name, "pods-and-secrets", x.clone()));
+        assert_ne!(undo.epoch_before(), index.epoch(), "an escalation binding");
+        let want = bare_afresh(&index);
+        assert!(
+            want.iter().any(|v| v.contains(&format!("User:u {ns} ["))),
+            "{want:?}"
+        );
+        assert_eq!(
+            bare_kept_but(&index, added(&index, &undo, &key)),
+            want,
+            "in {ns}"
+        );
+        index.undo(undo);
+    }
 }

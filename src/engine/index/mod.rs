@@ -23,8 +23,8 @@ pub use derive::{
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};
-pub(crate) use summary::SummaryKey;
 pub(crate) use summary::with_grants;
+pub(crate) use summary::{Added, Covered, SummaryKey};
 pub use summary::{KeptSummary, SlotBits};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;
@@ -73,11 +73,14 @@ pub struct Undo {
 }
 
 impl Undo {
-    /// Whether the change made an object where none was, and left the
-    /// index's epoch as it was (for a binding: its role opens no escalation
-    /// path and it names nobody new).
-    pub(crate) fn added_within_epoch(&self) -> bool {
-        self.previous.is_none() && self.epochs.0 == self.epochs.1
+    /// Whether the change made an object where none was.
+    pub(crate) fn created(&self) -> bool {
+        self.previous.is_none()
+    }
+
+    /// The index's epoch before the change.
+    pub(crate) fn epoch_before(&self) -> u64 {
+        self.epochs.0
     }
 }
 

@@ -9,12 +9,12 @@
 //! on a state while the epoch is the same and every identity it reached is
 //! named by the very same bindings: a plain binding elsewhere leaves it be.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 
-use super::{Index, Weigh};
+use super::{Index, Power, Targets, Weigh};
 use crate::model::{Binding, DerivedSet, Identity, Name};
 
 /// Which permissions of one policy a summary holds, cluster-wide and per
@@ -64,6 +64,25 @@ pub(crate) type SummaryKey = (Name, DerivedSet, Option<Vec<u32>>);
 pub struct KeptSummary {
     pub slots: BTreeMap<u32, Arc<SlotBits>>,
     reads: Reads,
+    covered: Covered,
+}
+
+/// Where a summary's walk reached every ServiceAccount of a namespace, and
+/// where it mounted a namespace's Secrets: a new binding that lets an
+/// identity it reached do no more than that there adds its grants alone.
+#[derive(Debug, Default)]
+pub struct Covered {
+    pub every: BTreeSet<Name>,
+    pub mounts: BTreeSet<Name>,
+}
+
+/// A binding a change added: the state after it is the state before (of
+/// epoch `epoch_before`) with `binding`, which names nobody the state before
+/// did not (so who is named, and the groups known, are the same).
+#[derive(Debug, Clone, Copy)]
+pub struct Added<'a> {
+    pub binding: &'a Binding,
+    pub epoch_before: u64,
 }
 
 /// The index's epoch and, for each identity the walk reached (groups too),
@@ -83,6 +102,7 @@ impl KeptSummary {
         index: &Index,
         slots: BTreeMap<u32, Arc<SlotBits>>,
         reached: impl IntoIterator<Item = &'a Identity>,
+        covered: Covered,
         without: Option<&Binding>,
     ) -> Self {
         let without = without.map(std::ptr::from_ref);
@@ -108,6 +128,7 @@ impl KeptSummary {
                 epoch: index.epoch,
                 named,
             },
+            covered,
         }
     }
 
@@ -137,10 +158,15 @@ impl KeptSummary {
             .any(|(id, _)| added.subjects.contains(id))
     }
 
-    /// [`holds_on`](Self::holds_on) a state that has `added` besides.
-    fn holds_on_but(&self, index: &Index, added: &Binding) -> bool {
+    /// [`holds_on`](Self::holds_on) the state before `added`, read on the
+    /// state after it (`index`).
+    fn holds_on_but(&self, index: &Index, added: Added<'_>) -> bool {
+        let Added {
+            binding: added,
+            epoch_before,
+        } = added;
         let added_at: *const Binding = added;
-        self.reads.epoch == index.epoch
+        self.reads.epoch == epoch_before
             && self.reads.named.iter().all(|(id, kept)| {
                 let now = index.bindings_naming(id);
                 let extra = usize::from(added.subjects.contains(id));
@@ -208,31 +234,51 @@ impl Weigh for KeptSummary {
 }
 
 impl Index {
+    /// The epoch of this state (see [`Undo::epoch_before`]).
+    ///
+    /// [`Undo::epoch_before`]: super::Undo::epoch_before
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The summary kept for `key` that holds on this state.
     pub(crate) fn kept_summary(&self, key: &SummaryKey) -> Option<Arc<KeptSummary>> {
         self.ns_summaries.get(key, |s| s.holds_on(self))
     }
 
-    /// The permissions of the summary kept for `key` that holds on this
-    /// state but for `added`, a binding this state has and the kept one's
-    /// did not, that left the epoch as it was ([`Undo::added_within_epoch`]):
-    /// with what `added` grants when it names an identity the summary's walk
-    /// reached (its role opens no escalation path, so it reaches nobody new).
-    ///
-    /// [`Undo::added_within_epoch`]: super::Undo::added_within_epoch
+    /// The permissions on this state, the state after `added`, of the
+    /// summary kept for `key` on the state before it: as kept when the
+    /// summary's walk reached none of the binding's subjects; with what the
+    /// binding grants when it did, and its role lets them obtain nothing
+    /// the walk had not reached already (no escalation path of the walk's
+    /// kinds, or workloads, exec or every token in a namespace whose every
+    /// ServiceAccount, and Secrets for workloads, the walk had reached);
+    /// `None` otherwise (walked again).
     pub(crate) fn kept_summary_but(
         &self,
         key: &SummaryKey,
-        added: &Binding,
+        added: Added<'_>,
     ) -> Option<BTreeMap<u32, Arc<SlotBits>>> {
         let kept = self
             .ns_summaries
             .get(key, |s| s.holds_on_but(self, added))?;
-        Some(if kept.reached_by(added) {
-            with_grants(self, kept.slots.clone(), added, key.2.as_deref())
-        } else {
-            kept.slots.clone()
-        })
+        let b = added.binding;
+        if !kept.reached_by(b) {
+            return Some(kept.slots.clone());
+        }
+        let derives = self.role(&b.role).map_or(&[][..], |e| &e.derives[..]);
+        let nothing_new = derives.iter().filter(|d| key.1.contains(d.kind)).all(|d| {
+            let Some(ns) = &b.key.namespace else {
+                return false;
+            };
+            let every = kept.covered.every.contains(ns);
+            match &d.power {
+                Power::Workloads => every && kept.covered.mounts.contains(ns),
+                Power::Exec | Power::Tokens(Targets::All) => every,
+                _ => false,
+            }
+        });
+        nothing_new.then(|| with_grants(self, kept.slots.clone(), b, key.2.as_deref()))
     }
 
     /// Whether a summary computed for `key` on a state that lasts one

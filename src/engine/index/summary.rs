@@ -229,7 +229,7 @@ impl Weigh for KeptSummary {
     fn weight(&self) -> usize {
         let named: usize = self.reads.named.iter().map(|(_, l)| 1 + l.len()).sum();
         let scopes: usize = self.slots.values().map(|s| 1 + s.per_ns.len()).sum();
-        named + scopes
+        named + scopes + self.covered.every.len() + self.covered.mounts.len()
     }
 }
 

@@ -86,8 +86,8 @@ pub struct Added<'a> {
 }
 
 /// The index's epoch and, for each identity the walk reached (groups too),
-/// the bindings naming it, ordered by address. The bindings are kept, so no
-/// other binding can take the address of one while this is kept.
+/// the bindings naming it. The bindings are kept, so no other binding can
+/// take the address of one while this is kept.
 #[derive(Debug)]
 struct Reads {
     epoch: u64,
@@ -113,14 +113,14 @@ impl KeptSummary {
             if !seen.insert(id) {
                 continue;
             }
-            let mut list: Vec<Arc<Binding>> = index
+            // In the index's order: most checks find it so.
+            let list: Box<[Arc<Binding>]> = index
                 .bindings_naming(id)
                 .iter()
                 .filter(|b| Some(Arc::as_ptr(b)) != without)
                 .cloned()
                 .collect();
-            list.sort_by_key(Arc::as_ptr);
-            named.push((id.clone(), list.into_boxed_slice()));
+            named.push((id.clone(), list));
         }
         KeptSummary {
             slots,
@@ -137,16 +137,29 @@ impl KeptSummary {
         self.reads.epoch == index.epoch
             && self.reads.named.iter().all(|(id, kept)| {
                 let now = index.bindings_naming(id);
-                if now.len() != kept.len() {
-                    return false;
-                }
-                let mut now: Vec<*const Binding> = now.iter().map(Arc::as_ptr).collect();
-                now.sort_unstable();
-                now.iter()
-                    .zip(kept.iter())
-                    .all(|(a, b)| *a == Arc::as_ptr(b))
+                now.len() == kept.len() && same_bindings(now.iter().map(Arc::as_ptr), kept)
             })
     }
+}
+
+/// Whether the bindings at the addresses `now` are those of `kept`, in any
+/// order: the index keeps a list in the order bindings came (a removal may
+/// swap two), so it is compared in that order first, and sorted only when
+/// that fails.
+fn same_bindings(now: impl Iterator<Item = *const Binding> + Clone, kept: &[Arc<Binding>]) -> bool {
+    let mut n = 0;
+    let in_order = now.clone().zip(kept).all(|(a, b)| {
+        n += 1;
+        a == Arc::as_ptr(b)
+    });
+    if in_order && n == kept.len() && now.clone().count() == n {
+        return true;
+    }
+    let mut a: Vec<*const Binding> = now.collect();
+    let mut b: Vec<*const Binding> = kept.iter().map(Arc::as_ptr).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 impl KeptSummary {
@@ -173,17 +186,8 @@ impl KeptSummary {
                 if now.len() != kept.len() + extra {
                     return false;
                 }
-                let mut now: Vec<*const Binding> = now
-                    .iter()
-                    .map(Arc::as_ptr)
-                    .filter(|b| *b != added_at)
-                    .collect();
-                now.sort_unstable();
-                now.len() == kept.len()
-                    && now
-                        .iter()
-                        .zip(kept.iter())
-                        .all(|(a, b)| *a == Arc::as_ptr(b))
+                let now = now.iter().map(Arc::as_ptr).filter(|b| *b != added_at);
+                same_bindings(now, kept)
             })
     }
 }
@@ -293,5 +297,37 @@ impl Index {
     /// [`MemoList::put`]: super::MemoList::put
     pub(crate) fn keep_summary(&self, key: &SummaryKey, summary: KeptSummary, only_first: bool) {
         self.ns_summaries.put(key, Arc::new(summary), only_first);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BindingKey, RoleKey};
+
+    #[test]
+    fn the_same_bindings_in_any_order_and_no_others() {
+        let b = |name: &str| {
+            Arc::new(Binding {
+                key: BindingKey {
+                    namespace: None,
+                    name: Name::from(name),
+                },
+                role: RoleKey::cluster("r"),
+                subjects: Vec::new(),
+            })
+        };
+        let (x, y, z) = (b("x"), b("y"), b("z"));
+        let kept = [x.clone(), y.clone()];
+        let at = |l: &[&Arc<Binding>]| l.iter().map(|b| Arc::as_ptr(b)).collect::<Vec<_>>();
+        let same = |l: &[&Arc<Binding>]| same_bindings(at(l).into_iter(), &kept);
+        assert!(same(&[&x, &y]));
+        assert!(same(&[&y, &x]), "a removal may swap two");
+        assert!(!same(&[&x]));
+        assert!(!same(&[&x, &y, &z]));
+        assert!(!same(&[&x, &z]));
+        assert!(!same(&[&x, &x]), "the same binding twice is not the other");
+        // Equal content at another address is another binding.
+        assert!(!same(&[&x, &b("y")]));
     }
 }

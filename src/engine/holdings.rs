@@ -1258,10 +1258,7 @@ impl<'a, 'h> Walk<'a, 'h> {
     fn role(&mut self, item: &Item<'a>, caps: &mut Caps<'a>) {
         let grants: &[Grant] = if item.repeat { &[] } else { &item.entry.grants };
         for grant in grants {
-            if !self.wanted(grant.policy) {
-                continue;
-            }
-            if grant.non_resource && item.scope.is_some() {
+            if !grant.counts(item.scope, self.slots) {
                 continue;
             }
             let held = Held {

@@ -19,6 +19,14 @@ pub struct Grant {
     pub non_resource: bool,
 }
 
+impl Grant {
+    /// Whether a walk counts this grant, given by a binding in `scope`
+    /// (`None`: cluster-wide), for the policies `slots` (all when `None`).
+    pub fn counts(&self, scope: Option<&Name>, slots: Option<&[u32]>) -> bool {
+        slots.is_none_or(|s| s.contains(&self.policy)) && !(self.non_resource && scope.is_some())
+    }
+}
+
 impl Index {
     fn compute_grants(&self, key: &RoleKey, only: Option<u32>) -> Vec<Grant> {
         let rules = self.effective_rules(key);

@@ -134,10 +134,22 @@ impl KeptSummary {
 
     /// Whether the walk would find the same on `index`.
     pub(crate) fn holds_on(&self, index: &Index) -> bool {
-        self.reads.epoch == index.epoch
+        self.read_the_same(index, index.epoch, None)
+    }
+
+    /// Whether what the walk read is what `index` has at epoch `epoch`,
+    /// but for the binding `added` there besides.
+    fn read_the_same(&self, index: &Index, epoch: u64, added: Option<&Binding>) -> bool {
+        let added_at = added.map(std::ptr::from_ref);
+        self.reads.epoch == epoch
             && self.reads.named.iter().all(|(id, kept)| {
                 let now = index.bindings_naming(id);
-                now.len() == kept.len() && same_bindings(now.iter().map(Arc::as_ptr), kept)
+                let extra = usize::from(added.is_some_and(|b| b.subjects.contains(id)));
+                now.len() == kept.len() + extra
+                    && same_bindings(
+                        now.iter().map(Arc::as_ptr).filter(|b| Some(*b) != added_at),
+                        kept,
+                    )
             })
     }
 }
@@ -174,21 +186,7 @@ impl KeptSummary {
     /// [`holds_on`](Self::holds_on) the state before `added`, read on the
     /// state after it (`index`).
     fn holds_on_but(&self, index: &Index, added: Added<'_>) -> bool {
-        let Added {
-            binding: added,
-            epoch_before,
-        } = added;
-        let added_at: *const Binding = added;
-        self.reads.epoch == epoch_before
-            && self.reads.named.iter().all(|(id, kept)| {
-                let now = index.bindings_naming(id);
-                let extra = usize::from(added.subjects.contains(id));
-                if now.len() != kept.len() + extra {
-                    return false;
-                }
-                let now = now.iter().map(Arc::as_ptr).filter(|b| *b != added_at);
-                same_bindings(now, kept)
-            })
+        self.read_the_same(index, added.epoch_before, Some(added.binding))
     }
 }
 
@@ -201,32 +199,26 @@ pub(crate) fn with_grants(
     added: &Binding,
     slots: Option<&[u32]>,
 ) -> BTreeMap<u32, Arc<SlotBits>> {
-    {
-        // R2.3: a binding to a missing role grants nothing.
-        let Some(entry) = index.role(&added.role) else {
-            return out;
-        };
-        let scope = added.key.namespace.as_ref();
-        for g in &entry.grants {
-            if slots.is_some_and(|s| !s.contains(&g.policy)) || (g.non_resource && scope.is_some())
-            {
-                continue;
-            }
-            let n = index
-                .policy_slot(g.policy)
-                .map_or(0, |p| p.permissions.len());
-            let p = g.permission as usize;
-            if p >= n {
-                continue;
-            }
-            Arc::make_mut(
-                out.entry(g.policy)
-                    .or_insert_with(|| Arc::new(SlotBits::new(n))),
-            )
-            .insert(p, scope);
+    // R2.3: a binding to a missing role grants nothing.
+    let Some(entry) = index.role(&added.role) else {
+        return out;
+    };
+    let scope = added.key.namespace.as_ref();
+    for g in entry.grants.iter().filter(|g| g.counts(scope, slots)) {
+        let n = index
+            .policy_slot(g.policy)
+            .map_or(0, |p| p.permissions.len());
+        let p = g.permission as usize;
+        if p >= n {
+            continue;
         }
-        out
+        Arc::make_mut(
+            out.entry(g.policy)
+                .or_insert_with(|| Arc::new(SlotBits::new(n))),
+        )
+        .insert(p, scope);
     }
+    out
 }
 
 impl Weigh for KeptSummary {

@@ -222,6 +222,28 @@ fn binding_in_a(name: &str, role: &str, subject: Identity) -> Object {
     })
 }
 
+/// The ClusterRole `name` with `rules`.
+fn cluster_role(name: &str, rules: Vec<Rule>) -> Object {
+    Object::Role(Role {
+        key: RoleKey::cluster(name),
+        labels: BTreeMap::new(),
+        rules,
+        aggregation: None,
+    })
+}
+
+/// A RoleBinding of namespace `ns` giving `subject` the ClusterRole `role`.
+fn binding_in(ns: &str, name: &str, role: &str, subject: Identity) -> Object {
+    Object::Binding(Binding {
+        key: BindingKey {
+            namespace: Some(n(ns)),
+            name: n(name),
+        },
+        role: RoleKey::cluster(role),
+        subjects: vec![subject],
+    })
+}
+
 fn apply(index: &mut Index, model: &mut BTreeMap<ObjectKey, Object>, op: &Op) {
     let _ = match op {
         Op::Apply(o) => {
@@ -975,12 +997,7 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
 fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
     let (index, model) = state([
         policy("p1", None),
-        Object::Role(Role {
-            key: RoleKey::cluster("imp"),
-            labels: BTreeMap::new(),
-            rules: vec![rule(&["impersonate"], "", "users", &["u"])],
-            aggregation: None,
-        }),
+        cluster_role("imp", vec![rule(&["impersonate"], "", "users", &["u"])]),
         Object::Binding(Binding {
             key: BindingKey {
                 namespace: None,
@@ -1029,18 +1046,8 @@ fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
 fn a_group_named_for_the_first_time_gains_only_the_roles_grants() {
     let (mut index, model) = state([
         policy("p1", None),
-        Object::Role(Role {
-            key: RoleKey::cluster("pods"),
-            labels: BTreeMap::new(),
-            rules: vec![rule(&["get", "list"], "", "pods", &[])],
-            aggregation: None,
-        }),
-        Object::Role(Role {
-            key: RoleKey::cluster("reader"),
-            labels: BTreeMap::new(),
-            rules: vec![rule(&["get"], "", "secrets", &[])],
-            aggregation: None,
-        }),
+        cluster_role("pods", vec![rule(&["get", "list"], "", "pods", &[])]),
+        cluster_role("reader", vec![rule(&["get"], "", "secrets", &[])]),
     ]);
     let binding = |role: &str, subject: Identity| {
         Object::Binding(Binding {
@@ -1152,14 +1159,7 @@ fn what_every_service_account_holds_follows_a_plain_binding() {
     index.undo(undo);
     assert_eq!(every_holds_of(&index, &ns, true), held);
     // Elsewhere, the same change leaves the namespace's value as it was.
-    let undo = index.apply(Object::Binding(Binding {
-        key: BindingKey {
-            namespace: Some(n("b")),
-            name: n("b2"),
-        },
-        role: RoleKey::cluster("c1"),
-        subjects: vec![sa.clone()],
-    }));
+    let undo = index.apply(binding_in("b", "b2", "c1", sa.clone()));
     assert_eq!(every_holds_of(&index, &ns, true), held);
     index.undo(undo);
     // A bulk load gives no namespace a fresh epoch, but the index one.
@@ -1186,12 +1186,10 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
         role_in_a("neutral", vec![rule(&["get"], "", "configmaps", &[])]),
         binding_in_a("b0", "neutral", sa.clone()),
         binding_in_a("b1", "pods", user.clone()),
-        Object::Role(Role {
-            key: RoleKey::cluster("secrets"),
-            labels: BTreeMap::new(),
-            rules: vec![rule(&["create", "get"], "", "secrets", &[])],
-            aggregation: None,
-        }),
+        cluster_role(
+            "secrets",
+            vec![rule(&["create", "get"], "", "secrets", &[])],
+        ),
     ];
     let (mut index, _) = state(objects.clone());
     let bare = |index: &Index| {
@@ -1206,14 +1204,8 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     };
     assert!(bare(&index).is_empty());
     assert!(bare(&index).is_empty(), "read from the kept summary");
-    let undo = index.apply(Object::Binding(Binding {
-        key: BindingKey {
-            namespace: Some(n("b")),
-            name: n("b2"),
-        },
-        role: RoleKey::cluster("secrets"),
-        subjects: vec![sa.clone()],
-    }));
+    let b2 = binding_in("b", "b2", "secrets", sa.clone());
+    let undo = index.apply(b2.clone());
     let want: Vec<String> = unshared_violations(&index, &user)
         .iter()
         .map(|v| format!("{} {:?}", v.namespace, v.duties))
@@ -1231,11 +1223,7 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
         namespace: Some(n("b")),
         name: n("b2"),
     };
-    let undo = index.apply(Object::Binding(Binding {
-        key: key.clone(),
-        role: RoleKey::cluster("secrets"),
-        subjects: vec![sa.clone()],
-    }));
+    let undo = index.apply(b2.clone());
     assert_eq!(
         undo.epoch_before(),
         index.epoch(),
@@ -1248,11 +1236,6 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     // Nothing kept yet: the walk on the state after leaves the binding out,
     // keeps that as the state before's, and adds the binding's grants.
     let (mut index, _) = state(objects);
-    let b2 = Object::Binding(Binding {
-        key: key.clone(),
-        role: RoleKey::cluster("secrets"),
-        subjects: vec![sa.clone()],
-    });
     let undo = index.apply(b2.clone());
     let want = bare_afresh(&index);
     assert_eq!(bare_kept_but(&index, added(&index, &undo, &key)), want);
@@ -1292,24 +1275,6 @@ fn an_escalating_binding_adds_its_grants_where_its_reach_was_reached() {
     let y = Identity::service_account("a", "y");
     let z = Identity::service_account("c", "z");
     let user = Identity::User(n("u"));
-    let cluster_role = |name: &str, rules: Vec<Rule>| {
-        Object::Role(Role {
-            key: RoleKey::cluster(name),
-            labels: BTreeMap::new(),
-            rules,
-            aggregation: None,
-        })
-    };
-    let binding_in = |ns: &str, name: &str, role: &str, subject: Identity| {
-        Object::Binding(Binding {
-            key: BindingKey {
-                namespace: Some(n(ns)),
-                name: n(name),
-            },
-            role: RoleKey::cluster(role),
-            subjects: vec![subject],
-        })
-    };
     let (mut index, _) = state([
         policy("p1", None),
         Object::ServiceAccount {

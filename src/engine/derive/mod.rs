@@ -12,7 +12,8 @@ use super::violations::affected_subjects;
 use crate::engine::index::FastSet;
 pub(super) use crate::engine::index::every_service_account;
 use crate::engine::index::{
-    Bucket, Closure, ClusterActors, Derive, Deriver, Index, NsActors, Power, ScopeActors, Targets,
+    Bucket, ByClosure, Closure, ClusterActors, Derive, Deriver, Index, NsActors, Power,
+    ScopeActors, Targets,
 };
 use crate::model::identity_groups::{ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, DerivedKind, DerivedSet, Identity, Name, RoleKey};
@@ -147,6 +148,7 @@ pub(super) fn cluster_actors(index: &Index) -> Arc<ClusterActors> {
             every_sa: Closure::new(index, every_sa, &every),
             every,
             workloads,
+            unnamed: Default::default(),
         }
     })
 }
@@ -416,7 +418,6 @@ fn expand(
     // role they can bind may grant `bind` on the changed one (a second
     // step the direct lookup above does not see).
     let mut binders_taken = !set.contains(DerivedKind::RoleGrant);
-    let mut binders = false;
     let mut actors = Actors {
         cluster: cluster.clone(),
         ..Actors::default()
@@ -427,7 +428,7 @@ fn expand(
         for x in std::mem::take(&mut fresh) {
             // Whoever acts as a member of a closure taken is in it.
             let shared = cluster.as_deref().is_some_and(|c| {
-                (binders && c.binders.members.contains(&x))
+                (actors.binders && c.binders.members.contains(&x))
                     || (actors.every_sa && c.every_sa.members.contains(&x))
             });
             if !shared && out.insert(x.clone()) {
@@ -437,7 +438,7 @@ fn expand(
         if !binders_taken && (!queue.is_empty() || !roles.is_empty()) {
             binders_taken = true;
             if cluster.is_some() {
-                binders = true;
+                actors.binders = true;
             } else {
                 take_binders(index, set, |_, _| true, &mut fresh);
             }
@@ -463,12 +464,11 @@ fn expand(
         }
         actors.of(index, set, &t, &mut fresh);
     }
-    let every_sa = actors.every_sa;
     let affected = Affected {
         local: out,
         cluster,
-        binders,
-        every_sa,
+        binders: actors.binders,
+        every_sa: actors.every_sa,
     };
     (affected, complete)
 }
@@ -496,6 +496,8 @@ struct Actors {
     cluster: Option<Arc<ClusterActors>>,
     /// Whether that closure is among the affected.
     every_sa: bool,
+    /// Whether [`ClusterActors::binders`] is.
+    binders: bool,
 }
 
 impl Actors {
@@ -518,7 +520,30 @@ impl Actors {
                 self.every_sa = true;
                 return;
             }
-            (Some(c), None) => &c.scope,
+            (Some(c), None) => match c.unnamed_slot(bucket) {
+                Some(slot) => {
+                    let split = slot.get_or_init(|| {
+                        let mut ids = IdSet::default();
+                        for b in c.scope.bucket(bucket, None) {
+                            take_binding(index, b, &mut ids);
+                        }
+                        ByClosure::new(c, ids)
+                    });
+                    // Those a closure taken holds already are left out
+                    // now, as `expand` would leave them out once taken.
+                    let lists = [
+                        (true, &split.outside),
+                        (!self.every_sa, &split.every_sa),
+                        (!self.binders, &split.binders),
+                        (!self.every_sa && !self.binders, &split.both),
+                    ];
+                    for (_, ids) in lists.into_iter().filter(|(wanted, _)| *wanted) {
+                        out.extend(ids.iter().cloned());
+                    }
+                    return;
+                }
+                None => &c.scope,
+            },
             (None, None) => self
                 .cluster_scope
                 .get_or_insert_with(|| ScopeActors::of(index, set, None)),

@@ -380,6 +380,31 @@ fn bare_parts_equal_the_evaluation(
     prop_assert_eq!(strip(bare), strip(all));
 }
 
+/// Who acts as an identity, read with what each state keeps (the
+/// cluster-wide closures, taken whole, and the cluster-wide bindings of each
+/// bucket split by them), includes everyone a walk of the bindings alone
+/// finds, for every identity of the pool as the one affected.
+#[test]
+fn actors_read_with_kept_closures_include_every_walked_actor(
+    ops in proptest::collection::vec(arb_op(), 1..40),
+) {
+    let mut index = Index::new();
+    let mut model = BTreeMap::new();
+    for op in &ops {
+        apply(&mut index, &mut model, op);
+    }
+    let set = super::considered(&index);
+    for target in subjects_pool() {
+        let mut start = crate::engine::holdings::IdSet::default();
+        crate::engine::violations::affected_subjects(&index, &target, &mut start);
+        let walked = super::expand(&index, set, &[], start.clone(), None, None).0.local;
+        let kept = super::add_actors(&index, &[], start, None).0;
+        for x in &walked {
+            prop_assert!(kept.contains(x), "{x} acts as {target} but is not among its actors");
+        }
+    }
+}
+
 /// What the index keeps of the cluster-wide actors across decisions
 /// ([`ClusterActors`]) is what a computation from scratch finds: after every
 /// change, and after changes tried and undone in turn (as each decision
@@ -1032,6 +1057,38 @@ fn impersonating_an_unnamed_user_gains_what_every_user_holds() {
     });
     decision_reports(&index, &model, &change, |v| {
         v.subject == Identity::Group(n("g"))
+    });
+}
+
+/// Impersonating one ServiceAccount by name, cluster-wide, holds what every
+/// namespace's ServiceAccount group holds (R1.4). The impersonator is in
+/// neither closure kept per state (it acts as no ServiceAccount of every
+/// namespace, binds nothing): a binding for `a`'s ServiceAccount group must
+/// judge it, though the per-state split of the cluster-wide bindings that
+/// impersonate ServiceAccounts leaves out those the closures hold.
+#[test]
+fn impersonating_a_named_service_account_gains_what_its_namespace_group_holds() {
+    let (index, model) = state([
+        policy("p1", None),
+        cluster_role(
+            "imp",
+            vec![rule(&["impersonate"], "", "serviceaccounts", &["y"])],
+        ),
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: None,
+                name: n("k"),
+            },
+            role: RoleKey::cluster("imp"),
+            subjects: vec![Identity::User(n("u"))],
+        }),
+        role_in_a("admin", vec![rule(&["create"], "", "secrets", &[])]),
+        binding_in_a("admin", "admin", Identity::User(n("u"))),
+        role_in_a("use", vec![rule(&["get"], "", "secrets", &[])]),
+    ]);
+    let change = binding_in_a("use", "use", Identity::Group(n("system:serviceaccounts:a")));
+    decision_reports(&index, &model, &change, |v| {
+        v.subject == Identity::User(n("u")) && &*v.namespace == "a"
     });
 }
 

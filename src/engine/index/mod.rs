@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
-    Bucket, Closure, ClusterActors, Derive, Deriver, Derivers, Named, NsActors, Power, Reach,
-    ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
+    Bucket, ByClosure, Closure, ClusterActors, Derive, Deriver, Derivers, Named, NsActors, Power,
+    Reach, ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};

@@ -457,13 +457,11 @@ pub(crate) fn rbac_change(
             return (found.review(subjects), None);
         }
     };
-    // A binding that names nobody the state before does: the state after
-    // is the state before with it (see `Index::kept_summary_but`).
+    // A binding that names nobody the state before does not know: the
+    // state after is the state before with it (see
+    // `Index::kept_summary_but`).
     let names_nobody_new = match &object {
-        Object::Binding(b) => b
-            .subjects
-            .iter()
-            .all(|s| !index.bindings_naming(s).is_empty()),
+        Object::Binding(b) => b.subjects.iter().all(|s| index.knows(s)),
         _ => false,
     };
     let mut probe = index.apply(object.clone());

@@ -492,7 +492,7 @@ fn namespace_values_kept_equal_computed_afresh(
         let mut undos = Vec::new();
         for p in probes {
             let names_nobody_new = matches!(p, Op::Apply(Object::Binding(b))
-                if b.subjects.iter().all(|s| !target.bindings_naming(s).is_empty()));
+                if b.subjects.iter().all(|s| target.knows(s)));
             let undo = match p {
                 Op::Apply(o) => target.apply(o.clone()),
                 Op::Remove(k) => target.remove(k),
@@ -1087,6 +1087,62 @@ fn impersonating_a_named_service_account_gains_what_its_namespace_group_holds() 
         role_in_a("use", vec![rule(&["get"], "", "secrets", &[])]),
     ]);
     let change = binding_in_a("use", "use", Identity::Group(n("system:serviceaccounts:a")));
+    decision_reports(&index, &model, &change, |v| {
+        v.subject == Identity::User(n("u")) && &*v.namespace == "a"
+    });
+}
+
+/// A binding naming a ServiceAccount that does not exist, for the first
+/// time, makes it a ghost (R9.1): whoever impersonates every ServiceAccount
+/// of its namespace now reaches it. Here that is `b`'s ServiceAccount, so
+/// the summary of `b` (what `u`, who creates Pods in `b`, holds through
+/// them) gains what the binding grants. That summary, kept before, never
+/// reached the ghost, so it cannot add the binding: unlike an existing
+/// ServiceAccount named first (`Index::knows`), it is new to the state.
+#[test]
+fn naming_a_missing_service_account_first_reaches_through_a_kept_summary() {
+    let sa_b = Identity::service_account("b", "s");
+    let in_b = |name: &str, rules: Vec<Rule>| {
+        Object::Role(Role {
+            key: RoleKey {
+                namespace: Some(n("b")),
+                name: n(name),
+            },
+            labels: BTreeMap::new(),
+            rules,
+            aggregation: None,
+        })
+    };
+    let (index, model) = state([
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("b"),
+            name: n("s"),
+        },
+        role_in_a(
+            "imp",
+            vec![rule(&["impersonate"], "", "serviceaccounts", &[])],
+        ),
+        binding_in_a("imp", "imp", sa_b),
+        in_b("pods", vec![rule(&["create"], "", "pods", &[])]),
+        Object::Binding(Binding {
+            key: BindingKey {
+                namespace: Some(n("b")),
+                name: n("pods"),
+            },
+            role: RoleKey {
+                namespace: Some(n("b")),
+                name: n("pods"),
+            },
+            subjects: vec![Identity::User(n("u"))],
+        }),
+        role_in_a("admin", vec![rule(&["create"], "", "secrets", &[])]),
+        binding_in_a("admin", "admin", Identity::User(n("u"))),
+        role_in_a("use", vec![rule(&["get"], "", "secrets", &[])]),
+    ]);
+    // Summaries kept on the state before, as earlier decisions keep them.
+    let _ = bare_kept(&index, false);
+    let change = binding_in_a("z-use", "use", Identity::service_account("a", "z"));
     decision_reports(&index, &model, &change, |v| {
         v.subject == Identity::User(n("u")) && &*v.namespace == "a"
     });

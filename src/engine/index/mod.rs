@@ -946,6 +946,17 @@ impl Index {
             .map(|(id, _)| id)
     }
 
+    /// Whether a new binding naming `id` leaves what the index knows of
+    /// who exists the same: a binding names it already, or it is a
+    /// ServiceAccount that exists (being named makes it no ghost, no
+    /// known group member and no User). Only its bindings change, which a
+    /// kept summary that reached it reads ([`Added`]).
+    pub(crate) fn knows(&self, id: &Identity) -> bool {
+        !self.bindings_naming(id).is_empty()
+            || matches!(id, Identity::ServiceAccount { namespace, name }
+                if self.service_account_exists(namespace, name))
+    }
+
     /// Whether `id` is a subject that exists (R1.5), or a ServiceAccount of
     /// an unwatched namespace that a binding names (R7.10).
     pub fn exists(&self, id: &Identity) -> bool {

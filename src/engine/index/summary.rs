@@ -78,7 +78,8 @@ pub struct Covered {
 
 /// A binding a change added: the state after it is the state before (of
 /// epoch `epoch_before`) with `binding`, which names nobody the state before
-/// did not (so who is named, and the groups known, are the same).
+/// did not know ([`Index::knows`]: the ghosts, Users and groups known are
+/// the same).
 #[derive(Debug, Clone, Copy)]
 pub struct Added<'a> {
     pub binding: &'a Binding,

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
-    Added, Covered, Derive, Grant, Index, KeptSummary, Power, RoleEntry, SlotBits, SummaryKey,
-    Targets, mounts_grant, with_grants,
+    Added, Covered, Derive, Grant, Index, KeptSummary, NotKept, Power, RoleEntry, SlotBits,
+    SummaryKey, Targets, mounts_grant,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -525,18 +525,29 @@ impl<'a> Shared<'a> {
             return s.clone();
         }
         let kept_key: Option<SummaryKey> = self.bare.then(|| (ns.clone(), key.0, key.1.clone()));
+        // The binding the change added, when nothing is kept for the state
+        // before it: the walk leaves it out.
+        let mut leave_out = None;
         let kept = kept_key.as_ref().and_then(|k| {
-            index
-                .kept_summary(k)
-                .map(|s| s.slots.clone())
-                .or_else(|| self.added.and_then(|b| index.kept_summary_but(k, b)))
+            if let Some(s) = index.kept_summary(k) {
+                return Some(s.slots.clone());
+            }
+            let added = self.added?;
+            match index.kept_summary_but(k, added) {
+                Ok(slots) => Some(slots),
+                Err(NotKept::Missing) => {
+                    leave_out = Some(added);
+                    None
+                }
+                Err(NotKept::Beyond) => None,
+            }
         });
         let s = match kept {
             Some(k) => Rc::new(NsSummary {
                 slots: Rc::new(bare_slots(k)),
                 nested: None,
             }),
-            None => self.walk_ns_summary(index, set, slots, ns, kept_key.as_ref()),
+            None => self.walk_ns_summary(index, set, slots, ns, kept_key.as_ref(), leave_out),
         };
         let mut all = self.namespaces.borrow_mut();
         match all.iter_mut().find(|(k, _)| *k == key) {
@@ -549,10 +560,12 @@ impl<'a> Shared<'a> {
     }
 
     /// Walks what every ServiceAccount of `ns` holds, and keeps it under
-    /// `kept_key` (bare summaries). On a passing state whose change added a
-    /// binding that left the epoch as it was, the walk leaves that binding
-    /// out: it finds the summary of the state before, which lasts and is
-    /// kept, and the binding's grants are added after.
+    /// `kept_key` (bare summaries). On a passing state whose change added
+    /// a binding (`leave_out`) that names nobody new, the walk leaves that
+    /// binding out: it finds the summary of the state before, which lasts
+    /// and is kept, and what the binding adds is added after
+    /// ([`Index::with_added`]), or, when it reaches beyond what the walk
+    /// reached, the state after is walked again with it.
     fn walk_ns_summary(
         &self,
         index: &'a Index,
@@ -560,13 +573,16 @@ impl<'a> Shared<'a> {
         slots: Option<&[u32]>,
         ns: &Name,
         kept_key: Option<&SummaryKey>,
+        leave_out: Option<Added<'a>>,
     ) -> Rc<NsSummary<'a>> {
-        // Only a binding that opens no escalation path (the epoch is the
-        // same) reaches nobody new: the walk without it is the state before.
-        let without = self
-            .added
-            .filter(|a| kept_key.is_some() && a.epoch_before == index.epoch())
-            .map(|a| a.binding);
+        // The walk reads the bindings naming whom it reaches, roles,
+        // ServiceAccounts and policies, none of which the binding changes
+        // but the first: without it, it is the walk of the state before,
+        // even when the binding renewed the epoch (an escalation binding;
+        // what renews the epoch besides is read by who-acts-as lookups,
+        // not by walks).
+        let leave_out = leave_out.filter(|_| kept_key.is_some());
+        let without = leave_out.map(|a| a.binding);
         let keeps =
             kept_key.is_some_and(|k| without.is_some() || index.keeps_summary(k, self.passing));
         let mut h = Holdings::default();
@@ -575,7 +591,7 @@ impl<'a> Shared<'a> {
         w.roots_of = Some(ns.clone());
         w.without = without;
         // Only a summary to be kept lists what it read.
-        w.reads = (keeps || without.is_some()).then(Vec::new);
+        w.reads = keeps.then(Vec::new);
         w.covered = keeps.then(|| Covered {
             // Every ServiceAccount of the namespace is a root.
             every: std::iter::once(ns.clone()).collect(),
@@ -593,19 +609,31 @@ impl<'a> Shared<'a> {
             })
         });
         let slots_found = summarize(index, h.by_policy, self.bare);
+        let bits = |found: &BTreeMap<u32, SlotSummary<'a>>| -> BTreeMap<u32, Arc<SlotBits>> {
+            found
+                .iter()
+                .map(|(slot, s)| (*slot, s.bits.clone()))
+                .collect()
+        };
+        // What the left-out binding adds, when it adds only what the walk
+        // reached; `None` when the walk must be taken again with it.
+        let with_it = match (without, kept_key) {
+            (Some(b), Some(k)) if reads.iter().any(|id| b.subjects.contains(id)) => {
+                Some(index.with_added(k, bits(&slots_found), &covered, b))
+            }
+            _ => None,
+        };
         // A summary that grafts the cluster's reads every binding (not
         // kept), and one cut short holds less than it should.
         if let (true, Some(k), None, false) = (keeps, kept_key, &nested, self.interrupted()) {
-            let bits = slots_found.iter().map(|(slot, s)| (*slot, s.bits.clone()));
-            let kept = KeptSummary::new(index, bits.collect(), &reads, covered, without);
+            let epoch = leave_out.map_or(index.epoch(), |a| a.epoch_before);
+            let kept = KeptSummary::new(index, epoch, bits(&slots_found), &reads, covered, without);
             index.keep_summary(k, kept, self.passing && without.is_none());
         }
-        let slots_found = match without {
-            Some(b) if reads.iter().any(|id| b.subjects.contains(id)) => {
-                let bits = slots_found.into_iter().map(|(slot, s)| (slot, s.bits));
-                bare_slots(with_grants(index, bits.collect(), b, slots))
-            }
-            _ => slots_found,
+        let slots_found = match with_it {
+            Some(Some(b)) => bare_slots(b),
+            Some(None) => return self.walk_ns_summary(index, set, slots, ns, kept_key, None),
+            None => slots_found,
         };
         Rc::new(NsSummary {
             slots: Rc::new(slots_found),

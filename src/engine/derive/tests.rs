@@ -1448,3 +1448,83 @@ fn an_escalating_binding_adds_its_grants_where_its_reach_was_reached() {
         index.undo(undo);
     }
 }
+
+/// A binding that lets an identity the summary's walk reached create
+/// workloads in a namespace whose every ServiceAccount the walk reached,
+/// but whose Secrets nobody it reached mounted: the kept summary holds with
+/// the binding's grants and what a Pod mounts there, and is not walked
+/// again.
+#[test]
+fn a_workload_binding_adds_what_its_pods_mount_where_nothing_was_mounted() {
+    let x = Identity::service_account("a", "x");
+    let user = Identity::User(n("u"));
+    let objects = [
+        policy("p1", None),
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("x"),
+        },
+        Object::ServiceAccount {
+            namespace: n("a"),
+            name: n("y"),
+        },
+        // u acts as every ServiceAccount of a by exec: it mounts nothing.
+        cluster_role("exec", vec![rule(&["create"], "", "pods/exec", &[])]),
+        binding_in("a", "b0", "exec", user.clone()),
+        cluster_role("neutral", vec![rule(&["get"], "", "configmaps", &[])]),
+        binding_in("a", "b1", "neutral", x.clone()),
+        cluster_role(
+            "pods-and-secrets",
+            vec![
+                rule(&["create"], "", "pods", &[]),
+                rule(&["create"], "", "secrets", &[]),
+            ],
+        ),
+    ];
+    let (mut index, _) = state(objects.clone());
+    let bare = |index: &Index| {
+        let shared = engine::Shared::bare_until(None);
+        engine::violations::subject_violations_bare(index, &user, &shared).len()
+    };
+    assert_eq!(bare(&index), 0);
+    assert_eq!(bare(&index), 0, "read from the kept summary");
+    let key = BindingKey {
+        namespace: Some(n("a")),
+        name: n("e"),
+    };
+    let e = binding_in("a", "e", "pods-and-secrets", x.clone());
+    let undo = index.apply(e.clone());
+    assert_ne!(undo.epoch_before(), index.epoch(), "an escalation binding");
+    let want = bare_afresh(&index);
+    assert!(
+        want.contains(r#"p1 User:u a ["admin", "use"]"#),
+        "x's Pods mount a's Secrets, and u acts as x: {want:?}"
+    );
+    let added = added(&index, &undo, &key).unwrap();
+    let set = crate::model::DerivedSet::all();
+    let kept = [None, Some(vec![0])]
+        .into_iter()
+        .filter_map(|slots| index.kept_summary_but(&(n("a"), set, slots), added).ok())
+        .count();
+    assert_eq!(kept, 1, "read from the kept summary, not walked again");
+    assert_eq!(bare_kept_but(&index, Some(added)), want);
+    index.undo(undo);
+    // Nothing kept yet: the walk on the state after leaves the binding out,
+    // keeps that as the state before's (though the binding renewed the
+    // epoch), and adds what the binding does.
+    let (mut index, _) = state(objects);
+    let undo = index.apply(e.clone());
+    let added = self::added(&index, &undo, &key);
+    assert_eq!(bare_kept_but(&index, added), want);
+    let kept = [None, Some(vec![0])]
+        .into_iter()
+        .filter_map(|slots| {
+            index
+                .kept_summary_but(&(n("a"), set, slots), added.unwrap())
+                .ok()
+        })
+        .count();
+    assert_eq!(kept, 1, "kept for the state before");
+    index.undo(undo);
+    assert_eq!(bare(&index), 0, "what was kept is the state before's");
+}

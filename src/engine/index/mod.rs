@@ -23,8 +23,7 @@ pub use derive::{
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};
-pub(crate) use summary::with_grants;
-pub(crate) use summary::{Added, Covered, SummaryKey};
+pub(crate) use summary::{Added, Covered, NotKept, SummaryKey};
 pub use summary::{KeptSummary, SlotBits};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 
-use super::{Index, Power, Targets, Weigh};
+use super::{Index, Power, Targets, Weigh, mounts_grant};
 use crate::model::{Binding, DerivedSet, Identity, Name};
 
 /// Which permissions of one policy a summary holds, cluster-wide and per
@@ -86,6 +86,16 @@ pub struct Added<'a> {
     pub epoch_before: u64,
 }
 
+/// Why [`Index::kept_summary_but`] found no summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotKept {
+    /// None is kept that held on the state before the binding.
+    Missing,
+    /// One is, but the binding lets a subject it reached obtain more than
+    /// the walk had reached.
+    Beyond,
+}
+
 /// The index's epoch and, for each identity the walk reached (groups too),
 /// the bindings naming it. The bindings are kept, so no other binding can
 /// take the address of one while this is kept.
@@ -98,9 +108,11 @@ struct Reads {
 impl KeptSummary {
     /// A summary computed on `index`, whose walk read the bindings naming
     /// each of `reached` (repeats allowed), all but `without`: then it is
-    /// the summary of the state without that binding.
+    /// the summary of the state without that binding, whose epoch is
+    /// `epoch`.
     pub(crate) fn new<'a>(
         index: &Index,
+        epoch: u64,
         slots: BTreeMap<u32, Arc<SlotBits>>,
         reached: impl IntoIterator<Item = &'a Identity>,
         covered: Covered,
@@ -125,10 +137,7 @@ impl KeptSummary {
         }
         KeptSummary {
             slots,
-            reads: Reads {
-                epoch: index.epoch,
-                named,
-            },
+            reads: Reads { epoch, named },
             covered,
         }
     }
@@ -222,6 +231,33 @@ pub(crate) fn with_grants(
     out
 }
 
+/// A summary's permissions `out` with what a Pod mounts in `ns`, as a walk
+/// that reached a subject creating workloads there finds them (of the
+/// policies `slots`, all when `None`).
+fn with_mounts(
+    index: &Index,
+    mut out: BTreeMap<u32, Arc<SlotBits>>,
+    ns: &Name,
+    slots: Option<&[u32]>,
+) -> BTreeMap<u32, Arc<SlotBits>> {
+    for (slot, p) in index.policies() {
+        if slots.is_some_and(|s| !s.contains(&slot)) {
+            continue;
+        }
+        let n = p.permissions.len();
+        for (pi, perm) in p.permissions.iter().enumerate() {
+            if mounts_grant(perm) {
+                Arc::make_mut(
+                    out.entry(slot)
+                        .or_insert_with(|| Arc::new(SlotBits::new(n))),
+                )
+                .insert(pi, Some(ns));
+            }
+        }
+    }
+    out
+}
+
 impl Weigh for KeptSummary {
     fn weight(&self) -> usize {
         let named: usize = self.reads.named.iter().map(|(_, l)| 1 + l.len()).sum();
@@ -247,35 +283,69 @@ impl Index {
     /// summary kept for `key` on the state before it: as kept when the
     /// summary's walk reached none of the binding's subjects; with what the
     /// binding grants when it did, and its role lets them obtain nothing
-    /// the walk had not reached already (no escalation path of the walk's
-    /// kinds, or workloads, exec or every token in a namespace whose every
-    /// ServiceAccount, and Secrets for workloads, the walk had reached);
-    /// `None` otherwise (walked again).
+    /// the walk had not reached already ([`adds_alone`]). `Err` says why
+    /// not: nothing is kept for the state before, or the binding reaches
+    /// beyond what its walk had (walked again).
     pub(crate) fn kept_summary_but(
         &self,
         key: &SummaryKey,
         added: Added<'_>,
-    ) -> Option<BTreeMap<u32, Arc<SlotBits>>> {
+    ) -> Result<BTreeMap<u32, Arc<SlotBits>>, NotKept> {
         let kept = self
             .ns_summaries
-            .get(key, |s| s.holds_on_but(self, added))?;
+            .get(key, |s| s.holds_on_but(self, added))
+            .ok_or(NotKept::Missing)?;
         let b = added.binding;
         if !kept.reached_by(b) {
-            return Some(kept.slots.clone());
+            return Ok(kept.slots.clone());
         }
+        self.with_added(key, kept.slots.clone(), &kept.covered, b)
+            .ok_or(NotKept::Beyond)
+    }
+
+    /// A summary's permissions `slots` on the state before binding `b`
+    /// (its walk reached one of `b`'s subjects, and `covered` is what it
+    /// reached), with what `b` adds on the state after it, when its role
+    /// lets them obtain nothing the walk had not reached already: no
+    /// escalation path of the walk's kinds, or workloads, exec or every
+    /// token in a namespace whose every ServiceAccount the walk had
+    /// reached (workloads mount that namespace's Secrets too). `None`
+    /// otherwise.
+    pub(crate) fn with_added(
+        &self,
+        key: &SummaryKey,
+        slots: BTreeMap<u32, Arc<SlotBits>>,
+        covered: &Covered,
+        b: &Binding,
+    ) -> Option<BTreeMap<u32, Arc<SlotBits>>> {
         let derives = self.role(&b.role).map_or(&[][..], |e| &e.derives[..]);
+        // Workloads in a namespace whose Secrets the walk had not mounted:
+        // their Pods mount them now, a fixed set of permissions there.
+        let mut mounts = None;
         let nothing_new = derives.iter().filter(|d| key.1.contains(d.kind)).all(|d| {
             let Some(ns) = &b.key.namespace else {
                 return false;
             };
-            let every = kept.covered.every.contains(ns);
+            let every = covered.every.contains(ns);
             match &d.power {
-                Power::Workloads => every && kept.covered.mounts.contains(ns),
+                Power::Workloads => {
+                    if !covered.mounts.contains(ns) {
+                        mounts = Some(ns);
+                    }
+                    every
+                }
                 Power::Exec | Power::Tokens(Targets::All) => every,
                 _ => false,
             }
         });
-        nothing_new.then(|| with_grants(self, kept.slots.clone(), b, key.2.as_deref()))
+        if !nothing_new {
+            return None;
+        }
+        let slots = with_grants(self, slots, b, key.2.as_deref());
+        Some(match mounts {
+            Some(ns) => with_mounts(self, slots, ns, key.2.as_deref()),
+            None => slots,
+        })
     }
 
     /// Whether a summary computed for `key` on a state that lasts one

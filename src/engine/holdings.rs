@@ -24,7 +24,7 @@ use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
     Added, Covered, Derive, Grant, Index, KeptSummary, NotKept, Power, RoleEntry, SlotBits,
-    SummaryKey, Targets, mounts_grant,
+    SummaryKey, Targets, mount_pairs,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -1592,18 +1592,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             c.mounts.insert(ns.clone());
         }
         if self.mounts.is_none() {
-            let mut m = Vec::new();
-            for (slot, p) in self.index.policies() {
-                if !self.wanted(slot) {
-                    continue;
-                }
-                for (pi, perm) in p.permissions.iter().enumerate() {
-                    if mounts_grant(perm) {
-                        m.push((slot, pi as u32));
-                    }
-                }
-            }
-            self.mounts = Some(m);
+            self.mounts = Some(mount_pairs(self.index, |slot| self.wanted(slot)));
         }
         let m = self.mounts.clone().unwrap_or_default();
         if m.is_empty() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
     Bucket, ByClosure, Closure, ClusterActors, Derive, Deriver, Derivers, Named, NsActors, Power,
-    Reach, ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
+    Reach, ScopeActors, Targets, every_service_account, mount_pairs, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 
-use super::{Index, Power, Targets, Weigh, mounts_grant};
+use super::{Index, Power, Targets, Weigh, mount_pairs};
 use crate::model::{Binding, DerivedSet, Identity, Name};
 
 /// Which permissions of one policy a summary holds, cluster-wide and per
@@ -240,20 +240,14 @@ fn with_mounts(
     ns: &Name,
     slots: Option<&[u32]>,
 ) -> BTreeMap<u32, Arc<SlotBits>> {
-    for (slot, p) in index.policies() {
-        if slots.is_some_and(|s| !s.contains(&slot)) {
-            continue;
-        }
-        let n = p.permissions.len();
-        for (pi, perm) in p.permissions.iter().enumerate() {
-            if mounts_grant(perm) {
-                Arc::make_mut(
-                    out.entry(slot)
-                        .or_insert_with(|| Arc::new(SlotBits::new(n))),
-                )
-                .insert(pi, Some(ns));
-            }
-        }
+    let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
+    for (slot, pi) in mount_pairs(index, wanted) {
+        let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
+        Arc::make_mut(
+            out.entry(slot)
+                .or_insert_with(|| Arc::new(SlotBits::new(n))),
+        )
+        .insert(pi as usize, Some(ns));
     }
     out
 }

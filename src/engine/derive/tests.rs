@@ -223,6 +223,13 @@ fn binding_in_a(name: &str, role: &str, subject: Identity) -> Object {
 }
 
 /// The ClusterRole `name` with `rules`.
+fn service_account(ns: &str, name: &str) -> Object {
+    Object::ServiceAccount {
+        namespace: n(ns),
+        name: n(name),
+    }
+}
+
 fn cluster_role(name: &str, rules: Vec<Rule>) -> Object {
     Object::Role(Role {
         key: RoleKey::cluster(name),
@@ -904,10 +911,7 @@ fn exec_into_a_namespace_gains_what_its_new_pods_mount() {
     let (role, binding) = (role_in_a, binding_in_a);
     let (index, model) = state([
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
+        service_account("a", "x"),
         role("exec", vec![rule(&["create"], "", "pods/exec", &[])]),
         role("admin", vec![rule(&["create"], "", "secrets", &[])]),
         role("pods", vec![rule(&["create"], "", "pods", &[])]),
@@ -961,10 +965,7 @@ fn binding_a_role_that_impersonates_a_missing_serviceaccount_reaches_beyond_the_
     };
     let (index, model) = state([
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
+        service_account("a", "x"),
         role(
             Some("a"),
             "exec",
@@ -1115,10 +1116,7 @@ fn naming_a_missing_service_account_first_reaches_through_a_kept_summary() {
     };
     let (index, model) = state([
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("b"),
-            name: n("s"),
-        },
+        service_account("b", "s"),
         role_in_a(
             "imp",
             vec![rule(&["impersonate"], "", "serviceaccounts", &[])],
@@ -1254,10 +1252,7 @@ fn what_every_service_account_holds_follows_a_plain_binding() {
     let binding = |name: &str, to: &str| binding_in_a(name, to, sa.clone());
     let (mut index, _) = state([
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
+        service_account("a", "x"),
         role("r1", &["create"]),
         role("r2", &["get"]),
         binding("b1", "r1"),
@@ -1291,10 +1286,7 @@ fn a_kept_namespace_summary_follows_a_binding_elsewhere() {
     let user = Identity::User(n("u"));
     let objects = [
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
+        service_account("a", "x"),
         role_in_a("pods", vec![rule(&["create"], "", "pods", &[])]),
         role_in_a("neutral", vec![rule(&["get"], "", "configmaps", &[])]),
         binding_in_a("b0", "neutral", sa.clone()),
@@ -1390,18 +1382,9 @@ fn an_escalating_binding_adds_its_grants_where_its_reach_was_reached() {
     let user = Identity::User(n("u"));
     let (mut index, _) = state([
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("y"),
-        },
-        Object::ServiceAccount {
-            namespace: n("c"),
-            name: n("z"),
-        },
+        service_account("a", "x"),
+        service_account("a", "y"),
+        service_account("c", "z"),
         cluster_role("pods", vec![rule(&["create"], "", "pods", &[])]),
         cluster_role(
             "pods-and-secrets",
@@ -1460,14 +1443,8 @@ fn a_workload_binding_adds_what_its_pods_mount_where_nothing_was_mounted() {
     let user = Identity::User(n("u"));
     let objects = [
         policy("p1", None),
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("x"),
-        },
-        Object::ServiceAccount {
-            namespace: n("a"),
-            name: n("y"),
-        },
+        service_account("a", "x"),
+        service_account("a", "y"),
         // u acts as every ServiceAccount of a by exec: it mounts nothing.
         cluster_role("exec", vec![rule(&["create"], "", "pods/exec", &[])]),
         binding_in("a", "b0", "exec", user.clone()),

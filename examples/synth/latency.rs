@@ -171,6 +171,17 @@ pub fn serve_budget() -> engine::Budget {
     }
 }
 
+/// With `SYNTH_RANK=N`, the N requests whose fastest decision was slowest
+/// are named on stderr after each timed mix: the fastest of many runs of one
+/// request moves little with a shared machine's noise, so this ranks what
+/// makes the tail when whole-mix percentiles move by 2× between runs.
+fn rank() -> usize {
+    std::env::var("SYNTH_RANK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A decision slower than this is named on stderr: 50 ms, or
 /// `SYNTH_SLOW_US` microseconds (to see which requests make the tail).
 fn slow() -> Duration {
@@ -221,11 +232,14 @@ fn time_parts(
     }
     let slow = slow();
     let mut times = Vec::with_capacity(calls);
+    let mut fastest = vec![Duration::MAX; reqs.len()];
     let (mut allowed, mut denied) = (0, 0);
     for i in 0..calls {
         let r = &reqs[i % reqs.len()];
         let (review, dt) = review(r);
         times.push(dt);
+        let f = &mut fastest[i % reqs.len()];
+        *f = (*f).min(dt);
         if dt > slow && i < reqs.len() {
             // Once per request: which ones are slow matters more than how often.
             eprintln!(
@@ -242,6 +256,15 @@ fn time_parts(
             denied += 1;
         }
         std::hint::black_box(review);
+    }
+    let mut ranked: Vec<(Duration, &Request)> = fastest
+        .into_iter()
+        .zip(reqs)
+        .filter(|(d, _)| *d < Duration::MAX)
+        .collect();
+    ranked.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+    for (d, r) in ranked.into_iter().take(rank()) {
+        eprintln!("rank:     fastest {d:.1?} for {}", describe(r));
     }
     let total: Duration = times.iter().sum();
     times.sort_unstable();

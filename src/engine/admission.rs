@@ -2,6 +2,7 @@
 //! verdict on it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -837,6 +838,7 @@ pub(crate) fn select(
     };
     let index: &Index = index;
     let guard = confirmed.unwrap_or(index);
+    let own = OwnHoldings::new(guard);
     if let (Some(c), Object::Binding(b)) = (confirmed, object) {
         // Named for the first time on the confirmed state (R1.5).
         subjects.extend(b.subjects.iter().filter(|s| !c.exists(s)).cloned());
@@ -855,13 +857,13 @@ pub(crate) fn select(
             if let (Object::Binding(b), Some(every)) = (object, every)
                 && !subjects.is_empty()
             {
-                let held = AlreadyHeld::new(index, guard, every, of_every);
+                let held = AlreadyHeld::new(index, guard, every, of_every).with_own(&own);
                 subjects.retain(|s| may_gain(index, &held, b, s));
             }
             scoped = Some((ns.clone(), subjects.clone()));
         }
         (Path::EdgesInNamespace(ns, b), Some(every)) if !subjects.is_empty() => {
-            let held = AlreadyHeld::new(index, guard, every, of_every);
+            let held = AlreadyHeld::new(index, guard, every, of_every).with_own(&own);
             subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
             let within = subjects
                 .iter()
@@ -873,13 +875,14 @@ pub(crate) fn select(
         _ => {}
     }
     // RBAC objects only: the policies stay, as `saturated` needs. Last, as
-    // it walks each subject's own bindings: the checks above are cheaper.
+    // it walks each subject's own bindings: the checks above are cheaper
+    // (and `may_gain` walked many of them already).
     let total = subjects.len();
     let mut clock = Ticker::new(meter.deadline());
     let mut late = false;
     subjects.retain(|s| {
         late = late || clock.late();
-        late || !saturated(guard, index, s)
+        late || !saturated(guard, index, s, || own.of(s))
     });
     if late {
         return Err(meter.timed_out(0, total));
@@ -1265,6 +1268,36 @@ struct AlreadyHeld<'i> {
     /// bindings give them too.
     every: &'i Every,
     of_every_sa: std::cell::OnceCell<Arc<Pairs>>,
+    /// What subjects' own bindings give them on `guard`, shared with the
+    /// rest of the decision.
+    own: Option<&'i OwnHoldings<'i>>,
+}
+
+/// What each subject's own bindings give it on one state
+/// ([`direct_holdings`]), walked once per decision: [`may_gain`] reads it
+/// for what a subject holds in the binding's namespace, [`saturated`] for
+/// what it holds cluster-wide.
+struct OwnHoldings<'i> {
+    state: &'i Index,
+    of: std::cell::RefCell<HashMap<Identity, Rc<Holdings<'i>>>>,
+}
+
+impl<'i> OwnHoldings<'i> {
+    fn new(state: &'i Index) -> Self {
+        OwnHoldings {
+            state,
+            of: Default::default(),
+        }
+    }
+
+    fn of(&self, subject: &Identity) -> Rc<Holdings<'i>> {
+        if let Some(h) = self.of.borrow().get(subject) {
+            return h.clone();
+        }
+        let h = Rc::new(direct_holdings(self.state, subject));
+        self.of.borrow_mut().insert(subject.clone(), h.clone());
+        h
+    }
 }
 
 impl<'i> AlreadyHeld<'i> {
@@ -1281,7 +1314,15 @@ impl<'i> AlreadyHeld<'i> {
             guard,
             every,
             of_every_sa: of_every.map_or_else(std::cell::OnceCell::new, std::cell::OnceCell::from),
+            own: None,
         }
+    }
+
+    /// Reads subjects' own bindings from `own`, which must be of `guard`.
+    fn with_own(mut self, own: &'i OwnHoldings<'i>) -> Self {
+        debug_assert!(std::ptr::eq(own.state, self.guard));
+        self.own = Some(own);
+        self
     }
 
     fn into_of_every(self) -> Option<Arc<Pairs>> {
@@ -1330,7 +1371,10 @@ impl<'i> AlreadyHeld<'i> {
     /// What `subject`'s own bindings (no escalation path) give it in `ns`
     /// or cluster-wide, of the policies that are the same on both states.
     fn own(&self, subject: &Identity, ns: &Name) -> Pairs {
-        self.own_in(&direct_holdings(self.guard, subject), ns)
+        match self.own {
+            Some(own) if std::ptr::eq(own.state, self.guard) => self.own_in(&own.of(subject), ns),
+            _ => self.own_in(&direct_holdings(self.guard, subject), ns),
+        }
     }
 
     /// What holdings `h` without escalation paths give in `ns` or

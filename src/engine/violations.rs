@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
-    ByScope, End, Graft, Held, Hop, Rank, Reach, ReachText, RuleTextCache, Shared, SlotSummary,
-    Via, direct_holdings, holdings, holdings_judged,
+    ByScope, End, Graft, Held, Holdings, Hop, Rank, Reach, ReachText, RuleTextCache, Shared,
+    SlotSummary, Via, holdings, holdings_judged,
 };
 use crate::engine::index::Index;
 use crate::model::{
@@ -203,7 +203,14 @@ pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> 
 /// both policy scopes report such a one), and any violation it has on `after`
 /// under that policy is within it. Holders of cluster-admin are so: judging
 /// them, each walk binding every role of the cluster, was most of a decision.
-pub(crate) fn saturated(before: &Index, after: &Index, subject: &Identity) -> bool {
+/// `own` gives what its own bindings give it on `before`
+/// ([`direct_holdings`]), when it exists there.
+pub(crate) fn saturated<'a>(
+    before: &'a Index,
+    after: &Index,
+    subject: &Identity,
+    own: impl FnOnce() -> std::rc::Rc<Holdings<'a>>,
+) -> bool {
     let governed: Vec<&std::sync::Arc<Policy>> = after
         .policies()
         .filter(|(_, p)| p.subjects.selects(subject))
@@ -216,7 +223,7 @@ pub(crate) fn saturated(before: &Index, after: &Index, subject: &Identity) -> bo
     if !before.exists(subject) {
         return false;
     }
-    let h = direct_holdings(before, subject);
+    let h = own();
     governed.into_iter().all(|p| {
         let Some(slot) = before.policy_slot_of(&p.name) else {
             return false;

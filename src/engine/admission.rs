@@ -1318,9 +1318,8 @@ impl<'i> AlreadyHeld<'i> {
         }
     }
 
-    /// Reads subjects' own bindings from `own`, which must be of `guard`.
+    /// Reads subjects' own bindings from `own` when it is of `guard`.
     fn with_own(mut self, own: &'i OwnHoldings<'i>) -> Self {
-        debug_assert!(std::ptr::eq(own.state, self.guard));
         self.own = Some(own);
         self
     }

@@ -204,7 +204,8 @@ pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> 
 /// under that policy is within it. Holders of cluster-admin are so: judging
 /// them, each walk binding every role of the cluster, was most of a decision.
 /// `own` gives what its own bindings give it on `before`
-/// ([`direct_holdings`]), when it exists there.
+/// ([`direct_holdings`](super::holdings::direct_holdings)), when it
+/// exists there.
 pub(crate) fn saturated<'a>(
     before: &'a Index,
     after: &Index,

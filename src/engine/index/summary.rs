@@ -222,13 +222,25 @@ pub(crate) fn with_grants(
         if p >= n {
             continue;
         }
-        Arc::make_mut(
-            out.entry(g.policy)
-                .or_insert_with(|| Arc::new(SlotBits::new(n))),
-        )
-        .insert(p, scope);
+        insert_bit(&mut out, g.policy, n, p, scope);
     }
     out
+}
+
+/// Permission `p` of the policy in `slot` (of `n` permissions) held in
+/// `scope`, in a summary's permissions `out`.
+fn insert_bit(
+    out: &mut BTreeMap<u32, Arc<SlotBits>>,
+    slot: u32,
+    n: usize,
+    p: usize,
+    scope: Option<&Name>,
+) {
+    Arc::make_mut(
+        out.entry(slot)
+            .or_insert_with(|| Arc::new(SlotBits::new(n))),
+    )
+    .insert(p, scope);
 }
 
 /// A summary's permissions `out` with what a Pod mounts in `ns`, as a walk
@@ -243,11 +255,7 @@ fn with_mounts(
     let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
     for (slot, pi) in mount_pairs(index, wanted) {
         let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
-        Arc::make_mut(
-            out.entry(slot)
-                .or_insert_with(|| Arc::new(SlotBits::new(n))),
-        )
-        .insert(pi as usize, Some(ns));
+        insert_bit(&mut out, slot, n, pi as usize, Some(ns));
     }
     out
 }
@@ -277,7 +285,7 @@ impl Index {
     /// summary kept for `key` on the state before it: as kept when the
     /// summary's walk reached none of the binding's subjects; with what the
     /// binding grants when it did, and its role lets them obtain nothing
-    /// the walk had not reached already ([`adds_alone`]). `Err` says why
+    /// the walk had not reached already ([`with_added`](Self::with_added)). `Err` says why
     /// not: nothing is kept for the state before, or the binding reaches
     /// beyond what its walk had (walked again).
     pub(crate) fn kept_summary_but(

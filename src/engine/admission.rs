@@ -21,7 +21,7 @@ use super::request::{GroupVersionKind, Operation, Request};
 use super::verdict::Review;
 use super::violations::{
     Evaluation, Excused, Violation, affected_subjects, evaluate_policy, excuse, saturated, sort,
-    subject_violations_bare, subject_violations_shared,
+    subject_violations_bare, subject_violations_bare_and_before, subject_violations_shared,
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
@@ -480,7 +480,10 @@ pub(crate) fn rbac_change(
             }
             _ => None,
         };
-        let round = Round::after(index, &subjects, at, size, scoped.as_ref(), added, meter);
+        // On one state, the walks on the state after tell most subjects'
+        // violations before too; the confirmed state is another.
+        let tell = added.filter(|_| confirmed.is_none());
+        let mut round = Round::after(index, &subjects, at, size, scoped.as_ref(), tell, meter);
         // Rounds grow: most decisions have a few subjects with violations
         // at most, and a large one stops at its first denials.
         size = (size * 2).min(ROUND);
@@ -492,6 +495,11 @@ pub(crate) fn rbac_change(
             Some(before) => round.before(before, &subjects, meter),
             // Nobody to read on the state before: the change stays.
             None if round.after.is_empty() => Vec::new(),
+            // Under test the state before is read anyway, to check what
+            // the walks told against it.
+            None if !cfg!(test) && round.told.iter().all(Option::is_some) => {
+                round.before(index, &subjects, meter)
+            }
             None => {
                 index.undo(probe);
                 let olds = round.before(index, &subjects, meter);
@@ -542,6 +550,10 @@ struct Found {
 struct Round {
     /// (the subject's index, its bare violations after the change).
     after: Vec<(usize, Vec<Violation>)>,
+    /// For each of `after`, its bare violations before the change when the
+    /// walk on the state after told them
+    /// ([`subject_violations_bare_and_before`]).
+    told: Vec<Option<Vec<Violation>>>,
     /// Where the next round starts: every subject before it is in `after`
     /// or has no violation after the change.
     next: usize,
@@ -553,7 +565,9 @@ impl Round {
     /// Walks the subjects from `at` on the state after the change (`after`).
     /// A subject in `scoped` can only gain violations in its namespace or
     /// cluster-wide: its others are the same before.
-    /// `added`: the binding the change added, if it names nobody new.
+    /// `added`: the binding the change added, if it names nobody new; the
+    /// walks then tell what they can of the state before it, on the same
+    /// index.
     fn after<'a>(
         after: &'a Index,
         subjects: &[Identity],
@@ -567,6 +581,7 @@ impl Round {
         let shared = Shared::bare_until(meter.deadline()).passing(added);
         let mut round = Round {
             after: Vec::new(),
+            told: Vec::new(),
             next: total,
             stopped: None,
         };
@@ -575,7 +590,10 @@ impl Round {
                 (round.next, round.stopped) = (i, Some(e));
                 break;
             }
-            let mut vs = subject_violations_bare(after, s, &shared);
+            let (mut vs, told) = match added {
+                Some(_) => subject_violations_bare_and_before(after, s, &shared),
+                None => (subject_violations_bare(after, s, &shared), None),
+            };
             // A walk cut short holds less than the subject does: nothing
             // judged on it counts.
             if shared.interrupted() {
@@ -591,6 +609,7 @@ impl Round {
                 continue;
             }
             round.after.push((i, vs));
+            round.told.push(told);
             if round.after.len() == size {
                 round.next = i + 1;
                 break;
@@ -600,11 +619,37 @@ impl Round {
     }
 
     /// The bare violations on the state before the change (`before`) of the
-    /// subjects of the round, in order; fewer when the meter ran out.
-    fn before(&self, before: &Index, subjects: &[Identity], meter: &Meter) -> Vec<Vec<Violation>> {
+    /// subjects of the round, in order; fewer when the meter ran out. Those
+    /// the walks on the state after told are taken as told.
+    fn before(
+        &mut self,
+        before: &Index,
+        subjects: &[Identity],
+        meter: &Meter,
+    ) -> Vec<Vec<Violation>> {
         let shared = Shared::bare_until(meter.deadline());
         let mut olds = Vec::with_capacity(self.after.len());
-        for (i, _) in &self.after {
+        for ((i, _), told) in self.after.iter().zip(&mut self.told) {
+            if let Some(old) = told.take() {
+                #[cfg(test)]
+                {
+                    let shared = Shared::bare_until(None);
+                    let mut walked = subject_violations_bare(before, &subjects[*i], &shared);
+                    let mut told = old.clone();
+                    sort(&mut walked);
+                    sort(&mut told);
+                    let key =
+                        |v: &Violation| format!("{} {} {:?}", v.policy, v.namespace, v.duties);
+                    assert_eq!(
+                        told.iter().map(key).collect::<Vec<_>>(),
+                        walked.iter().map(key).collect::<Vec<_>>(),
+                        "told before the change for {}",
+                        subjects[*i]
+                    );
+                }
+                olds.push(old);
+                continue;
+            }
             let old = subject_violations_bare(before, &subjects[*i], &shared);
             if shared.interrupted() {
                 break;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
-    Added, Covered, Derive, Grant, Index, KeptSummary, NotKept, Power, RoleEntry, SlotBits,
-    SummaryKey, Targets, mount_pairs,
+    Added, Covered, Derive, Grant, Index, KeptBut, KeptSummary, NotKept, Power, RoleEntry,
+    SlotBits, SummaryKey, Targets, mount_pairs,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -136,6 +136,11 @@ pub struct Holdings<'a> {
     pub by_policy: BTreeMap<u32, Vec<Held<'a>>>,
     /// What the subject holds through a [`Shared`] summary, not copied.
     pub grafts: Vec<Graft<'a>>,
+    /// On a passing state with a binding the change added
+    /// ([`Shared::passing`]): the walk visited that binding itself, not
+    /// only through summaries. Otherwise its own holdings are the same on
+    /// the state before.
+    pub visited_added: bool,
 }
 
 /// A summary's holdings of one policy, with the permissions they give per
@@ -153,6 +158,9 @@ pub struct SlotSummary<'a> {
 #[derive(Debug)]
 pub struct Graft<'a> {
     pub summary: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    /// On a passing state with a binding the change added: the summary on
+    /// the state before it, when known.
+    pub before: Option<Rc<BTreeMap<u32, SlotSummary<'a>>>>,
     pub hop: Rc<Hop<'a>>,
     /// Per policy slot, how many of the subject's own holdings came before
     /// the graft: ties between paths break in the order they were found.
@@ -393,6 +401,9 @@ pub(crate) type RuleTextCache = FastMap<(usize, usize, u32, usize), std::sync::A
 /// of one namespace), and the cluster-wide summary its walk grafted, if any.
 pub struct NsSummary<'a> {
     slots: Rc<BTreeMap<u32, SlotSummary<'a>>>,
+    /// On a passing state with a binding the change added: the bare
+    /// summary of the state before it, when known.
+    before: Option<Rc<BTreeMap<u32, SlotSummary<'a>>>>,
     nested: Option<Nested<'a>>,
 }
 
@@ -528,26 +539,47 @@ impl<'a> Shared<'a> {
         // The binding the change added, when nothing is kept for the state
         // before it: the walk leaves it out.
         let mut leave_out = None;
+        // The summary on the state before the binding, when known.
+        let mut before = None;
         let kept = kept_key.as_ref().and_then(|k| {
             if let Some(s) = index.kept_summary(k) {
+                // A walk that reached none of its subjects never read it:
+                // the same on the state before.
+                if self.added.is_some_and(|a| !s.reached_by(a.binding)) {
+                    before = Some(s.slots.clone());
+                }
                 return Some(s.slots.clone());
             }
             let added = self.added?;
             match index.kept_summary_but(k, added) {
-                Ok(slots) => Some(slots),
+                Ok(KeptBut { before: b, after }) => {
+                    before = Some(b);
+                    Some(after)
+                }
                 Err(NotKept::Missing) => {
                     leave_out = Some(added);
                     None
                 }
-                Err(NotKept::Beyond) => None,
+                Err(NotKept::Beyond(b)) => {
+                    before = Some(b);
+                    None
+                }
             }
         });
         let s = match kept {
-            Some(k) => Rc::new(NsSummary {
-                slots: Rc::new(bare_slots(k)),
-                nested: None,
-            }),
-            None => self.walk_ns_summary(index, set, slots, ns, kept_key.as_ref(), leave_out),
+            Some(k) => {
+                let slots = Rc::new(bare_slots(k));
+                let before = before.map(|b| bare_slots_or(b, &slots));
+                Rc::new(NsSummary {
+                    slots,
+                    before,
+                    nested: None,
+                })
+            }
+            None => {
+                let key = kept_key.as_ref();
+                self.walk_ns_summary(index, (set, slots, ns), key, leave_out, before)
+            }
         };
         let mut all = self.namespaces.borrow_mut();
         match all.iter_mut().find(|(k, _)| *k == key) {
@@ -566,14 +598,15 @@ impl<'a> Shared<'a> {
     /// and is kept, and what the binding adds is added after
     /// ([`Index::with_added`]), or, when it reaches beyond what the walk
     /// reached, the state after is walked again with it.
+    /// `before`: the summary of the state before the added binding, when
+    /// known already.
     fn walk_ns_summary(
         &self,
         index: &'a Index,
-        set: DerivedSet,
-        slots: Option<&[u32]>,
-        ns: &Name,
+        (set, slots, ns): (DerivedSet, Option<&[u32]>, &Name),
         kept_key: Option<&SummaryKey>,
         leave_out: Option<Added<'a>>,
+        before: Option<BTreeMap<u32, Arc<SlotBits>>>,
     ) -> Rc<NsSummary<'a>> {
         // The walk reads the bindings naming whom it reaches, roles,
         // ServiceAccounts and policies, none of which the binding changes
@@ -630,15 +663,46 @@ impl<'a> Shared<'a> {
             let kept = KeptSummary::new(index, epoch, bits(&slots_found), &reads, covered, without);
             index.keep_summary(k, kept, self.passing && without.is_none());
         }
-        let slots_found = match with_it {
-            Some(Some(b)) => bare_slots(b),
-            Some(None) => return self.walk_ns_summary(index, set, slots, ns, kept_key, None),
-            None => slots_found,
+        // Walked without the binding: this is the state before's.
+        let before = match leave_out {
+            Some(_) => Some(bits(&slots_found)),
+            None => before,
         };
+        let (slots_found, before) = match with_it {
+            Some(Some(b)) => (bare_slots(b), before),
+            Some(None) => {
+                return self.walk_ns_summary(index, (set, slots, ns), kept_key, None, before);
+            }
+            None => (slots_found, before),
+        };
+        let slots = Rc::new(slots_found);
+        // A nested cluster-wide graft is of the state after alone.
+        let before = before
+            .filter(|_| self.added.is_some() && nested.is_none())
+            .map(|b| bare_slots_or(b, &slots));
         Rc::new(NsSummary {
-            slots: Rc::new(slots_found),
+            slots,
+            before,
             nested,
         })
+    }
+}
+
+/// [`bare_slots`] of `before`, or `after` itself when they are the same
+/// permissions.
+fn bare_slots_or<'a>(
+    before: BTreeMap<u32, Arc<SlotBits>>,
+    after: &Rc<BTreeMap<u32, SlotSummary<'a>>>,
+) -> Rc<BTreeMap<u32, SlotSummary<'a>>> {
+    let same = before.len() == after.len()
+        && before
+            .iter()
+            .zip(after.iter())
+            .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, &y.bits));
+    if same {
+        after.clone()
+    } else {
+        Rc::new(bare_slots(before))
     }
 }
 
@@ -1093,6 +1157,9 @@ struct Walk<'a, 'h> {
     reads: Option<Vec<Identity>>,
     /// A binding the walk leaves out (see [`Shared::walk_ns_summary`]).
     without: Option<&'a Binding>,
+    /// The binding the change added, on a passing state
+    /// ([`Holdings::visited_added`]).
+    added: Option<&'a Binding>,
     /// In a summary's walk to be kept: where it reached every
     /// ServiceAccount of a namespace, and mounted its Secrets.
     covered: Option<Covered>,
@@ -1127,6 +1194,7 @@ impl<'a, 'h> Walk<'a, 'h> {
             ghosts_done: HashSet::new(),
             reads: None,
             without: None,
+            added: shared.and_then(|s| s.added).map(|a| a.binding),
             covered: None,
         }
     }
@@ -1203,6 +1271,9 @@ impl<'a, 'h> Walk<'a, 'h> {
             for binding in self.bindings_naming(&principal) {
                 if self.without.is_some_and(|b| std::ptr::eq(b, &**binding)) {
                     continue;
+                }
+                if self.added.is_some_and(|b| std::ptr::eq(b, &**binding)) {
+                    self.out.visited_added = true;
                 }
                 // R2.3: a binding to a missing role grants nothing.
                 let Some(entry) = self.role_of(binding) else {
@@ -1534,8 +1605,10 @@ impl<'a, 'h> Walk<'a, 'h> {
                 .keys()
                 .map(|slot| (*slot, self.out.by_policy.get(slot).map_or(0, Vec::len)))
                 .collect();
+            // Walked on this state: nothing known of the state before.
             self.out.grafts.push(Graft {
                 summary,
+                before: None,
                 hop,
                 at,
                 root: self.root.clone(),
@@ -1565,10 +1638,12 @@ impl<'a, 'h> Walk<'a, 'h> {
                     .collect(),
                 hop: rebase(&n.hop, &hop, &n.root),
                 summary: n.summary.clone(),
+                before: None,
                 root: None,
             });
             self.out.grafts.push(Graft {
                 summary: summary.slots.clone(),
+                before: summary.before.clone(),
                 hop,
                 at,
                 root: None,

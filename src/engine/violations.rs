@@ -164,7 +164,7 @@ pub fn subject_violations_shared<'a>(
     only: Option<u32>,
     shared: &Shared<'a>,
 ) -> Vec<Violation> {
-    judge(index, subject, only, Some(shared), Explain::Paths)
+    judge(index, subject, only, Some(shared), Explain::Paths).0
 }
 
 /// [`subject_violations_shared`] without explanations: each duty's `paths`
@@ -177,7 +177,22 @@ pub(crate) fn subject_violations_bare<'a>(
     subject: &Identity,
     shared: &Shared<'a>,
 ) -> Vec<Violation> {
-    judge(index, subject, None, Some(shared), Explain::Nothing)
+    judge(index, subject, None, Some(shared), Explain::Nothing).0
+}
+
+/// [`subject_violations_bare`] on a passing state whose change added a
+/// binding naming nobody new ([`Shared::passing`]), and the subject's bare
+/// violations on the state before that binding when the walk tells them
+/// without another: it did not visit the binding itself, and the state
+/// before's summary of each namespace it grafted is known. The walk reads
+/// bindings, roles, ServiceAccounts and policies, and the binding changes
+/// only the first: its own holdings are then the same before.
+pub(crate) fn subject_violations_bare_and_before<'a>(
+    index: &'a Index,
+    subject: &Identity,
+    shared: &Shared<'a>,
+) -> (Vec<Violation>, Option<Vec<Violation>>) {
+    judge(index, subject, None, Some(shared), Explain::Before)
 }
 
 /// Whether a judged violation carries its explanation paths.
@@ -185,13 +200,16 @@ pub(crate) fn subject_violations_bare<'a>(
 enum Explain {
     Paths,
     Nothing,
+    /// Nothing, and the violations on the state before the added binding
+    /// too ([`subject_violations_bare_and_before`]).
+    Before,
 }
 
 /// A subject's violations from its own walk, nothing shared: what
 /// [`Shared`] must not change.
 #[cfg(test)]
 pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> Vec<Violation> {
-    judge(index, subject, None, None, Explain::Paths)
+    judge(index, subject, None, None, Explain::Paths).0
 }
 
 /// Whether no change of RBAC objects from `before` to `after` can give
@@ -253,9 +271,12 @@ fn judge<'a>(
     only: Option<u32>,
     shared: Option<&Shared<'a>>,
     explain: Explain,
-) -> Vec<Violation> {
+) -> (Vec<Violation>, Option<Vec<Violation>>) {
+    // Nothing the binding changes makes a subject exist, or a policy
+    // govern it.
+    let none = || (Vec::new(), (explain == Explain::Before).then(Vec::new));
     if !index.exists(subject) {
-        return Vec::new();
+        return none();
     }
     let governed: Vec<(u32, &Policy)> = index
         .policies()
@@ -263,10 +284,10 @@ fn judge<'a>(
         .map(|(slot, p)| (slot, &**p))
         .collect();
     if governed.is_empty() {
-        return Vec::new();
+        return none();
     }
     // A bare summary has no paths to explain with.
-    debug_assert!(explain == Explain::Nothing || shared.is_none_or(|s| !s.is_bare()));
+    debug_assert!(explain != Explain::Paths || shared.is_none_or(|s| !s.is_bare()));
     let h = match shared {
         Some(shared) => {
             let slots: Vec<u32> = governed.iter().map(|(slot, _)| *slot).collect();
@@ -275,6 +296,14 @@ fn judge<'a>(
         None => holdings(index, subject, only),
     };
     let mut out = Vec::new();
+    let mut before = (explain == Explain::Before
+        && !h.visited_added
+        && h.grafts.iter().all(|g| g.before.is_some()))
+    .then(Vec::new);
+    let explain = match explain {
+        Explain::Before => Explain::Nothing,
+        e => e,
+    };
     let mut texts = RuleTexts::taken(index, shared);
     for (slot, policy) in governed {
         let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
@@ -292,9 +321,25 @@ fn judge<'a>(
                 &mut out,
             );
         }
+        if let Some(before) = &mut before {
+            let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
+                .grafts
+                .iter()
+                .filter_map(|g| g.before.as_ref()?.get(&slot).map(|s| (g, s)))
+                .collect();
+            if !held.is_empty() || !grafts.is_empty() {
+                policy_violations(
+                    policy,
+                    subject,
+                    (held, &grafts, slot),
+                    (&mut texts, explain),
+                    before,
+                );
+            }
+        }
     }
     texts.give_back(shared);
-    out
+    (out, before)
 }
 
 fn duties_held(policy: &Policy, perms: &FixedBitSet) -> Vec<usize> {
@@ -807,7 +852,7 @@ fn evaluate_parts(
             return;
         }
         judged += 1;
-        raw.extend(judge(index, id, only, Some(&shared), explain));
+        raw.extend(judge(index, id, only, Some(&shared), explain).0);
         in_part += 1;
         if in_part >= subjects_per_part {
             earlier += raw.len();

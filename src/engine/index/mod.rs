@@ -23,7 +23,7 @@ pub use derive::{
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};
-pub(crate) use summary::{Added, Covered, NotKept, SummaryKey};
+pub(crate) use summary::{Added, Covered, KeptBut, NotKept, SummaryKey};
 pub use summary::{KeptSummary, SlotBits};
 
 use crate::model::identity_groups::SERVICEACCOUNTS_OF;

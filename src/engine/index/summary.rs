@@ -87,13 +87,21 @@ pub struct Added<'a> {
 }
 
 /// Why [`Index::kept_summary_but`] found no summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum NotKept {
     /// None is kept that held on the state before the binding.
     Missing,
-    /// One is, but the binding lets a subject it reached obtain more than
-    /// the walk had reached.
-    Beyond,
+    /// One is (its permissions on the state before), but the binding lets
+    /// a subject it reached obtain more than the walk had reached.
+    Beyond(BTreeMap<u32, Arc<SlotBits>>),
+}
+
+/// The permissions of a summary kept for the state before a binding was
+/// added, and on the state after it ([`Index::kept_summary_but`]).
+#[derive(Debug, Clone)]
+pub struct KeptBut {
+    pub before: BTreeMap<u32, Arc<SlotBits>>,
+    pub after: BTreeMap<u32, Arc<SlotBits>>,
 }
 
 /// The index's epoch and, for each identity the walk reached (groups too),
@@ -186,7 +194,7 @@ fn same_bindings(now: impl Iterator<Item = *const Binding> + Clone, kept: &[Arc<
 
 impl KeptSummary {
     /// Whether `added` names an identity the walk reached.
-    fn reached_by(&self, added: &Binding) -> bool {
+    pub(crate) fn reached_by(&self, added: &Binding) -> bool {
         self.reads
             .named
             .iter()
@@ -292,17 +300,21 @@ impl Index {
         &self,
         key: &SummaryKey,
         added: Added<'_>,
-    ) -> Result<BTreeMap<u32, Arc<SlotBits>>, NotKept> {
+    ) -> Result<KeptBut, NotKept> {
         let kept = self
             .ns_summaries
             .get(key, |s| s.holds_on_but(self, added))
             .ok_or(NotKept::Missing)?;
         let b = added.binding;
+        let before = kept.slots.clone();
         if !kept.reached_by(b) {
-            return Ok(kept.slots.clone());
+            let after = before.clone();
+            return Ok(KeptBut { before, after });
         }
-        self.with_added(key, kept.slots.clone(), &kept.covered, b)
-            .ok_or(NotKept::Beyond)
+        match self.with_added(key, before.clone(), &kept.covered, b) {
+            Some(after) => Ok(KeptBut { before, after }),
+            None => Err(NotKept::Beyond(before)),
+        }
     }
 
     /// A summary's permissions `slots` on the state before binding `b`

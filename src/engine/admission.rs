@@ -14,7 +14,8 @@ use super::derive::{
     every_service_account,
 };
 use super::holdings::{
-    End, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all, principals,
+    DirectParts, End, FastMap, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all,
+    principal_holdings, principals,
 };
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
@@ -1321,10 +1322,12 @@ struct AlreadyHeld<'i> {
 /// What each subject's own bindings give it on one state
 /// ([`direct_holdings`]), walked once per decision: [`may_gain`] reads it
 /// for what a subject holds in the binding's namespace, [`saturated`] for
-/// what it holds cluster-wide.
+/// what it holds cluster-wide. Kept per principal: the ServiceAccounts of a
+/// namespace, often most of the subjects a decision selects among, share
+/// three groups, whose bindings were most of the walks.
 struct OwnHoldings<'i> {
     state: &'i Index,
-    of: std::cell::RefCell<HashMap<Identity, Rc<Holdings<'i>>>>,
+    of: std::cell::RefCell<FastMap<Identity, Rc<Holdings<'i>>>>,
 }
 
 impl<'i> OwnHoldings<'i> {
@@ -1335,13 +1338,16 @@ impl<'i> OwnHoldings<'i> {
         }
     }
 
-    fn of(&self, subject: &Identity) -> Rc<Holdings<'i>> {
-        if let Some(h) = self.of.borrow().get(subject) {
-            return h.clone();
-        }
-        let h = Rc::new(direct_holdings(self.state, subject));
-        self.of.borrow_mut().insert(subject.clone(), h.clone());
-        h
+    fn of(&self, subject: &Identity) -> DirectParts<'i> {
+        let parts = principals(self.state, subject).into_iter().map(|(p, via)| {
+            if let Some(h) = self.of.borrow().get(&p) {
+                return h.clone();
+            }
+            let h = Rc::new(principal_holdings(self.state, p.clone(), via));
+            self.of.borrow_mut().insert(p, h.clone());
+            h
+        });
+        DirectParts(parts.collect())
     }
 }
 
@@ -1390,7 +1396,9 @@ impl<'i> AlreadyHeld<'i> {
 
     fn every_holds_afresh(&self, ns: &Name) -> Pairs {
         let h = direct_holdings_of_all(self.guard, self.guard.service_accounts_in(ns));
-        self.own_in(&h, ns)
+        let mut out = Pairs::default();
+        self.own_in(&h, ns, &mut out);
+        out
     }
 
     fn pending(&self) -> bool {
@@ -1416,20 +1424,29 @@ impl<'i> AlreadyHeld<'i> {
     /// or cluster-wide, of the policies that are the same on both states.
     fn own(&self, subject: &Identity, ns: &Name) -> Pairs {
         match self.own {
-            Some(own) if std::ptr::eq(own.state, self.guard) => self.own_in(&own.of(subject), ns),
-            _ => self.own_in(&direct_holdings(self.guard, subject), ns),
+            Some(own) if std::ptr::eq(own.state, self.guard) => {
+                let mut out = Pairs::default();
+                for h in &own.of(subject).0 {
+                    self.own_in(h, ns, &mut out);
+                }
+                out
+            }
+            _ => {
+                let mut out = Pairs::default();
+                self.own_in(&direct_holdings(self.guard, subject), ns, &mut out);
+                out
+            }
         }
     }
 
     /// What holdings `h` without escalation paths give in `ns` or
     /// cluster-wide, of the policies that are the same on both states.
-    fn own_in(&self, h: &Holdings<'_>, ns: &Name) -> Pairs {
+    fn own_in(&self, h: &Holdings<'_>, ns: &Name, out: &mut Pairs) {
         let policy = |state: &'i Index, slot: u32| state.policy_slot(slot).map(|p| &**p);
         // On a single state every policy, binding and role a holding came
         // from is the same on both: four lookups per holding saved, a
         // twentieth of a decision.
         let pending = self.pending();
-        let mut out = Pairs::default();
         for (slot, xs) in &h.by_policy {
             if pending && !same_object(policy(self.index, *slot), policy(self.guard, *slot)) {
                 continue;
@@ -1448,7 +1465,6 @@ impl<'i> AlreadyHeld<'i> {
                 }
             }
         }
-        out
     }
 
     /// Whether `subject` acts as every ServiceAccount of `ns` by a power of

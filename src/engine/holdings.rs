@@ -285,7 +285,7 @@ fn service_account_groups(index: &Index, covered: bool) -> Vec<Identity> {
 
 /// The principals an identity acts as without any derivation, with how it
 /// reaches each.
-pub(super) fn principals(index: &Index, id: &Identity) -> Vec<(Identity, Via)> {
+pub(crate) fn principals(index: &Index, id: &Identity) -> Vec<(Identity, Via)> {
     let mut out = Vec::with_capacity(4);
     out.push((id.clone(), Via::Direct));
     for g in id.implicit_groups_of(|ns| index.named_service_account_group(ns).cloned()) {
@@ -307,6 +307,34 @@ pub fn direct_holdings<'a>(index: &'a Index, subject: &Identity) -> Holdings<'a>
     let mut h = Holdings::default();
     Walk::new(index, DerivedSet::NONE, None, &mut h, None).run(subject);
     h
+}
+
+/// What the bindings naming `principal` alone give (reached `via`): the
+/// [`direct_holdings`] of an identity are those of each principal it is
+/// ([`principals`]: itself and its groups), which members of a group share.
+pub(crate) fn principal_holdings<'a>(
+    index: &'a Index,
+    principal: Identity,
+    via: Via,
+) -> Holdings<'a> {
+    let mut h = Holdings::default();
+    Walk::new(index, DerivedSet::NONE, None, &mut h, None)
+        .visit_principals(vec![(principal, via)], None);
+    h
+}
+
+/// [`direct_holdings`] of one identity in parts, one per principal it is
+/// ([`principal_holdings`]): a group's part is shared by its members.
+#[derive(Default)]
+pub(crate) struct DirectParts<'a>(pub Vec<Rc<Holdings<'a>>>);
+
+impl<'a> DirectParts<'a> {
+    /// The holdings of policy `slot`, part after part.
+    pub(crate) fn of_slot(&self, slot: u32) -> impl Iterator<Item = &Held<'a>> {
+        self.0
+            .iter()
+            .flat_map(move |h| h.by_policy.get(&slot).into_iter().flatten())
+    }
 }
 
 /// What any of `subjects` holds through the bindings that name it or its
@@ -1087,7 +1115,7 @@ impl Caps<'_> {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) use super::index::{FastSet, IdSet};
 
 /// An identity reached, its path, and the ServiceAccount a summary's path

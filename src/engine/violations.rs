@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
-    ByScope, End, Graft, Held, Holdings, Hop, Rank, Reach, ReachText, RuleTextCache, Shared,
+    ByScope, DirectParts, End, Graft, Held, Hop, Rank, Reach, ReachText, RuleTextCache, Shared,
     SlotSummary, Via, holdings, holdings_judged,
 };
 use crate::engine::index::Index;
@@ -222,13 +222,13 @@ pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> 
 /// under that policy is within it. Holders of cluster-admin are so: judging
 /// them, each walk binding every role of the cluster, was most of a decision.
 /// `own` gives what its own bindings give it on `before`
-/// ([`direct_holdings`](super::holdings::direct_holdings)), when it
-/// exists there.
+/// ([`direct_holdings`](super::holdings::direct_holdings), in parts), when
+/// it exists there.
 pub(crate) fn saturated<'a>(
     before: &'a Index,
     after: &Index,
     subject: &Identity,
-    own: impl FnOnce() -> std::rc::Rc<Holdings<'a>>,
+    own: impl FnOnce() -> DirectParts<'a>,
 ) -> bool {
     let governed: Vec<&std::sync::Arc<Policy>> = after
         .policies()
@@ -255,7 +255,7 @@ pub(crate) fn saturated<'a>(
         }
         let n = p.permissions.len();
         let mut cluster = FixedBitSet::with_capacity(n);
-        for x in h.by_policy.get(&slot).into_iter().flatten() {
+        for x in h.of_slot(slot) {
             if x.namespace.is_none() && (x.permission as usize) < n {
                 cluster.insert(x.permission as usize);
             }

@@ -473,12 +473,9 @@ pub(crate) fn rbac_change(
         // A binding the change adds, naming nobody new: what the
         // namespaces' summaries kept on the state before lack.
         let added = match &object {
-            Object::Binding(b) if names_nobody_new && probe.created() => {
-                index.binding(&b.key).map(|binding| Added {
-                    binding,
-                    epoch_before: probe.epoch_before(),
-                })
-            }
+            Object::Binding(b) if names_nobody_new && probe.created() => index
+                .binding(&b.key)
+                .map(|binding| Added::by(binding, &probe)),
             _ => None,
         };
         // On one state, the walks on the state after tell most subjects'

@@ -570,6 +570,23 @@ impl<'a> Shared<'a> {
         // The summary on the state before the binding, when known.
         let mut before = None;
         let kept = kept_key.as_ref().and_then(|k| {
+            // On a passing state, what is kept for the state before is read
+            // first: a summary that reached the binding's subjects fails
+            // the check on the state after only at its end, and would be
+            // read twice.
+            if let Some(added) = self.added {
+                match index.kept_summary_but(k, added) {
+                    Ok(KeptBut { before: b, after }) => {
+                        before = Some(b);
+                        return Some(after);
+                    }
+                    Err(NotKept::Beyond(b)) => {
+                        before = Some(b);
+                        return None;
+                    }
+                    Err(NotKept::Missing) => {}
+                }
+            }
             if let Some(s) = index.kept_summary(k) {
                 // A walk that reached none of its subjects never read it:
                 // the same on the state before.
@@ -578,21 +595,8 @@ impl<'a> Shared<'a> {
                 }
                 return Some(s.slots.clone());
             }
-            let added = self.added?;
-            match index.kept_summary_but(k, added) {
-                Ok(KeptBut { before: b, after }) => {
-                    before = Some(b);
-                    Some(after)
-                }
-                Err(NotKept::Missing) => {
-                    leave_out = Some(added);
-                    None
-                }
-                Err(NotKept::Beyond(b)) => {
-                    before = Some(b);
-                    None
-                }
-            }
+            leave_out = self.added;
+            None
         });
         let s = match kept {
             Some(k) => {

@@ -507,10 +507,9 @@ fn namespace_values_kept_equal_computed_afresh(
             // A decision's state after a binding that names nobody new: the
             // summaries kept before, with what the binding adds.
             if let (Op::Apply(Object::Binding(b)), true) = (p, names_nobody_new && undo.created()) {
-                let added = target.binding(&b.key).map(|binding| crate::engine::index::Added {
-                    binding,
-                    epoch_before: undo.epoch_before(),
-                });
+                let added = target
+                    .binding(&b.key)
+                    .map(|binding| crate::engine::index::Added::by(binding, &undo));
                 prop_assert!(added.is_some());
                 prop_assert_eq!(
                     bare_kept_but(target, added),
@@ -1364,10 +1363,7 @@ fn added<'a>(
     assert!(undo.created());
     index
         .binding(key)
-        .map(|binding| crate::engine::index::Added {
-            binding,
-            epoch_before: undo.epoch_before(),
-        })
+        .map(|binding| crate::engine::index::Added::by(binding, undo))
 }
 
 /// A binding that opens an escalation path renews the epoch, yet adds to a

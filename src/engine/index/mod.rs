@@ -65,6 +65,9 @@ pub struct Undo {
     previous: Option<Object>,
     /// The index's epoch before the change and right after it.
     epochs: (u64, u64),
+    /// The index's [`state`](Index::state) before the change and right
+    /// after it.
+    states: (u64, u64),
     /// The same of the change's scope ([`Index::scope_epoch`]).
     scope: (Scope, u64, u64),
     /// The epoch of the namespace a removal of its Namespace dropped.
@@ -80,6 +83,11 @@ impl Undo {
     /// The index's epoch before the change.
     pub(crate) fn epoch_before(&self) -> u64 {
         self.epochs.0
+    }
+
+    /// The index's [`state`](Index::state) before the change.
+    pub(crate) fn state_before(&self) -> u64 {
+        self.states.0
     }
 }
 
@@ -185,6 +193,11 @@ pub struct Index {
     /// role opens no escalation path, naming identities already named, keeps
     /// it: most admitted changes are such.
     epoch: u64,
+    /// Fresh ([`memo::fresh`]) on every change of any object, and back with
+    /// it on an undo, like `epoch`: two indexes (clones) with the same
+    /// state hold the same objects. 0 only for an index nothing was ever
+    /// put in.
+    state: u64,
     cluster_actors: Memo<ClusterActors>,
     /// Per namespace, fresh ([`memo::fresh`]) on every change of an object
     /// in it, and back with its state on an undo, like `epoch`; absent for
@@ -242,6 +255,7 @@ impl Index {
         self.deferred = false;
         self.recompute_all_grants();
         self.touch();
+        self.state = memo::fresh();
     }
 
     /// A change that may alter what [`cluster_actors`](Self::cluster_actors)
@@ -350,6 +364,12 @@ impl Index {
     /// Declares the user sodguard's grant controller acts as (R10.4).
     pub fn set_grant_controller(&mut self, user: Option<String>) {
         self.grant_controller = user.filter(|u| !u.is_empty());
+        self.state = memo::fresh();
+    }
+
+    /// This state's [`state`](Self::state) number.
+    pub(crate) fn state(&self) -> u64 {
+        self.state
     }
 
     pub fn grant_controller(&self) -> Option<&str> {
@@ -360,6 +380,7 @@ impl Index {
     pub fn apply(&mut self, object: Object) -> Undo {
         let key = object.key();
         let before = self.epoch;
+        let state_before = std::mem::replace(&mut self.state, memo::fresh());
         if renews_epoch(&key) {
             self.touch();
         }
@@ -412,6 +433,7 @@ impl Index {
             key,
             previous,
             epochs: (before, self.epoch),
+            states: (state_before, self.state),
             scope,
             dropped: None,
         }
@@ -420,6 +442,7 @@ impl Index {
     /// Removes one object; removing what is not there changes nothing.
     pub fn remove(&mut self, key: &ObjectKey) -> Undo {
         let before = self.epoch;
+        let state_before = std::mem::replace(&mut self.state, memo::fresh());
         if renews_epoch(key) {
             self.touch();
         }
@@ -470,6 +493,7 @@ impl Index {
             key: key.clone(),
             previous,
             epochs: (before, self.epoch),
+            states: (state_before, self.state),
             scope,
             dropped,
         }
@@ -489,10 +513,12 @@ impl Index {
             key,
             previous,
             epochs: (before, after),
+            states: (state_before, state_after),
             scope: (scope, scope_before, scope_after),
             dropped,
         } = undo;
         let restores = self.epoch == after;
+        let restores_state = self.state == state_after;
         let restores_scope = self.scope_epoch(scope.as_ref()) == scope_after;
         let _ = match previous {
             Some(previous) => self.apply(previous),
@@ -500,6 +526,9 @@ impl Index {
         };
         if restores {
             self.epoch = before;
+        }
+        if restores_state {
+            self.state = state_before;
         }
         if restores_scope {
             self.set_scope_epoch(&scope, scope_before);

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fixedbitset::FixedBitSet;
 
@@ -65,6 +66,11 @@ pub struct KeptSummary {
     pub slots: BTreeMap<u32, Arc<SlotBits>>,
     reads: Reads,
     covered: Covered,
+    /// The last [`Index::state`] it was found to hold on (0: none): the
+    /// same state holds the same objects, so it holds there without
+    /// reading again what the walk read (hundreds of lookups). Decisions
+    /// between two changes of the state check it on the same state.
+    held_on: AtomicU64,
 }
 
 /// Where a summary's walk reached every ServiceAccount of a namespace, and
@@ -84,6 +90,19 @@ pub struct Covered {
 pub struct Added<'a> {
     pub binding: &'a Binding,
     pub epoch_before: u64,
+    /// The [`Index::state`] before it.
+    pub state_before: u64,
+}
+
+impl<'a> Added<'a> {
+    /// `binding`, which the change `undo` undoes added.
+    pub(crate) fn by(binding: &'a Binding, undo: &super::Undo) -> Self {
+        Added {
+            binding,
+            epoch_before: undo.epoch_before(),
+            state_before: undo.state_before(),
+        }
+    }
 }
 
 /// Why [`Index::kept_summary_but`] found no summary.
@@ -147,12 +166,28 @@ impl KeptSummary {
             slots,
             reads: Reads { epoch, named },
             covered,
+            held_on: AtomicU64::new(0),
         }
     }
 
     /// Whether the walk would find the same on `index`.
     pub(crate) fn holds_on(&self, index: &Index) -> bool {
-        self.read_the_same(index, index.epoch, None)
+        self.remembered(index.state(), || {
+            self.read_the_same(index, index.epoch, None)
+        })
+    }
+
+    /// `check`, which tells whether it holds on the state numbered
+    /// `state`, or what was found on that state before.
+    fn remembered(&self, state: u64, check: impl FnOnce() -> bool) -> bool {
+        if state != 0 && self.held_on.load(Ordering::Relaxed) == state {
+            return true;
+        }
+        let holds = check();
+        if holds && state != 0 {
+            self.held_on.store(state, Ordering::Relaxed);
+        }
+        holds
     }
 
     /// Whether what the walk read is what `index` has at epoch `epoch`,
@@ -204,7 +239,9 @@ impl KeptSummary {
     /// [`holds_on`](Self::holds_on) the state before `added`, read on the
     /// state after it (`index`).
     fn holds_on_but(&self, index: &Index, added: Added<'_>) -> bool {
-        self.read_the_same(index, added.epoch_before, Some(added.binding))
+        self.remembered(added.state_before, || {
+            self.read_the_same(index, added.epoch_before, Some(added.binding))
+        })
     }
 }
 

@@ -253,11 +253,16 @@ proptest! {
         let before = eval(&index);
         let counts = index.counts();
         let names = interned(&index);
+        let state = index.state();
         let undo = match &change {
             Op::Apply(o) => index.apply(o.clone()),
             Op::Remove(k) => index.remove(k),
         };
+        // What is kept for a state number holds for it alone: a change
+        // gives a number no state had, and its undo the one before.
+        prop_assert_ne!(index.state(), state);
         index.undo(undo);
+        prop_assert_eq!(index.state(), state);
         prop_assert_eq!(eval(&index), before);
         prop_assert_eq!(index.counts(), counts);
         prop_assert_eq!(interned(&index), names);
@@ -293,9 +298,11 @@ proptest! {
         prop_assert_eq!(eval(&snapshot), eval(&taken));
         prop_assert_eq!(snapshot.counts(), taken.counts());
         prop_assert_eq!(interned(&snapshot), interned(&taken));
+        prop_assert_ne!(snapshot.state(), index.state());
         for op in &on_clone {
             run(&mut snapshot, op);
         }
+        prop_assert_ne!(snapshot.state(), index.state());
         let current = Index::from_objects(model.values().cloned());
         prop_assert_eq!(eval(&index), eval(&current));
         prop_assert_eq!(index.counts(), current.counts());

@@ -14,8 +14,8 @@ use super::derive::{
     every_service_account,
 };
 use super::holdings::{
-    DirectParts, End, FastMap, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all,
-    principal_holdings, principals,
+    End, FastMap, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all,
+    principal_holdings, principal_pairs, principals,
 };
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
@@ -26,7 +26,9 @@ use super::violations::{
 };
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
-use crate::engine::index::{Added, Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant};
+use crate::engine::index::{
+    Added, DirectPairs, Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant,
+};
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
     RoleKey,
@@ -925,7 +927,7 @@ pub(crate) fn select(
     let mut late = false;
     subjects.retain(|s| {
         late = late || clock.late();
-        late || !saturated(guard, index, s, || own.of(s))
+        late || !saturated(guard, index, s, || own.pairs(s))
     });
     if late {
         return Err(meter.timed_out(0, total));
@@ -1335,7 +1337,9 @@ impl<'i> OwnHoldings<'i> {
         }
     }
 
-    fn of(&self, subject: &Identity) -> DirectParts<'i> {
+    /// Per principal `subject` is, with the bindings and roles each
+    /// holding came from (to tell what pending changes touch).
+    fn of(&self, subject: &Identity) -> Vec<Rc<Holdings<'i>>> {
         let parts = principals(self.state, subject).into_iter().map(|(p, via)| {
             if let Some(h) = self.of.borrow().get(&p) {
                 return h.clone();
@@ -1344,7 +1348,17 @@ impl<'i> OwnHoldings<'i> {
             self.of.borrow_mut().insert(p, h.clone());
             h
         });
-        DirectParts(parts.collect())
+        parts.collect()
+    }
+
+    /// Per principal `subject` is, the permissions alone, kept by the
+    /// index across decisions on the same state.
+    fn pairs(&self, subject: &Identity) -> Vec<Arc<DirectPairs>> {
+        let state = self.state;
+        principals(state, subject)
+            .into_iter()
+            .map(|(p, via)| state.direct_pairs(&p, || principal_pairs(state, p.clone(), via)))
+            .collect()
     }
 }
 
@@ -1421,9 +1435,17 @@ impl<'i> AlreadyHeld<'i> {
     /// or cluster-wide, of the policies that are the same on both states.
     fn own(&self, subject: &Identity, ns: &Name) -> Pairs {
         match self.own {
+            // On one state every holding counts: the permissions suffice.
+            Some(own) if !self.pending() && std::ptr::eq(own.state, self.guard) => own
+                .pairs(subject)
+                .iter()
+                .flat_map(|part| &part.0)
+                .filter(|(_, _, scope)| scope.as_ref().is_none_or(|n| n == ns))
+                .map(|(slot, p, _)| (*slot, *p))
+                .collect(),
             Some(own) if std::ptr::eq(own.state, self.guard) => {
                 let mut out = Pairs::default();
-                for h in &own.of(subject).0 {
+                for h in &own.of(subject) {
                     self.own_in(h, ns, &mut out);
                 }
                 out

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
-    Added, Covered, Derive, Grant, Index, KeptBut, KeptSummary, NotKept, Power, RoleEntry,
-    SlotBits, SummaryKey, Targets, mount_pairs,
+    Added, Covered, Derive, DirectPairs, Grant, Index, KeptBut, KeptSummary, NotKept, Power,
+    RoleEntry, SlotBits, SummaryKey, Targets, mount_pairs,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -323,18 +323,18 @@ pub(crate) fn principal_holdings<'a>(
     h
 }
 
-/// [`direct_holdings`] of one identity in parts, one per principal it is
-/// ([`principal_holdings`]): a group's part is shared by its members.
-#[derive(Default)]
-pub(crate) struct DirectParts<'a>(pub Vec<Rc<Holdings<'a>>>);
-
-impl<'a> DirectParts<'a> {
-    /// The holdings of policy `slot`, part after part.
-    pub(crate) fn of_slot(&self, slot: u32) -> impl Iterator<Item = &Held<'a>> {
-        self.0
+/// [`principal_holdings`] as (policy slot, permission, namespace).
+pub(crate) fn principal_pairs(index: &Index, principal: Identity, via: Via) -> DirectPairs {
+    let h = principal_holdings(index, principal, via);
+    DirectPairs(
+        h.by_policy
             .iter()
-            .flat_map(move |h| h.by_policy.get(&slot).into_iter().flatten())
-    }
+            .flat_map(|(slot, xs)| {
+                xs.iter()
+                    .map(|x| (*slot, x.permission, x.namespace.cloned()))
+            })
+            .collect(),
+    )
 }
 
 /// What any of `subjects` holds through the bindings that name it or its

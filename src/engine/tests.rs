@@ -917,3 +917,27 @@ fn with_changes_pending_only_holdings_they_do_not_touch_let_a_subject_off() {
     let judged = judged_with_pending(&ops_jobs, &[no_jobs], "writer");
     assert!(judged.contains(&OPS.to_string()), "{judged:?}");
 }
+
+/// What a subject's own bindings give, kept across decisions, is of the
+/// state it was read on: after a binding of it goes, a decision must not
+/// let it off for a grant that binding gave.
+#[test]
+fn own_bindings_read_by_an_earlier_decision_are_read_again_after_a_change() {
+    let mut index = state();
+    // `api` creates Secrets in `pay` (`state()`) and now reads them too.
+    apply(&mut index, rb("use-1", "ClusterRole", "src"));
+    let again = create(rb("use-2", "ClusterRole", "src"), "alice");
+    assert!(
+        review(&mut index, &again, now()).allowed,
+        "nothing new: it reads them already"
+    );
+    let _ = index.remove(&crate::model::ObjectKey::Binding(
+        crate::model::BindingKey {
+            namespace: Some("pay".into()),
+            name: "use-1".into(),
+        },
+    ));
+    assert!(evaluate(&index, now()).violations.is_empty());
+    let r = review(&mut index, &again, now());
+    assert!(!r.allowed, "reading them again is new: {r:?}");
+}

@@ -9,10 +9,10 @@ use jiff::Timestamp;
 use super::budget::{Budget, Exhausted, Meter};
 use super::exception_rules;
 use super::holdings::{
-    ByScope, DirectParts, End, Graft, Held, Hop, Rank, Reach, ReachText, RuleTextCache, Shared,
-    SlotSummary, Via, holdings, holdings_judged,
+    ByScope, End, Graft, Held, Hop, Rank, Reach, ReachText, RuleTextCache, Shared, SlotSummary,
+    Via, holdings, holdings_judged,
 };
-use crate::engine::index::Index;
+use crate::engine::index::{DirectPairs, Index};
 use crate::model::{
     Actions, BindingKey, CLUSTER_WIDE, DerivedKind, Identity, Name, Policy, PolicyScope, RoleKey,
 };
@@ -221,14 +221,13 @@ pub(crate) fn unshared_subject_violations(index: &Index, subject: &Identity) -> 
 /// both policy scopes report such a one), and any violation it has on `after`
 /// under that policy is within it. Holders of cluster-admin are so: judging
 /// them, each walk binding every role of the cluster, was most of a decision.
-/// `own` gives what its own bindings give it on `before`
-/// ([`direct_holdings`](super::holdings::direct_holdings), in parts), when
-/// it exists there.
-pub(crate) fn saturated<'a>(
-    before: &'a Index,
+/// `own` gives what its own bindings give it on `before`, per principal it
+/// is ([`DirectPairs`]), when it exists there.
+pub(crate) fn saturated(
+    before: &Index,
     after: &Index,
     subject: &Identity,
-    own: impl FnOnce() -> DirectParts<'a>,
+    own: impl FnOnce() -> Vec<std::sync::Arc<DirectPairs>>,
 ) -> bool {
     let governed: Vec<&std::sync::Arc<Policy>> = after
         .policies()
@@ -255,9 +254,9 @@ pub(crate) fn saturated<'a>(
         }
         let n = p.permissions.len();
         let mut cluster = FixedBitSet::with_capacity(n);
-        for x in h.of_slot(slot) {
-            if x.namespace.is_none() && (x.permission as usize) < n {
-                cluster.insert(x.permission as usize);
+        for (s, p, ns) in h.iter().flat_map(|part| &part.0) {
+            if *s == slot && ns.is_none() && (*p as usize) < n {
+                cluster.insert(*p as usize);
             }
         }
         let d = duties_held(p, &cluster);

@@ -53,6 +53,17 @@ impl Weigh for Pairs {
     }
 }
 
+/// What the bindings naming one principal give it, no escalation path
+/// followed: (policy slot, permission, namespace or `None` cluster-wide).
+#[derive(Debug, Default)]
+pub(crate) struct DirectPairs(pub Vec<(u32, u32, Option<Name>)>);
+
+impl Weigh for DirectPairs {
+    fn weight(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// [`Index::namespace_version`]: the epoch, the namespace's and the
 /// cluster scope's.
 pub(crate) type Version = (u64, u64, u64);
@@ -217,6 +228,10 @@ pub struct Index {
     /// namespace: it reads the namespace's bindings and the cluster's too,
     /// so it is kept by [`namespace_version`](Self::namespace_version).
     every_holds: MemoMap<Name, Version, Pairs>,
+    /// What the bindings naming each principal give it ([`DirectPairs`]),
+    /// per [`state`](Self::state): a decision reads them for every subject
+    /// it selects among, and a group's for each member.
+    direct: MemoMap<Identity, u64, DirectPairs>,
     /// What every ServiceAccount of a namespace holds, transitively, as
     /// bits ([`KeptSummary`]): each knows what it read, so a plain binding
     /// elsewhere does not discard it.
@@ -294,6 +309,16 @@ impl Index {
     pub(crate) fn every_holds(&self, ns: &Name, compute: impl FnOnce() -> Pairs) -> Arc<Pairs> {
         self.every_holds
             .get_or(ns, self.namespace_version(ns), compute)
+    }
+
+    /// What the bindings naming `principal` give it on this state,
+    /// computed by `compute` once per state.
+    pub(crate) fn direct_pairs(
+        &self,
+        principal: &Identity,
+        compute: impl FnOnce() -> DirectPairs,
+    ) -> Arc<DirectPairs> {
+        self.direct.get_or(principal, self.state, compute)
     }
 
     /// A version of what a namespace's objects, the cluster-scoped ones and

@@ -306,25 +306,21 @@ fn judge<'a>(
     let mut texts = RuleTexts::taken(index, shared);
     for (slot, policy) in governed {
         let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
-        let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
-            .grafts
-            .iter()
-            .filter_map(|g| g.summary.get(&slot).map(|s| (g, s)))
-            .collect();
-        if !held.is_empty() || !grafts.is_empty() {
-            policy_violations(
-                policy,
-                subject,
-                (held, &grafts, slot),
-                (&mut texts, explain),
-                &mut out,
-            );
-        }
-        if let Some(before) = &mut before {
+        // The state after, then (when told) the state before: the same own
+        // holdings, each state's summaries.
+        for (after, into) in [(true, Some(&mut out)), (false, before.as_mut())] {
+            let Some(into) = into else { continue };
             let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
                 .grafts
                 .iter()
-                .filter_map(|g| g.before.as_ref()?.get(&slot).map(|s| (g, s)))
+                .filter_map(|g| {
+                    let summary = if after {
+                        Some(&g.summary)
+                    } else {
+                        g.before.as_ref()
+                    };
+                    summary?.get(&slot).map(|s| (g, s))
+                })
                 .collect();
             if !held.is_empty() || !grafts.is_empty() {
                 policy_violations(
@@ -332,7 +328,7 @@ fn judge<'a>(
                     subject,
                     (held, &grafts, slot),
                     (&mut texts, explain),
-                    before,
+                    into,
                 );
             }
         }

@@ -14,8 +14,8 @@ use super::derive::{
     every_service_account,
 };
 use super::holdings::{
-    End, FastMap, Holdings, IdSet, Shared, direct_holdings, direct_holdings_of_all,
-    principal_holdings, principal_pairs, principals,
+    End, FastMap, Holdings, IdSet, Shared, direct_holdings_of_all, principal_holdings,
+    principal_pairs, principals,
 };
 use super::refusal::{Refusal, refuse};
 use super::request::{GroupVersionKind, Operation, Request};
@@ -902,14 +902,14 @@ pub(crate) fn select(
             if let (Object::Binding(b), Some(every)) = (object, every)
                 && !subjects.is_empty()
             {
-                let held = AlreadyHeld::new(index, guard, every, of_every).with_own(&own);
-                subjects.retain(|s| may_gain(index, &held, b, s));
+                let held = AlreadyHeld::new(index, guard, every, of_every);
+                subjects.retain(|s| may_gain(index, &held, &own, b, s));
             }
             scoped = Some((ns.clone(), subjects.clone()));
         }
         (Path::EdgesInNamespace(ns, b), Some(every)) if !subjects.is_empty() => {
-            let held = AlreadyHeld::new(index, guard, every, of_every).with_own(&own);
-            subjects.retain(|s| !every.contains(s) || may_gain(index, &held, b, s));
+            let held = AlreadyHeld::new(index, guard, every, of_every);
+            subjects.retain(|s| !every.contains(s) || may_gain(index, &held, &own, b, s));
             let within = subjects
                 .iter()
                 .filter(|s| every.contains(s))
@@ -1219,9 +1219,10 @@ fn role_powers(
 /// already, or what binding or escalating roles in N gives (any duty) when
 /// the role's RoleGrant half can pair. Otherwise
 /// what it holds after is what it held before.
-fn may_gain(
+fn may_gain<'i>(
     index: &Index,
-    already: &AlreadyHeld<'_>,
+    already: &AlreadyHeld<'i>,
+    own_bindings: &OwnHoldings<'i>,
     binding: &Binding,
     subject: &Identity,
 ) -> bool {
@@ -1262,7 +1263,7 @@ fn may_gain(
                 continue;
             }
             if !own
-                .get_or_insert_with(|| already.own(subject, ns))
+                .get_or_insert_with(|| already.own(own_bindings, subject, ns))
                 .contains(&pair)
             {
                 return true;
@@ -1313,13 +1314,10 @@ struct AlreadyHeld<'i> {
     /// bindings give them too.
     every: &'i Every,
     of_every_sa: std::cell::OnceCell<Arc<Pairs>>,
-    /// What subjects' own bindings give them on `guard`, shared with the
-    /// rest of the decision.
-    own: Option<&'i OwnHoldings<'i>>,
 }
 
 /// What each subject's own bindings give it on one state
-/// ([`direct_holdings`]), walked once per decision: [`may_gain`] reads it
+/// ([`principal_holdings`] of each principal it is), walked once per decision: [`may_gain`] reads it
 /// for what a subject holds in the binding's namespace, [`saturated`] for
 /// what it holds cluster-wide. Kept per principal: the ServiceAccounts of a
 /// namespace, often most of the subjects a decision selects among, share
@@ -1376,14 +1374,7 @@ impl<'i> AlreadyHeld<'i> {
             guard,
             every,
             of_every_sa: of_every.map_or_else(std::cell::OnceCell::new, std::cell::OnceCell::from),
-            own: None,
         }
-    }
-
-    /// Reads subjects' own bindings from `own` when it is of `guard`.
-    fn with_own(mut self, own: &'i OwnHoldings<'i>) -> Self {
-        self.own = Some(own);
-        self
     }
 
     fn into_of_every(self) -> Option<Arc<Pairs>> {
@@ -1432,30 +1423,25 @@ impl<'i> AlreadyHeld<'i> {
     }
 
     /// What `subject`'s own bindings (no escalation path) give it in `ns`
-    /// or cluster-wide, of the policies that are the same on both states.
-    fn own(&self, subject: &Identity, ns: &Name) -> Pairs {
-        match self.own {
+    /// or cluster-wide, of the policies that are the same on both states,
+    /// read from `own` (of `guard`, the state read for what subjects hold).
+    fn own(&self, own: &OwnHoldings<'i>, subject: &Identity, ns: &Name) -> Pairs {
+        debug_assert!(std::ptr::eq(own.state, self.guard));
+        if !self.pending() {
             // On one state every holding counts: the permissions suffice.
-            Some(own) if !self.pending() && std::ptr::eq(own.state, self.guard) => own
+            return own
                 .pairs(subject)
                 .iter()
                 .flat_map(|part| &part.0)
                 .filter(|(_, _, scope)| scope.as_ref().is_none_or(|n| n == ns))
                 .map(|(slot, p, _)| (*slot, *p))
-                .collect(),
-            Some(own) if std::ptr::eq(own.state, self.guard) => {
-                let mut out = Pairs::default();
-                for h in &own.of(subject) {
-                    self.own_in(h, ns, &mut out);
-                }
-                out
-            }
-            _ => {
-                let mut out = Pairs::default();
-                self.own_in(&direct_holdings(self.guard, subject), ns, &mut out);
-                out
-            }
+                .collect();
         }
+        let mut out = Pairs::default();
+        for h in &own.of(subject) {
+            self.own_in(h, ns, &mut out);
+        }
+        out
     }
 
     /// What holdings `h` without escalation paths give in `ns` or

@@ -301,17 +301,10 @@ pub fn holdings<'a>(index: &'a Index, subject: &Identity, only: Option<u32>) -> 
     walk_all(index, subject, only, None, None)
 }
 
-/// What `subject` holds through the bindings that name it or its groups
-/// alone, no escalation path followed: never more than [`holdings`] finds.
-pub fn direct_holdings<'a>(index: &'a Index, subject: &Identity) -> Holdings<'a> {
-    let mut h = Holdings::default();
-    Walk::new(index, DerivedSet::NONE, None, &mut h, None).run(subject);
-    h
-}
-
-/// What the bindings naming `principal` alone give (reached `via`): the
-/// [`direct_holdings`] of an identity are those of each principal it is
-/// ([`principals`]: itself and its groups), which members of a group share.
+/// What the bindings naming `principal` alone give (reached `via`), no
+/// escalation path followed: what an identity holds that way is what each
+/// principal it is ([`principals`]: itself and its groups) holds, which
+/// members of a group share. Never more than [`holdings`] finds.
 pub(crate) fn principal_holdings<'a>(
     index: &'a Index,
     principal: Identity,
@@ -338,7 +331,7 @@ pub(crate) fn principal_pairs(index: &Index, principal: Identity, via: Via) -> D
 }
 
 /// What any of `subjects` holds through the bindings that name it or its
-/// groups alone, as [`direct_holdings`] of each would find together: the
+/// groups alone, as [`principal_holdings`] of each principal would find together: the
 /// groups they share (a namespace's ServiceAccounts share three) are walked
 /// once.
 pub fn direct_holdings_of_all<'a>(

@@ -638,11 +638,9 @@ impl Round {
                     let mut told = old.clone();
                     sort(&mut walked);
                     sort(&mut told);
-                    let key =
-                        |v: &Violation| format!("{} {} {:?}", v.policy, v.namespace, v.duties);
                     assert_eq!(
-                        told.iter().map(key).collect::<Vec<_>>(),
-                        walked.iter().map(key).collect::<Vec<_>>(),
+                        told.iter().map(Violation::tuple).collect::<Vec<_>>(),
+                        walked.iter().map(Violation::tuple).collect::<Vec<_>>(),
                         "told before the change for {}",
                         subjects[*i]
                     );

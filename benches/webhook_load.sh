@@ -13,6 +13,10 @@
 #   SODGUARD_BIN         a sodguard binary to run instead of building this tree
 #                        (to compare with an older build)
 #   MODE                 `validate` (default): AdmissionReviews to /validate;
+#                        `noop`: AdmissionReviews of ConfigMaps to /validate,
+#                        answered without a decision (no lock, no engine): the
+#                        floor that TLS, HTTP and the machine's scheduling
+#                        set for any answer under the same load;
 #                        `authorize`: SubjectAccessReviews to /authorize (R13),
 #                        with one more policy on the state, the Secrets duties
 #                        under `useTime: {action: Deny}`
@@ -55,6 +59,8 @@ export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
 [ -n "${SODGUARD_BIN:-}" ] || cargo build --release --locked --quiet
 [ -d "$state" ] || cargo run --release --locked --quiet --example synth -- --out "$state"
 mode=${MODE:-validate}
+path=$mode
+[ "$mode" != noop ] || path=validate
 work=$(mktemp -d)
 if [ "$mode" = authorize ]; then
   # The synthetic state (linked, not copied) plus an opted-in policy.
@@ -116,6 +122,25 @@ done = function(summary, latency, requests)
     summary.errors.write + summary.errors.timeout))
 end''')
 PY
+if [ "$mode" = noop ]; then
+  cat >"$work/review.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u' .. n ..
+    '","kind":{"group":"","version":"v1","kind":"ConfigMap"},"operation":"CREATE",' ..
+    '"userInfo":{"username":"alice"},"object":{"apiVersion":"v1","kind":"ConfigMap",' ..
+    '"metadata":{"name":"bench-' .. n .. '","namespace":"default"},"data":{"a":"b"}}}}'
+  return wrk.format("POST", "/validate", {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\n",
+    latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
+    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
+end
+LUA
+fi
 if [ "$mode" = authorize ]; then
   # SubjectAccessReviews in 400 real namespaces, in turn: `get secrets` by
   # `ci` (a planted violator where it also writes Secrets) and by `default`,
@@ -157,12 +182,20 @@ cpu0=$(cpu_ticks); steal0=$(steal_ticks)
 if [ -n "$rate" ]; then
   # The same requests as the wrk script, as vegeta targets: run the script's
   # request() with a tiny stand-in for wrk.format.
-  python3 - "$work/review.lua" "https://127.0.0.1:$port/$mode" >"$work/targets.json" <<'PY'
+  python3 - "$work/review.lua" "https://127.0.0.1:$port/$path" "$mode" >"$work/targets.json" <<'PY'
 import base64, json, re, sys
 lua = open(sys.argv[1]).read()
-nss = re.findall(r'"([^"]+)"', re.search(r"local nss = \{(.*?)\}", lua).group(1))
+m = re.search(r"local nss = \{(.*?)\}", lua)
+nss = re.findall(r'"([^"]+)"', m.group(1)) if m else []
 out = []
-if "/authorize" in sys.argv[2]:
+if sys.argv[3] == "noop":
+    for i in range(1200):
+        out.append({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": f"u{i}", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "operation": "CREATE", "userInfo": {"username": "alice"},
+            "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": f"bench-{i}", "namespace": "default"}, "data": {"a": "b"}}}})
+elif "/authorize" in sys.argv[2]:
     for i in range(1200):
         ns = nss[i % len(nss)]
         who, res = [("ci", "secrets"), ("default", "secrets"), ("ci", "configmaps")][i % 3]
@@ -199,7 +232,7 @@ PY
   "$vegeta" report -type=text <"$work/results.bin"
   "$vegeta" report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' <"$work/results.bin"
 else
-  "${client_pin[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$mode"
+  "${client_pin[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/review.lua" "https://127.0.0.1:$port/$path"
 fi
 cpu1=$(cpu_ticks); steal1=$(steal_ticks)
 answered=$(curl -s "127.0.0.1:$probe/metrics" | awk '/^sodguard_(admission|authorize)_requests_total/ {n += $2} END {print n + 0}')

@@ -64,7 +64,12 @@ pub fn measure(input: &Input, calls: usize, n_requests: usize) -> Result<(), Err
     let objects = load(input)?;
     let heap1 = heap::live();
     // Requests are prepared before the objects go into the index.
-    let mut reqs = prepare_requests(&objects, n_requests, 7);
+    let mut reqs = match (std::env::var("SYNTH_MIX").as_deref(), input) {
+        // The requests of benches/webhook_load.sh, to see in-process what
+        // the load's answers cost without the HTTP edge and wrk.
+        (Ok("webhook"), Input::Folder(dir)) => webhook_requests(dir)?,
+        _ => prepare_requests(&objects, n_requests, 7),
+    };
     if let Ok(only) = std::env::var("SYNTH_ONLY") {
         // To profile a few requests of the mix: their names (bench-N).
         let wanted: Vec<&str> = only.split(',').collect();
@@ -373,4 +378,39 @@ fn audit_memory(index: &Index, assumed: &mut Index, reqs: &[sodguard::engine::Re
     );
     drop(snapshot);
     *assumed = index.clone();
+}
+
+/// What `benches/webhook_load.sh` sends, in its order: RoleBinding creates
+/// for ServiceAccount `api` in the first 400 namespaces of the files, to
+/// ClusterRole `secret-reader` or Role `pod-manager` in turn.
+fn webhook_requests(dir: &Path) -> Result<Vec<Request>, Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("namespaces-") && n.ends_with(".yaml"))
+        })
+        .collect();
+    files.sort();
+    let mut nss = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines() {
+            if let Some(n) = line.strip_prefix("  name: ") {
+                nss.push(n.trim().to_string());
+            }
+        }
+    }
+    nss.truncate(400);
+    Ok((1..=nss.len() * 2)
+        .map(|n| {
+            let ns = &nss[n % nss.len()];
+            let (kind, role) = if n % 2 == 0 {
+                ("ClusterRole", "secret-reader")
+            } else {
+                ("Role", "pod-manager")
+            };
+            super::requests::rolebinding_create(&format!("bench-{n}"), ns, "api", kind, role)
+        })
+        .collect())
 }

@@ -252,6 +252,34 @@ async fn conflicting_changes_are_not_both_admitted() {
     );
 }
 
+/// Decisions are one at a time; one that waits for its turn must not hold
+/// an async worker (blocked on the lock, it held every connection of that
+/// worker, and the scheduler woke it onto the decider's core).
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_waiting_for_its_turn_leaves_the_worker_free() {
+    let s = state(Mode::Static);
+    // As a decision under way holds it.
+    let turn = s.decision_turn().await;
+    let waiting = tokio::spawn(post(
+        s.clone(),
+        fixture_review("rolebinding-create-allowed"),
+    ));
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    // The runtime's one worker still runs other tasks meanwhile.
+    let other = tokio::spawn(async { 7 });
+    assert_eq!(other.await.unwrap(), 7);
+    assert!(
+        !waiting.is_finished(),
+        "decided while another decision held the turn"
+    );
+    drop(turn);
+    let (status, got) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let s = state(Mode::Static);

@@ -18,8 +18,7 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::review::{self, Incoming};
-use crate::engine::Review;
-use crate::runtime::state::AppState;
+use crate::runtime::state::{AppState, Attempt};
 
 pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 
@@ -28,6 +27,11 @@ pub const DEFAULT_MAX_BODY: usize = 7 * 1024 * 1024;
 /// for how long at most.
 const DRAIN_FACTOR: usize = 4;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// How long a decision may run on an async worker before it starts again
+/// on the blocking pool: far above what a binding or role change takes at
+/// 100k bindings (under a millisecond), far below what a probe waits.
+pub const ON_WORKER: Duration = Duration::from_millis(5);
 
 /// Asked under the decision lock, right before deciding: may this replica
 /// still decide?
@@ -343,20 +347,39 @@ async fn answer(
             "sodguard is not ready: its index is still loading",
         );
     }
+    let start = Instant::now();
+    // Taken before parsing: requests waiting for their turn hold their raw
+    // bodies (bounded by --max-body-bytes), not the parsed objects, which
+    // take several times as much.
+    let turn = state.decision_turn().await;
     let incoming = match review::parse(&body) {
         Ok(i) => i,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let start = Instant::now();
-    // A new or changed policy is evaluated against the whole state: keep that
-    // off the async workers.
-    let slow = incoming.kind.kind == "SoDPolicy";
-    let decided = if slow {
+    drop(body);
+    // A new or changed policy is evaluated against the whole state, and
+    // goes straight to the blocking pool. Any other change is tried here
+    // first: a decision that is not done within ON_WORKER starts again
+    // there, so that no long one holds the async worker (and with it the
+    // probes, the watches and the other connections).
+    let mut attempt = if incoming.kind.kind == "SoDPolicy" {
+        Attempt::Longer
+    } else {
+        decide(&state, &incoming, gate.as_deref(), Some(ON_WORKER))
+    };
+    if matches!(attempt, Attempt::Longer) {
         let state = state.clone();
         let incoming = incoming.clone();
-        match tokio::task::spawn_blocking(move || decide(&state, &incoming, gate.as_deref())).await
+        // The turn goes with the work: a request dropped while it runs must
+        // not let the next decision block a worker on the lock it holds.
+        attempt = match tokio::task::spawn_blocking(move || {
+            let decided = decide(&state, &incoming, gate.as_deref(), None);
+            drop(turn);
+            decided
+        })
+        .await
         {
-            Ok(r) => r,
+            Ok(a) => a,
             Err(_) => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -365,13 +388,24 @@ async fn answer(
             }
         }
     } else {
-        decide(&state, &incoming, gate.as_deref())
-    };
-    let Some(decided) = decided else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this sodguard replica is no longer the leader; the failurePolicy applies",
-        );
+        drop(turn);
+    }
+    let decided = match attempt {
+        Attempt::Decided(review) => review,
+        Attempt::NotLeading => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this sodguard replica is no longer the leader; the failurePolicy applies",
+            );
+        }
+        // With the whole budget a decision is never given up: this would be
+        // a bug, answered as one.
+        Attempt::Longer => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while deciding; see the server log",
+            );
+        }
     };
     let mut decided = decided;
     decided.warnings.extend(hygiene_warnings(&incoming));
@@ -413,15 +447,18 @@ fn decide(
     state: &AppState,
     incoming: &Incoming,
     gate: Option<&(dyn Fn() -> bool + Send + Sync)>,
-) -> Option<Review> {
-    let review = match gate {
-        None => state.decide(&incoming.request, state.now()),
-        Some(may) => {
-            let Some(review) = state.decide_if(&incoming.request, state.now(), may) else {
-                tracing::warn!("not decided: no longer the leader");
-                return None;
-            };
-            review
+    within: Option<Duration>,
+) -> Attempt {
+    let may = || gate.is_none_or(|may| may());
+    let review = match state.attempt(&incoming.request, state.now(), may, within) {
+        Attempt::Decided(review) => review,
+        Attempt::NotLeading => {
+            tracing::warn!("not decided: no longer the leader");
+            return Attempt::NotLeading;
+        }
+        Attempt::Longer => {
+            tracing::debug!(within = ?within, "not decided in time on the async worker: again on the blocking pool");
+            return Attempt::Longer;
         }
     };
     let decision = if review.allowed { "allowed" } else { "denied" };
@@ -461,5 +498,5 @@ fn decide(
         refusal = review.refusal.as_deref().unwrap_or_default(),
         "admission decided"
     );
-    Some(review)
+    Attempt::Decided(review)
 }

@@ -294,6 +294,7 @@ pub fn run(command: Command) -> Result<u8, CliError> {
 
 fn serve(args: crate::serve::ServeArgs) -> Result<u8, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads.into())
         .enable_all()
         .build()?;
     match runtime.block_on(crate::serve::run(args)) {

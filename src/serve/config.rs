@@ -111,6 +111,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SODGUARD_AUDIT_NICE", default_value_t = crate::runtime::background::DEFAULT_NICE,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     pub audit_nice: i32,
+    /// Async worker threads (1-1024): they read, decrypt and answer every
+    /// connection, and decide admission requests one at a time whatever
+    /// their number (a decision not done in 5 ms moves to a blocking
+    /// thread). One suits a pod of one or two cores: a second worker mostly
+    /// waits for the first one's turn and competes with it for the cores.
+    /// More help a high rate of `/authorize` requests, answered side by side.
+    #[arg(long, env = "SODGUARD_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: u16,
     /// How long the state must stay unchanged before the audit runs after a
     /// change (it runs at the latest 5 times this after the first change).
     #[arg(long, env = "SODGUARD_AUDIT_DEBOUNCE", default_value = "2s", value_parser = duration)]
@@ -569,6 +578,22 @@ mod tests {
             let flag = format!("--audit-nice={bad}");
             let e = nice(&[&flag]).unwrap_err().to_string();
             assert!(e.contains("--audit-nice"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn worker_threads_are_at_least_one() {
+        let threads = |v: &[&str]| {
+            let mut a = vec!["t", "--self-signed"];
+            a.extend(v);
+            T::try_parse_from(a).map(|t| t.a.worker_threads)
+        };
+        assert_eq!(threads(&[]).unwrap(), 1);
+        assert_eq!(threads(&["--worker-threads", "4"]).unwrap(), 4);
+        for bad in ["0", "-1", "1025", "many"] {
+            let flag = format!("--worker-threads={bad}");
+            let e = threads(&[&flag]).unwrap_err().to_string();
+            assert!(e.contains("--worker-threads"), "{bad}: {e}");
         }
     }
 

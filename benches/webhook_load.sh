@@ -113,13 +113,6 @@ request = function()
     '"metadata":{"name":"bench-' .. n .. '","namespace":"' .. ns .. '"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io",' .. role .. '},' ..
     '"subjects":[{"kind":"ServiceAccount","name":"api","namespace":"' .. ns .. '"}]}}}'
   return wrk.format("POST", "/validate", {["Content-Type"] = "application/json"}, body)
-end
--- wrk --latency stops at p99: the tail is where a stalled decision shows.
-done = function(summary, latency, requests)
-  io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\\n",
-    latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
-    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
-    summary.errors.write + summary.errors.timeout))
 end''')
 PY
 if [ "$mode" = noop ]; then
@@ -132,12 +125,6 @@ request = function()
     '"userInfo":{"username":"alice"},"object":{"apiVersion":"v1","kind":"ConfigMap",' ..
     '"metadata":{"name":"bench-' .. n .. '","namespace":"default"},"data":{"a":"b"}}}}'
   return wrk.format("POST", "/validate", {["Content-Type"] = "application/json"}, body)
-end
-done = function(summary, latency, requests)
-  io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\n",
-    latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
-    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
-    summary.errors.write + summary.errors.timeout))
 end
 LUA
 fi
@@ -162,15 +149,18 @@ request = function()
     '"system:serviceaccounts:' .. ns .. '","system:authenticated"],"resourceAttributes":{"namespace":"' .. ns ..
     '","verb":"get","group":"","version":"v1","resource":"' .. k[2] .. '","name":"x"}}}'
   return wrk.format("POST", "/authorize", {["Content-Type"] = "application/json"}, body)
-end
+end""")
+PY
+fi
+# wrk --latency stops at p99: the tail is where a stalled decision shows.
+cat >>"$work/review.lua" <<'LUA'
 done = function(summary, latency, requests)
   io.write(string.format("tail: p99.9 %.2f ms, p99.99 %.2f ms, max %.2f ms over %d requests, %d errors\n",
     latency:percentile(99.9) / 1000, latency:percentile(99.99) / 1000, latency.max / 1000,
     summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read +
     summary.errors.write + summary.errors.timeout))
-end""")
-PY
-fi
+end
+LUA
 echo "mode: $mode, audit interval: $interval"
 uptime
 # The server's CPU time (user + system ticks) and the machine's stolen time

@@ -566,11 +566,7 @@ mod tests {
 
     #[test]
     fn the_audit_nice_value_is_one_linux_accepts() {
-        let nice = |v: &[&str]| {
-            let mut a = vec!["t", "--self-signed"];
-            a.extend(v);
-            T::try_parse_from(a).map(|t| t.a.audit_background().nice)
-        };
+        let nice = |v: &[&str]| self_signed_with(v).map(|a| a.audit_background().nice);
         assert_eq!(nice(&[]).unwrap(), crate::runtime::background::DEFAULT_NICE);
         assert_eq!(nice(&["--audit-nice", "0"]).unwrap(), 0);
         assert_eq!(nice(&["--audit-nice", "19"]).unwrap(), 19);
@@ -583,11 +579,7 @@ mod tests {
 
     #[test]
     fn worker_threads_are_at_least_one() {
-        let threads = |v: &[&str]| {
-            let mut a = vec!["t", "--self-signed"];
-            a.extend(v);
-            T::try_parse_from(a).map(|t| t.a.worker_threads)
-        };
+        let threads = |v: &[&str]| self_signed_with(v).map(|a| a.worker_threads);
         assert_eq!(threads(&[]).unwrap(), 1);
         assert_eq!(threads(&["--worker-threads", "4"]).unwrap(), 4);
         for bad in ["0", "-1", "1025", "many"] {
@@ -599,11 +591,7 @@ mod tests {
 
     #[test]
     fn excluded_namespaces_are_namespace_names() {
-        let args = |v: &[&str]| {
-            let mut a = vec!["t", "--self-signed"];
-            a.extend(v);
-            T::try_parse_from(a).map(|t| t.a.excluded_namespaces)
-        };
+        let args = |v: &[&str]| self_signed_with(v).map(|a| a.excluded_namespaces);
         assert_eq!(
             args(&["--excluded-namespaces", "kube-system,sodguard-system"]).unwrap(),
             ["kube-system", "sodguard-system"]
@@ -614,6 +602,13 @@ mod tests {
             let e = args(&[&flag]).unwrap_err().to_string();
             assert!(e.contains("not a namespace name"), "{bad}: {e}");
         }
+    }
+
+    /// `serve --self-signed` with `more` arguments, parsed.
+    fn self_signed_with(more: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut a = vec!["t", "--self-signed"];
+        a.extend(more);
+        T::try_parse_from(a).map(|t| t.a)
     }
 
     const FILES: [&str; 4] = ["--tls-cert", "c", "--tls-key", "k"];

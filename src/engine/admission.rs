@@ -27,7 +27,7 @@ use super::violations::{
 use super::{credentials, exception_rules, grant_rules};
 use crate::decode::{TypeMeta, convert};
 use crate::engine::index::{
-    Added, DirectPairs, Index, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant,
+    Added, DirectPairs, Index, KeyedMap, Pairs, Power, RoleEntry, Targets, Undo, mounts_grant,
 };
 use crate::model::{
     Binding, BindingKey, CLUSTER_WIDE, DerivedKind, GRANT_LABEL, Identity, JitGrant, Name, Object,
@@ -1688,7 +1688,7 @@ fn new_violations(before: Evaluation, after: Evaluation) -> (Vec<Violation>, Vec
     // By (policy, subject, namespace): only those can contain a violation
     // (`Violation::within`), and scanning every old violation for each new
     // one was quadratic — most of a decision once thousands are judged.
-    let mut old: HashMap<(&Name, &Identity, &Name), Vec<&Violation>> = HashMap::new();
+    let mut old: KeyedMap<(&Name, &Identity, &Name), Vec<&Violation>> = KeyedMap::default();
     for o in before
         .violations
         .iter()

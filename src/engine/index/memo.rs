@@ -7,10 +7,11 @@
 //! undo that puts the state back puts its epoch back too, so the decisions
 //! that apply their object and undo it keep what was computed before them.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use super::KeyedMap as HashMap;
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
@@ -89,7 +90,7 @@ struct Kept<K, E, V> {
 impl<K, E, V> Default for Kept<K, E, V> {
     fn default() -> Self {
         Kept {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             weight: 0,
         }
     }
@@ -211,7 +212,7 @@ struct KeptList<K, V> {
 impl<K, V> Default for KeptList<K, V> {
     fn default() -> Self {
         KeptList {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             weight: 0,
             count: 0,
         }

@@ -390,7 +390,7 @@ async fn answer(
     } else {
         drop(turn);
     }
-    let decided = match attempt {
+    let mut decided = match attempt {
         Attempt::Decided(review) => review,
         Attempt::NotLeading => {
             return error(
@@ -407,7 +407,6 @@ async fn answer(
             );
         }
     };
-    let mut decided = decided;
     decided.warnings.extend(hygiene_warnings(&incoming));
     let decision = if decided.allowed { "allowed" } else { "denied" };
     if let Some(e) = &decided.stopped {

@@ -301,7 +301,7 @@ impl AppState {
     /// Decides on one request.
     pub fn decide(&self, req: &Request, now: Timestamp) -> Review {
         let mut e = self.lock();
-        self.decide_locked(&mut e, req, now)
+        self.decide_locked(&mut e, req, now, self.decision_budget)
     }
 
     /// Decides on one request if `may` still says so once the lock is held,
@@ -328,7 +328,7 @@ impl AppState {
             },
             _ => full,
         };
-        let review = self.decide_locked_with(&mut e, req, now, budget);
+        let review = self.decide_locked(&mut e, req, now, budget);
         // A decision stopped by time refuses without an assumption: the
         // whole budget may judge it differently, so it is not an answer.
         if budget != full
@@ -340,11 +340,7 @@ impl AppState {
         Attempt::Decided(review)
     }
 
-    fn decide_locked(&self, e: &mut Engine, req: &Request, now: Timestamp) -> Review {
-        self.decide_locked_with(e, req, now, self.decision_budget)
-    }
-
-    fn decide_locked_with(
+    fn decide_locked(
         &self,
         e: &mut Engine,
         req: &Request,

@@ -15,10 +15,9 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
-
-use ahash::RandomState;
 use std::sync::Arc;
 
+use ahash::RandomState;
 use hashbrown::HashTable;
 
 use crate::model::Name;

@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::KeyedMap as HashMap;
+use super::KeyedMap;
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
@@ -83,14 +83,14 @@ pub struct MemoMap<K, E, V> {
 /// Each key's value, with the version it was computed at and its weight,
 /// and the weights' sum.
 struct Kept<K, E, V> {
-    slots: HashMap<K, (E, Arc<V>, usize)>,
+    slots: KeyedMap<K, (E, Arc<V>, usize)>,
     weight: usize,
 }
 
 impl<K, E, V> Default for Kept<K, E, V> {
     fn default() -> Self {
         Kept {
-            slots: HashMap::default(),
+            slots: KeyedMap::default(),
             weight: 0,
         }
     }
@@ -204,7 +204,7 @@ pub struct MemoList<K, V> {
 
 struct KeptList<K, V> {
     /// Newest first, at most [`MEMO_LIST_PER_KEY`] each.
-    slots: HashMap<K, Vec<(Arc<V>, usize)>>,
+    slots: KeyedMap<K, Vec<(Arc<V>, usize)>>,
     weight: usize,
     count: usize,
 }
@@ -212,7 +212,7 @@ struct KeptList<K, V> {
 impl<K, V> Default for KeptList<K, V> {
     fn default() -> Self {
         KeptList {
-            slots: HashMap::default(),
+            slots: KeyedMap::default(),
             weight: 0,
             count: 0,
         }

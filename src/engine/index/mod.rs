@@ -42,9 +42,9 @@ pub struct RoleEntry {
 }
 
 pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
-/// A map of names an attacker may choose, kept across decisions: keyed at
-/// random per map as std's SipHash maps are (colliding keys cannot be
-/// made without the keys), and several times faster on short names.
+/// A map keyed by names an attacker may choose: keyed at random per map as
+/// std's SipHash maps are (colliding keys cannot be made without the
+/// keys), and several times faster on short names.
 pub(crate) type KeyedMap<K, V> = HashMap<K, V, ahash::RandomState>;
 /// Identities a decision gathers before it sorts the few it judges.
 pub(crate) type IdSet = FastSet<Identity>;

@@ -24,7 +24,7 @@ use fixedbitset::FixedBitSet;
 
 use crate::engine::index::{
     Added, Covered, Derive, DirectPairs, Grant, Index, KeptBut, KeptSummary, NotKept, Power,
-    RoleEntry, SlotBits, SummaryKey, Targets, mount_pairs,
+    RoleEntry, SlotBits, SummaryKey, Targets,
 };
 use crate::model::identity_groups::{ALL_AUTHENTICATED, ALL_SERVICEACCOUNTS, SERVICEACCOUNTS_OF};
 use crate::model::{Binding, BindingKey, DerivedKind, DerivedSet, Identity, Name, Policy, RoleKey};
@@ -379,7 +379,7 @@ pub struct Shared<'a> {
     namespaces: RefCell<
         Vec<(
             (DerivedSet, Option<Vec<u32>>),
-            HashMap<Name, Rc<NsSummary<'a>>>,
+            FastMap<Name, Rc<NsSummary<'a>>>,
         )>,
     >,
     /// The rules of explanation steps as written for people, by address
@@ -522,10 +522,11 @@ impl<'a> Shared<'a> {
         set: DerivedSet,
         slots: Option<&[u32]>,
     ) -> Rc<BTreeMap<u32, SlotSummary<'a>>> {
-        let key = (set, slots.map(<[u32]>::to_vec));
-        if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| *k == key) {
+        let same = |k: &(DerivedSet, Option<Vec<u32>>)| k.0 == set && k.1.as_deref() == slots;
+        if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| same(k)) {
             return s.clone();
         }
+        let key = (set, slots.map(<[u32]>::to_vec));
         let mut h = Holdings::default();
         let mut w = Walk::new(index, set, slots, &mut h, Some(self));
         // Inside the summary every ServiceAccount is reached already.
@@ -550,12 +551,15 @@ impl<'a> Shared<'a> {
         slots: Option<&[u32]>,
         ns: &Name,
     ) -> Rc<NsSummary<'a>> {
-        let key = (set, slots.map(<[u32]>::to_vec));
-        if let Some((_, m)) = self.namespaces.borrow().iter().find(|(k, _)| *k == key)
+        // Looked up without building the key: every subject's walk that
+        // grafts a namespace asks, and all but the first find it.
+        let same = |k: &(DerivedSet, Option<Vec<u32>>)| k.0 == set && k.1.as_deref() == slots;
+        if let Some((_, m)) = self.namespaces.borrow().iter().find(|(k, _)| same(k))
             && let Some(s) = m.get(ns)
         {
             return s.clone();
         }
+        let key = (set, slots.map(<[u32]>::to_vec));
         let kept_key: Option<SummaryKey> = self.bare.then(|| (ns.clone(), key.0, key.1.clone()));
         // The binding the change added, when nothing is kept for the state
         // before it: the walk leaves it out.
@@ -611,7 +615,11 @@ impl<'a> Shared<'a> {
             Some((_, m)) => {
                 m.insert(ns.clone(), s.clone());
             }
-            None => all.push((key, HashMap::from([(ns.clone(), s.clone())]))),
+            None => {
+                let mut m = FastMap::default();
+                m.insert(ns.clone(), s.clone());
+                all.push((key, m));
+            }
         }
         s
     }
@@ -1139,8 +1147,9 @@ struct Walk<'a, 'h> {
     all_sas: bool,
     /// The root of the identity being visited (summaries only).
     root: Option<Rc<Identity>>,
-    /// (slot, permission) that a Pod's volumes give, computed when first needed.
-    mounts: Option<Vec<(u32, u32)>>,
+    /// (slot, permission) that a Pod's volumes give, of every policy
+    /// ([`Index::mount_pairs`]), read when first needed.
+    mounts: Option<Arc<Vec<(u32, u32)>>>,
     /// In a summary's walk: where the best holding per (policy, permission,
     /// namespace) is in `out`, so only the best is kept (the first found
     /// among equals), not every ServiceAccount's.
@@ -1691,15 +1700,17 @@ impl<'a, 'h> Walk<'a, 'h> {
         {
             c.mounts.insert(ns.clone());
         }
-        if self.mounts.is_none() {
-            self.mounts = Some(mount_pairs(self.index, |slot| self.wanted(slot)));
-        }
-        let m = self.mounts.clone().unwrap_or_default();
-        if m.is_empty() {
+        let m = self
+            .mounts
+            .get_or_insert_with(|| self.index.mount_pairs())
+            .clone();
+        let slots = self.slots;
+        let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
+        if !m.iter().any(|(slot, _)| wanted(*slot)) {
             return;
         }
         let hop = self.hop(item, d, Reach::Mounts(item.scope.cloned()));
-        for (slot, pi) in m {
+        for &(slot, pi) in m.iter().filter(|(slot, _)| wanted(*slot)) {
             self.derived(slot, pi, item.scope, &hop);
         }
     }

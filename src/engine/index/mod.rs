@@ -214,6 +214,9 @@ pub struct Index {
     /// put in.
     state: u64,
     cluster_actors: Memo<ClusterActors>,
+    /// What a Pod's volumes give ([`mount_pairs`] of every policy): it reads
+    /// the policies alone, which renew `epoch`.
+    mounts: Memo<Vec<(u32, u32)>>,
     /// Per namespace, fresh ([`memo::fresh`]) on every change of an object
     /// in it, and back with its state on an undo, like `epoch`; absent for
     /// a namespace nothing has changed in since the index was made.
@@ -290,6 +293,13 @@ impl Index {
         compute: impl FnOnce(&Index) -> ClusterActors,
     ) -> Arc<ClusterActors> {
         self.cluster_actors.get_or(self.epoch, || compute(self))
+    }
+
+    /// [`mount_pairs`] of every policy, computed once per epoch: every
+    /// walk through a Pod creator asks.
+    pub(crate) fn mount_pairs(&self) -> Arc<Vec<(u32, u32)>> {
+        self.mounts
+            .get_or(self.epoch, || mount_pairs(self, |_| true))
     }
 
     /// Who acts as every ServiceAccount of `ns` by a binding of `ns`,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fixedbitset::FixedBitSet;
 
-use super::{Index, Power, Targets, Weigh, mount_pairs};
+use super::{Index, Power, Targets, Weigh};
 use crate::model::{Binding, DerivedSet, Identity, Name};
 
 /// Which permissions of one policy a summary holds, cluster-wide and per
@@ -298,7 +298,7 @@ fn with_mounts(
     slots: Option<&[u32]>,
 ) -> BTreeMap<u32, Arc<SlotBits>> {
     let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
-    for (slot, pi) in mount_pairs(index, wanted) {
+    for &(slot, pi) in index.mount_pairs().iter().filter(|(s, _)| wanted(*s)) {
         let n = index.policy_slot(slot).map_or(0, |p| p.permissions.len());
         insert_bit(&mut out, slot, n, pi as usize, Some(ns));
     }

@@ -304,24 +304,24 @@ fn judge<'a>(
         e => e,
     };
     let mut texts = RuleTexts::taken(index, shared);
+    // One list for every policy and state: most subjects are judged under
+    // each policy on both states.
+    let mut grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = Vec::with_capacity(h.grafts.len());
     for (slot, policy) in governed {
         let held: &[Held<'_>] = h.by_policy.get(&slot).map_or(&[], Vec::as_slice);
         // The state after, then (when told) the state before: the same own
         // holdings, each state's summaries.
         for (after, into) in [(true, Some(&mut out)), (false, before.as_mut())] {
             let Some(into) = into else { continue };
-            let grafts: Vec<(&Graft<'_>, &SlotSummary<'_>)> = h
-                .grafts
-                .iter()
-                .filter_map(|g| {
-                    let summary = if after {
-                        Some(&g.summary)
-                    } else {
-                        g.before.as_ref()
-                    };
-                    summary?.get(&slot).map(|s| (g, s))
-                })
-                .collect();
+            grafts.clear();
+            grafts.extend(h.grafts.iter().filter_map(|g| {
+                let summary = if after {
+                    Some(&g.summary)
+                } else {
+                    g.before.as_ref()
+                };
+                summary?.get(&slot).map(|s| (g, s))
+            }));
             if !held.is_empty() || !grafts.is_empty() {
                 policy_violations(
                     policy,
@@ -387,10 +387,9 @@ fn policy_violations(
     }
     // Most subjects hold too little to violate anything: stop early, before
     // anything is kept per namespace.
-    let all_duties = duties_held(policy, &all);
-    if all_duties.len() <= policy.max_duties {
+    let Some(all_duties) = duties_violating(policy, &all) else {
         return;
-    }
+    };
     let mut cluster = FixedBitSet::with_capacity(n);
     let mut own_ns: BTreeMap<Name, FixedBitSet> = BTreeMap::new();
     for h in own {

@@ -123,13 +123,22 @@ pub fn measure(input: &Input, calls: usize, n_requests: usize) -> Result<(), Err
         mib_b(clone.1),
     );
 
-    audit_memory(&index, &mut assumed, &reqs);
+    // `SYNTH_STATIC_ONLY=1`: the static mix alone (no audit copy before
+    // it, nothing after it), so that a profiler counting inside
+    // `engine::review_within` counts those decisions and no others.
+    let static_only = std::env::var_os("SYNTH_STATIC_ONLY").is_some();
+    if !static_only {
+        audit_memory(&index, &mut assumed, &reqs);
+    }
 
     // Timings below run without the allocation counter.
     heap::pause(true);
     time_evaluate(&index);
     let lat = measure_latency(&mut index, &reqs, calls);
     println!("review:   {lat}");
+    if static_only {
+        return Ok(());
+    }
     if let Some(lat) = measure_after_escalation(&mut index, &reqs, calls) {
         println!(
             "review:   each after an admitted escalating binding (the cluster-wide actors gathered again): {lat}"

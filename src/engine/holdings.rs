@@ -522,8 +522,12 @@ impl<'a> Shared<'a> {
         set: DerivedSet,
         slots: Option<&[u32]>,
     ) -> Rc<BTreeMap<u32, SlotSummary<'a>>> {
-        let same = |k: &(DerivedSet, Option<Vec<u32>>)| k.0 == set && k.1.as_deref() == slots;
-        if let Some((_, s)) = self.summaries.borrow().iter().find(|(k, _)| same(k)) {
+        if let Some((_, s)) = self
+            .summaries
+            .borrow()
+            .iter()
+            .find(|(k, _)| is_key(k, set, slots))
+        {
             return s.clone();
         }
         let key = (set, slots.map(<[u32]>::to_vec));
@@ -551,10 +555,11 @@ impl<'a> Shared<'a> {
         slots: Option<&[u32]>,
         ns: &Name,
     ) -> Rc<NsSummary<'a>> {
-        // Looked up without building the key: every subject's walk that
-        // grafts a namespace asks, and all but the first find it.
-        let same = |k: &(DerivedSet, Option<Vec<u32>>)| k.0 == set && k.1.as_deref() == slots;
-        if let Some((_, m)) = self.namespaces.borrow().iter().find(|(k, _)| same(k))
+        if let Some((_, m)) = self
+            .namespaces
+            .borrow()
+            .iter()
+            .find(|(k, _)| is_key(k, set, slots))
             && let Some(s) = m.get(ns)
         {
             return s.clone();
@@ -925,6 +930,13 @@ fn walk_all<'a>(
 }
 
 const MASTERS: &str = "system:masters";
+
+/// Whether `key` is the one of a summary for walk kind `set` and policies
+/// `slots`: compared without building it, as every subject's walk that
+/// grafts a summary asks and all but the first find it.
+fn is_key(key: &(DerivedSet, Option<Vec<u32>>), set: DerivedSet, slots: Option<&[u32]>) -> bool {
+    key.0 == set && key.1.as_deref() == slots
+}
 
 /// How many holdings a subject's walk makes room for at once.
 const HOLDINGS_KEPT: usize = 32;
@@ -1711,14 +1723,14 @@ impl<'a, 'h> Walk<'a, 'h> {
             .mounts
             .get_or_insert_with(|| self.index.mount_pairs())
             .clone();
-        let slots = self.slots;
-        let wanted = |slot: u32| slots.is_none_or(|s| s.contains(&slot));
-        if !m.iter().any(|(slot, _)| wanted(*slot)) {
+        if !m.iter().any(|(slot, _)| self.wanted(*slot)) {
             return;
         }
         let hop = self.hop(item, d, Reach::Mounts(item.scope.cloned()));
-        for &(slot, pi) in m.iter().filter(|(slot, _)| wanted(*slot)) {
-            self.derived(slot, pi, item.scope, &hop);
+        for &(slot, pi) in m.iter() {
+            if self.wanted(slot) {
+                self.derived(slot, pi, item.scope, &hop);
+            }
         }
     }
 

@@ -218,15 +218,13 @@ pub fn mounts_grant(permission: &Permission) -> bool {
     rbac::grants(mount_rule(), permission)
 }
 
-/// What a Pod's volumes give of the policies `wanted` keeps: (policy slot,
-/// permission) pairs, the same in every namespace. A walk and what a kept
-/// summary adds for a binding must agree on it.
-pub fn mount_pairs(index: &Index, wanted: impl Fn(u32) -> bool) -> Vec<(u32, u32)> {
+/// What a Pod's volumes give, of every policy: (policy slot, permission)
+/// pairs, the same in every namespace. Read through
+/// [`Index::mount_pairs`], kept once per epoch, so that a walk and what a
+/// kept summary adds for a binding agree on it.
+pub(super) fn mount_pairs(index: &Index) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     for (slot, p) in index.policies() {
-        if !wanted(slot) {
-            continue;
-        }
         for (pi, perm) in p.permissions.iter().enumerate() {
             if mounts_grant(perm) {
                 out.push((slot, pi as u32));

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use cow::{CowMap, CowSet, Names};
 pub use derive::{
     Bucket, ByClosure, Closure, ClusterActors, Derive, Deriver, Derivers, Named, NsActors, Power,
-    Reach, ScopeActors, Targets, every_service_account, mount_pairs, mount_rule, mounts_grant,
+    Reach, ScopeActors, Targets, every_service_account, mount_rule, mounts_grant,
 };
 pub use grants::Grant;
 pub use memo::{Memo, MemoList, MemoMap, Weigh};
@@ -214,8 +214,8 @@ pub struct Index {
     /// put in.
     state: u64,
     cluster_actors: Memo<ClusterActors>,
-    /// What a Pod's volumes give ([`mount_pairs`] of every policy): it reads
-    /// the policies alone, which renew `epoch`.
+    /// What a Pod's volumes give ([`derive::mount_pairs`] of every
+    /// policy): it reads the policies alone, which renew `epoch`.
     mounts: Memo<Vec<(u32, u32)>>,
     /// Per namespace, fresh ([`memo::fresh`]) on every change of an object
     /// in it, and back with its state on an undo, like `epoch`; absent for
@@ -295,11 +295,10 @@ impl Index {
         self.cluster_actors.get_or(self.epoch, || compute(self))
     }
 
-    /// [`mount_pairs`] of every policy, computed once per epoch: every
+    /// [`derive::mount_pairs`] of every policy, computed once per epoch: every
     /// walk through a Pod creator asks.
     pub(crate) fn mount_pairs(&self) -> Arc<Vec<(u32, u32)>> {
-        self.mounts
-            .get_or(self.epoch, || mount_pairs(self, |_| true))
+        self.mounts.get_or(self.epoch, || derive::mount_pairs(self))
     }
 
     /// Who acts as every ServiceAccount of `ns` by a binding of `ns`,
